@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtual environment outside the repository and installs
+# hwtune with every extra. Idempotent: a stamp of pyproject.toml's hash skips a second install.
+# Env: HWTUNE_VENV (default ~/.cache/hwtune/venv). Prints the venv path last.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+VENV="${HWTUNE_VENV:-${HWTUNE_CACHE_DIR:-$HOME/.cache/hwtune}/venv}"
+stamp="$VENV/.hwtune-install-stamp"
+want=$( (cat "$root/pyproject.toml"; echo "$root") | sha256sum | cut -d' ' -f1)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "$VENV"; exit 0
+fi
+[[ -x "$VENV/bin/python" ]] || python3.11 -m venv "$VENV" 1>&2
+"$VENV/bin/python" -m pip install -q --upgrade pip 1>&2
+"$VENV/bin/python" -m pip install -q --progress-bar off -e "$root[all]" 1>&2
+# Syne Tune 0.13 (the last release with instance-type tuning) pins numpy<1.27 for extras we do
+# not use; its schedulers run on numpy 2, so it goes in without its dependency pins.
+"$VENV/bin/python" -m pip install -q --no-deps syne-tune==0.13.0 1>&2
+echo "$want" > "$stamp"
+echo "$VENV"

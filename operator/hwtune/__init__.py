@@ -1,0 +1,1 @@
+"""hwtune: hardware-aware, multi-objective hyperparameter tuning."""

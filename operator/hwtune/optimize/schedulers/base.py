@@ -1,0 +1,77 @@
+"""The scheduler contract: the only thing the engine and the backends know of an algorithm.
+
+A scheduler proposes trials (new, or the resumption of a paused one) and answers each reported
+observation with CONTINUE / PAUSE / STOP. It never knows where trials run and never reads a
+clock of its own. Subclasses keep state only as a cache of what the trial records say, so a
+scheduler fed the same records in the same order decides the same (see ``Study.rebuild``).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from hwtune.api.records import Decision, Hardware, Objective, Observation, TrialRecord
+
+__all__ = ["Scheduler", "TrialSuggestion"]
+
+
+@dataclass(frozen=True)
+class TrialSuggestion:
+    """Start a new trial with ``config`` on ``hardware``, or resume paused trial
+    ``resume_trial_id``. ``max_resource``, when set, tells the backend to let the trial run up to
+    that resource level (a rung) and expect a decision there; None means the study's maximum."""
+
+    config: Mapping[str, Any] | None = None
+    hardware: Hardware | None = None
+    resume_trial_id: int | None = None
+    max_resource: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.config is None) == (self.resume_trial_id is None):
+            raise ValueError("a suggestion is either a new config or the resumption of a trial")
+        if self.resume_trial_id is not None and self.hardware is not None:
+            raise ValueError("a resumed trial keeps its hardware; do not pass one")
+        if self.max_resource is not None and self.max_resource < 1:
+            raise ValueError(f"max_resource must be >= 1, got {self.max_resource}")
+
+    @classmethod
+    def new(cls, config: Mapping[str, Any], hardware: Hardware | None = None,
+            max_resource: int | None = None) -> "TrialSuggestion":
+        return cls(config=dict(config), hardware=hardware, max_resource=max_resource)
+
+    @classmethod
+    def resume(cls, trial_id: int, max_resource: int | None = None) -> "TrialSuggestion":
+        return cls(resume_trial_id=trial_id, max_resource=max_resource)
+
+    @property
+    def is_resume(self) -> bool:
+        return self.resume_trial_id is not None
+
+
+class Scheduler(abc.ABC):
+    """Base of every scheduler (FIFO, ASHA, Hyperband, MO-ASHA, ...)."""
+
+    objectives: Sequence[Objective]
+
+    @abc.abstractmethod
+    def suggest(self) -> TrialSuggestion | None:
+        """The next trial to run, or None when nothing should start now (exhausted search space,
+        or a synchronous scheduler waiting for a rung to fill)."""
+
+    def on_trial_add(self, trial: TrialRecord) -> None:
+        """A trial was created from one of this scheduler's suggestions."""
+
+    @abc.abstractmethod
+    def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
+        """Decide for one reported observation; ``trial.observations`` already holds it."""
+
+    def on_trial_error(self, trial: TrialRecord) -> None:
+        """The trial failed (crash, OOM, eviction without checkpoint)."""
+
+    def on_trial_complete(self, trial: TrialRecord) -> None:
+        """The trial reached the study's maximum resource."""
+
+    def on_trial_remove(self, trial: TrialRecord) -> None:
+        """The trial was stopped from outside (user, budget)."""

@@ -1,0 +1,26 @@
+"""The searcher contract: proposes (config, hardware) pairs. Schedulers own a searcher; the
+surrogate (DyHPO/FMS) and transfer searchers plug in here."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+from hwtune.api.records import Hardware, Observation, TrialRecord
+
+__all__ = ["Searcher"]
+
+
+class Searcher(abc.ABC):
+    @abc.abstractmethod
+    def suggest(self) -> tuple[Mapping[str, Any], Hardware | None] | None:
+        """A new (config, hardware) pair, or None when the space is exhausted (grid)."""
+
+    def on_trial_add(self, trial: TrialRecord) -> None:
+        """A trial was created (possibly from a config this searcher did not propose)."""
+
+    def on_trial_result(self, trial: TrialRecord, observation: Observation) -> None:
+        """An observation arrived; model-based searchers update their data here."""
+
+    def on_trial_complete(self, trial: TrialRecord) -> None:
+        """The trial will report no more."""
