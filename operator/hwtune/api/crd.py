@@ -1,0 +1,1069 @@
+"""The custom resources of hwtune (group ``hwtune.io``, version ``v1alpha1``) as pydantic models.
+
+These models are the single source of truth of the API: ``hwtune.api.crdgen`` turns them into the
+CRDs in ``crds/`` (OpenAPI schema + CEL rules), the CLI validates YAML offline with them, and the
+operator reads and writes objects through them.
+
+- ``TuningStudy`` (namespaced): what to tune, on which hardware, within which budget; its status
+  is the study's public progress report (counts, spend, hypervolume, Pareto front).
+- ``TuningTrial`` (namespaced, owned by its study): one configuration on one hardware choice; its
+  status holds the learning curve, runtime and cost.
+- ``HardwarePool`` (cluster-scoped): a kind of GPU node the optimizer may pick, with its price.
+
+Use ``parse_manifest(doc)`` to validate a decoded YAML document of any of these kinds; it raises
+``ManifestError`` whose ``errors`` carry API-server field paths (``spec.parameters[lr].min``).
+References between objects (a study naming a pool) are checked by
+``hwtune.api.pools.validate_study_against_pools``: a schema cannot see other objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Mapping
+
+import yaml
+from pydantic import Field, StrictFloat, StrictInt, ValidationError
+
+from hwtune.api._base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    CrdModel,
+    Enforcement,
+    FieldError,
+    FreeForm,
+    JsonScalar,
+    ManifestError,
+    Reason,
+    Rule,
+    StatusModel,
+    field_errors,
+    name_type,
+    unique_list,
+)
+from hwtune.api.records import Goal, Hardware, Objective, TrialPhase
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "AlgorithmSpec",
+    "BestValue",
+    "BudgetSpec",
+    "CheckpointSpec",
+    "Condition",
+    "ConditionStatus",
+    "ConditionSpec",
+    "ContainerTemplate",
+    "CrdInfo",
+    "FidelitySpec",
+    "FieldError",
+    "FrontPoint",
+    "HardwareChoice",
+    "HardwarePool",
+    "HardwarePoolSpec",
+    "HardwarePoolStatus",
+    "HardwareSpec",
+    "LearningCurvePoint",
+    "ManifestError",
+    "ObjectMeta",
+    "ObjectiveSpec",
+    "ParameterSpec",
+    "ParameterType",
+    "PodSpecTemplate",
+    "PoolOverride",
+    "RESOURCES",
+    "Scale",
+    "SchedulerName",
+    "SearcherName",
+    "StudyPhase",
+    "Toleration",
+    "TransferSpec",
+    "TrialCounts",
+    "TrialTemplate",
+    "TuningStudy",
+    "TuningStudySpec",
+    "TuningStudyStatus",
+    "TuningTrial",
+    "TuningTrialSpec",
+    "TuningTrialStatus",
+    "load_documents",
+    "parse_manifest",
+    "parse_spec",
+    "validation_errors",
+]
+
+GROUP = "hwtune.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_./:-]*$"
+MAX_PARAMETERS = 64
+MAX_VALUES = 128
+MAX_OBJECTIVES = 8
+
+ParameterName = name_type(PARAMETER_NAME, 63)
+MetricName = name_type(METRIC_NAME, 128)
+PoolName = name_type(DNS_LABEL, 63)
+ObjectName = name_type(DNS_SUBDOMAIN, 253)
+NonNegFloat = typing.Annotated[StrictFloat, Field(ge=0)]
+PosFloat = typing.Annotated[StrictFloat, Field(gt=0)]
+NonNegInt = typing.Annotated[StrictInt, Field(ge=0)]
+
+
+def _absent(*values: Any) -> bool:
+    return all(v is None for v in values)
+
+
+# ---------------------------------------------------------------------------------------------
+# TuningStudy spec
+
+
+class ObjectiveSpec(CrdModel):
+    """One objective: a metric the trainer reports (or the built-in ``runtime``/``cost``)."""
+
+    metric: MetricName
+    """Metric name as the trainer reports it; ``runtime`` (seconds the trial really ran) and
+    ``cost`` (runtime priced by its hardware) are measured by hwtune itself."""
+    goal: Goal = Goal.MINIMIZE
+    """``minimize`` or ``maximize``."""
+
+    def to_record(self) -> Objective:
+        return Objective(metric=self.metric, goal=self.goal)
+
+
+class ParameterType(str, enum.Enum):
+    """Kind of a search-space dimension."""
+
+    FLOAT = "float"
+    INT = "int"
+    CATEGORICAL = "categorical"
+
+
+class Scale(str, enum.Enum):
+    """How a numeric range is sampled and encoded."""
+
+    LINEAR = "linear"
+    LOG = "log"
+
+
+class ConditionSpec(CrdModel):
+    """Makes a parameter active only while another parameter takes one of some values."""
+
+    parameter: ParameterName
+    """The parameter this one depends on."""
+    in_: typing.Annotated[list[JsonScalar], Field(alias="in", min_length=1, max_length=MAX_VALUES)]
+    """Values of that parameter for which this one is active."""
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _values_match_type(p: "ParameterSpec") -> bool:
+    if p.values is None:
+        return True
+    if p.type is ParameterType.INT:
+        return all(_is_int(v) for v in p.values)
+    if p.type is ParameterType.FLOAT:
+        return all(_is_number(v) for v in p.values)
+    return True  # JsonScalar already admits only strings, numbers and booleans
+
+
+def _values_unique(p: "ParameterSpec") -> bool:
+    if p.values is None:
+        return True
+    # Same rule as CEL's: 1 and 1.0 are different values (int vs double).
+    keys = [(type(v).__name__, v) for v in p.values]
+    return len(set(keys)) == len(keys)
+
+
+def _default_in_domain(p: "ParameterSpec") -> bool:
+    d = p.default
+    if d is None:
+        return True
+    if p.values is not None:
+        return any(type(v) is type(d) and v == d for v in p.values)
+    if p.type is ParameterType.CATEGORICAL or not _is_number(d):
+        return False
+    if p.type is ParameterType.INT and not _is_int(d):
+        return False
+    return p.min is not None and p.max is not None and p.min <= d <= p.max
+
+
+_NUMERIC_VALUE_CEL = "type(v) == int || type(v) == double"
+
+
+class ParameterSpec(CrdModel):
+    """One dimension of the search space.
+
+    ``float``/``int`` take ``min`` and ``max`` (optionally ``scale: log``) or a ``values`` list
+    (an ordinal dimension); ``categorical`` takes ``values``.
+    """
+
+    type: ParameterType
+    """``float``, ``int`` or ``categorical``."""
+    min: StrictFloat | None = None
+    """Lower bound (inclusive) of a float or int range."""
+    max: StrictFloat | None = None
+    """Upper bound (inclusive) of a float or int range."""
+    scale: Scale | None = None
+    """``linear`` (the default) or ``log`` (needs min > 0); ranges only."""
+    values: typing.Annotated[
+        list[JsonScalar] | None, Field(min_length=1, max_length=MAX_VALUES)] = None
+    """The choices: strings, numbers or booleans for categorical; numbers (ordinal) for int/float."""
+    default: JsonScalar | None = None
+    """Value to try first; must lie in the domain."""
+    condition: ConditionSpec | None = None
+    """Active only while another parameter takes one of the given values."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("min must be less than max", field="min",
+             cel="!has(self.min) || !has(self.max) || self.min < self.max",
+             check=lambda p: _absent(p.min) or _absent(p.max) or p.min < p.max),
+        Rule("min and max must be set together", field="max", reason=Reason.REQUIRED,
+             cel="has(self.min) == has(self.max)",
+             check=lambda p: (p.min is None) == (p.max is None)),
+        Rule("log scale needs min > 0", field="min",
+             cel="!has(self.scale) || self.scale != 'log' || !has(self.min) || self.min > 0.0",
+             check=lambda p: p.scale is not Scale.LOG or p.min is None or p.min > 0),
+        Rule("scale applies to a min/max range only", field="scale", reason=Reason.FORBIDDEN,
+             cel="!has(self.scale) || has(self.min)",
+             check=lambda p: p.scale is None or p.min is not None),
+        Rule("min, max and scale apply to int and float parameters only", field="type",
+             reason=Reason.FORBIDDEN,
+             cel="self.type != 'categorical' || !(has(self.min) || has(self.max) || has(self.scale))",
+             check=lambda p: p.type is not ParameterType.CATEGORICAL or _absent(p.min, p.max, p.scale)),
+        Rule("an int parameter needs integer min and max", field="min",
+             cel="self.type != 'int' || ((!has(self.min) || self.min == double(int(self.min))) && "
+                 "(!has(self.max) || self.max == double(int(self.max))))",
+             check=lambda p: p.type is not ParameterType.INT
+             or all(v is None or float(v).is_integer() for v in (p.min, p.max))),
+        # ``values``, ``default`` and ``condition.in`` mix strings and floats, so the schema leaves
+        # them untyped and CRD rules cannot read them: the admission policy checks these.
+        Rule("a categorical parameter needs values", field="values", reason=Reason.REQUIRED,
+             enforced_by=Enforcement.POLICY,
+             cel="self.type != 'categorical' || has(self.values)",
+             check=lambda p: p.type is not ParameterType.CATEGORICAL or p.values is not None),
+        Rule("an int or float parameter takes either values or min and max, not both",
+             field="values", enforced_by=Enforcement.POLICY,
+             cel="self.type == 'categorical' || has(self.values) != has(self.min)",
+             check=lambda p: p.type is ParameterType.CATEGORICAL
+             or (p.values is not None) != (p.min is not None)),
+        Rule("values of an int parameter must be integers, of a float parameter numbers",
+             field="values", enforced_by=Enforcement.POLICY,
+             cel="!has(self.values) || self.type == 'categorical' || self.values.all(v, "
+                 f"self.type == 'int' ? type(v) == int : ({_NUMERIC_VALUE_CEL}))",
+             check=_values_match_type),
+        Rule("values must be unique", field="values", reason=Reason.DUPLICATE,
+             enforced_by=Enforcement.POLICY,
+             cel="!has(self.values) || self.values.all(v, self.values.exists_one(w, "
+                 "type(w) == type(v) && w == v))",
+             check=_values_unique),
+        Rule("default must be one of values, or a number of the parameter's type within "
+             "[min, max]", field="default", enforced_by=Enforcement.POLICY,
+             cel="!has(self.default) || (has(self.values) ? self.values.exists(v, "
+                 "type(v) == type(self.default) && v == self.default) : "
+                 "(self.type != 'categorical' && has(self.min) && has(self.max) && "
+                 "(self.type == 'int' ? type(self.default) == int : "
+                 "(type(self.default) == int || type(self.default) == double)) && "
+                 "self.default >= self.min && self.default <= self.max))",
+             check=_default_in_domain),
+    )
+
+
+def _bad_parameter_names(spec: "TuningStudySpec") -> bool | str:
+    bad = [name for name in spec.parameters if not re.fullmatch(PARAMETER_NAME, name)]
+    if not bad:
+        return True
+    return f"parameter name {bad[0]!r} must match {PARAMETER_NAME}"
+
+
+def _condition_refs(spec: "TuningStudySpec") -> bool | str:
+    for name, p in spec.parameters.items():
+        if p.condition is None:
+            continue
+        target = p.condition.parameter
+        if target == name or target not in spec.parameters:
+            return (f"condition of parameter {name!r} refers to unknown parameter {target!r}"
+                    if target != name else
+                    f"condition of parameter {name!r} refers to the parameter itself")
+    return True
+
+
+def _condition_values(spec: "TuningStudySpec") -> bool | str:
+    for name, p in spec.parameters.items():
+        if p.condition is None or p.condition.parameter not in spec.parameters:
+            continue
+        target = spec.parameters[p.condition.parameter]
+        if target.values is None:
+            continue
+        allowed = {(type(v).__name__, v) for v in target.values}
+        for v in p.condition.in_:
+            if (type(v).__name__, v) not in allowed:
+                return (f"condition of parameter {name!r}: {v!r} is not a value of "
+                        f"parameter {p.condition.parameter!r}")
+    return True
+
+
+def _condition_cycles(spec: "TuningStudySpec") -> bool | str:
+    for start in spec.parameters:
+        seen = [start]
+        current = spec.parameters[start]
+        while current.condition is not None and current.condition.parameter in spec.parameters:
+            nxt = current.condition.parameter
+            if nxt in seen:
+                return f"conditions form a cycle: {' -> '.join(seen + [nxt])}"
+            seen.append(nxt)
+            current = spec.parameters[nxt]
+    return True
+
+
+class HardwareChoice(CrdModel):
+    """Where a trial runs: a HardwarePool and how many of its GPUs."""
+
+    pool: PoolName
+    """HardwarePool name."""
+    gpu_count: typing.Annotated[StrictInt, Field(ge=1, le=1024)] = 1
+    """GPUs the trial uses."""
+
+    def to_record(self) -> Hardware:
+        return Hardware(pool=self.pool, gpu_count=self.gpu_count)
+
+
+class PoolOverride(CrdModel):
+    """Fields of a HardwarePool replaced for this study only (e.g. a negotiated price)."""
+
+    gpu_memory_gib: PosFloat | None = Field(default=None, alias="gpuMemoryGiB")
+    """GPU memory in GiB."""
+    gpus_per_node: typing.Annotated[StrictInt, Field(ge=1, le=64)] | None = None
+    """GPUs on one node of the pool."""
+    price_per_gpu_hour: NonNegFloat | None = Field(default=None, alias="pricePerGPUHour")
+    """Price of one GPU for one hour (USD)."""
+    price_per_node_hour: NonNegFloat | None = Field(default=None, alias="pricePerNodeHour")
+    """Price of one node for one hour (USD)."""
+    relative_throughput: PosFloat | None = None
+    """Speed relative to the reference device the runtimes were measured on."""
+    max_nodes: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Most nodes of this pool the study may use at once."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("set at most one of pricePerGPUHour and pricePerNodeHour", field="pricePerNodeHour",
+             reason=Reason.FORBIDDEN,
+             cel="!(has(self.pricePerGPUHour) && has(self.pricePerNodeHour))",
+             check=lambda o: o.price_per_gpu_hour is None or o.price_per_node_hour is None),
+    )
+
+
+class HardwareSpec(CrdModel):
+    """The hardware dimension of the search: every (pool, GPU count) pair is a choice."""
+
+    pools: unique_list(PoolName, max_items=32) | None = None
+    """HardwarePool names to search over; omitted or empty means every pool in the cluster."""
+    gpu_counts: unique_list(typing.Annotated[StrictInt, Field(ge=1, le=1024)],
+                            max_items=16) | None = None
+    """GPU counts to search over (default [1]); counts above a pool's gpusPerNode are skipped
+    for that pool."""
+    scaling_efficiency: typing.Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
+    """Multi-GPU speedup model: n GPUs run n * efficiency^(log2 n) times faster than one."""
+    overrides: typing.Annotated[
+        dict[str, PoolOverride] | None, Field(max_length=32)] = None
+    """Per-pool changes of catalog fields for this study, by pool name."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("overrides must name pools listed in pools", field="overrides",
+             cel="!has(self.overrides) || !has(self.pools) || size(self.pools) == 0 || "
+                 "self.overrides.all(name, name in self.pools)",
+             message_expression="'override for pool ' + self.overrides.filter(name, "
+                                "!(name in self.pools))[0] + ' names a pool not listed in pools'",
+             check=lambda h: not h.overrides or not h.pools or next(
+                 (f"override for pool {n} names a pool not listed in pools"
+                  for n in h.overrides if n not in h.pools), True)),
+    )
+
+
+class FidelitySpec(CrdModel):
+    """The resource level trials report at (epochs, steps, ...) and the rungs built on it."""
+
+    resource: MetricName = "epoch"
+    """Name of the resource level the trainer reports."""
+    min: typing.Annotated[StrictInt, Field(ge=1)] = 1
+    """Lowest resource level (the first rung)."""
+    max: typing.Annotated[StrictInt, Field(ge=1)]
+    """Highest resource level: a trial that reaches it is complete."""
+    reduction_factor: typing.Annotated[StrictInt, Field(ge=2, le=100)] = 3
+    """eta: rungs at min * eta^k; the top 1/eta (by non-dominated sorting) go on."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("min must be less than max", field="min", cel="self.min < self.max",
+             check=lambda f: f.min < f.max),
+    )
+
+
+class SchedulerName(str, enum.Enum):
+    """Decides continue / pause / stop at each reported resource level."""
+
+    FIFO = "fifo"
+    RANDOM = "random"
+    ASHA = "asha"
+    ASHA_PROMOTION = "asha-promotion"
+    HYPERBAND = "hyperband"
+    MO_ASHA = "mo-asha"
+    MO_ASHA_PROMOTION = "mo-asha-promotion"
+    DYHPO = "dyhpo"
+
+    @property
+    def needs_fidelity(self) -> bool:
+        return self not in (SchedulerName.FIFO, SchedulerName.RANDOM)
+
+
+class SearcherName(str, enum.Enum):
+    """Proposes configurations (hardware included)."""
+
+    RANDOM = "random"
+    GRID = "grid"
+    DYHPO = "dyhpo"
+    FMS = "fms"
+    TRANSFER = "transfer"
+
+    @property
+    def needs_fidelity(self) -> bool:
+        return self in (SearcherName.DYHPO, SearcherName.FMS)
+
+
+_SINGLE_FIDELITY_SCHEDULERS = ", ".join(
+    f"'{s.value}'" for s in SchedulerName if not s.needs_fidelity)
+_MULTI_FIDELITY_SEARCHERS = ", ".join(f"'{s.value}'" for s in SearcherName if s.needs_fidelity)
+
+
+class AlgorithmSpec(CrdModel):
+    """The scheduler and searcher, and their options."""
+
+    scheduler: SchedulerName = SchedulerName.FIFO
+    """fifo | random | asha | asha-promotion | hyperband | mo-asha | mo-asha-promotion | dyhpo."""
+    searcher: SearcherName = SearcherName.RANDOM
+    """random | grid | dyhpo | fms | transfer."""
+    seed: NonNegInt | None = None
+    """Seed of every random choice of the algorithm."""
+    settings: FreeForm | None = None
+    """Options of the scheduler and searcher (e.g. tieBreak: epsilon-net | crowding)."""
+
+
+class TransferSpec(CrdModel):
+    """Earlier studies whose trials warm-start this one."""
+
+    from_studies: unique_list(name_type(DNS_SUBDOMAIN, 253), min_items=1, max_items=16)
+    """Names of TuningStudies in the same namespace."""
+
+
+class BudgetSpec(CrdModel):
+    """Limits; the study stops starting trials when one is reached."""
+
+    max_trials: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Most trials to start."""
+    max_parallel_trials: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Most trials running at once."""
+    max_cost_usd: NonNegFloat | None = Field(default=None, alias="maxCostUSD")
+    """Most money to spend (USD)."""
+    max_gpu_hours: NonNegFloat | None = Field(default=None, alias="maxGPUHours")
+    """Most GPU-hours to use."""
+    max_duration_seconds: NonNegInt | None = None
+    """Deadline in seconds after the study started."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("maxParallelTrials must not exceed maxTrials", field="maxParallelTrials",
+             cel="!has(self.maxParallelTrials) || !has(self.maxTrials) || "
+                 "self.maxParallelTrials <= self.maxTrials",
+             check=lambda b: _absent(b.max_parallel_trials) or _absent(b.max_trials)
+             or b.max_parallel_trials <= b.max_trials),
+    )
+
+
+class CheckpointSpec(CrdModel):
+    """Where trials keep checkpoints so paused or preempted trials resume."""
+
+    persistent_volume_claim: ObjectName | None = None
+    """A PVC in the study's namespace, mounted into every trial."""
+    path: typing.Annotated[str, Field(pattern=r"^/", max_length=4096)] | None = None
+    """Mount path of the PVC (default /checkpoints)."""
+    uri: typing.Annotated[
+        str, Field(pattern=r"^[a-z][a-z0-9+.-]*://\S+$", max_length=4096)] | None = None
+    """An object-store or file URI: s3://bucket/prefix, file:///data/ckpt."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("set exactly one of persistentVolumeClaim or uri",
+             cel="has(self.persistentVolumeClaim) != has(self.uri)",
+             check=lambda c: (c.persistent_volume_claim is None) != (c.uri is None)),
+        Rule("path applies to persistentVolumeClaim only", field="path", reason=Reason.FORBIDDEN,
+             cel="!has(self.path) || has(self.persistentVolumeClaim)",
+             check=lambda c: c.path is None or c.persistent_volume_claim is not None),
+    )
+
+
+class ContainerTemplate(CrdModel):
+    """A container of the trial pod; fields other than name and image pass through unchecked
+    (hwtune adds GPU limits, env and the checkpoint mount to the first container)."""
+
+    model_config = {"extra": "allow"}
+
+    name: name_type(DNS_LABEL, 63)
+    """Container name."""
+    image: typing.Annotated[str, Field(min_length=1, max_length=1024)]
+    """Container image."""
+
+
+class PodSpecTemplate(CrdModel):
+    """An ordinary pod spec; only containers are checked here."""
+
+    model_config = {"extra": "allow"}
+
+    containers: typing.Annotated[list[ContainerTemplate], Field(min_length=1, max_length=16)]
+    """The containers; the first one is the trainer."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("container names must be unique", field="containers", reason=Reason.DUPLICATE,
+             cel="self.containers.all(c, self.containers.exists_one(d, d.name == c.name))",
+             check=lambda s: len({c.name for c in s.containers}) == len(s.containers)),
+    )
+
+
+class TrialTemplate(CrdModel):
+    """The pod template of every trial's Job (hyperparameters reach it as env and args)."""
+
+    metadata: FreeForm | None = None
+    """Labels and annotations of the trial pods."""
+    spec: PodSpecTemplate
+    """The pod spec."""
+
+
+class TuningStudySpec(CrdModel):
+    """What to tune, on which hardware, and within which budget."""
+
+    objectives: typing.Annotated[
+        list[ObjectiveSpec], Field(min_length=1, max_length=MAX_OBJECTIVES)]
+    """The objectives, optimised together (the Pareto front is over all of them)."""
+    parameters: typing.Annotated[
+        dict[str, ParameterSpec], Field(min_length=1, max_length=MAX_PARAMETERS)]
+    """The search space: parameter name -> domain."""
+    hardware: HardwareSpec | None = None
+    """Hardware searched together with the parameters; omitted: every trial on one default pool."""
+    fidelity: FidelitySpec | None = None
+    """Resource levels for multi-fidelity scheduling (epochs ...)."""
+    algorithm: AlgorithmSpec | None = None
+    """Scheduler and searcher (default fifo + random)."""
+    transfer: TransferSpec | None = None
+    """Warm start from earlier studies."""
+    budget: BudgetSpec | None = None
+    """When to stop."""
+    checkpoints: CheckpointSpec | None = None
+    """Where checkpoints live."""
+    trial_template: TrialTemplate
+    """Pod template of the trials."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("objective metric names must be unique", field="objectives", reason=Reason.DUPLICATE,
+             cel="self.objectives.all(o, self.objectives.exists_one(p, p.metric == o.metric))",
+             check=lambda s: len({o.metric for o in s.objectives}) == len(s.objectives)),
+        Rule(f"parameter names must match {PARAMETER_NAME}", field="parameters",
+             cel=f"self.parameters.all(name, name.matches('{PARAMETER_NAME}'))",
+             message_expression="'parameter name ' + self.parameters.filter(name, "
+                                f"!name.matches('{PARAMETER_NAME}'))[0] + ' must match "
+                                f"{PARAMETER_NAME}'",
+             check=_bad_parameter_names),
+        Rule("a condition must refer to another parameter of the study", field="parameters",
+             cel="self.parameters.all(name, !has(self.parameters[name].condition) || "
+                 "(self.parameters[name].condition.parameter != name && "
+                 "self.parameters[name].condition.parameter in self.parameters))",
+             message_expression="'condition of parameter ' + self.parameters.filter(name, "
+                                "has(self.parameters[name].condition) && "
+                                "(self.parameters[name].condition.parameter == name || "
+                                "!(self.parameters[name].condition.parameter in "
+                                "self.parameters)))[0] + ' refers to an unknown parameter'",
+             check=_condition_refs),
+        Rule("condition values must be values of the parameter they refer to",
+             field="parameters", enforced_by=Enforcement.POLICY,
+             message_expression="'condition of parameter ' + self.parameters.filter(name, "
+                                "has(self.parameters[name].condition) && "
+                                "self.parameters[name].condition.parameter in self.parameters && "
+                                "has(self.parameters[self.parameters[name].condition.parameter]"
+                                ".values) && !self.parameters[name].condition['in'].all(v, "
+                                "self.parameters[self.parameters[name].condition.parameter]"
+                                ".values.exists(w, type(w) == type(v) && w == v)))[0] + "
+                                "' lists a value the parameter it refers to does not take'",
+             cel="self.parameters.all(name, !has(self.parameters[name].condition) || "
+                 "!(self.parameters[name].condition.parameter in self.parameters) || "
+                 "!has(self.parameters[self.parameters[name].condition.parameter].values) || "
+                 "self.parameters[name].condition['in'].all(v, "
+                 "self.parameters[self.parameters[name].condition.parameter].values.exists(w, "
+                 "type(w) == type(v) && w == v)))",
+             check=_condition_values),
+        Rule("conditions must not form a cycle", field="parameters",
+             enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
+        Rule(f"this scheduler needs fidelity (only {_SINGLE_FIDELITY_SCHEDULERS} run without)",
+             field="fidelity", reason=Reason.REQUIRED,
+             cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.scheduler) || "
+                 f"self.algorithm.scheduler in [{_SINGLE_FIDELITY_SCHEDULERS}]",
+             check=lambda s: s.fidelity is not None or s.algorithm is None
+             or not s.algorithm.scheduler.needs_fidelity),
+        Rule(f"searchers {_MULTI_FIDELITY_SEARCHERS} need fidelity", field="fidelity",
+             reason=Reason.REQUIRED,
+             cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+                 f"!(self.algorithm.searcher in [{_MULTI_FIDELITY_SEARCHERS}])",
+             check=lambda s: s.fidelity is not None or s.algorithm is None
+             or not s.algorithm.searcher.needs_fidelity),
+        Rule("searcher 'transfer' needs transfer.fromStudies", field="transfer",
+             reason=Reason.REQUIRED,
+             cel="has(self.transfer) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+                 "self.algorithm.searcher != 'transfer'",
+             check=lambda s: s.transfer is not None or s.algorithm is None
+             or s.algorithm.searcher is not SearcherName.TRANSFER),
+    )
+
+    def objective_records(self) -> list[Objective]:
+        return [o.to_record() for o in self.objectives]
+
+
+# ---------------------------------------------------------------------------------------------
+# Status (written by the operator)
+
+
+class ConditionStatus(str, enum.Enum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """A condition in the shape of metav1.Condition (e.g. type Valid, Ready, BudgetExhausted)."""
+
+    type: typing.Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]*$", max_length=316)]
+    """CamelCase condition type."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: typing.Annotated[str, Field(max_length=1024)] = ""
+    """CamelCase reason for the last transition."""
+    message: typing.Annotated[str, Field(max_length=32768)] = ""
+    """Human-readable details."""
+    last_transition_time: dt.datetime | None = None
+    """When status last changed."""
+    observed_generation: NonNegInt | None = None
+    """metadata.generation this condition was computed from."""
+
+
+class StudyPhase(str, enum.Enum):
+    """Where a study is in its life."""
+
+    PENDING = "Pending"  # accepted, no trial started yet (or waiting for pools)
+    RUNNING = "Running"
+    COMPLETED = "Completed"  # a budget was reached or the search space is exhausted
+    FAILED = "Failed"  # invalid spec (see the Valid condition) or an unrecoverable error
+
+
+class TrialCounts(StatusModel):
+    """Trials of the study by phase."""
+
+    total: NonNegInt = 0
+    pending: NonNegInt = 0
+    running: NonNegInt = 0
+    paused: NonNegInt = 0
+    completed: NonNegInt = 0
+    stopped: NonNegInt = 0
+    failed: NonNegInt = 0
+
+
+class FrontPoint(StatusModel):
+    """One trial on the current Pareto front."""
+
+    trial: ObjectName
+    """TuningTrial name."""
+    trial_id: NonNegInt
+    """Trial number within the study."""
+    hardware: HardwareChoice | None = None
+    """Where the trial ran."""
+    parameters: dict[str, JsonScalar] = Field(default_factory=dict)
+    """The trial's configuration."""
+    objectives: dict[str, StrictFloat] = Field(default_factory=dict)
+    """Objective values by metric (in the metric's own direction)."""
+
+
+class BestValue(StatusModel):
+    """The best trial for one objective alone."""
+
+    trial: ObjectName
+    trial_id: NonNegInt
+    value: StrictFloat
+    hardware: HardwareChoice | None = None
+
+
+class TuningStudyStatus(StatusModel):
+    """Progress of a study, written by the operator. A public API: dashboards and scripts read it."""
+
+    phase: StudyPhase | None = None
+    """Pending, Running, Completed or Failed."""
+    conditions: list[Condition] = Field(default_factory=list)
+    """Valid, Ready, BudgetExhausted, ... (metav1.Condition shape)."""
+    observed_generation: NonNegInt | None = None
+    """metadata.generation the status reflects."""
+    trials: TrialCounts | None = None
+    """Trials by phase."""
+    spent_cost_usd: NonNegFloat | None = Field(default=None, alias="spentCostUSD")
+    """Money spent so far (USD), from the runtime trials really had."""
+    gpu_hours: NonNegFloat | None = Field(default=None, alias="gpuHours")
+    """GPU-hours used so far."""
+    hypervolume: StrictFloat | None = None
+    """Hypervolume of the current front (normalised objectives, fixed reference point)."""
+    front_size: NonNegInt | None = None
+    """Number of trials on the Pareto front."""
+    pareto_front: list[FrontPoint] = Field(default_factory=list)
+    """The non-dominated trials over all objectives."""
+    best_per_objective: dict[str, BestValue] = Field(default_factory=dict)
+    """The best trial for each objective alone, by metric."""
+    start_time: dt.datetime | None = None
+    completion_time: dt.datetime | None = None
+    message: typing.Annotated[str, Field(max_length=32768)] | None = None
+    """Short human-readable summary."""
+
+
+# ---------------------------------------------------------------------------------------------
+# TuningTrial
+
+
+class TuningTrialSpec(CrdModel):
+    """One configuration on one hardware choice. Created by the operator; never changes."""
+
+    study_name: ObjectName
+    """The owning TuningStudy (same namespace)."""
+    trial_id: NonNegInt
+    """Trial number within the study (0, 1, ...)."""
+    parameters: typing.Annotated[
+        dict[str, JsonScalar], Field(max_length=MAX_PARAMETERS)] = Field(default_factory=dict)
+    """Parameter values (inactive conditional parameters are absent)."""
+    hardware: HardwareChoice | None = None
+    """Pool and GPU count."""
+    target_resource: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Resource level to run up to before the next decision (a rung); omitted: the study max."""
+    resume_from_checkpoint: typing.Annotated[str, Field(max_length=4096)] | None = None
+    """Checkpoint to resume from (a path in the checkpoint store, or a URI)."""
+
+
+class LearningCurvePoint(StatusModel):
+    """Metrics the trainer reported at one resource level."""
+
+    resource: typing.Annotated[StrictInt, Field(ge=1)]
+    metrics: dict[str, StrictFloat]
+    time: dt.datetime | None = None
+
+
+class TuningTrialStatus(StatusModel):
+    """What happened to a trial, written by the operator."""
+
+    phase: TrialPhase | None = None
+    """Pending, Running, Paused, Completed, Stopped or Failed."""
+    resource: NonNegInt | None = None
+    """Last resource level reported."""
+    learning_curve: list[LearningCurvePoint] = Field(default_factory=list)
+    """Every report, in order (objectives per resource level)."""
+    runtime_seconds: NonNegFloat | None = None
+    """Seconds the trial really ran (all its Jobs together)."""
+    cost_usd: NonNegFloat | None = Field(default=None, alias="costUSD")
+    """runtime priced by the trial's hardware (USD)."""
+    gpu_hours: NonNegFloat | None = Field(default=None, alias="gpuHours")
+    last_checkpoint: typing.Annotated[str, Field(max_length=4096)] | None = None
+    """Newest checkpoint (path or URI); a resumed trial starts from it."""
+    job_name: ObjectName | None = None
+    """The batch/v1 Job running (or last running) the trial."""
+    reason: typing.Annotated[str, Field(max_length=1024)] | None = None
+    """CamelCase reason of the phase (e.g. StoppedByScheduler, OOMKilled, Preempted)."""
+    message: typing.Annotated[str, Field(max_length=32768)] | None = None
+    start_time: dt.datetime | None = None
+    completion_time: dt.datetime | None = None
+    observed_generation: NonNegInt | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# HardwarePool
+
+
+class TolerationOperator(str, enum.Enum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(str, enum.Enum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(CrdModel):
+    """A pod toleration (core/v1 shape) added to trials on this pool."""
+
+    key: typing.Annotated[str, Field(max_length=316)] | None = None
+    operator: TolerationOperator | None = None
+    value: typing.Annotated[str, Field(max_length=63)] | None = None
+    effect: TaintEffect | None = None
+    toleration_seconds: StrictInt | None = None
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("operator Exists takes no value", field="value", reason=Reason.FORBIDDEN,
+             cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
+             check=lambda t: t.operator is not TolerationOperator.EXISTS or t.value is None),
+    )
+
+
+class HardwarePoolSpec(CrdModel):
+    """A kind of GPU node the optimizer may choose, and what it costs."""
+
+    gpu_type: typing.Annotated[str, Field(min_length=1, max_length=128)]
+    """GPU model, e.g. nvidia-a100-80gb."""
+    gpu_memory_gib: PosFloat = Field(alias="gpuMemoryGiB")
+    """Memory of one GPU in GiB (trials that need more fail as OOM)."""
+    gpus_per_node: typing.Annotated[StrictInt, Field(ge=1, le=64)]
+    """GPUs on one node."""
+    price_per_gpu_hour: NonNegFloat | None = Field(default=None, alias="pricePerGPUHour")
+    """Price of one GPU for one hour (USD)."""
+    price_per_node_hour: NonNegFloat | None = Field(default=None, alias="pricePerNodeHour")
+    """Price of one node for one hour (USD)."""
+    relative_throughput: PosFloat = 1.0
+    """Speed of one GPU relative to the reference device the runtimes were measured on."""
+    node_selector: typing.Annotated[
+        dict[str, typing.Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
+        default_factory=dict)
+    """Node labels that select this pool's nodes."""
+    tolerations: typing.Annotated[list[Toleration], Field(max_length=32)] = Field(
+        default_factory=list)
+    """Tolerations for the pool's taints."""
+    max_nodes: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Most nodes of this pool hwtune may use at once."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("set exactly one of pricePerGPUHour or pricePerNodeHour",
+             cel="has(self.pricePerGPUHour) != has(self.pricePerNodeHour)",
+             check=lambda p: (p.price_per_gpu_hour is None) != (p.price_per_node_hour is None)),
+    )
+
+    @property
+    def gpu_hour_price(self) -> float:
+        """Price of one GPU-hour whichever way the pool is priced."""
+        if self.price_per_gpu_hour is not None:
+            return self.price_per_gpu_hour
+        return float(self.price_per_node_hour or 0.0) / self.gpus_per_node
+
+
+class HardwarePoolStatus(StatusModel):
+    """What the operator found in the cluster for this pool."""
+
+    nodes: NonNegInt | None = None
+    """Nodes matching nodeSelector."""
+    allocatable_gpus: NonNegInt | None = Field(default=None, alias="allocatableGPUs")
+    """Sum of allocatable GPUs over those nodes."""
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: NonNegInt | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The resources
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str
+    description: str = ""
+    priority: int = 0
+    format: str = ""
+
+
+@dataclass(frozen=True)
+class CrdInfo:
+    """Identity of a resource: never guessed from the kind."""
+
+    kind: str
+    plural: str
+    singular: str
+    scope: Literal["Namespaced", "Cluster"]
+    short_names: tuple[str, ...]
+    printer_columns: tuple[PrinterColumn, ...]
+    categories: tuple[str, ...] = ("hwtune",)
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+_AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+
+class ObjectMeta(CrdModel):
+    """The parts of metav1.ObjectMeta hwtune reads; the rest passes through."""
+
+    model_config = {"extra": "allow"}
+
+    name: name_type(DNS_SUBDOMAIN, 253) | None = None
+    namespace: name_type(DNS_LABEL, 63) | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class _Resource(CrdModel):
+    __crd__: ClassVar[CrdInfo]
+    api_version: Literal["hwtune.io/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+
+# Trial and Job names append "-<trialId>" (and Jobs a further suffix) to the study name; Job
+# names end up in 63-character labels.
+MAX_STUDY_NAME = 48
+
+
+class TuningStudy(_Resource):
+    """A hardware-aware multi-objective hyperparameter tuning study."""
+
+    __crd__ = CrdInfo(
+        kind="TuningStudy", plural="tuningstudies", singular="tuningstudy", scope="Namespaced",
+        short_names=("ts", "tstudy"),
+        printer_columns=(
+            PrinterColumn("Phase", ".status.phase", "string"),
+            PrinterColumn("Trials", ".status.trials.total", "integer", "Trials started"),
+            PrinterColumn("Completed", ".status.trials.completed", "integer"),
+            PrinterColumn("Running", ".status.trials.running", "integer"),
+            PrinterColumn("Front", ".status.frontSize", "integer", "Trials on the Pareto front"),
+            PrinterColumn("Cost", ".status.spentCostUSD", "number", "Spent USD"),
+            PrinterColumn("GPU-Hours", ".status.gpuHours", "number", priority=1),
+            PrinterColumn("Hypervolume", ".status.hypervolume", "number", priority=1),
+            _AGE,
+        ),
+    )
+    kind: Literal["TuningStudy"] = "TuningStudy"
+    spec: TuningStudySpec
+    status: TuningStudyStatus | None = None
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(f"study names are at most {MAX_STUDY_NAME} characters (trial and Job names extend "
+             "them)", field="metadata.name",
+             cel=f"!has(self.metadata.name) || size(self.metadata.name) <= {MAX_STUDY_NAME}",
+             check=lambda s: s.metadata.name is None or len(s.metadata.name) <= MAX_STUDY_NAME),
+    )
+
+
+class TuningTrial(_Resource):
+    """One trial of a TuningStudy."""
+
+    __crd__ = CrdInfo(
+        kind="TuningTrial", plural="tuningtrials", singular="tuningtrial", scope="Namespaced",
+        short_names=("tt", "ttrial"),
+        printer_columns=(
+            PrinterColumn("Study", ".spec.studyName", "string"),
+            PrinterColumn("Phase", ".status.phase", "string"),
+            PrinterColumn("Hardware", ".spec.hardware.pool", "string", "HardwarePool"),
+            PrinterColumn("GPUs", ".spec.hardware.gpuCount", "integer"),
+            PrinterColumn("Resource", ".status.resource", "integer",
+                          "Last resource level reported"),
+            PrinterColumn("Cost", ".status.costUSD", "number", "USD"),
+            PrinterColumn("Reason", ".status.reason", "string", priority=1),
+            _AGE,
+        ),
+    )
+    kind: Literal["TuningTrial"] = "TuningTrial"
+    spec: TuningTrialSpec
+    status: TuningTrialStatus | None = None
+
+
+class HardwarePool(_Resource):
+    """A pool of GPU nodes of one kind, with its price (cluster-scoped)."""
+
+    __crd__ = CrdInfo(
+        kind="HardwarePool", plural="hardwarepools", singular="hardwarepool", scope="Cluster",
+        short_names=("hwp",),
+        printer_columns=(
+            PrinterColumn("GPU", ".spec.gpuType", "string"),
+            PrinterColumn("GPUs/Node", ".spec.gpusPerNode", "integer"),
+            PrinterColumn("Memory", ".spec.gpuMemoryGiB", "number", "GPU memory (GiB)",
+                          priority=1),
+            PrinterColumn("Price", ".spec.pricePerGPUHour", "number", "USD per GPU-hour"),
+            PrinterColumn("Node-Price", ".spec.pricePerNodeHour", "number", "USD per node-hour",
+                          priority=1),
+            PrinterColumn("Throughput", ".spec.relativeThroughput", "number", priority=1),
+            PrinterColumn("Nodes", ".status.nodes", "integer", priority=1),
+            _AGE,
+        ),
+    )
+    kind: Literal["HardwarePool"] = "HardwarePool"
+    spec: HardwarePoolSpec
+    status: HardwarePoolStatus | None = None
+
+
+RESOURCES: tuple[type[_Resource], ...] = (TuningStudy, TuningTrial, HardwarePool)
+_BY_KIND = {r.__crd__.kind: r for r in RESOURCES}
+
+Manifest = TuningStudy | TuningTrial | HardwarePool
+
+
+def validation_errors(doc: Any) -> list[FieldError]:
+    """Every refusal of one decoded manifest (empty when it is valid)."""
+    try:
+        parse_manifest(doc)
+    except ManifestError as exc:
+        return exc.errors
+    return []
+
+
+def parse_manifest(doc: Any, source: str = "") -> Manifest:
+    """Validate one decoded YAML/JSON document of a hwtune kind and return its model.
+
+    Raises ManifestError naming each bad field (``spec.budget.maxTrials: ...``) and ``source``
+    (e.g. "study.yaml, document 2") when given.
+    """
+    if not isinstance(doc, Mapping):
+        raise ManifestError([FieldError("", "a manifest must be a mapping")], source)
+    kind = doc.get("kind")
+    api_version = doc.get("apiVersion")
+    if api_version != API_VERSION:
+        raise ManifestError([FieldError(
+            "apiVersion", f"must be {API_VERSION!r}, got {api_version!r}")], source)
+    model = _BY_KIND.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ManifestError([FieldError(
+            "kind", f"must be one of {', '.join(sorted(_BY_KIND))}, got {kind!r}")], source)
+    try:
+        return model.model_validate(dict(doc))
+    except ValidationError as exc:
+        raise ManifestError(field_errors(exc, model), source) from None
+
+
+def parse_spec(model: type[CrdModel], spec: Any, prefix: str = "spec") -> Any:
+    """Validate a bare spec mapping (e.g. ``TuningStudySpec``); errors are prefixed ``spec.``."""
+    try:
+        return model.model_validate(spec)
+    except ValidationError as exc:
+        raise ManifestError(field_errors(exc, model, prefix)) from None
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's SafeLoader reads ``1e-4`` as a string (YAML 1.1); kubectl reads it as a number.
+    This loader agrees with kubectl so offline validation sees what the API server would."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def load_documents(text: str) -> list[Any]:
+    """Decode a multi-document YAML string the way kubectl does (empty documents skipped)."""
+    return [doc for doc in yaml.load_all(text, Loader=_Yaml12Loader) if doc is not None]

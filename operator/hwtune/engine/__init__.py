@@ -1,0 +1,38 @@
+"""The tuning engine: study config, state, budgets and the loop. No Kubernetes, kopf or torch.
+
+Typical use::
+
+    config = StudyConfig.from_spec(spec)            # spec = a TuningStudy's spec map
+    study = Study(config, clock=backend.clock)      # scheduler from config.make_scheduler()
+    result = Tuner(study, backend).run()
+    later = Study.rebuild(config, study.events)     # same state, same future decisions
+"""
+
+from hwtune.engine.budget import Budget, Spend
+from hwtune.engine.config import AlgorithmSpec, FidelitySpec, StudyConfig
+from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
+from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.engine.study import FrontPoint, Study, StudySummary, TrialStart
+from hwtune.engine.tuner import Tuner, TuningResult
+from hwtune.space.errors import SpecError
+
+__all__ = [
+    "AlgorithmSpec",
+    "Budget",
+    "EventKind",
+    "FidelitySpec",
+    "FrontPoint",
+    "InvalidReportError",
+    "Spend",
+    "SpecError",
+    "Study",
+    "StudyConfig",
+    "StudyError",
+    "StudyEvent",
+    "StudySummary",
+    "TrialStart",
+    "TrialStateError",
+    "Tuner",
+    "TuningResult",
+    "UnknownTrialError",
+]

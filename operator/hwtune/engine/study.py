@@ -1,0 +1,600 @@
+"""``Study``: the state of one tuning study, and the one place that changes it.
+
+A study holds the trial records, the ordered event log, the spend, and the scheduler that
+decides. Backends (local processes, the simulator, Kubernetes Jobs) never decide anything; they
+call the study when something happens and act on what it answers:
+
+- ``start_next()``: ask the scheduler for the next trial (new or resumed) and record it. Returns
+  None when the budget forbids new trials or the scheduler has nothing to run now.
+- ``trial_running(id)``: the backend has it running (starts the runtime clock of this segment).
+- ``report(id, resource, metrics, runtime_seconds=None) -> Decision``: one observation. The
+  study adds the built-in metrics ``runtime`` (seconds the trial has run in total, on its
+  hardware) and ``cost`` (that runtime priced by the hardware model), asks the scheduler, applies
+  the completion and budget rules, records the event and returns CONTINUE / PAUSE / STOP.
+- ``complete_trial`` / ``fail_trial`` / ``stop_trial`` / ``pause_trial``: life-cycle facts.
+
+Every change appends one ``StudyEvent``; listeners (``add_listener``) see each one, which is how
+the local backend writes its JSON-lines log and the operator its TuningTrial objects.
+``Study.rebuild(config, events)`` replays the log through a fresh scheduler and returns a study
+whose future decisions equal the original's.
+
+Completion: a report at the study's maximum resource completes the trial (phase Completed,
+``scheduler.on_trial_complete``) and is answered STOP, because there is nothing left to train.
+Budgets: see ``hwtune.engine.budget``. The study is not thread-safe; backends that receive
+reports on other threads hold ``Backend.lock`` around every call (the base class does that).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from hwtune.api.records import (
+    BUILTIN_METRICS,
+    Clock,
+    Decision,
+    Hardware,
+    Observation,
+    SystemClock,
+    TrialPhase,
+    TrialRecord,
+)
+from hwtune.engine.budget import Spend
+from hwtune.engine.config import StudyConfig
+from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
+from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
+
+__all__ = ["FrontPoint", "Study", "StudySummary", "TrialStart", "nondominated_mask"]
+
+log = logging.getLogger(__name__)
+
+EventListener = Callable[[StudyEvent], None]
+
+
+@dataclass(frozen=True)
+class TrialStart:
+    """What the backend must launch: a new trial, or a paused one resumed from its checkpoint
+    (``resumed``; it continues after ``trial.last_resource``). ``max_resource`` is the level the
+    scheduler wants a decision at (a rung), None for the study maximum; backends pass it on to the
+    trainer as a hint, the decisions stay authoritative."""
+
+    trial: TrialRecord
+    resumed: bool
+    max_resource: int | None
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    trial_id: int
+    hardware: Hardware | None
+    resource: int
+    values: Mapping[str, float]  # objective metric -> value (not loss)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    counts: Mapping[str, int]  # phase name -> number of trials
+    spend: Spend
+    front: tuple[FrontPoint, ...]
+    best: Mapping[str, FrontPoint]  # objective metric -> the trial best on it alone
+    reports: int
+
+
+class Study:
+    """One study's state. Build it with a ``StudyConfig``; the scheduler defaults to
+    ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
+    reports none, and the deadline (the simulator passes its simulated clock)."""
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        scheduler: Scheduler | None = None,
+        *,
+        clock: Clock | None = None,
+        start_time: float | None = None,
+    ) -> None:
+        self.config = config
+        self.scheduler = scheduler if scheduler is not None else config.make_scheduler()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.start_time = float(self.clock.now() if start_time is None else start_time)
+        self.replay_mismatches: list[str] = []
+        self._trials: dict[int, TrialRecord] = {}
+        self._events: list[StudyEvent] = []
+        self._listeners: list[EventListener] = []
+        self._target: dict[int, int | None] = {}
+        # Runtime accounting: runtime frozen at the last halt/report, and when the current
+        # segment began (only used when the backend does not measure runtime itself).
+        self._runtime: dict[int, float] = {}
+        self._segment_start: dict[int, float] = {}
+        self._cost: dict[int, float] = {}
+        self._gpu_hours: dict[int, float] = {}
+        self._total_cost = 0.0
+        self._total_gpu_hours = 0.0
+        self._trials_started = 0
+        self._reports = 0
+        self._replay_time: float | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._replay_time if self._replay_time is not None else float(self.clock.now())
+
+    @property
+    def events(self) -> tuple[StudyEvent, ...]:
+        return tuple(self._events)
+
+    @property
+    def trials(self) -> list[TrialRecord]:
+        """All trials in creation order. Treat them as read-only."""
+        return list(self._trials.values())
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        try:
+            return self._trials[trial_id]
+        except KeyError:
+            raise UnknownTrialError(trial_id) from None
+
+    def trials_in(self, *phases: TrialPhase) -> list[TrialRecord]:
+        return [t for t in self._trials.values() if t.phase in phases]
+
+    def active_trials(self) -> list[TrialRecord]:
+        """Pending or running: the trials that hold a slot."""
+        return self.trials_in(TrialPhase.PENDING, TrialPhase.RUNNING)
+
+    def target_resource(self, trial_id: int) -> int | None:
+        self.trial(trial_id)
+        return self._target.get(trial_id)
+
+    def runtime_of(self, trial_id: int) -> float:
+        """Seconds the trial has run on its hardware, as last accounted."""
+        self.trial(trial_id)
+        return self._runtime.get(trial_id, 0.0)
+
+    def cost_of(self, trial_id: int) -> float:
+        self.trial(trial_id)
+        return self._cost.get(trial_id, 0.0)
+
+    @property
+    def spend(self) -> Spend:
+        return self._spend(running=len(self.active_trials()))
+
+    def _spend(self, running: int = 0) -> Spend:
+        # Budget checks run on every report: they skip the O(trials) count of active trials.
+        return Spend(
+            trials_started=self._trials_started,
+            running=running,
+            cost_usd=self._total_cost,
+            gpu_hours=self._total_gpu_hours,
+            elapsed_seconds=max(0.0, self.now() - self.start_time),
+        )
+
+    @property
+    def reports(self) -> int:
+        return self._reports
+
+    def new_trial_block(self) -> str | None:
+        """Why no trial (new or resumed) may start now, or None."""
+        return self.config.budget.new_trial_block(self._spend())
+
+    def stop_reason(self) -> str | None:
+        """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
+        return self.config.budget.running_stop_reason(self._spend())
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for every event appended from now on (not during replay)."""
+        self._listeners.append(listener)
+
+    # -- starting trials ----------------------------------------------------------------------
+    def start_next(self) -> TrialStart | None:
+        """Ask the scheduler for the next trial and record it, atomically: a suggestion is never
+        asked for and then dropped, so replay sees the same sequence of calls. None when the
+        budget forbids starting (see ``new_trial_block``) or the scheduler has nothing now. The
+        parallel limit is the caller's to check."""
+        if self.new_trial_block() is not None:
+            return None
+        suggestion = self.scheduler.suggest()
+        if suggestion is None:
+            return None
+        return self._apply_suggestion(suggestion)
+
+    def _apply_suggestion(self, suggestion: TrialSuggestion) -> TrialStart:
+        if suggestion.is_resume:
+            assert suggestion.resume_trial_id is not None
+            record = self._resume(suggestion.resume_trial_id, suggestion.max_resource, suggested=True)
+            return TrialStart(record, True, suggestion.max_resource)
+        assert suggestion.config is not None
+        record = self._create(suggestion.config, suggestion.hardware, suggestion.max_resource,
+                              suggested=True)
+        return TrialStart(record, False, suggestion.max_resource)
+
+    def create_trial(self, config: Mapping[str, Any], hardware: Hardware | None = None, *,
+                     max_resource: int | None = None) -> TrialStart:
+        """Add a trial that the scheduler did not suggest (a user's baseline, a warm start). It
+        counts against ``maxTrials`` like any other; the scheduler learns of it via
+        ``on_trial_add``."""
+        record = self._create(config, hardware, max_resource, suggested=False)
+        return TrialStart(record, False, max_resource)
+
+    def resume_trial(self, trial_id: int, *, max_resource: int | None = None) -> TrialStart:
+        """Resume a paused trial from outside the scheduler (a user, or after ``pause_trial``)."""
+        record = self._resume(trial_id, max_resource, suggested=False)
+        return TrialStart(record, True, max_resource)
+
+    def _create(self, config: Mapping[str, Any], hardware: Hardware | None,
+                max_resource: int | None, *, suggested: bool, trial_id: int | None = None) -> TrialRecord:
+        config = self.config.space.validate(config, path="config")
+        hardware = self._check_hardware(hardware)
+        if max_resource is not None and not 1 <= max_resource <= self.config.max_resource:
+            raise StudyError(f"max_resource must be in 1..{self.config.max_resource}, got {max_resource}")
+        new_id = len(self._trials)
+        if trial_id is not None and trial_id != new_id:
+            raise StudyError(f"event log out of order: expected trial {new_id}, got {trial_id}")
+        record = TrialRecord(trial_id=new_id, config=config, hardware=hardware)
+        self._trials[new_id] = record
+        self._target[new_id] = max_resource
+        self._runtime[new_id] = 0.0
+        self._cost[new_id] = 0.0
+        self._gpu_hours[new_id] = 0.0
+        self._trials_started += 1
+        now = self.now()
+        self._segment_start[new_id] = now
+        self.scheduler.on_trial_add(record)
+        self._emit(StudyEvent(seq=0, kind=EventKind.CREATED, trial_id=new_id, time=now,
+                              config=dict(config), hardware=hardware, max_resource=max_resource,
+                              suggested=suggested))
+        return record
+
+    def _check_hardware(self, hardware: Hardware | None) -> Hardware | None:
+        choices = self.config.hardware
+        if hardware is None:
+            if len(choices):
+                raise StudyError("this study searches hardware: a trial needs a (pool, gpu count)")
+            return None
+        if not isinstance(hardware, Hardware):
+            raise StudyError(f"hardware must be a Hardware, got {type(hardware).__name__}")
+        self.config.hardware_model.pool(hardware)  # raises for an unknown pool
+        return hardware
+
+    def _resume(self, trial_id: int, max_resource: int | None, *, suggested: bool) -> TrialRecord:
+        record = self.trial(trial_id)
+        if record.phase is not TrialPhase.PAUSED:
+            raise TrialStateError(f"trial {trial_id} is {record.phase.value}; only a Paused trial "
+                                  "can be resumed")
+        if max_resource is not None and not record.last_resource < max_resource <= self.config.max_resource:
+            raise StudyError(f"trial {trial_id}: max_resource must be in "
+                             f"{record.last_resource + 1}..{self.config.max_resource}, got {max_resource}")
+        record.phase = TrialPhase.PENDING
+        record.reason = ""
+        self._target[trial_id] = max_resource
+        now = self.now()
+        self._segment_start[trial_id] = now
+        self._emit(StudyEvent(seq=0, kind=EventKind.RESUMED, trial_id=trial_id, time=now,
+                              max_resource=max_resource, suggested=suggested))
+        return record
+
+    def trial_running(self, trial_id: int) -> None:
+        """The backend has the trial running now (pod started, process spawned). Optional: a
+        report implies it. Restarts the runtime clock of this segment."""
+        record = self.trial(trial_id)
+        if record.phase is TrialPhase.RUNNING:
+            return
+        if record.phase is not TrialPhase.PENDING:
+            raise TrialStateError(f"trial {trial_id} is {record.phase.value}; cannot mark it Running")
+        record.phase = TrialPhase.RUNNING
+        now = self.now()
+        self._segment_start[trial_id] = now
+        self._emit(StudyEvent(seq=0, kind=EventKind.RUNNING, trial_id=trial_id, time=now))
+
+    # -- reports ------------------------------------------------------------------------------
+    def report(self, trial_id: int, resource: int, metrics: Mapping[str, float],
+               runtime_seconds: float | None = None) -> Decision:
+        """Record one observation and return what the trial must do.
+
+        ``runtime_seconds`` is the trial's total runtime so far on its hardware (all segments,
+        across pauses), as the backend measured or simulated it; None lets the study measure it
+        with its clock. Raises ``UnknownTrialError``, ``TrialStateError`` (trial not running) or
+        ``InvalidReportError`` (bad resource, metric or runtime) and then records nothing."""
+        record = self.trial(trial_id)
+        if not record.phase.is_active():
+            raise TrialStateError(f"trial {trial_id} is {record.phase.value}; reports are accepted "
+                                  "only from Pending or Running trials")
+        resource = self._check_resource(record, resource)
+        clean = self._check_metrics(metrics)
+        runtime = self._check_runtime(record, runtime_seconds)
+        self._account(trial_id, runtime)
+        clean["runtime"] = runtime
+        clean["cost"] = self._cost[trial_id]
+        return self._observe(record, resource, clean, runtime)
+
+    def _check_resource(self, record: TrialRecord, resource: Any) -> int:
+        if isinstance(resource, bool) or not isinstance(resource, (int, np.integer)):
+            if isinstance(resource, float) and resource.is_integer():
+                resource = int(resource)
+            else:
+                raise InvalidReportError(f"resource must be an integer, got {resource!r}")
+        resource = int(resource)
+        if resource <= record.last_resource:
+            raise InvalidReportError(f"trial {record.trial_id}: resource {resource} does not advance "
+                                     f"past the last reported {record.last_resource}")
+        if resource > self.config.max_resource:
+            raise InvalidReportError(f"trial {record.trial_id}: resource {resource} exceeds the "
+                                     f"study maximum {self.config.max_resource}")
+        return resource
+
+    def _check_metrics(self, metrics: Mapping[str, Any]) -> dict[str, float]:
+        if not isinstance(metrics, Mapping):
+            raise InvalidReportError(f"metrics must be a map of name -> number, got {type(metrics).__name__}")
+        clean: dict[str, float] = {}
+        for name, value in metrics.items():
+            if not isinstance(name, str) or not name:
+                raise InvalidReportError(f"metric names must be non-empty strings, got {name!r}")
+            if name in BUILTIN_METRICS:
+                raise InvalidReportError(f"metric {name!r} is built in (measured by the backend); "
+                                         "do not report it")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(float(value)):
+                raise InvalidReportError(f"metric {name!r} must be a finite number, got {value!r}")
+            clean[name] = float(value)
+        missing = [o.metric for o in self.config.objectives
+                   if o.metric not in BUILTIN_METRICS and o.metric not in clean]
+        if missing:
+            raise InvalidReportError(f"objective metric {missing[0]!r} is missing from the report "
+                                     f"(got: {', '.join(sorted(clean)) or 'none'})")
+        return clean
+
+    def _check_runtime(self, record: TrialRecord, runtime_seconds: float | None) -> float:
+        tid = record.trial_id
+        if runtime_seconds is None:
+            return self._runtime[tid] + max(0.0, self.now() - self._segment_start.get(tid, self.now()))
+        if isinstance(runtime_seconds, bool) or not isinstance(runtime_seconds, (int, float, np.number)) \
+                or not math.isfinite(float(runtime_seconds)) or runtime_seconds < 0:
+            raise InvalidReportError(f"runtime_seconds must be a finite number >= 0, got {runtime_seconds!r}")
+        # A clock hiccup must never make spend go down: runtime only grows.
+        return max(float(runtime_seconds), self._runtime[tid])
+
+    def _account(self, trial_id: int, runtime: float) -> None:
+        record = self._trials[trial_id]
+        model = self.config.hardware_model
+        cost = model.cost(runtime, record.hardware)
+        gpu_hours = model.gpu_hours(runtime, record.hardware)
+        self._total_cost += cost - self._cost[trial_id]
+        self._total_gpu_hours += gpu_hours - self._gpu_hours[trial_id]
+        self._runtime[trial_id] = runtime
+        self._cost[trial_id] = cost
+        self._gpu_hours[trial_id] = gpu_hours
+        self._segment_start[trial_id] = self.now()
+
+    def _observe(self, record: TrialRecord, resource: int, metrics: dict[str, float],
+                 runtime: float) -> Decision:
+        now = self.now()
+        if record.phase is TrialPhase.PENDING:
+            record.phase = TrialPhase.RUNNING
+        observation = Observation(trial_id=record.trial_id, resource=resource, metrics=metrics, time=now)
+        record.observations.append(observation)
+        self._reports += 1
+        decision = self.scheduler.on_trial_result(record, observation)
+        if not isinstance(decision, Decision):
+            raise StudyError(f"scheduler returned {decision!r}, not a Decision")
+        budget_reason = self.stop_reason()
+        if resource >= self.config.max_resource:
+            record.phase = TrialPhase.COMPLETED
+            record.reason = f"completed: reached {self.config.fidelity.resource} {resource}"
+            answer = Decision.STOP
+            self.scheduler.on_trial_complete(record)
+        elif decision is Decision.CONTINUE and budget_reason is not None:
+            record.phase = TrialPhase.STOPPED
+            record.reason = budget_reason
+            answer = Decision.STOP
+            self.scheduler.on_trial_remove(record)
+        elif decision is Decision.PAUSE:
+            record.phase = TrialPhase.PAUSED
+            record.reason = f"paused by the scheduler at {self.config.fidelity.resource} {resource}"
+            answer = decision
+        elif decision is Decision.STOP:
+            record.phase = TrialPhase.STOPPED
+            record.reason = f"stopped by the scheduler at {self.config.fidelity.resource} {resource}"
+            answer = decision
+        else:
+            record.phase = TrialPhase.RUNNING
+            answer = decision
+        if answer.halts:
+            self._segment_start.pop(record.trial_id, None)
+        self._emit(StudyEvent(seq=0, kind=EventKind.OBSERVED, trial_id=record.trial_id, time=now,
+                              resource=resource, metrics=dict(metrics), runtime_seconds=runtime,
+                              decision=answer, reason=record.reason if answer.halts else ""))
+        return answer
+
+    # -- life-cycle facts ---------------------------------------------------------------------
+    def complete_trial(self, trial_id: int, runtime_seconds: float | None = None) -> None:
+        """The trial ended normally before the study maximum (the trainer's loop finished)."""
+        record = self._halt(trial_id, runtime_seconds, "complete")
+        record.phase = TrialPhase.COMPLETED
+        record.reason = "completed: the trainer finished"
+        self.scheduler.on_trial_complete(record)
+        self._emit_halt(EventKind.COMPLETED, record)
+
+    def fail_trial(self, trial_id: int, reason: str, runtime_seconds: float | None = None) -> None:
+        """The trial crashed, ran out of memory, or was evicted without a checkpoint."""
+        record = self._halt(trial_id, runtime_seconds, "fail")
+        record.phase = TrialPhase.FAILED
+        record.reason = reason or "failed"
+        self.scheduler.on_trial_error(record)
+        self._emit_halt(EventKind.FAILED, record)
+
+    def stop_trial(self, trial_id: int, reason: str, runtime_seconds: float | None = None) -> None:
+        """Stop the trial from outside the scheduler (a user, a budget). Paused trials may be
+        stopped too (they never run again)."""
+        record = self._halt(trial_id, runtime_seconds, "stop", allow_paused=True)
+        record.phase = TrialPhase.STOPPED
+        record.reason = reason or "stopped"
+        self.scheduler.on_trial_remove(record)
+        self._emit_halt(EventKind.STOPPED, record)
+
+    def pause_trial(self, trial_id: int, reason: str, runtime_seconds: float | None = None) -> None:
+        """Pause from outside the scheduler (a user, a preemption with a checkpoint). The
+        scheduler is not told and will not resume it; ``resume_trial`` does."""
+        record = self._halt(trial_id, runtime_seconds, "pause")
+        record.phase = TrialPhase.PAUSED
+        record.reason = reason or "paused"
+        self._emit_halt(EventKind.PAUSED, record)
+
+    def _halt(self, trial_id: int, runtime_seconds: float | None, verb: str, *,
+              allow_paused: bool = False) -> TrialRecord:
+        record = self.trial(trial_id)
+        if not (record.phase.is_active() or (allow_paused and record.phase is TrialPhase.PAUSED)):
+            raise TrialStateError(f"trial {trial_id} is {record.phase.value}; cannot {verb} it")
+        if record.phase.is_active():
+            self._account(trial_id, self._check_runtime(record, runtime_seconds))
+        self._segment_start.pop(trial_id, None)
+        return record
+
+    def _emit_halt(self, kind: EventKind, record: TrialRecord) -> None:
+        self._emit(StudyEvent(seq=0, kind=kind, trial_id=record.trial_id, time=self.now(),
+                              runtime_seconds=self._runtime[record.trial_id], reason=record.reason))
+
+    def _emit(self, event: StudyEvent) -> None:
+        # Events are built with seq=0 and numbered here, the one place that appends.
+        object.__setattr__(event, "seq", len(self._events))
+        self._events.append(event)
+        if self._replay_time is None:
+            for listener in self._listeners:
+                listener(event)
+
+    # -- results ------------------------------------------------------------------------------
+    def front(self) -> list[FrontPoint]:
+        """The Pareto front over every trial's latest observation (the model it ended with, or
+        has now), in trial order. Objectives are compared as losses (``Objective.loss``)."""
+        points = [(t, t.observations[-1]) for t in self._trials.values() if t.observations]
+        if not points:
+            return []
+        objectives = self.config.objectives
+        losses = np.array([[o.loss(obs.metrics[o.metric]) for o in objectives] for _, obs in points])
+        keep = nondominated_mask(losses)
+        return [_point(t, obs, objectives) for (t, obs), k in zip(points, keep) if k]
+
+    def summary(self) -> StudySummary:
+        counts = {phase.value: 0 for phase in TrialPhase}
+        for t in self._trials.values():
+            counts[t.phase.value] += 1
+        best: dict[str, FrontPoint] = {}
+        for o in self.config.objectives:
+            scored = [(o.loss(t.observations[-1].metrics[o.metric]), t.trial_id, t)
+                      for t in self._trials.values() if t.observations]
+            if scored:
+                _, _, t = min(scored, key=lambda s: (s[0], s[1]))
+                best[o.metric] = _point(t, t.observations[-1], self.config.objectives)
+        return StudySummary(counts=counts, spend=self.spend, front=tuple(self.front()), best=best,
+                            reports=self._reports)
+
+    # -- rebuild --------------------------------------------------------------------------------
+    @classmethod
+    def rebuild(
+        cls,
+        config: StudyConfig,
+        events: Iterable[StudyEvent | Mapping[str, Any]],
+        *,
+        scheduler: Scheduler | None = None,
+        clock: Clock | None = None,
+        start_time: float | None = None,
+        strict: bool = False,
+    ) -> "Study":
+        """Recreate a study from its event log (``StudyEvent``s or their ``to_dict()`` form).
+
+        Events are replayed in ``seq`` order through a fresh scheduler (``config.make_scheduler()``
+        unless given): suggested trials are asked of the scheduler again, observations are fed to
+        it with their recorded metrics, so its state ends where the original's was. Where the
+        replayed scheduler answers differently from the log (a nondeterministic scheduler, a
+        changed algorithm), the log wins and the difference is listed in ``replay_mismatches``
+        (``strict=True`` raises ``StudyError`` instead). ``start_time`` defaults to the first
+        event's time."""
+        ordered = sorted((e if isinstance(e, StudyEvent) else StudyEvent.from_dict(e) for e in events),
+                         key=lambda e: e.seq)
+        if start_time is None and ordered:
+            start_time = ordered[0].time
+        study = cls(config, scheduler, clock=clock, start_time=start_time)
+        try:
+            for event in ordered:
+                study._replay_time = event.time
+                study._replay(event, strict)
+        finally:
+            study._replay_time = None
+        return study
+
+    def _mismatch(self, message: str, strict: bool) -> None:
+        if strict:
+            raise StudyError(f"replay diverged: {message}")
+        log.warning("replay diverged: %s", message)
+        self.replay_mismatches.append(message)
+
+    def _replay(self, event: StudyEvent, strict: bool) -> None:
+        kind, tid = event.kind, event.trial_id
+        if kind is EventKind.CREATED:
+            if event.suggested:
+                suggestion = self.scheduler.suggest()
+                expected = (dict(event.config or {}), event.hardware, event.max_resource)
+                got = None if suggestion is None else (
+                    None if suggestion.is_resume else
+                    (dict(suggestion.config or {}), suggestion.hardware, suggestion.max_resource))
+                if got != expected:
+                    self._mismatch(f"event {event.seq}: the scheduler suggested {suggestion!r}, the log "
+                                   f"created trial {tid} with {expected!r}", strict)
+            assert event.config is not None
+            self._create(event.config, event.hardware, event.max_resource,
+                         suggested=event.suggested, trial_id=tid)
+        elif kind is EventKind.RESUMED:
+            if event.suggested:
+                suggestion = self.scheduler.suggest()
+                if suggestion is None or suggestion.resume_trial_id != tid \
+                        or suggestion.max_resource != event.max_resource:
+                    self._mismatch(f"event {event.seq}: the scheduler suggested {suggestion!r}, the log "
+                                   f"resumed trial {tid}", strict)
+            self._resume(tid, event.max_resource, suggested=event.suggested)
+        elif kind is EventKind.RUNNING:
+            self.trial_running(tid)
+        elif kind is EventKind.OBSERVED:
+            record = self.trial(tid)
+            assert event.metrics is not None and event.resource is not None
+            metrics = {k: float(v) for k, v in event.metrics.items()}
+            runtime = float(event.runtime_seconds if event.runtime_seconds is not None
+                            else metrics.get("runtime", 0.0))
+            self._account(tid, max(runtime, self._runtime[tid]))
+            decision = self._observe(record, int(event.resource), metrics, runtime)
+            if event.decision is not None and decision is not event.decision:
+                self._mismatch(f"event {event.seq}: trial {tid} at resource {event.resource} got "
+                               f"{decision.value} on replay, {event.decision.value} originally", strict)
+        elif kind is EventKind.COMPLETED:
+            self.complete_trial(tid, event.runtime_seconds)
+            self.trial(tid).reason = event.reason or self.trial(tid).reason
+        elif kind is EventKind.FAILED:
+            self.fail_trial(tid, event.reason, event.runtime_seconds)
+        elif kind is EventKind.STOPPED:
+            self.stop_trial(tid, event.reason, event.runtime_seconds)
+        elif kind is EventKind.PAUSED:
+            self.pause_trial(tid, event.reason, event.runtime_seconds)
+        else:  # pragma: no cover - EventKind is closed
+            raise StudyError(f"unknown event kind {kind!r}")
+
+
+def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:
+    return FrontPoint(trial_id=trial.trial_id, hardware=trial.hardware, resource=obs.resource,
+                      values={o.metric: float(obs.metrics[o.metric]) for o in objectives})
+
+
+def nondominated_mask(losses: np.ndarray) -> np.ndarray:
+    """True for rows no other row dominates (<= everywhere, < somewhere). Duplicates of a
+    non-dominated row are all kept. O(n^2 m), fine for a study summary; the schedulers use the
+    vectorised sorting in ``hwtune.optimize.pareto``."""
+    losses = np.asarray(losses, dtype=float)
+    n = len(losses)
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        if not keep[i]:
+            continue
+        dominated_by = np.all(losses <= losses[i], axis=1) & np.any(losses < losses[i], axis=1)
+        if dominated_by.any():
+            keep[i] = False
+    return keep

@@ -1,0 +1,133 @@
+"""The tuning loop: drives a ``Study`` with any ``Backend`` until the study is done.
+
+One iteration, all under ``backend.lock``:
+
+1. If a spend or deadline budget is exhausted (``Study.stop_reason``), stop every active trial.
+2. Fill free slots: while fewer than the parallel limit are active, ``study.start_next()`` and
+   ``backend.start_trial``. The limit is ``max_parallel`` (argument), else
+   ``budget.maxParallelTrials``, else the backend's ``capacity``, else 1 (and never more than
+   the backend's capacity).
+3. If nothing is active, the study is done: the budget forbids new trials, or the scheduler has
+   nothing left (an exhausted grid).
+4. ``backend.wait(timeout)``: reports flow to the study through the backend while it waits; the
+   timeout is at most ``poll_seconds`` and never past the deadline, so a simulated clock stops
+   exactly at it.
+
+``Tuner.run()`` returns a ``TuningResult``. The loop never reads a clock itself except through
+the study (whose clock the simulator replaces), so the same code runs in real and simulated time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from hwtune.api.records import TrialRecord
+from hwtune.backends.base import Backend
+from hwtune.engine.budget import Spend
+from hwtune.engine.study import FrontPoint, Study, StudySummary
+
+__all__ = ["Tuner", "TuningResult"]
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    trials: tuple[TrialRecord, ...]
+    front: tuple[FrontPoint, ...]
+    spend: Spend
+    summary: StudySummary
+    stop_reason: str  # why the loop ended
+    iterations: int
+
+
+class Tuner:
+    """Run ``study`` on ``backend``. ``on_iteration(study)`` is called after every wait (the CLI
+    redraws its progress view there). ``poll_seconds`` defaults to the backend's
+    ``poll_seconds`` (None for the simulator: wait for the next event however far away)."""
+
+    def __init__(
+        self,
+        study: Study,
+        backend: Backend,
+        *,
+        max_parallel: int | None = None,
+        poll_seconds: float | None | type[...] = ...,
+        on_iteration: Callable[[Study], None] | None = None,
+    ) -> None:
+        if max_parallel is not None and max_parallel < 1:
+            raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+        if poll_seconds is ...:
+            poll_seconds = backend.poll_seconds
+        if poll_seconds is not None and poll_seconds <= 0:
+            raise ValueError(f"poll_seconds must be > 0, got {poll_seconds}")
+        self.study = study
+        self.backend = backend
+        self.max_parallel = max_parallel
+        self.poll_seconds = poll_seconds
+        self.on_iteration = on_iteration
+        self.iterations = 0
+        self._stop_requested: str | None = None
+        backend.bind(study)
+
+    @property
+    def parallel_limit(self) -> int:
+        limit = self.max_parallel or self.study.config.budget.max_parallel_trials \
+            or self.backend.capacity or 1
+        if self.backend.capacity is not None:
+            limit = min(limit, self.backend.capacity)
+        return limit
+
+    def request_stop(self, reason: str = "stopped by the user") -> None:
+        """Ask the loop to stop every active trial and return (safe from a signal handler)."""
+        self._stop_requested = reason
+
+    def step(self) -> str | None:
+        """One iteration; returns why the loop is over, or None to go on."""
+        study, backend = self.study, self.backend
+        with backend.lock:
+            reason = self._stop_requested or study.stop_reason()
+            if reason is not None:
+                for trial_id in backend.active_trial_ids():
+                    backend.stop_trial(trial_id, reason)
+                return reason
+            self._fill()
+            if not backend.active_trial_ids():
+                return study.new_trial_block() or "the scheduler has no more trials to run"
+            timeout = self._timeout()
+        backend.wait(timeout)
+        self.iterations += 1
+        if self.on_iteration is not None:
+            self.on_iteration(study)
+        return None
+
+    def run(self, max_iterations: int | None = None) -> TuningResult:
+        reason: str | None = None
+        while reason is None:
+            if max_iterations is not None and self.iterations >= max_iterations:
+                reason = f"stopped after {max_iterations} iterations"
+                break
+            reason = self.step()
+        return self.result(reason)
+
+    def result(self, reason: str) -> TuningResult:
+        summary = self.study.summary()
+        return TuningResult(trials=tuple(self.study.trials), front=summary.front,
+                            spend=summary.spend, summary=summary, stop_reason=reason,
+                            iterations=self.iterations)
+
+    def _fill(self) -> None:
+        free = self.parallel_limit - len(self.backend.active_trial_ids())
+        while free > 0:
+            start = self.study.start_next()
+            if start is None:
+                return
+            self.backend.start_trial(start)
+            free -= 1
+
+    def _timeout(self) -> float | None:
+        timeout = self.poll_seconds
+        deadline = self.study.config.budget.max_duration_seconds
+        if deadline is not None:
+            left = max(0.0, deadline - self.study.spend.elapsed_seconds)
+            timeout = left if timeout is None else min(timeout, left)
+        return timeout

@@ -1,0 +1,201 @@
+"""The trial as a training script sees it: hyperparameters, hardware, reports, checkpoints and
+graceful preemption."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Callable, Iterator, Mapping
+
+from hwtune.api.records import Decision, Hardware
+from hwtune.report.protocol import check_metrics, check_resource
+from hwtune.trainer.checkpoint import Checkpoint, CheckpointStore
+from hwtune.trainer.client import ReportClient
+from hwtune.trainer.env import TrialEnv
+
+__all__ = ["EXIT_PREEMPTED", "Trial"]
+
+log = logging.getLogger("hwtune.trainer")
+
+# Exit status after SIGTERM once the checkpoint is safe. 75 is EX_TEMPFAIL ("try again later"):
+# backends resume the trial from its checkpoint instead of failing it, and a Job's
+# podFailurePolicy can ignore it (onExitCodes [75], action Ignore).
+EXIT_PREEMPTED = 75
+
+_MISSING = object()
+PreemptCallback = Callable[[], Mapping[str, Any] | None]
+
+
+class Trial:
+    """Created once per process by ``hwtune.trainer.init()``; tests build their own."""
+
+    def __init__(self, env: TrialEnv | None = None, *, client: ReportClient | None = None,
+                 handle_sigterm: bool = True) -> None:
+        self.env = env if env is not None else TrialEnv.from_env()
+        self._client = client
+        if self._client is None and self.env.report_url:
+            self._client = ReportClient(self.env.report_url, self.env.trial_id,
+                                        self.env.report_token,
+                                        retry_seconds=self.env.report_retry_seconds)
+        self._store = CheckpointStore(self.env.checkpoint_uri) if self.env.checkpoint_uri else None
+        self.last_decision = Decision.CONTINUE
+        self.last_reason = ""
+        self.preempted = False
+        self._last_reported = 0
+        self._last_checkpoint = 0
+        self._preempt_callback: PreemptCallback | None = None
+        self._saving = False
+        self._exit_after_save = False
+        if handle_sigterm and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    # -- what the trial is -------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.env.trial_id
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.env.params
+
+    @property
+    def hardware(self) -> Hardware | None:
+        return self.env.hardware
+
+    @property
+    def max_resource(self) -> int | None:
+        return self.env.max_resource
+
+    @property
+    def target_resource(self) -> int | None:
+        return self.env.target_resource
+
+    @property
+    def resumed(self) -> bool:
+        return self.env.resume
+
+    def param(self, name: str, default: Any = _MISSING) -> Any:
+        """A hyperparameter; ``default`` for one the study does not set (or an inactive
+        conditional). Without a default a missing name is an error naming it."""
+        if name in self.env.params:
+            return self.env.params[name]
+        if default is _MISSING:
+            raise KeyError(f"hyperparameter {name!r} is not set for this trial "
+                           f"(set: {', '.join(sorted(self.env.params)) or 'none'})")
+        return default
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def report(self, resource: int, **metrics: float) -> Decision:
+        """Report ``metrics`` at resource level ``resource`` (1-based, e.g. the epoch just
+        finished) and return the study's decision: CONTINUE, or PAUSE / STOP after which the
+        script should return (its checkpoint is what a resumed trial continues from)."""
+        resource = check_resource(resource)
+        checked = check_metrics(metrics)
+        if resource < self._last_reported:
+            raise ValueError(f"resource went backwards: {resource} after {self._last_reported}")
+        if resource <= self.env.reported_resource:
+            # A resumed trial replaying levels the study already holds (it resumed from an older
+            # checkpoint): the study has these, so they are not sent twice.
+            log.info("%s %d already reported before this launch; not sent again",
+                     self.env.resource_name, resource)
+            self._last_reported = resource
+            return Decision.CONTINUE
+        if self._client is None:
+            log.warning("offline (no HWTUNE_REPORT_URL): %s %d %s", self.env.resource_name,
+                        resource, checked)
+            reply_decision, reason = Decision.CONTINUE, "offline"
+        else:
+            reply = self._client.report(resource, checked)
+            reply_decision, reason = reply.decision, reply.reason
+        self._last_reported = resource
+        self.last_decision, self.last_reason = reply_decision, reason
+        return reply_decision
+
+    def resource_levels(self, start: int = 1, max_resource: int | None = None) -> Iterator[int]:
+        """Levels ``start, start+1, ...`` up to the study's maximum (``max_resource`` when the
+        script runs outside a study), ending early once a report's decision halts the trial::
+
+            for epoch in trial.resource_levels(start):
+                ...; trial.save_checkpoint(state, epoch); trial.report(epoch, loss=...)
+        """
+        last = self.env.max_resource if self.env.max_resource is not None else max_resource
+        if last is None:
+            raise ValueError("no maximum resource: HWTUNE_MAX_RESOURCE is unset and no "
+                             "max_resource was given")
+        level = max(1, start)
+        while level <= last and not self.last_decision.halts:
+            yield level
+            level += 1
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    @property
+    def checkpoint_store(self) -> CheckpointStore | None:
+        return self._store
+
+    def save_checkpoint(self, state: Mapping[str, Any], resource: int) -> None:
+        """Save ``state`` (a dict; tensors allowed) as the trial's checkpoint after ``resource``
+        levels. Without a checkpoint location (a script run by hand) this does nothing."""
+        if self._store is None:
+            return
+        self._saving = True
+        try:
+            self._store.save(state, resource)
+            self._last_checkpoint = resource
+        finally:
+            self._saving = False
+        if self._exit_after_save:
+            self._exit_preempted()
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        """The trial's latest checkpoint (after a pause, a preemption or a pod restart), or
+        None on a fresh start. Continue from ``checkpoint.resource + 1``."""
+        if self._store is None:
+            return None
+        checkpoint = self._store.load()
+        if checkpoint is not None:
+            self._last_checkpoint = checkpoint.resource
+        return checkpoint
+
+    # -- preemption --------------------------------------------------------------------------
+
+    def on_preempt(self, callback: PreemptCallback) -> None:
+        """On SIGTERM, ``callback()`` returns the state to checkpoint (as of the last completed
+        resource level), or None to keep the last saved checkpoint. Then the process exits with
+        EXIT_PREEMPTED (75). Without a callback the last ``save_checkpoint`` is what resumes."""
+        self._preempt_callback = callback
+
+    def _completed_resource(self) -> int:
+        return max(self._last_reported, self._last_checkpoint)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.preempted = True
+        if self._saving:
+            # Let the checkpoint being written finish; save_checkpoint exits right after.
+            self._exit_after_save = True
+            return
+        self._exit_preempted()
+
+    def _exit_preempted(self) -> None:
+        level = self._completed_resource()
+        if self._preempt_callback is not None and self._store is not None and level >= 1:
+            try:
+                state = self._preempt_callback()
+                if state is not None:
+                    self._store.save(state, level)
+            except Exception:  # the previous checkpoint is still there; exit anyway
+                log.exception("preemption callback failed; keeping the previous checkpoint")
+        log.warning("preempted (SIGTERM) after %s %d; exiting with %d to be resumed",
+                    self.env.resource_name, level, EXIT_PREEMPTED)
+        self.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        raise SystemExit(EXIT_PREEMPTED)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,250 @@
+"""One table of bad manifests, refused both by the pydantic models (tests/api/test_validation.py)
+and by the real API server (tests/cluster/test_crds.py).
+
+Each case starts from a valid example (examples/study.yaml, examples/pools.yaml, or a small
+trial), changes one thing, and says which field must be named and with which reason: ``server``
+is a fragment of kubectl's stderr, ``model`` a fragment of the pydantic FieldError message.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+DELETE = object()
+
+
+def example_study() -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / "study.yaml").read_text())
+
+
+def example_pool() -> dict[str, Any]:
+    return next(iter(yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text())))
+
+
+def example_trial() -> dict[str, Any]:
+    return {
+        "apiVersion": "hwtune.io/v1alpha1",
+        "kind": "TuningTrial",
+        "metadata": {"name": "resnet-cifar-7"},
+        "spec": {
+            "studyName": "resnet-cifar",
+            "trialId": 7,
+            "parameters": {"lr": 0.01, "batch_size": 128, "model": "resnet18",
+                           "optimizer": "sgd", "momentum": 0.9},
+            "hardware": {"pool": "a100", "gpuCount": 2},
+            "targetResource": 9,
+            "resumeFromCheckpoint": "resnet-cifar/7/epoch-3",
+        },
+    }
+
+
+BASES = {"study": example_study, "pool": example_pool, "trial": example_trial}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    base: str
+    edits: dict[tuple[Any, ...], Any]  # path -> new value (DELETE removes the key)
+    path: str  # field path the refusal must name (API-server notation)
+    server: str  # fragment of kubectl's stderr
+    model: str = ""  # fragment of the pydantic message (default: same as server)
+    unknown_field: bool = False  # refused by strict field validation (decoding), not the schema
+    notes: str = field(default="", compare=False)
+
+    def manifest(self) -> dict[str, Any]:
+        doc = copy.deepcopy(BASES[self.base]())
+        for path, value in self.edits.items():
+            target = doc
+            for step in path[:-1]:
+                target = target[step]
+            if value is DELETE:
+                del target[path[-1]]
+            else:
+                target[path[-1]] = value
+        return doc
+
+    @property
+    def model_fragment(self) -> str:
+        return self.model or self.server
+
+
+S = ("spec",)
+P = ("spec", "parameters")
+
+STUDY_CASES = [
+    Case("unknown-field", "study", {S + ("objectivs",): []}, "spec.objectivs",
+         server='unknown field "spec.objectivs"', model="unknown field", unknown_field=True),
+    Case("unknown-nested-field", "study", {S + ("budget", "maxTrial"): 3}, "spec.budget.maxTrial",
+         server='unknown field "spec.budget.maxTrial"', model="unknown field",
+         unknown_field=True),
+    Case("unknown-parameter-field", "study", {P + ("lr", "log"): True}, "spec.parameters[lr].log",
+         server='unknown field "spec.parameters.lr.log"', model="unknown field",
+         unknown_field=True),
+    Case("wrong-type-max-trials", "study", {S + ("budget", "maxTrials"): "many"},
+         "spec.budget.maxTrials", server="must be of type integer", model="valid integer"),
+    Case("wrong-type-objectives", "study", {S + ("objectives",): "val_error"}, "spec.objectives",
+         server="must be of type array", model="valid list"),
+    Case("wrong-type-min", "study", {P + ("lr", "min"): "small"}, "spec.parameters[lr].min",
+         server="must be of type number", model="valid number"),
+    Case("empty-objectives", "study", {S + ("objectives",): []}, "spec.objectives",
+         server="should have at least 1 items", model="at least 1 item"),
+    Case("missing-objectives", "study", {S + ("objectives",): DELETE}, "spec.objectives",
+         server="Required value", model="Required value"),
+    Case("duplicate-objectives", "study",
+         {S + ("objectives",): [{"metric": "val_error"}, {"metric": "val_error",
+                                                          "goal": "maximize"}]},
+         "spec.objectives", server="objective metric names must be unique"),
+    Case("bad-goal", "study", {S + ("objectives", 0, "goal"): "best"}, "spec.objectives[0].goal",
+         server='Unsupported value: "best"', model="Input should be 'minimize' or 'maximize'"),
+    Case("bad-metric-name", "study", {S + ("objectives", 0, "metric"): "val error"},
+         "spec.objectives[0].metric", server="should match", model="should match pattern"),
+    Case("empty-parameters", "study", {P: {}}, "spec.parameters",
+         server="should have at least 1 properties", model="at least 1 item"),
+    Case("bad-parameter-name", "study",
+         {P + ("learning-rate",): {"type": "float", "min": 0.1, "max": 1.0}}, "spec.parameters",
+         server="parameter name learning-rate must match",
+         model="parameter name 'learning-rate' must match"),
+    Case("bad-parameter-type", "study", {P + ("lr", "type"): "double"}, "spec.parameters[lr].type",
+         server='Unsupported value: "double"', model="Input should be 'float', 'int' or"),
+    Case("min-above-max", "study", {P + ("lr", "min"): 0.5}, "spec.parameters[lr].min",
+         server="min must be less than max"),
+    Case("min-equals-max", "study", {P + ("momentum", "max"): 0.0}, "spec.parameters[momentum].min",
+         server="min must be less than max"),
+    Case("log-scale-zero-min", "study", {P + ("weight_decay", "min"): 0.0},
+         "spec.parameters[weight_decay].min", server="log scale needs min > 0"),
+    Case("max-without-min", "study", {P + ("momentum", "min"): DELETE},
+         "spec.parameters[momentum].max", server="min and max must be set together"),
+    Case("int-fractional-bound", "study",
+         {P + ("layers",): {"type": "int", "min": 1.5, "max": 4}}, "spec.parameters[layers].min",
+         server="an int parameter needs integer min and max"),
+    Case("scale-on-values", "study", {P + ("batch_size", "scale"): "log"},
+         "spec.parameters[batch_size].scale", server="scale applies to a min/max range only"),
+    Case("categorical-with-range", "study",
+         {P + ("model", "min"): 0.0, P + ("model", "max"): 1.0}, "spec.parameters[model].type",
+         server="min, max and scale apply to int and float parameters only"),
+    Case("empty-categorical", "study", {P + ("model", "values"): []},
+         "spec.parameters[model].values", server="should have at least 1 items",
+         model="at least 1 item"),
+    Case("categorical-without-values", "study", {P + ("model", "values"): DELETE},
+         "spec.parameters[model].values", server="a categorical parameter needs values"),
+    Case("values-and-range", "study",
+         {P + ("batch_size", "min"): 64.0, P + ("batch_size", "max"): 512.0},
+         "spec.parameters[batch_size].values",
+         server="takes either values or min and max, not both"),
+    Case("int-values-not-integers", "study", {P + ("batch_size", "values"): [64, 128.5]},
+         "spec.parameters[batch_size].values", server="values of an int parameter must be integers"),
+    Case("duplicate-values", "study", {P + ("optimizer", "values"): ["sgd", "adam", "sgd"]},
+         "spec.parameters[optimizer].values", server="values must be unique"),
+    Case("default-outside-values", "study", {P + ("batch_size", "default"): 100},
+         "spec.parameters[batch_size].default", server="default must be one of values"),
+    Case("default-outside-range", "study", {P + ("lr", "default"): 0.5},
+         "spec.parameters[lr].default", server="default must be one of values"),
+    Case("condition-unknown-parameter", "study",
+         {P + ("momentum", "condition", "parameter"): "optimiser"}, "spec.parameters",
+         server="condition of parameter momentum refers to an unknown parameter",
+         model="condition of parameter 'momentum' refers to unknown parameter 'optimiser'"),
+    Case("condition-on-itself", "study",
+         {P + ("momentum", "condition", "parameter"): "momentum"}, "spec.parameters",
+         server="condition of parameter momentum refers to an unknown parameter",
+         model="condition of parameter 'momentum' refers to the parameter itself"),
+    Case("condition-value-not-taken", "study", {P + ("momentum", "condition", "in"): ["rmsprop"]},
+         "spec.parameters",
+         server="condition of parameter momentum lists a value the parameter it refers to",
+         model="condition of parameter 'momentum': 'rmsprop' is not a value of parameter"),
+    Case("condition-empty-in", "study", {P + ("momentum", "condition", "in"): []},
+         "spec.parameters[momentum].condition.in", server="should have at least 1 items",
+         model="at least 1 item"),
+    Case("gpu-count-zero", "study", {S + ("hardware", "gpuCounts"): [0, 1]},
+         "spec.hardware.gpuCounts[0]", server="should be greater than or equal to 1",
+         model="greater than or equal to 1"),
+    Case("duplicate-gpu-counts", "study", {S + ("hardware", "gpuCounts"): [1, 2, 2]},
+         "spec.hardware.gpuCounts[2]", server="Duplicate value: 2"),
+    Case("bad-pool-name", "study", {S + ("hardware", "pools"): ["t4", "A100"]},
+         "spec.hardware.pools[1]", server="should match", model="should match pattern"),
+    Case("scaling-efficiency-above-one", "study", {S + ("hardware", "scalingEfficiency"): 1.5},
+         "spec.hardware.scalingEfficiency", server="should be less than or equal to 1",
+         model="less than or equal to 1"),
+    Case("override-of-unlisted-pool", "study",
+         {S + ("hardware", "overrides"): {"v100": {"pricePerGPUHour": 1.0}}},
+         "spec.hardware.overrides", server="override for pool v100 names a pool not listed"),
+    Case("override-with-both-prices", "study",
+         {S + ("hardware", "overrides"): {"a100": {"pricePerGPUHour": 3.0,
+                                                   "pricePerNodeHour": 20.0}}},
+         "spec.hardware.overrides[a100].pricePerNodeHour",
+         server="set at most one of pricePerGPUHour and pricePerNodeHour"),
+    Case("negative-cost-budget", "study", {S + ("budget", "maxCostUSD"): -1.0},
+         "spec.budget.maxCostUSD", server="should be greater than or equal to 0",
+         model="greater than or equal to 0"),
+    Case("zero-max-trials", "study", {S + ("budget", "maxTrials"): 0}, "spec.budget.maxTrials",
+         server="should be greater than or equal to 1", model="greater than or equal to 1"),
+    Case("parallel-above-max-trials", "study", {S + ("budget", "maxParallelTrials"): 300},
+         "spec.budget.maxParallelTrials", server="maxParallelTrials must not exceed maxTrials"),
+    Case("missing-trial-template", "study", {S + ("trialTemplate",): DELETE},
+         "spec.trialTemplate", server="Required value"),
+    Case("no-containers", "study", {S + ("trialTemplate", "spec", "containers"): []},
+         "spec.trialTemplate.spec.containers", server="should have at least 1 items",
+         model="at least 1 item"),
+    Case("container-without-image", "study",
+         {S + ("trialTemplate", "spec", "containers"): [{"name": "trainer"}]},
+         "spec.trialTemplate.spec.containers[0].image", server="Required value"),
+    Case("fidelity-min-not-below-max", "study", {S + ("fidelity", "min"): 81},
+         "spec.fidelity.min", server="min must be less than max"),
+    Case("reduction-factor-one", "study", {S + ("fidelity", "reductionFactor"): 1},
+         "spec.fidelity.reductionFactor", server="should be greater than or equal to 2",
+         model="greater than or equal to 2"),
+    Case("bad-scheduler", "study", {S + ("algorithm", "scheduler"): "bohb"},
+         "spec.algorithm.scheduler", server='Unsupported value: "bohb"',
+         model="Input should be 'fifo'"),
+    Case("mo-asha-without-fidelity", "study", {S + ("fidelity",): DELETE}, "spec.fidelity",
+         server="this scheduler needs fidelity"),
+    Case("transfer-without-sources", "study", {S + ("algorithm", "searcher"): "transfer"},
+         "spec.transfer", server="searcher 'transfer' needs transfer.fromStudies"),
+    Case("checkpoints-pvc-and-uri", "study", {S + ("checkpoints", "uri"): "s3://bucket/ckpt"},
+         "spec.checkpoints", server="set exactly one of persistentVolumeClaim or uri"),
+    Case("checkpoints-path-with-uri", "study",
+         {S + ("checkpoints",): {"uri": "s3://bucket/ckpt", "path": "/ckpt"}},
+         "spec.checkpoints.path", server="path applies to persistentVolumeClaim only"),
+    Case("checkpoints-bad-uri", "study", {S + ("checkpoints",): {"uri": "bucket/ckpt"}},
+         "spec.checkpoints.uri", server="should match", model="should match pattern"),
+    Case("study-name-too-long", "study", {("metadata", "name"): "s" * 49}, "metadata.name",
+         server="may not be more than 48 bytes", model="study names are at most 48 characters"),
+]
+
+POOL_CASES = [
+    Case("pool-both-prices", "pool", {S + ("pricePerNodeHour",): 4.24}, "spec",
+         server="set exactly one of pricePerGPUHour or pricePerNodeHour"),
+    Case("pool-no-price", "pool", {S + ("pricePerGPUHour",): DELETE}, "spec",
+         server="set exactly one of pricePerGPUHour or pricePerNodeHour"),
+    Case("pool-zero-gpus-per-node", "pool", {S + ("gpusPerNode",): 0}, "spec.gpusPerNode",
+         server="should be greater than or equal to 1", model="greater than or equal to 1"),
+    Case("pool-zero-memory", "pool", {S + ("gpuMemoryGiB",): 0}, "spec.gpuMemoryGiB",
+         server="should be greater than 0", model="greater than 0"),
+    Case("pool-negative-price", "pool", {S + ("pricePerGPUHour",): -0.5},
+         "spec.pricePerGPUHour", server="should be greater than or equal to 0",
+         model="greater than or equal to 0"),
+    Case("pool-toleration-exists-with-value", "pool",
+         {S + ("tolerations",): [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                  "value": "present"}]},
+         "spec.tolerations[0].value", server="operator Exists takes no value"),
+]
+
+TRIAL_CASES = [
+    Case("trial-gpu-count-zero", "trial", {S + ("hardware", "gpuCount"): 0},
+         "spec.hardware.gpuCount", server="should be greater than or equal to 1",
+         model="greater than or equal to 1"),
+    Case("trial-missing-study", "trial", {S + ("studyName",): DELETE}, "spec.studyName",
+         server="Required value"),
+    Case("trial-negative-id", "trial", {S + ("trialId",): -1}, "spec.trialId",
+         server="should be greater than or equal to 0", model="greater than or equal to 0"),
+]
+
+ALL_CASES = STUDY_CASES + POOL_CASES + TRIAL_CASES
