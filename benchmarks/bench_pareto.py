@@ -77,8 +77,39 @@ def decision_overhead(kind: str, recorded: int, probes: int, seed: int) -> tuple
     return float(samples.mean()), float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
 
 
+def _filled_promotion_scheduler(kind: str, recorded: int, seed: int):
+    rng = np.random.default_rng(seed)
+    objectives = [Objective("val_error"), Objective("runtime"), Objective("accuracy", Goal.MAXIMIZE)]
+    scheduler = make_scheduler(kind, searcher=NullSearcher(), objectives=objectives,
+                               resource_min=1, resource_max=81, reduction_factor=3, seed=seed)
+    for trial_id in range(recorded):
+        trial = TrialRecord(trial_id, {}, phase=TrialPhase.RUNNING)
+        scheduler.on_trial_add(trial)
+        values = rng.uniform(0, 1, size=3)
+        obs = Observation(trial_id, 1, {"val_error": values[0], "runtime": values[1], "accuracy": values[2]})
+        trial.observations.append(obs)
+        if scheduler.on_trial_result(trial, obs) is Decision.PAUSE:
+            trial.phase = TrialPhase.PAUSED
+    return scheduler
+
+
+def suggest_overhead(kind: str, recorded: int, seed: int, calls: int = 20) -> tuple[float, float]:
+    """Seconds of the first suggest() (ranks the rung) and mean of the next ``calls`` (cached
+    ranking), each resuming a trial from a rung holding ``recorded`` results."""
+    scheduler = _filled_promotion_scheduler(kind, recorded, seed)
+    samples = []
+    for _ in range(calls + 1):
+        start = time.perf_counter()
+        suggestion = scheduler.suggest()
+        samples.append(time.perf_counter() - start)
+        assert suggestion is not None and suggestion.is_resume
+    return samples[0], statistics.fmean(samples[1:])
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--points", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
@@ -117,6 +148,14 @@ def main() -> None:
         pts = concave_front(rng, count, m)
         line(f"hypervolume {m}-D (slicing), {count} points on the front",
              *timed(lambda: hypervolume(pts, [1.1] * m), max(1, args.repeat // 2)))
+
+    print("# promotion: suggest() resuming from a rung holding N results")
+    print("# (the first call ranks the rung; the ranking is cached until the rung changes)")
+    for kind in ("asha-promotion", "mo-asha-promotion"):
+        for recorded in (100, 1000):
+            first, cached = suggest_overhead(kind, recorded, args.seed)
+            print(f"{kind:<18} {recorded:>5} recorded: first suggest() {first * 1e6:9.1f} us  "
+                  f"then {cached * 1e6:7.1f} us")
 
     print("# scheduler decision overhead per report at a rung (3 objectives)")
     for kind in ("asha", "mo-asha", "mo-asha-promotion"):

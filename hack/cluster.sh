@@ -34,29 +34,37 @@ usage() { sed -n '14,19p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 log() { printf '[cluster %s %(%H:%M:%S)T] %s\n' "$NAME" -1 "$*" >&2; }
 
-COMMAND="${1:-}"
-[[ -n "$COMMAND" ]] || { usage >&2; exit 2; }
-shift
-NAME=hwtune
+COMMAND="" NAME=hwtune
 while (($#)); do
   case "$1" in
     --name) [[ $# -ge 2 ]] || die "--name needs a value"; NAME="$2"; shift 2 ;;
     --name=*) NAME="${1#--name=}"; shift ;;
-    -h|--help) usage; exit 0 ;;
+    -h|--help|help) usage; exit 0 ;;
+    up|down|status|env) [[ -z "$COMMAND" ]] || die "one command at a time, got '$COMMAND' and '$1'"
+      COMMAND="$1"; shift ;;
     *) die "unknown argument: $1 (usage: hack/cluster.sh up|down|status|env [--name NAME])" ;;
   esac
 done
+[[ -n "$COMMAND" ]] || { usage >&2; exit 2; }
 [[ "$NAME" =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] ||
   die "--name: must be 1-40 characters of a-z 0-9 - starting with a letter or digit, got '$NAME'"
 
 CLUSTERS="$CACHE/clusters"
+# flock files and scratch space, outside $CLUSTERS: kwokctl treats every directory there as a
+# cluster. Lock files are never removed while in use (the test fixture reaps finished ones).
+LOCKS="$CACHE/cluster-locks"
 DIR="$CLUSTERS/$NAME"
 KUBECONFIG_PATH="$DIR/kubeconfig"
 
 # fd 8 (the cluster lock) is closed for kwokctl: the components it starts would inherit it and
 # hold the lock for as long as the cluster runs.
-kwokctl() { KWOK_WORKDIR="$CACHE" "$BIN/kwokctl" --name "$NAME" "$@" 8>&-; }
-kc() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" --request-timeout=10s "$@"; }
+# $BIN leads PATH: kwokctl probes the API server with the first kubectl on PATH.
+kwokctl() { PATH="$BIN:$PATH" KWOK_WORKDIR="$CACHE" "$BIN/kwokctl" --name "$NAME" "$@" 8>&-; }
+# A discovery cache per cluster: ports are reused, and kubectl's default cache is keyed by host:port.
+kc() {
+  "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" --cache-dir "$DIR/.kube-cache" \
+    --request-timeout=10s "$@"
+}
 
 python_bin() {
   if [[ -n "${HWTUNE_PYTHON:-}" ]]; then echo "$HWTUNE_PYTHON"
@@ -87,7 +95,7 @@ ours_alive() {
   local exe
   kill -0 "$1" 2>/dev/null || return 1
   exe="$(readlink "/proc/$1/exe" 2>/dev/null)" || return 1
-  [[ "${exe% (deleted)}" == "$BIN"/* ]]
+  [[ "${exe% (deleted)}" == "$(realpath "$BIN")"/* ]]
 }
 
 apiserver_ready() {
@@ -125,13 +133,15 @@ EOF
   cat "$STAGES" >> "$1"
 }
 
+WANT_NODES=""
 nodes_ready() { # every node from nodes.yaml exists and is Ready
-  local want ready
-  want="$(PYTHONPATH="$REPO/operator" "$(python_bin)" -m hwtune.testing.nodes names | wc -l)"
+  local ready
+  [[ -n "$WANT_NODES" ]] ||
+    WANT_NODES="$(PYTHONPATH="$REPO/operator" "$(python_bin)" -m hwtune.testing.nodes names | wc -l)"
   ready="$(kc get nodes -l type=kwok -o \
     jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
     grep -c '^True$')" || true
-  [[ "$ready" -ge "$want" ]]
+  [[ "$ready" -ge "$WANT_NODES" ]]
 }
 
 apply_nodes() {
@@ -145,7 +155,7 @@ cmd_up() {
   check_binaries
   [[ -f "$STAGES" ]] || die "missing $STAGES"
   local start=$SECONDS out
-  mkdir -p "$CLUSTERS"
+  mkdir -p "$CLUSTERS" "$LOCKS"
   if [[ -d "$DIR" ]]; then
     if apiserver_ready; then
       log "already running"
@@ -156,11 +166,14 @@ cmd_up() {
   fi
   if ! [[ -d "$DIR" ]]; then
     local cfg createlog
-    cfg="$(mktemp "$CLUSTERS/.$NAME.config.XXXXXX.yaml")"
-    createlog="$(mktemp "$CLUSTERS/.$NAME.create.XXXXXX.log")"
+    mkdir -p "$LOCKS"
+    cfg="$(mktemp "$LOCKS/$NAME.config.XXXXXX.yaml")"
+    createlog="$(mktemp "$LOCKS/$NAME.create.XXXXXX.log")"
     write_config "$cfg"
     log "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
-    if ! kwokctl create cluster --config "$cfg" --kubeconfig "" --timeout "${UP_TIMEOUT}s" \
+    # kwokctl picks free ports and binds them later: one creation at a time on this machine.
+    if ! (exec 7>"$LOCKS/create.lock"; flock -w "$UP_TIMEOUT" 7 &&
+          kwokctl create cluster --config "$cfg" --kubeconfig "" --timeout "${UP_TIMEOUT}s" 7>&-) \
         >"$createlog" 2>&1; then
       cat "$createlog" >&2
       rm -f "$cfg" "$createlog"
@@ -187,28 +200,34 @@ Stop it with: hack/cluster.sh down --name $NAME
 EOF
 }
 
+# A cluster that did not come up is stopped (no processes left behind); its logs are kept.
 up_failed() {
-  log "last lines of the component logs in $DIR/logs:"
+  local kept="$CACHE/failed-clusters/$NAME"
+  log "last lines of the component logs:"
   tail -n 5 "$DIR"/logs/*.log >&2 2>/dev/null || true
-  die "cluster $NAME did not become ready; hack/cluster.sh down --name $NAME removes it"
+  rm -rf "$kept" && mkdir -p "$kept" && cp -r "$DIR/logs/." "$kept/" 2>/dev/null || true
+  cmd_down
+  die "cluster $NAME did not become ready; it was stopped, its logs are in $kept"
 }
 
 cmd_down() {
   if ! [[ -d "$DIR" ]]; then log "not running (no state in $DIR)"; return 0; fi
+  # Only pids that run our binaries now: after that, "gone" simply means kill -0 fails.
   local pids=() comp pid
-  while read -r comp pid; do pids+=("$pid"); done < <(cluster_pids)
+  while read -r comp pid; do ours_alive "$pid" && pids+=("$pid"); done < <(cluster_pids)
   if [[ -x "$BIN/kwokctl" ]]; then
     # kwokctl wants a kubeconfig to remove its context from: give it the one we delete anyway.
-    kwokctl delete cluster --kubeconfig "$KUBECONFIG_PATH" >"$CLUSTERS/.$NAME.delete.log" 2>&1 ||
-      log "kwokctl delete failed ($(tail -n 1 "$CLUSTERS/.$NAME.delete.log")); stopping the processes directly"
-    rm -f "$CLUSTERS/.$NAME.delete.log"
+    kwokctl delete cluster --kubeconfig "$KUBECONFIG_PATH" >"$LOCKS/$NAME.delete.log" 2>&1 ||
+      log "kwokctl delete failed ($(tail -n 1 "$LOCKS/$NAME.delete.log")); stopping the processes directly"
+    rm -f "$LOCKS/$NAME.delete.log"
   fi
-  # Whatever kwokctl left behind (it stops by pid file): TERM, then KILL after 10 s.
+  # kwokctl signals and returns; wait until every process has really exited (TERM for any it
+  # missed), then KILL what is left after 10 s.
   local deadline=$((SECONDS + 10)) left
-  for pid in "${pids[@]}"; do ours_alive "$pid" && kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   while :; do
     left=()
-    for pid in "${pids[@]}"; do ours_alive "$pid" && left+=("$pid"); done
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
     ((${#left[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
       log "killing processes that ignored TERM: ${left[*]}"
@@ -246,9 +265,9 @@ cmd_env() {
 
 # One up/down at a time per cluster: concurrent test sessions must not interleave them.
 lock_cluster() {
-  mkdir -p "$CLUSTERS"
-  exec 8>"$CLUSTERS/.$NAME.lock"
-  flock -w "$UP_TIMEOUT" 8 || die "another hack/cluster.sh holds $CLUSTERS/.$NAME.lock"
+  mkdir -p "$LOCKS"
+  exec 8>"$LOCKS/$NAME.lock"
+  flock -w "$UP_TIMEOUT" 8 || die "another hack/cluster.sh holds $LOCKS/$NAME.lock"
 }
 
 case "$COMMAND" in
@@ -256,6 +275,4 @@ case "$COMMAND" in
   down) lock_cluster; cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h|--help|help) usage ;;
-  *) die "unknown command '$COMMAND' (usage: hack/cluster.sh up|down|status|env [--name NAME])" ;;
 esac

@@ -114,7 +114,9 @@ class LifeCycle:
         elif resource >= self.targets[trial.trial_id]:
             # The backend ran to the requested level; a scheduler that asked for a decision
             # there must have given one.
-            raise AssertionError(f"trial {trial.trial_id} reached its target {resource} and was told to continue")
+            raise AssertionError(
+                f"trial {trial.trial_id} reached its target {resource} and was told to continue"
+            )
         return decision
 
     def fail(self, trial: TrialRecord) -> None:
@@ -193,6 +195,12 @@ def test_life_cycle_invariants(kind):
     assert len(searcher.completed) == len(set(searcher.completed))
     assert trials[5].phase is TrialPhase.FAILED and trials[7].phase is TrialPhase.STOPPED
     assert len(searcher.results) == len(results)
+    # With new trials forbidden, only a paused trial may come back.
+    resume = cycle.scheduler.suggest_resume()
+    if kind not in PROMOTION:
+        assert resume is None
+    elif resume is not None:
+        assert resume.is_resume and trials[resume.resume_trial_id].phase is TrialPhase.PAUSED
 
 
 def test_decisions_are_repeatable(kind):
@@ -243,3 +251,29 @@ def test_paused_trials_stopped_from_outside_are_never_resumed(kind):
     for _ in range(5):
         suggestion = cycle.scheduler.suggest()
         assert suggestion is not None and not suggestion.is_resume
+
+
+def test_runs_with_the_engines_random_searcher(kind):
+    """The same life cycle with the real RandomSearcher over a real search space."""
+    from hwtune.optimize.searchers.random import RandomSearcher
+    from hwtune.space import SearchSpace
+
+    space = SearchSpace.from_spec({
+        "lr": {"type": "float", "min": 1e-4, "max": 1e-1, "scale": "log"},
+        "width": {"type": "int", "min": 1, "max": 8},
+    })
+    hardware = [Hardware("t4", 1), Hardware("a100", 2), Hardware("h100", 8)]
+    scheduler = make_scheduler(kind, searcher=RandomSearcher(space, hardware, seed=2),
+                               objectives=OBJECTIVES, resource_min=R_MIN, resource_max=R_MAX,
+                               reduction_factor=ETA, seed=2)
+    cycle = LifeCycle(scheduler)
+    running = []
+    while len(cycle.trials) < 12 or running:
+        while len(running) < 3 and len(cycle.trials) < 12:
+            running.append(cycle.start())
+        trial = running[0]
+        cycle.report(trial)
+        if trial.phase is not TrialPhase.RUNNING:
+            running.remove(trial)
+    assert all(t.hardware in hardware for t in cycle.trials.values())
+    assert len({(tuple(sorted(t.config.items())), t.hardware) for t in cycle.trials.values()}) == 12

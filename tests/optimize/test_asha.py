@@ -136,7 +136,8 @@ def test_missing_objective_metric_is_a_clear_error():
     scheduler = asha()
     driver = Driver(scheduler)
     driver.start()
-    with pytest.raises(ValueError, match=r"trial 0 reported at resource 1 without the objective metric 'loss' \(reported: acc\)"):
+    expected = r"trial 0 reported at resource 1 without the objective metric 'loss' \(reported: acc\)"
+    with pytest.raises(ValueError, match=expected):
         driver.report(0, 1, acc=1.0)
 
 
@@ -320,3 +321,35 @@ def test_removed_paused_trials_are_never_resumed():
     scheduler.on_trial_remove(driver.trials[0])
     assert not driver.start().is_resume
     assert scheduler.searcher.completed == [0]
+
+
+def test_incremental_rung_matches_batch_ranking():
+    from hwtune.optimize.pareto import dominance_matrix, position_in_order, rank_multiobjective
+
+    rng = np.random.default_rng(4)
+    losses = rng.integers(0, 5, size=(200, 3)).astype(float)  # many ties, many fronts
+    rung = Rung(1, 3)
+    for trial_id, row in enumerate(losses):
+        rung.record(100 + trial_id, row)
+    n = len(losses)
+    assert (rung._dominance[:n, :n] == dominance_matrix(losses)).all()
+    assert (rung._dominators[:n] == dominance_matrix(losses).sum(axis=0)).all()
+    assert rung.ranked_trial_ids() == [100 + i for i in rank_multiobjective(losses)]
+    for i in range(0, n, 17):
+        position = position_in_order(losses, i)
+        assert rung.position(100 + i) == position
+        assert rung.in_top_fraction(100 + i, 3) == (position < n / 3)
+
+
+def test_suggest_resume_never_starts_a_new_trial():
+    scheduler = asha(promotion=True)
+    driver = Driver(scheduler)
+    assert scheduler.suggest_resume() is None  # nothing paused yet, and no new trial either
+    for loss in (5, 3, 8):
+        driver.start()
+        driver.report(len(driver.trials) - 1, 1, loss=loss)
+    resume = scheduler.suggest_resume()
+    assert (resume.resume_trial_id, resume.max_resource) == (1, 3)
+    assert scheduler.suggest_resume() is None
+    assert scheduler.searcher.proposed == 3
+    assert asha(promotion=False).suggest_resume() is None

@@ -60,7 +60,8 @@ def _feed(scheduler, results, resource=1):
 
 
 def mo_asha(**kwargs):
-    return MOASHAScheduler(FixedSearcher(), OBJECTIVES, resource_min=1, resource_max=9, reduction_factor=3, **kwargs)
+    return MOASHAScheduler(FixedSearcher(), OBJECTIVES, resource_min=1, resource_max=9,
+                           reduction_factor=3, **kwargs)
 
 
 def test_stopping_decisions_in_arrival_order_by_hand():
@@ -146,3 +147,17 @@ def test_bad_tie_break_names_the_setting():
         make_scheduler("mo-asha", searcher=FixedSearcher(), objectives=OBJECTIVES,
                        resource_min=1, resource_max=9, reduction_factor=3, seed=0,
                        settings={"tieBreak": "best"})
+
+
+def test_diverged_trials_with_infinite_loss_are_ranked_without_breaking_the_net():
+    # Accuracy -inf is a loss of +inf. Not the cheapest either: dominated, so last and stopped.
+    scheduler = mo_asha()
+    decisions = _feed(scheduler, RESULTS[:6] + [(float("-inf"), 3.0)])
+    assert scheduler.rungs()[0].ranked_trial_ids()[-1] == 6
+    assert decisions[-1] is Decision.STOP
+    # The cheapest of all: Pareto-optimal (nothing beats its cost). The net starts at the most
+    # accurate (t4); the diverged point, normalised to the far edge, comes right after.
+    scheduler = mo_asha()
+    decisions = _feed(scheduler, RESULTS[:6] + [(float("-inf"), 0.1)])
+    assert scheduler.rungs()[0].ranked_trial_ids()[:2] == [4, 6]
+    assert decisions[-1] is Decision.CONTINUE

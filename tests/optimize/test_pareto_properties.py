@@ -13,6 +13,7 @@ from hwtune.optimize.pareto import (
     pareto_front_mask,
     position_in_order,
     rank_multiobjective,
+    within_cutoff,
 )
 
 
@@ -125,3 +126,12 @@ def test_one_point_equals_its_box(point, data):
     gap = data.draw(arrays(np.float64, point.shape, elements=st.floats(0.125, 50, width=32)))
     reference = point + gap
     assert hypervolume(point[None, :], reference) == pytest.approx(np.prod(reference - point), rel=1e-9)
+
+
+@FAST
+@given(loss_matrices(), st.sampled_from(["epsilon-net", "crowding"]), st.data())
+def test_within_cutoff_agrees_with_the_position(losses, tie_break, data):
+    index = data.draw(st.integers(0, len(losses) - 1))
+    cutoff = data.draw(st.floats(0, len(losses) + 1))
+    expected = position_in_order(losses, index, tie_break) < cutoff
+    assert within_cutoff(losses, index, cutoff, tie_break) == expected

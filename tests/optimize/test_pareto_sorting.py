@@ -73,6 +73,13 @@ def test_pareto_front_mask_and_indices():
     assert pareto_front_mask(LOSSES_2D).tolist() == [r == 0 for r in RANKS_2D]
 
 
+def test_front_mask_handles_ties_on_either_axis():
+    # (2,2) ties (1,2) on y and loses on x; (1,3) ties it on x; the duplicate (1,2) stays.
+    losses = [[1, 2], [2, 2], [1, 2], [1, 3], [0, 9]]
+    assert pareto_front_mask(losses).tolist() == [True, False, True, False, True]
+    assert pareto_front_mask([[1, 2, 0], [1, 2, 1], [1, 2, 0]]).tolist() == [True, False, True]
+
+
 def test_empty_input_gives_empty_results():
     assert nondominated_ranks(np.empty((0, 2))).tolist() == []
     assert nondominated_fronts(np.empty((0, 2))) == []
@@ -184,3 +191,12 @@ def test_position_in_order_agrees_with_full_order(tie_break):
 def test_unknown_tie_break_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown tie-break 'random'; expected one of epsilon-net, crowding"):
         rank_multiobjective([[1, 2]], "random")
+
+
+@pytest.mark.parametrize("tie_break", ["epsilon-net", "crowding"])
+def test_limited_order_is_a_prefix_of_the_full_order(tie_break):
+    rng = np.random.default_rng(3)
+    losses = rng.uniform(size=(300, 3))
+    full = rank_multiobjective(losses, tie_break)
+    for limit in (0, 1, 7, 100, 300, 400):
+        assert rank_multiobjective(losses, tie_break, limit=limit).tolist() == full[:limit].tolist()

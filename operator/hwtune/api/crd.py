@@ -23,7 +23,7 @@ import enum
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 import yaml
 from pydantic import Field, StrictFloat, StrictInt, ValidationError
@@ -75,12 +75,16 @@ __all__ = [
     "ParameterType",
     "PodSpecTemplate",
     "PoolOverride",
+    "PrinterColumn",
     "RESOURCES",
     "Scale",
     "SchedulerName",
     "SearcherName",
+    "StudyObjectMeta",
     "StudyPhase",
+    "TaintEffect",
     "Toleration",
+    "TolerationOperator",
     "TransferSpec",
     "TrialCounts",
     "TrialTemplate",
@@ -263,8 +267,7 @@ class ParameterSpec(CrdModel):
              cel="!has(self.values) || self.type == 'categorical' || self.values.all(v, "
                  f"self.type == 'int' ? type(v) == int : ({_NUMERIC_VALUE_CEL}))",
              check=_values_match_type),
-        Rule("values must be unique", field="values", reason=Reason.DUPLICATE,
-             enforced_by=Enforcement.POLICY,
+        Rule("values must be unique", field="values", enforced_by=Enforcement.POLICY,
              cel="!has(self.values) || self.values.all(v, self.values.exists_one(w, "
                  "type(w) == type(v) && w == v))",
              check=_values_unique),
@@ -280,11 +283,31 @@ class ParameterSpec(CrdModel):
     )
 
 
-def _bad_parameter_names(spec: "TuningStudySpec") -> bool | str:
-    bad = [name for name in spec.parameters if not re.fullmatch(PARAMETER_NAME, name)]
-    if not bad:
-        return True
-    return f"parameter name {bad[0]!r} must match {PARAMETER_NAME}"
+def _keys_matching(pattern: str, what: str) -> Any:
+    """Check that every key of a map matches ``pattern``; names the first that does not."""
+
+    def check(keys: Any) -> bool | str:
+        bad = [k for k in keys or () if not re.fullmatch(pattern, k)]
+        return f"{what} {bad[0]} must match {pattern}" if bad else True
+
+    return check
+
+
+def _keys_rule(field: str, pattern: str, what: str, getter: Callable[[Any], Any],
+               enforced_by: Enforcement = Enforcement.SCHEMA) -> Rule:
+    """A rule that every key of the map ``field`` matches ``pattern`` (maps cannot carry
+    a pattern for their keys in a structural schema)."""
+    check = _keys_matching(pattern, what)
+    return Rule(
+        f"{what}s must match {pattern}", field=field, enforced_by=enforced_by,
+        cel=f"!has(self.{field}) || self.{field}.all(k, k.matches('{pattern}'))",
+        message_expression=f"'{what} ' + self.{field}.filter(k, !k.matches('{pattern}'))[0] + "
+                           f"' must match {pattern}'",
+        check=lambda model: check(getter(model)))
+
+
+# The offending parameter of the two condition rules below, for CEL messages.
+_CONDITION_TARGET = "self.parameters[name].condition.parameter"
 
 
 def _condition_refs(spec: "TuningStudySpec") -> bool | str:
@@ -292,10 +315,10 @@ def _condition_refs(spec: "TuningStudySpec") -> bool | str:
         if p.condition is None:
             continue
         target = p.condition.parameter
-        if target == name or target not in spec.parameters:
-            return (f"condition of parameter {name!r} refers to unknown parameter {target!r}"
-                    if target != name else
-                    f"condition of parameter {name!r} refers to the parameter itself")
+        if target == name:
+            return f"condition of parameter {name} refers to the parameter itself"
+        if target not in spec.parameters:
+            return f"condition of parameter {name} refers to unknown parameter {target}"
     return True
 
 
@@ -307,10 +330,9 @@ def _condition_values(spec: "TuningStudySpec") -> bool | str:
         if target.values is None:
             continue
         allowed = {(type(v).__name__, v) for v in target.values}
-        for v in p.condition.in_:
-            if (type(v).__name__, v) not in allowed:
-                return (f"condition of parameter {name!r}: {v!r} is not a value of "
-                        f"parameter {p.condition.parameter!r}")
+        if any((type(v).__name__, v) not in allowed for v in p.condition.in_):
+            return (f"condition of parameter {name} lists a value that parameter "
+                    f"{p.condition.parameter} does not take")
     return True
 
 
@@ -379,6 +401,7 @@ class HardwareSpec(CrdModel):
     """Per-pool changes of catalog fields for this study, by pool name."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
+        _keys_rule("overrides", DNS_LABEL, "pool name", lambda h: h.overrides),
         Rule("overrides must name pools listed in pools", field="overrides",
              cel="!has(self.overrides) || !has(self.pools) || size(self.pools) == 0 || "
                  "self.overrides.all(name, name in self.pools)",
@@ -529,7 +552,7 @@ class PodSpecTemplate(CrdModel):
     """The containers; the first one is the trainer."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
-        Rule("container names must be unique", field="containers", reason=Reason.DUPLICATE,
+        Rule("container names must be unique", field="containers",
              cel="self.containers.all(c, self.containers.exists_one(d, d.name == c.name))",
              check=lambda s: len({c.name for c in s.containers}) == len(s.containers)),
     )
@@ -569,41 +592,39 @@ class TuningStudySpec(CrdModel):
     """Pod template of the trials."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
-        Rule("objective metric names must be unique", field="objectives", reason=Reason.DUPLICATE,
+        Rule("objective metric names must be unique", field="objectives",
              cel="self.objectives.all(o, self.objectives.exists_one(p, p.metric == o.metric))",
              check=lambda s: len({o.metric for o in s.objectives}) == len(s.objectives)),
-        Rule(f"parameter names must match {PARAMETER_NAME}", field="parameters",
-             cel=f"self.parameters.all(name, name.matches('{PARAMETER_NAME}'))",
-             message_expression="'parameter name ' + self.parameters.filter(name, "
-                                f"!name.matches('{PARAMETER_NAME}'))[0] + ' must match "
-                                f"{PARAMETER_NAME}'",
-             check=_bad_parameter_names),
+        _keys_rule("parameters", PARAMETER_NAME, "parameter name", lambda s: s.parameters),
         Rule("a condition must refer to another parameter of the study", field="parameters",
              cel="self.parameters.all(name, !has(self.parameters[name].condition) || "
-                 "(self.parameters[name].condition.parameter != name && "
-                 "self.parameters[name].condition.parameter in self.parameters))",
-             message_expression="'condition of parameter ' + self.parameters.filter(name, "
+                 f"({_CONDITION_TARGET} != name && {_CONDITION_TARGET} in self.parameters))",
+             message_expression="self.parameters.filter(name, "
                                 "has(self.parameters[name].condition) && "
-                                "(self.parameters[name].condition.parameter == name || "
-                                "!(self.parameters[name].condition.parameter in "
-                                "self.parameters)))[0] + ' refers to an unknown parameter'",
+                                f"({_CONDITION_TARGET} == name || "
+                                f"!({_CONDITION_TARGET} in self.parameters)))"
+                                ".map(name, 'condition of parameter ' + name + "
+                                f"({_CONDITION_TARGET} == name ? ' refers to the parameter itself'"
+                                f" : ' refers to unknown parameter ' + {_CONDITION_TARGET}))[0]",
              check=_condition_refs),
         Rule("condition values must be values of the parameter they refer to",
              field="parameters", enforced_by=Enforcement.POLICY,
-             message_expression="'condition of parameter ' + self.parameters.filter(name, "
-                                "has(self.parameters[name].condition) && "
-                                "self.parameters[name].condition.parameter in self.parameters && "
-                                "has(self.parameters[self.parameters[name].condition.parameter]"
-                                ".values) && !self.parameters[name].condition['in'].all(v, "
-                                "self.parameters[self.parameters[name].condition.parameter]"
-                                ".values.exists(w, type(w) == type(v) && w == v)))[0] + "
-                                "' lists a value the parameter it refers to does not take'",
              cel="self.parameters.all(name, !has(self.parameters[name].condition) || "
-                 "!(self.parameters[name].condition.parameter in self.parameters) || "
-                 "!has(self.parameters[self.parameters[name].condition.parameter].values) || "
+                 f"!({_CONDITION_TARGET} in self.parameters) || "
+                 f"!has(self.parameters[{_CONDITION_TARGET}].values) || "
                  "self.parameters[name].condition['in'].all(v, "
-                 "self.parameters[self.parameters[name].condition.parameter].values.exists(w, "
+                 f"self.parameters[{_CONDITION_TARGET}].values.exists(w, "
                  "type(w) == type(v) && w == v)))",
+             message_expression="self.parameters.filter(name, "
+                                "has(self.parameters[name].condition) && "
+                                f"{_CONDITION_TARGET} in self.parameters && "
+                                f"has(self.parameters[{_CONDITION_TARGET}].values) && "
+                                "!self.parameters[name].condition['in'].all(v, "
+                                f"self.parameters[{_CONDITION_TARGET}].values.exists(w, "
+                                "type(w) == type(v) && w == v)))"
+                                ".map(name, 'condition of parameter ' + name + "
+                                f"' lists a value that parameter ' + {_CONDITION_TARGET} + "
+                                "' does not take')[0]",
              check=_condition_values),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
@@ -752,6 +773,12 @@ class TuningTrialSpec(CrdModel):
     """Resource level to run up to before the next decision (a rung); omitted: the study max."""
     resume_from_checkpoint: typing.Annotated[str, Field(max_length=4096)] | None = None
     """Checkpoint to resume from (a path in the checkpoint store, or a URI)."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        # A map of untyped values is invisible to CRD rules; the operator writes trials anyway.
+        _keys_rule("parameters", PARAMETER_NAME, "parameter name", lambda t: t.parameters,
+                   enforced_by=Enforcement.OPERATOR),
+    )
 
 
 class LearningCurvePoint(StatusModel):
@@ -914,15 +941,17 @@ class ObjectMeta(CrdModel):
     annotations: dict[str, str] | None = None
 
 
+class StudyObjectMeta(ObjectMeta):
+    """Study names are short: trial names append "-<trialId>" and Job names a further suffix,
+    and Job names end up in 63-character labels."""
+
+    name: name_type(DNS_SUBDOMAIN, 48) | None = None
+
+
 class _Resource(CrdModel):
     __crd__: ClassVar[CrdInfo]
     api_version: Literal["hwtune.io/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
-
-
-# Trial and Job names append "-<trialId>" (and Jobs a further suffix) to the study name; Job
-# names end up in 63-character labels.
-MAX_STUDY_NAME = 48
 
 
 class TuningStudy(_Resource):
@@ -944,15 +973,9 @@ class TuningStudy(_Resource):
         ),
     )
     kind: Literal["TuningStudy"] = "TuningStudy"
+    metadata: StudyObjectMeta = Field(default_factory=StudyObjectMeta)
     spec: TuningStudySpec
     status: TuningStudyStatus | None = None
-
-    __rules__: ClassVar[tuple[Rule, ...]] = (
-        Rule(f"study names are at most {MAX_STUDY_NAME} characters (trial and Job names extend "
-             "them)", field="metadata.name",
-             cel=f"!has(self.metadata.name) || size(self.metadata.name) <= {MAX_STUDY_NAME}",
-             check=lambda s: s.metadata.name is None or len(s.metadata.name) <= MAX_STUDY_NAME),
-    )
 
 
 class TuningTrial(_Resource):

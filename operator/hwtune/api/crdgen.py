@@ -28,7 +28,7 @@ import yaml
 from pydantic import BaseModel
 
 from hwtune.api._base import CrdModel, Enforcement, Rule, _unwrap
-from hwtune.api.crd import GROUP, MAX_STUDY_NAME, RESOURCES, VERSION, CrdInfo, TuningStudy
+from hwtune.api.crd import GROUP, RESOURCES, VERSION, CrdInfo, TuningStudy
 
 __all__ = ["admission_policy", "crd_for", "main", "render_all", "structural_schema"]
 
@@ -83,6 +83,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], where: str) -> dict[str
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
             out[bound] = value
             out[key] = True
+        elif key == "description":
+            # Docstrings wrap at the source's line length; kubectl explain wraps again.
+            paragraphs = re.split(r"\n\s*\n", value.strip())
+            out[key] = "\n\n".join(" ".join(p.split()) for p in paragraphs)
         elif key == "format":
             if value in _FORMATS:
                 out["format"] = value
@@ -118,15 +122,16 @@ def _root_schema(resource: type[CrdModel]) -> dict[str, Any]:
     spec = structural_schema(_unwrap(fields["spec"].annotation))
     status = structural_schema(_unwrap(fields["status"].annotation))
     metadata: dict[str, Any] = {"type": "object"}
-    if resource is TuningStudy:
-        # Only name and generateName may be constrained in a CRD's metadata schema.
-        metadata["properties"] = {"name": {"type": "string", "maxLength": MAX_STUDY_NAME}}
+    # A CRD may constrain metadata.name (and nothing else of metadata but generateName).
+    name_schema = structural_schema(_unwrap(fields["metadata"].annotation))["properties"]["name"]
+    if name_schema.get("maxLength", 253) < 253:
+        metadata["properties"] = {"name": {"type": "string", "maxLength": name_schema["maxLength"]}}
     root = {
         "type": "object",
         "description": (resource.__doc__ or "").strip(),
         "properties": {
-            "apiVersion": {"type": "string", "description": "hwtune.io/v1alpha1"},
-            "kind": {"type": "string", "description": info.kind},
+            "apiVersion": {"type": "string", "description": f"Always {GROUP}/{VERSION}."},
+            "kind": {"type": "string", "description": f"Always {info.kind}."},
             "metadata": metadata,
             "spec": spec,
             "status": status,
@@ -218,15 +223,17 @@ def _bind_self(cel: str, target: str) -> str:
     return re.sub(r"\bself\b", target, cel)
 
 
-def _guard_optional(cel_path: str) -> str:
-    """``has()`` tests for every optional step from ``object.spec`` down to ``cel_path``."""
+def _presence_guard(cel_path: str, first_step: int) -> str:
+    """``has()`` tests of the steps of ``cel_path`` from ``first_step`` on (fields may be
+    absent: reading one raises at run time, which a Fail policy turns into a refusal)."""
     steps = cel_path.split(".")
-    guards = []
-    for i in range(3, len(steps) + 1):  # object.spec is required
-        step = ".".join(steps[:i])
-        if "[" not in steps[i - 1]:
-            guards.append(f"has({step})")
+    guards = [f"has({'.'.join(steps[:i + 1])})" for i in range(first_step, len(steps))
+              if not steps[i].endswith("]")]
     return " && ".join(guards)
+
+
+def _guarded(guard: str, expression: str) -> str:
+    return f"!({guard}) || {expression}" if guard else expression
 
 
 def admission_policy(resource: type[CrdModel] = TuningStudy) -> list[dict[str, Any]]:
@@ -239,24 +246,23 @@ def admission_policy(resource: type[CrdModel] = TuningStudy) -> list[dict[str, A
             raise SchemaError(f"{api_path}: policy rules under nested maps are not supported")
         if '"' in rule.message:
             raise SchemaError(f"{api_path}: rule messages must not contain double quotes")
+        # object.spec is required; every step below it may be absent.
         holds = _bind_self(rule.cel or "", cel_path)
         where = api_path + (f".{rule.field}" if rule.field else "")
         text = f"{rule.reason.prefix}: {rule.message}"
-        expression = holds
         if maps:
             # Quantify over the keys of the enclosing map and name the first offender.
             map_expr, var = maps[0]
-            expression = f"{map_expr}.all({var}, {holds})"
-            offender = f"{map_expr}.filter({var}, !({holds}))[0]"
+            inner = _guarded(_presence_guard(cel_path, len(map_expr.split("."))), holds)
+            expression = _guarded(_presence_guard(map_expr, 2), f"{map_expr}.all({var}, {inner})")
+            offender = f"{map_expr}.filter({var}, !({inner}))[0]"
             message_expression = '"' + where.replace("{key}", f'" + {offender} + "') + f': {text}"'
         else:
+            expression = _guarded(_presence_guard(cel_path, 2), holds)
             message_expression = f'"{where}: {text}"'
         if rule.message_expression:
             message_expression = (f'"{where}: {rule.reason.prefix}: " + '
                                   f'{_bind_self(rule.message_expression, cel_path)}')
-        guard = _guard_optional(maps[0][0] if maps else cel_path)
-        if guard:
-            expression = f"!({guard}) || {expression}"
         validations.append({
             "expression": expression,
             "messageExpression": message_expression,

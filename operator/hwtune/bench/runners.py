@@ -219,7 +219,7 @@ class RunResult:
 def _make_backend(table: BenchmarkTable, config: StudyConfig, seed: int):
     from hwtune.backends.simulated import SimulatedBackend
 
-    return SimulatedBackend(table, config.hardware_model, workers=config.budget.max_parallel_trials,
+    return SimulatedBackend(table, config.hardware_model, n_workers=config.budget.max_parallel_trials or 1,
                             seed=seed)
 
 
@@ -334,8 +334,8 @@ def compare(setup: BenchmarkSetup, methods: Sequence[str] = DEFAULT_METHODS, see
             ct = time_to_target(r.trace, norm, base_final[r.seed], "cost")
             t2t.append(tt)
             c2t.append(ct)
-            ts.append(base_t[r.seed] / tt if tt > 0 else math.inf)
-            cs.append(base_c[r.seed] / ct if ct > 0 else math.inf)
+            ts.append(_ratio(base_t[r.seed], tt))
+            cs.append(_ratio(base_c[r.seed], ct))
         at_t_arr, at_c_arr = np.array(at_t), np.array(at_c)
         stats[method] = MethodStats(
             method=method, runs=rs, final_hv=summarize(finals),
@@ -350,6 +350,15 @@ def compare(setup: BenchmarkSetup, methods: Sequence[str] = DEFAULT_METHODS, see
     return Comparison(setup=setup, seeds=tuple(seeds), normalizer=norm, time_checkpoints=time_cp,
                       cost_checkpoints=cost_cp, time_grid=time_grid, cost_grid=cost_grid, stats=stats,
                       baseline=baseline)
+
+
+def _ratio(baseline: float, value: float) -> float:
+    """baseline / value; NaN (counted as "not reached") when the method never got there."""
+    if not math.isfinite(value):
+        return math.nan
+    if value <= 0:
+        return math.inf if baseline > 0 else 1.0
+    return baseline / value
 
 
 def format_comparison(cmp: Comparison) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -47,9 +47,10 @@ from hwtune.engine.budget import Spend
 from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
-__all__ = ["FrontPoint", "Study", "StudySummary", "TrialStart", "nondominated_mask"]
+__all__ = ["FrontPoint", "Study", "StudySummary", "TrialStart"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class StudySummary:
 class Study:
     """One study's state. Build it with a ``StudyConfig``; the scheduler defaults to
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
-    reports none, and the deadline (the simulator passes its simulated clock)."""
+    reports none, and the deadline (the simulator passes its simulated clock). The deadline
+    (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
+    event."""
 
     def __init__(
         self,
@@ -101,7 +104,9 @@ class Study:
         self.config = config
         self.scheduler = scheduler if scheduler is not None else config.make_scheduler()
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.start_time = float(self.clock.now() if start_time is None else start_time)
+        # The deadline counts from here; by default from the first event (the first trial's
+        # creation), which the log holds, so a rebuilt study keeps the same deadline.
+        self.start_time: float | None = None if start_time is None else float(start_time)
         self.replay_mismatches: list[str] = []
         self._trials: dict[int, TrialRecord] = {}
         self._events: list[StudyEvent] = []
@@ -169,7 +174,7 @@ class Study:
             running=running,
             cost_usd=self._total_cost,
             gpu_hours=self._total_gpu_hours,
-            elapsed_seconds=max(0.0, self.now() - self.start_time),
+            elapsed_seconds=0.0 if self.start_time is None else max(0.0, self.now() - self.start_time),
         )
 
     @property
@@ -457,6 +462,8 @@ class Study:
                               runtime_seconds=self._runtime[record.trial_id], reason=record.reason))
 
     def _emit(self, event: StudyEvent) -> None:
+        if self.start_time is None:
+            self.start_time = event.time
         # Events are built with seq=0 and numbered here, the one place that appends.
         object.__setattr__(event, "seq", len(self._events))
         self._events.append(event)
@@ -473,8 +480,8 @@ class Study:
             return []
         objectives = self.config.objectives
         losses = np.array([[o.loss(obs.metrics[o.metric]) for o in objectives] for _, obs in points])
-        keep = nondominated_mask(losses)
-        return [_point(t, obs, objectives) for (t, obs), k in zip(points, keep) if k]
+        keep = pareto_front_mask(losses)
+        return [_point(t, obs, objectives) for (t, obs), k in zip(points, keep, strict=True) if k]
 
     def summary(self) -> StudySummary:
         counts = {phase.value: 0 for phase in TrialPhase}
@@ -509,12 +516,10 @@ class Study:
         it with their recorded metrics, so its state ends where the original's was. Where the
         replayed scheduler answers differently from the log (a nondeterministic scheduler, a
         changed algorithm), the log wins and the difference is listed in ``replay_mismatches``
-        (``strict=True`` raises ``StudyError`` instead). ``start_time`` defaults to the first
-        event's time."""
+        (``strict=True`` raises ``StudyError`` instead). Pass the original's ``start_time``
+        when it was set explicitly; by default both count from the first event."""
         ordered = sorted((e if isinstance(e, StudyEvent) else StudyEvent.from_dict(e) for e in events),
                          key=lambda e: e.seq)
-        if start_time is None and ordered:
-            start_time = ordered[0].time
         study = cls(config, scheduler, clock=clock, start_time=start_time)
         try:
             for event in ordered:
@@ -582,19 +587,3 @@ class Study:
 def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:
     return FrontPoint(trial_id=trial.trial_id, hardware=trial.hardware, resource=obs.resource,
                       values={o.metric: float(obs.metrics[o.metric]) for o in objectives})
-
-
-def nondominated_mask(losses: np.ndarray) -> np.ndarray:
-    """True for rows no other row dominates (<= everywhere, < somewhere). Duplicates of a
-    non-dominated row are all kept. O(n^2 m), fine for a study summary; the schedulers use the
-    vectorised sorting in ``hwtune.optimize.pareto``."""
-    losses = np.asarray(losses, dtype=float)
-    n = len(losses)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        if not keep[i]:
-            continue
-        dominated_by = np.all(losses <= losses[i], axis=1) & np.any(losses < losses[i], axis=1)
-        if dominated_by.any():
-            keep[i] = False
-    return keep

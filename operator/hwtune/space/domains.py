@@ -84,7 +84,9 @@ class Domain(abc.ABC):
 
     @abc.abstractmethod
     def grid(self, points: int) -> list[Any]:
-        """Values for grid search: all of a finite domain, ``points`` spread ones otherwise."""
+        """Values for grid search: every choice of a categorical or ordinal domain; for ranges,
+        ``points`` values evenly spread in the scale's space (all of an int range that has no
+        more than ``points`` values)."""
 
     @property
     def size(self) -> int | None:

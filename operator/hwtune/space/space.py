@@ -168,9 +168,10 @@ class SearchSpace:
         return {name: config[name] for name in self._domains if name in config}
 
     def grid(self, points_per_dim: int = 5) -> Iterator[dict[str, Any]]:
-        """Every config of the grid: all values of finite domains, ``points_per_dim`` evenly
-        spread values (in the scale's space) of continuous ones. Inactive parameters do not
-        multiply the grid. Order: the first parameter varies slowest."""
+        """Every config of the grid: every choice of categorical and ordinal parameters,
+        ``points_per_dim`` evenly spread values (in the scale's space) of float and int ranges.
+        Inactive parameters do not multiply the grid. Order: the first parameter varies
+        slowest."""
         if points_per_dim < 1:
             raise ValueError(f"points_per_dim must be >= 1, got {points_per_dim}")
         values = {name: d.grid(points_per_dim) for name, d in self._domains.items()}
@@ -199,9 +200,11 @@ class SearchSpace:
     @property
     def size(self) -> int | None:
         """How many distinct configs exist, or None when some active domain is continuous."""
-        if any(d.size is None for d in self._domains.values()):
+        sizes = [d.size for d in self._domains.values()]
+        if any(n is None for n in sizes):
             return None
-        return sum(1 for _ in self.grid(1))  # finite domains ignore the point count
+        # With as many points as the largest domain has values, the grid holds every config.
+        return self.grid_size(max(sizes))  # type: ignore[type-var]
 
     # -- encoding -------------------------------------------------------------------------------
     def encode(self, config: Mapping[str, Any]) -> np.ndarray:

@@ -22,10 +22,13 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hwtune.testing._paths import repo_root
 
 __all__ = [
     "GPU_RESOURCE",
@@ -37,6 +40,7 @@ __all__ = [
     "NodePoolFileError",
     "default_nodes_file",
     "load_node_pools",
+    "quantity_value",
     "render_nodes",
     "repo_root",
 ]
@@ -57,13 +61,26 @@ _QUANTITY_RE = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$")
 _LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
+_SUFFIX_FACTORS = {
+    "": Decimal(1), "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50,
+}
+
+
+def quantity_value(quantity: str) -> Decimal:
+    """The number a Kubernetes quantity stands for, so "2048Gi" equals the API's "2Ti"."""
+    match = _QUANTITY_RE.match(quantity)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
+    suffix = match.group(2) or ""
+    return Decimal(quantity[: len(quantity) - len(suffix)]) * _SUFFIX_FACTORS[suffix]
+
+
 class NodePoolFileError(ValueError):
     """The node pool file is malformed; the message names the file, the field and the reason."""
-
-
-def repo_root() -> Path:
-    """The repository checkout this module lives in (operator/hwtune/testing/ is 3 levels down)."""
-    return Path(__file__).resolve().parents[3]
 
 
 def default_nodes_file() -> Path:
@@ -145,10 +162,7 @@ class NodePool:
                 "metadata": {
                     "name": node,
                     "labels": self.node_labels(node),
-                    "annotations": {
-                        KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
-                        "node.alpha.kubernetes.io/ttl": "0",
-                    },
+                    "annotations": {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1]},
                 },
                 "spec": {"taints": self.taints},
                 "status": {
@@ -241,7 +255,9 @@ def load_node_pools(path: str | os.PathLike[str] | None = None) -> list[NodePool
         raise NodePoolFileError(f"{file}: must be a mapping with a 'pools' list")
     prefix = document.get("namePrefix", "kwok-")
     if not isinstance(prefix, str) or (prefix and not re.match(r"^[a-z0-9][-a-z0-9]*$", prefix)):
-        raise NodePoolFileError(f"{file}: namePrefix: must be lowercase DNS characters, got {prefix!r}")
+        raise NodePoolFileError(
+            f"{file}: namePrefix: must be lowercase DNS characters, got {prefix!r}"
+        )
     raw_pools = document.get("pools")
     if not isinstance(raw_pools, list) or not raw_pools:
         raise NodePoolFileError(f"{file}: pools: must be a non-empty list")

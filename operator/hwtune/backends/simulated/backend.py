@@ -21,8 +21,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
-
 from hwtune.api.records import BUILTIN_METRICS, Decision, Hardware
 from hwtune.backends.base import Backend, BackendTrial
 from hwtune.backends.simulated.table import MEMORY_KEY, RUNTIME_KEY, TableProtocol
@@ -107,8 +105,7 @@ class SimulatedBackend(Backend):
     def _launch(self, trial: BackendTrial, resume: bool) -> bool:
         run = self._runs.get(trial.trial_id)
         if run is None:
-            pick = np.random.default_rng([self.seed, trial.trial_id]).integers(len(self._seeds))
-            run = _SimRun(trial.config, trial.hardware, self._seeds[int(pick)])
+            run = _SimRun(trial.config, trial.hardware, self._seeds[self._seed_slot(trial.trial_id)])
             self._runs[trial.trial_id] = run
         now = self.clock.now()
         run.segment_start = now
@@ -125,6 +122,15 @@ class SimulatedBackend(Backend):
             return True
         self._schedule_epoch(trial.trial_id, run, trial.start_resource, first, now + delay, delay)
         return True
+
+    def _seed_slot(self, trial_id: int) -> int:
+        """Which recorded seed a trial replays: a hash of (backend seed, trial id), so it does
+        not depend on the order trials launch in."""
+        x = (trial_id * 0x9E3779B97F4A7C15 + self.seed * 0xBF58476D1CE4E5B9 + 1) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+        x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 29
+        return x % len(self._seeds)
 
     def _schedule_epoch(self, trial_id: int, run: _SimRun, epoch: int, values: Any,
                         start: float, extra: float) -> None:

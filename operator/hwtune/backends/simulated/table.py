@@ -83,6 +83,12 @@ class InMemoryTable:
             self._memory.append(None if row.get("memory_gib") is None else float(row["memory_gib"]))
         assert max_resource is not None
         self.max_resource = max_resource
+        # Noise drawn once per (seed, config, epoch, metric): lookups stay cheap and repeatable.
+        self._noise: list[list[dict[str, np.ndarray]]] | None = None
+        if self.noise:
+            rng = np.random.default_rng(len(self._configs))
+            self._noise = [[{k: self.noise * rng.standard_normal(max_resource) for k in sorted(m)}
+                            for m in self._metrics] for _ in self._seeds]
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -109,9 +115,9 @@ class InMemoryTable:
         if not 1 <= epoch <= self.max_resource:
             raise ValueError(f"epoch must be in 1..{self.max_resource}, got {epoch}")
         out = {k: float(v[epoch - 1]) for k, v in self._metrics[i].items()}
-        if self.noise:
-            rng = np.random.default_rng([i, epoch, int(seed) % len(self._seeds) if seed >= 0 else 0])
-            out = {k: v + self.noise * float(rng.standard_normal()) for k, v in out.items()}
+        if self._noise is not None:
+            noise = self._noise[int(seed) % len(self._seeds)][i]
+            out = {k: v + float(noise[k][epoch - 1]) for k, v in out.items()}
         out[RUNTIME_KEY] = float(self._runtime[i][epoch - 1])
         if self._memory[i] is not None:
             out[MEMORY_KEY] = float(self._memory[i])  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from hwtune.optimize.pareto.tiebreak import (
     normalize_columns,
     position_in_order,
     rank_multiobjective,
+    within_cutoff,
 )
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "position_in_order",
     "rank_multiobjective",
     "to_loss_matrix",
+    "within_cutoff",
 ]

@@ -101,16 +101,28 @@ def dominance_matrix(losses: object) -> np.ndarray:
     return D
 
 
-def ranks_from_dominance(D: np.ndarray, *, stop_after: int | None = None) -> np.ndarray:
+def ranks_from_dominance(
+    D: np.ndarray,
+    *,
+    stop_after: int | None = None,
+    min_assigned: int | None = None,
+    dominator_counts: np.ndarray | None = None,
+) -> np.ndarray:
     """Front index of every point from a dominance matrix.
 
-    With ``stop_after`` set to a point index, peeling stops once that point's front is known;
-    points in later fronts are then marked -1 (a shortcut for callers that rank one point)."""
+    Shortcuts for callers that need only part of the order: with ``stop_after`` (a point index)
+    peeling stops once that point's front is known; with ``min_assigned`` it stops once at least
+    that many points have a front. Points in fronts not peeled are marked -1.
+    ``dominator_counts`` (``D.sum(axis=0)``, kept up to date by an incremental caller) saves
+    the one full pass over the matrix."""
     n = D.shape[0]
     ranks = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return ranks
-    remaining_dominators = D.sum(axis=0, dtype=np.int64)
+    if dominator_counts is None:
+        remaining_dominators = D.sum(axis=0, dtype=np.int64)
+    else:
+        remaining_dominators = np.array(dominator_counts, dtype=np.int64)
     unassigned = np.ones(n, dtype=bool)
     front_index = 0
     while unassigned.any():
@@ -120,6 +132,8 @@ def ranks_from_dominance(D: np.ndarray, *, stop_after: int | None = None) -> np.
         ranks[front] = front_index
         unassigned[front] = False
         if stop_after is not None and ranks[stop_after] >= 0:
+            break
+        if min_assigned is not None and n - np.count_nonzero(unassigned) >= min_assigned:
             break
         remaining_dominators -= D[front].sum(axis=0, dtype=np.int64)
         front_index += 1

@@ -35,6 +35,7 @@ __all__ = [
     "normalize_columns",
     "position_in_order",
     "rank_multiobjective",
+    "within_cutoff",
 ]
 
 
@@ -52,10 +53,11 @@ class TieBreak(str, enum.Enum):
             options = ", ".join(member.value for member in cls)
             raise ValueError(f"{field}: unknown tie-break {value!r}; expected one of {options}") from None
 
-    def order(self, points: np.ndarray) -> np.ndarray:
-        """Order (indices, best first) of the points of one front."""
+    def order(self, points: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """Order (indices, best first) of the points of one front; with ``limit`` at least
+        the first ``limit`` of it (the greedy net can stop early, crowding cannot)."""
         if self is TieBreak.EPSILON_NET:
-            return epsilon_net_order(points)
+            return epsilon_net_order(points, limit=limit)
         return crowding_order(points)
 
 
@@ -81,31 +83,33 @@ def normalize_columns(points: object) -> np.ndarray:
     return out
 
 
-def epsilon_net_order(points: object, *, start_objective: int = 0) -> np.ndarray:
+def epsilon_net_order(
+    points: object, *, start_objective: int = 0, limit: int | None = None
+) -> np.ndarray:
     """Greedy farthest-point order of ``points`` (indices, first chosen first).
 
     The first point is the best on ``start_objective`` (lexicographically on the others when
-    tied); each next point maximises its distance to the nearest already chosen point."""
+    tied); each next point maximises its distance to the nearest already chosen point. With
+    ``limit``, only the first ``limit`` picks are made and returned."""
     X = normalize_columns(points)
     n, m = X.shape
-    if n == 0:
-        return np.empty(0, dtype=np.int64)
     if not 0 <= start_objective < m:
         raise ValueError(f"start_objective: must be in [0, {m}), got {start_objective}")
+    picks = n if limit is None else max(0, min(limit, n))
+    order = np.empty(picks, dtype=np.int64)
+    if picks == 0:
+        return order
     keys = [X[:, k] for k in reversed(range(m)) if k != start_objective] + [X[:, start_objective]]
     start = int(np.lexsort(keys)[0])
-    order = np.empty(n, dtype=np.int64)
     order[0] = start
-    chosen = np.zeros(n, dtype=bool)
-    chosen[start] = True
-    nearest = np.linalg.norm(X - X[start], axis=1)
-    for step in range(1, n):
-        # Chosen points get -1 so argmax (first maximum = lowest index) never picks them again.
-        candidate_distance = np.where(chosen, -1.0, nearest)
-        pick = int(np.argmax(candidate_distance))
+    # Squared distances: same argmax, no square roots.
+    nearest = np.square(X - X[start]).sum(axis=1)
+    nearest[start] = -1.0  # chosen points get -1 so argmax (first maximum) never picks them again
+    for step in range(1, picks):
+        pick = int(nearest.argmax())
         order[step] = pick
-        chosen[pick] = True
-        np.minimum(nearest, np.linalg.norm(X - X[pick], axis=1), out=nearest)
+        np.minimum(nearest, np.square(X - X[pick]).sum(axis=1), out=nearest)
+        nearest[pick] = -1.0
     return order
 
 
@@ -140,14 +144,24 @@ def crowding_order(points: object) -> np.ndarray:
     return np.argsort(-distance, kind="stable").astype(np.int64)
 
 
-def _order_from_ranks(L: np.ndarray, ranks: np.ndarray, tie_break: TieBreak) -> np.ndarray:
+def _order_from_ranks(
+    L: np.ndarray, ranks: np.ndarray, tie_break: TieBreak, limit: int | None = None
+) -> np.ndarray:
+    """Concatenate the tie-broken fronts 0, 1, ... (up to ``limit`` points); points marked -1
+    (not peeled) are left out."""
     pieces = []
+    taken = 0
     for front in range(int(ranks.max()) + 1 if ranks.size else 0):
+        if limit is not None and taken >= limit:
+            break
         members = np.flatnonzero(ranks == front)
         if members.size > 1:
-            members = members[tie_break.order(L[members])]
+            remaining = None if limit is None else limit - taken
+            members = members[tie_break.order(L[members], limit=remaining)]
         pieces.append(members)
-    return np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+        taken += members.size
+    order = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
+    return order if limit is None else order[:limit]
 
 
 def rank_multiobjective(
@@ -155,17 +169,74 @@ def rank_multiobjective(
     tie_break: TieBreak | str = TieBreak.EPSILON_NET,
     *,
     dominance: np.ndarray | None = None,
+    dominator_counts: np.ndarray | None = None,
+    limit: int | None = None,
 ) -> np.ndarray:
     """Total order of the rows of ``losses``, best first: by front, then by the tie-break
     inside each front. Returns row indices; ``order[0]`` is the best point.
-    ``dominance`` may pass a precomputed :func:`dominance_matrix` of ``losses``."""
+
+    ``dominance`` may pass a precomputed :func:`dominance_matrix` of ``losses`` (and
+    ``dominator_counts`` its column sums). With ``limit``
+    only the first ``limit`` indices are returned, and fronts beyond them are neither peeled
+    nor tie-broken (the prefix is the same as that of the full order)."""
     L = as_loss_matrix(losses)
     tie_break = TieBreak.parse(tie_break)
-    if dominance is not None and L.shape[1] > 1:
-        ranks = ranks_from_dominance(dominance)
-    else:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit: must be >= 0, got {limit}")
+    if L.shape[1] == 1:
         ranks = nondominated_ranks(L)
-    return _order_from_ranks(L, ranks, tie_break)
+    else:
+        D = dominance if dominance is not None else dominance_matrix(L)
+        counts = dominator_counts if dominance is not None else None
+        ranks = ranks_from_dominance(D, min_assigned=limit, dominator_counts=counts)
+    return _order_from_ranks(L, ranks, tie_break, limit)
+
+
+def _own_front(
+    losses: object,
+    index: int,
+    dominance: np.ndarray | None,
+    dominator_counts: np.ndarray | None,
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """(loss matrix, number of points in better fronts, members of the point's own front),
+    peeling fronts only as far as the point's own."""
+    L = as_loss_matrix(losses)
+    n = L.shape[0]
+    if not 0 <= index < n:
+        raise IndexError(f"index {index} out of range for {n} points")
+    if L.shape[1] == 1:
+        ranks = nondominated_ranks(L)
+    else:
+        D = dominance if dominance is not None else dominance_matrix(L)
+        counts = dominator_counts if dominance is not None else None
+        ranks = ranks_from_dominance(D, stop_after=index, dominator_counts=counts)
+    own = ranks[index]
+    ahead = int(np.count_nonzero((ranks >= 0) & (ranks < own)))
+    return L, ahead, np.flatnonzero(ranks == own)
+
+
+def within_cutoff(
+    losses: object,
+    index: int,
+    cutoff: float,
+    tie_break: TieBreak | str = TieBreak.EPSILON_NET,
+    *,
+    dominance: np.ndarray | None = None,
+    dominator_counts: np.ndarray | None = None,
+) -> bool:
+    """Whether ``position_in_order(losses, index) < cutoff``, doing only the work needed:
+    no tie-break when the point's front lies wholly before or after the cutoff, and the
+    epsilon-net stops as soon as the places before the cutoff are filled. ``dominance`` and
+    ``dominator_counts`` may pass a precomputed ``dominance_matrix`` and its column sums."""
+    tie_break = TieBreak.parse(tie_break)
+    L, ahead, members = _own_front(losses, index, dominance, dominator_counts)
+    if ahead >= cutoff:
+        return False
+    if ahead + members.size <= cutoff:
+        return True
+    places = int(np.ceil(cutoff)) - ahead  # positions ahead .. ceil(cutoff)-1 are inside
+    within = members[tie_break.order(L[members], limit=places)]
+    return bool(np.any(within[:places] == index))
 
 
 def position_in_order(
@@ -174,24 +245,15 @@ def position_in_order(
     tie_break: TieBreak | str = TieBreak.EPSILON_NET,
     *,
     dominance: np.ndarray | None = None,
+    dominator_counts: np.ndarray | None = None,
 ) -> int:
     """0-based position of row ``index`` in :func:`rank_multiobjective`'s order.
 
     Cheaper than the full order: fronts are peeled only until the point's own front, and only
-    that front is tie-broken. ``dominance`` may pass a precomputed :func:`dominance_matrix`."""
-    L = as_loss_matrix(losses)
-    n = L.shape[0]
-    if not 0 <= index < n:
-        raise IndexError(f"index {index} out of range for {n} points")
+    that front is tie-broken. ``dominance`` may pass a precomputed :func:`dominance_matrix`
+    (and ``dominator_counts`` its column sums)."""
     tie_break = TieBreak.parse(tie_break)
-    if L.shape[1] == 1:
-        ranks = nondominated_ranks(L)
-    else:
-        D = dominance if dominance is not None else dominance_matrix(L)
-        ranks = ranks_from_dominance(D, stop_after=index)
-    own = ranks[index]
-    ahead = int(np.count_nonzero((ranks >= 0) & (ranks < own)))
-    members = np.flatnonzero(ranks == own)
+    L, ahead, members = _own_front(losses, index, dominance, dominator_counts)
     if members.size == 1:
         return ahead
     within = members[tie_break.order(L[members])]

@@ -104,6 +104,11 @@ class ASHAScheduler(SearcherScheduler):
         first_target = self.levels[0] if self.levels else self.resource_max
         return self._new_trial(max_resource=first_target)
 
+    def suggest_resume(self) -> TrialSuggestion | None:
+        """Promotion variant: the paused trial ``suggest()`` would resume, without falling back
+        to a new trial. Stopping variant: None (nothing is ever paused)."""
+        return self._promote() if self.promotion else None
+
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
         self._forward_result(trial, observation)
         self._records[trial.trial_id] = trial
@@ -153,7 +158,7 @@ class ASHAScheduler(SearcherScheduler):
                 quota = rung.promotion_quota(self.reduction_factor)
                 if quota == 0:
                     continue
-                for trial_id in rung.ranked_trial_ids()[:quota]:
+                for trial_id in rung.ranked_trial_ids(limit=quota):
                     if trial_id in rung.promoted or not self._resumable(trial_id):
                         continue
                     rung.promoted.add(trial_id)

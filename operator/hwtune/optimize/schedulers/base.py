@@ -60,6 +60,12 @@ class Scheduler(abc.ABC):
         """The next trial to run, or None when nothing should start now (exhausted search space,
         or a synchronous scheduler waiting for a rung to fill)."""
 
+    def suggest_resume(self) -> TrialSuggestion | None:
+        """A paused trial to resume now, never a new one, or None. The engine asks this when
+        the budget forbids new trials (maxTrials reached) so that promotion schedulers can
+        still take their best paused trials further. Schedulers that never pause: None."""
+        return None
+
     def on_trial_add(self, trial: TrialRecord) -> None:
         """A trial was created from one of this scheduler's suggestions."""
 

@@ -61,7 +61,8 @@ class HyperbandScheduler(ASHAScheduler):
         most = len(self.levels) + 1
         if brackets is None:
             brackets = most
-        if isinstance(brackets, bool) or not isinstance(brackets, (int, np.integer)) or not 1 <= brackets <= most:
+        is_int = isinstance(brackets, (int, np.integer)) and not isinstance(brackets, bool)
+        if not is_int or not 1 <= brackets <= most:
             raise ValueError(
                 f"algorithm.settings.brackets: must be an integer in [1, {most}] for "
                 f"resource {resource_min}..{resource_max} with eta {reduction_factor}, got {brackets!r}"

@@ -16,7 +16,12 @@ import math
 
 import numpy as np
 
-from hwtune.optimize.pareto.tiebreak import TieBreak, position_in_order, rank_multiobjective
+from hwtune.optimize.pareto.tiebreak import (
+    TieBreak,
+    position_in_order,
+    rank_multiobjective,
+    within_cutoff,
+)
 
 __all__ = ["Rung", "rung_levels"]
 
@@ -52,6 +57,9 @@ class Rung:
         self._row: dict[int, int] = {}
         self._losses = np.empty((8, num_objectives), dtype=float)
         self._dominance = np.zeros((8, 8), dtype=bool) if num_objectives > 1 else None
+        self._dominators = np.zeros(8, dtype=np.int64)  # column sums of _dominance
+        # (limit it was computed with, ranked ids); cleared by record().
+        self._ranking_cache: tuple[int | None, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.trial_ids)
@@ -89,8 +97,11 @@ class Rung:
             self._dominance[n, :n] = np.all(losses <= existing, axis=1) & np.any(losses < existing, axis=1)
             self._dominance[:n, n] = np.all(existing <= losses, axis=1) & np.any(existing < losses, axis=1)
             self._dominance[n, n] = False
+            self._dominators[:n] += self._dominance[n, :n]
+            self._dominators[n] = np.count_nonzero(self._dominance[:n, n])
         self._row[trial_id] = n
         self.trial_ids.append(trial_id)
+        self._ranking_cache = None
 
     def _grow(self, needed: int) -> None:
         capacity = self._losses.shape[0]
@@ -104,6 +115,9 @@ class Rung:
             dominance = np.zeros((new_capacity, new_capacity), dtype=bool)
             dominance[:capacity, :capacity] = self._dominance
             self._dominance = dominance
+            dominators = np.zeros(new_capacity, dtype=np.int64)
+            dominators[:capacity] = self._dominators
+            self._dominators = dominators
 
     def position(self, trial_id: int) -> int:
         """0-based place of the trial in this rung's ranking (0 = best)."""
@@ -115,25 +129,49 @@ class Rung:
             column = losses[:, 0]
             return int(np.count_nonzero(column < own) + np.count_nonzero(column[:row] == own))
         return position_in_order(
-            losses, row, self.tie_break, dominance=self._dominance[:n, :n]
+            losses, row, self.tie_break,
+            dominance=self._dominance[:n, :n], dominator_counts=self._dominators[:n],
         )
 
-    def ranked_trial_ids(self) -> list[int]:
-        """Trial ids best first."""
+    def ranked_trial_ids(self, limit: int | None = None) -> list[int]:
+        """Trial ids best first; with ``limit``, only the best ``limit`` (cheaper).
+
+        The ranking is cached until the next ``record``: promotion asks for it on every
+        ``suggest()`` while the rung rarely changes in between."""
         n = len(self.trial_ids)
+        cached = self._ranking_cache
+        if cached is not None and (cached[0] is None or (limit is not None and cached[0] >= limit)):
+            return cached[1][:limit]
         losses = self._losses[:n]
         if self._dominance is None:
-            order = np.argsort(losses[:, 0], kind="stable")
+            order = np.argsort(losses[:, 0], kind="stable")[:limit]
         else:
-            order = rank_multiobjective(losses, self.tie_break, dominance=self._dominance[:n, :n])
-        return [self.trial_ids[i] for i in order]
+            order = rank_multiobjective(
+                losses, self.tie_break, dominance=self._dominance[:n, :n],
+                dominator_counts=self._dominators[:n], limit=limit,
+            )
+        ranked = [self.trial_ids[i] for i in order]
+        self._ranking_cache = (limit, ranked)
+        return list(ranked)
 
     def in_top_fraction(self, trial_id: int, reduction_factor: float) -> bool:
         """The stopping rule: keep the trial iff its position < n / eta, counting n with itself.
 
         The first trial at a rung is always kept (0 < 1/eta); with n = 9 and eta = 3 exactly the
         positions 0, 1, 2 are kept."""
-        return self.position(trial_id) < len(self) / reduction_factor
+        cutoff = len(self) / reduction_factor
+        if self._dominance is None:
+            return self.position(trial_id) < cutoff
+        n = len(self.trial_ids)
+        row = self._row[trial_id]
+        # Whoever dominates the trial sits in an earlier front, so this many dominators already
+        # push it past the cutoff: an O(n) answer for most trials that are stopped.
+        if self._dominators[row] >= cutoff:
+            return False
+        return within_cutoff(
+            self._losses[:n], row, cutoff, self.tie_break,
+            dominance=self._dominance[:n, :n], dominator_counts=self._dominators[:n],
+        )
 
     def promotion_quota(self, reduction_factor: float) -> int:
         """How many of the best trials at this rung may be promoted: floor(n / eta)."""

@@ -96,7 +96,7 @@ class RandomSearcher(Searcher):
 
     def _first_unseen(self) -> tuple[dict[str, Any], Hardware | None] | None:
         """A nearly exhausted finite space: pick uniformly among what is left."""
-        configs = self.candidates if self.candidates is not None else list(self.space.grid(1))
+        configs = self.candidates if self.candidates is not None else list(self._all_configs())
         hardware: list[Hardware | None] = list(self.hardware) or [None]
         left = [(c, h) for c in configs for h in hardware if self._key(c, h) not in self._seen]
         if not left:
@@ -104,6 +104,10 @@ class RandomSearcher(Searcher):
         config, hw = left[int(self._rng.integers(len(left)))]
         self._seen.add(self._key(config, hw))
         return dict(config), hw
+
+    def _all_configs(self):
+        sizes = [d.size or 1 for d in self.space.domains.values()]
+        return self.space.grid(max(sizes))
 
     def on_trial_add(self, trial: TrialRecord) -> None:
         self._seen.add(self._key(trial.config, trial.hardware))

@@ -1,0 +1,257 @@
+"""A whole study on the local backend, persisted in a work directory so it survives an
+interruption (``hwtune tune --resume``).
+
+Work directory layout::
+
+    <workdir>/study.json            name, spec and pools the study started with
+    <workdir>/events.jsonl          the study's event log, one ``StudyEvent.to_dict()`` a line
+    <workdir>/trials/<id>/trial.log stdout + stderr of every launch of the trial
+    <workdir>/checkpoints/<id>/     the trial's checkpoint (unless spec.checkpoints.uri is set)
+
+Resuming replays ``events.jsonl`` with ``Study.rebuild`` (same trials, same scheduler state),
+then every trial that was pending or running when the study stopped is recorded as paused
+(``interrupted``) and resumed from its checkpoint at once, so no trial is lost or restarted from
+scratch. The event log is the only state: a study killed with SIGKILL resumes the same way as
+one stopped with Ctrl-C (which additionally lets trainers write a last checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from hwtune.backends.local.backend import LocalBackend
+from hwtune.backends.local.template import ProcessTemplate
+from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
+from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
+
+__all__ = ["EventLog", "LocalStudyRun", "StudyInterrupted", "WallClock", "WorkdirError"]
+
+log = logging.getLogger(__name__)
+
+STUDY_FILE = "study.json"
+EVENTS_FILE = "events.jsonl"
+INTERRUPTED_REASON = "interrupted: hwtune stopped while the trial ran; resumed from its checkpoint"
+
+
+class WorkdirError(RuntimeError):
+    """The work directory does not fit the request (a study is already there, none to resume,
+    or the study file changed)."""
+
+
+class StudyInterrupted(Exception):
+    """Ctrl-C / SIGTERM: trials were stopped to be resumed later with ``--resume``."""
+
+
+class WallClock:
+    """Wall-clock time: a resumed study's deadline counts from its first start, across
+    processes (the monotonic clock of a previous process means nothing here)."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+class EventLog:
+    """``events.jsonl``: appended and flushed per event; a torn last line (the process died
+    while writing it) is dropped on reading."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = None
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        events = []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                if number == len(lines):
+                    log.warning("%s: dropping a torn last line", self.path)
+                    continue
+                raise WorkdirError(f"{self.path}:{number}: not a JSON event line") from None
+        return events
+
+    def append(self, event: StudyEvent) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate_torn_tail()
+            self._fh = open(self.path, "a", encoding="utf-8")
+        self._fh.write(json.dumps(event.to_dict(), sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class LocalStudyRun:
+    """Set up (or resume) a study in ``workdir`` and run it with ``run()``.
+
+    ``spec`` is the TuningStudy spec map; ``pools`` are HardwarePool specs by name that extend
+    (or replace entries of) ``DEFAULT_CATALOG``; ``cwd`` is where trial processes start unless
+    the container has a ``workingDir`` (relative ones are taken from ``base_dir``, the study
+    file's directory). ``on_iteration(run)`` is called after every tuner iteration."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        *,
+        workdir: str | os.PathLike,
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
+        resume: bool = False,
+        max_parallel: int | None = None,
+        cwd: str | os.PathLike | None = None,
+        base_dir: str | os.PathLike | None = None,
+        on_iteration: Callable[["LocalStudyRun"], None] | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.workdir = Path(workdir)
+        self.resume = resume
+        pools = dict(pools or {})
+        self.catalog: dict[str, PoolSpec] = dict(DEFAULT_CATALOG)
+        for pool_name, pool_spec in pools.items():
+            self.catalog[pool_name] = PoolSpec.from_spec(pool_spec, f"pools.{pool_name}")
+        self.config = StudyConfig.from_spec(spec, catalog=self.catalog,
+                                            require_trial_template=True)
+        template = ProcessTemplate.from_trial_template(
+            spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
+        self._check_workdir(name, spec, pools)
+        self.events = EventLog(self.workdir / EVENTS_FILE)
+        if resume:
+            self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock())
+        else:
+            self.study = Study(self.config, clock=WallClock())
+        self.study.add_listener(self.events.append)
+        self.backend = LocalBackend(
+            template,
+            workdir=self.workdir,
+            hardware_model=self.config.hardware_model,
+            max_resource=self.config.max_resource,
+            study_name=name,
+            resource_name=self.config.fidelity.resource,
+            max_parallel=max_parallel,
+            cwd=cwd,
+            checkpoint_root=self._checkpoint_root(spec),
+            **dict(backend_options or {}),
+        )
+        self._on_iteration = on_iteration
+        self._interrupted = threading.Event()
+        self.tuner = Tuner(self.study, self.backend, max_parallel=max_parallel,
+                           on_iteration=self._iteration)
+        self.resumed_trials: list[int] = []
+        self.started_at = time.monotonic()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _check_workdir(self, name: str, spec: Mapping[str, Any],
+                       pools: Mapping[str, Any]) -> None:
+        study_file = self.workdir / STUDY_FILE
+        record = {"name": name, "spec": spec, "pools": pools}
+        if self.resume:
+            if not study_file.exists():
+                raise WorkdirError(f"{self.workdir}: no study to resume (no {STUDY_FILE}); "
+                                   "run without --resume to start one")
+            stored = json.loads(study_file.read_text(encoding="utf-8"))
+            # Compare through JSON so that YAML ints/floats and tuples compare as stored.
+            if json.loads(json.dumps(record)) != stored:
+                changed = sorted(k for k in set(stored.get("spec", {})) | set(spec)
+                                 if json.loads(json.dumps(spec.get(k)))
+                                 != stored.get("spec", {}).get(k))
+                what = f"spec.{changed[0]}" if changed else ("name" if stored.get("name") != name
+                                                             else "pools")
+                raise WorkdirError(f"{self.workdir}: the study changed since it started "
+                                   f"({what} differs); resume with the original file or start "
+                                   "a new study in another --workdir")
+            return
+        if (self.workdir / EVENTS_FILE).exists() or study_file.exists():
+            raise WorkdirError(f"{self.workdir} already holds a study; continue it with "
+                               "--resume or pick another --workdir")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        study_file.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+
+    def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
+        checkpoints = spec.get("checkpoints") or {}
+        uri = checkpoints.get("uri")
+        if uri:
+            return f"{str(uri).rstrip('/')}/{self.name}"
+        # A persistentVolumeClaim means nothing on this machine: keep checkpoints in the workdir.
+        return str(self.workdir / "checkpoints")
+
+    # -- running -------------------------------------------------------------------------------
+    def _iteration(self, study: Study) -> None:
+        if self._interrupted.is_set():
+            raise StudyInterrupted()
+        if self._on_iteration is not None:
+            self._on_iteration(self)
+
+    def _relaunch_interrupted(self) -> None:
+        """Trials the log shows pending or running had their process die with the previous
+        run: record that, and resume each from its checkpoint."""
+        with self.backend.lock:
+            for record in self.study.active_trials():
+                tid = record.trial_id
+                target = self.study.target_resource(tid)
+                self.study.pause_trial(tid, INTERRUPTED_REASON)
+                if target is not None and target <= record.last_resource:
+                    target = None
+                self.backend.start_trial(self.study.resume_trial(tid, max_resource=target))
+                self.resumed_trials.append(tid)
+
+    def interrupt(self) -> None:
+        """Ask a running ``run()`` to stop trials for a later ``--resume`` (thread-safe)."""
+        self._interrupted.set()
+        self.backend.wake()
+
+    def run(self) -> TuningResult:
+        """Run until the study is done. Raises ``StudyInterrupted`` after Ctrl-C / SIGTERM,
+        with every trial process stopped and its checkpoint kept."""
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            def handle(signum: int, frame: Any) -> None:
+                if self._interrupted.is_set():  # a second Ctrl-C: give up waiting
+                    raise KeyboardInterrupt
+                self.interrupt()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handle)
+        try:
+            if self.resume:
+                self._relaunch_interrupted()
+            result = self.tuner.run()
+        except (StudyInterrupted, KeyboardInterrupt):
+            self.backend.interrupt()
+            raise StudyInterrupted() from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.backend.close()
+            self.events.close()
+        return result
+
+    @property
+    def simulated_pools(self) -> list[str]:
+        """Pools whose runtime and cost are the model's, scaled from this machine's CPU."""
+        return list(self.config.hardware.pools)
+

@@ -1,0 +1,167 @@
+"""The ``hwtune`` command.
+
+- ``hwtune tune study.yaml``: run a study on this machine (trials are local processes), with a
+  live view, then print the Pareto front and write its plot.
+- ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
+- ``hwtune version``.
+
+Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 130 interrupted
+(continue with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from hwtune.api.records import TrialPhase
+from hwtune.cli.studyfile import StudyFileError, load_study_file
+
+app = typer.Typer(
+    name="hwtune",
+    help="Hardware-aware, multi-objective hyperparameter tuning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load(path: Path):
+    try:
+        return load_study_file(path)
+    except StudyFileError as exc:
+        for problem in exc.problems:
+            errors.print(f"[bold red]error:[/] {exc.path}: {problem}", highlight=False,
+                         soft_wrap=True, markup=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the hwtune version."""
+    try:
+        console.print(f"hwtune {metadata.version('hwtune')}")
+    except metadata.PackageNotFoundError:
+        console.print("hwtune (not installed)")
+
+
+@app.command()
+def validate(
+    study_file: Path = typer.Argument(..., help="YAML with one TuningStudy and any HardwarePools"),
+) -> None:
+    """Check a study file (schema, field rules, pool references) without running it."""
+    study = _load(study_file)
+    config = study.config
+    fidelity = config.fidelity
+    console.print(
+        f"[green]ok[/]: TuningStudy [bold]{study.name}[/]: {len(config.space.names)} parameters, "
+        f"{len(config.hardware) or 'no'} hardware choices, "
+        f"{len(config.objectives)} objectives ({', '.join(o.metric for o in config.objectives)}), "
+        f"{config.algorithm.scheduler}/{config.algorithm.searcher}, "
+        f"{fidelity.resource} {fidelity.min}..{fidelity.max}"
+        + (f", {len(study.pools)} HardwarePools" if study.pools else ""),
+        highlight=False)
+
+
+@app.command()
+def tune(
+    study_file: Path = typer.Argument(..., help="YAML with one TuningStudy and any HardwarePools"),
+    workdir: Optional[Path] = typer.Option(
+        None, "--workdir", "-w",
+        help="Where the event log, trial logs and checkpoints go [default: .hwtune/<study>]"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study in --workdir"),
+    max_parallel: Optional[int] = typer.Option(
+        None, "--max-parallel", "-j", min=1,
+        help="Trials at once [default: the study's budget.maxParallelTrials]"),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Plot file (PNG) [default: <workdir>/front.png]"),
+    cwd: Optional[Path] = typer.Option(
+        None, "--cwd", help="Directory trials start in [default: the current directory]"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view"),
+) -> None:
+    """Run a study on this machine: trials are local processes, GPU pools are simulated."""
+    from hwtune.backends.local import LocalStudyRun, StudyInterrupted, WorkdirError
+    from hwtune.cli.plot import plot_front
+    from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    study = _load(study_file)
+    workdir = workdir or Path(".hwtune") / study.name
+    plot = plot or workdir / "front.png"
+    started = time.monotonic()
+    live: Live | None = None
+    last_draw = [0.0]
+
+    def draw(run: LocalStudyRun) -> None:
+        now = time.monotonic()
+        if live is None or now - last_draw[0] < 0.25:
+            return
+        last_draw[0] = now
+        live.update(progress_view(run.study, name=study.name, workdir=str(workdir),
+                                  started=started, pools=run.simulated_pools))
+
+    try:
+        run = LocalStudyRun(study.name, study.spec, workdir=workdir, pools=study.pools,
+                            resume=resume, max_parallel=max_parallel, cwd=cwd,
+                            base_dir=study_file.resolve().parent, on_iteration=draw)
+    except WorkdirError as exc:
+        raise _fail(str(exc)) from None
+    if resume:
+        console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
+                      f"{workdir}/events.jsonl", highlight=False)
+    try:
+        if quiet or not console.is_terminal:
+            result = run.run()
+        else:
+            with Live(console=console, refresh_per_second=4, transient=False) as live_view:
+                live = live_view
+                result = run.run()
+                live_view.update(progress_view(run.study, name=study.name, workdir=str(workdir),
+                                               started=started, pools=run.simulated_pools))
+    except StudyInterrupted:
+        errors.print(f"interrupted: trial processes stopped, checkpoints kept. Continue with\n"
+                     f"  hwtune tune {study_file} --workdir {workdir} --resume", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    wall = time.monotonic() - started
+    summary = result.summary
+    counts = ", ".join(f"{n} {phase.lower()}" for phase, n in summary.counts.items() if n)
+    console.print(f"{study.name}: {result.stop_reason}. {len(result.trials)} trials ({counts}), "
+                  f"{summary.reports} reports, spent ${summary.spend.cost_usd:.4g} and "
+                  f"{summary.spend.gpu_hours:.3g} GPU-hours in {wall:.0f} s of wall time.",
+                  highlight=False)
+    console.print(simulated_note(run.simulated_pools), style="italic", highlight=False)
+    console.print(front_table(run.study, result.front))
+    console.print(front_configs(run.study, result.front), highlight=False, end="")
+    for record in run.study.trials_in(TrialPhase.FAILED):
+        first_line = record.reason.splitlines()[0] if record.reason else "failed"
+        errors.print(f"trial {record.trial_id} failed: {first_line} (log: "
+                     f"{run.backend.log_path(record.trial_id)})", highlight=False)
+    written = plot_front(run.study, plot)
+    console.print(f"plot: {written}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console script entry point is ``app``
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
