@@ -98,6 +98,13 @@ ours_alive() {
   [[ "${exe% (deleted)}" == "$(realpath "$BIN")"/* ]]
 }
 
+all_components_alive() { # the five components kwokctl started all still run
+  local comp pid count=0
+  while read -r comp pid; do ours_alive "$pid" || return 1; count=$((count + 1)); done \
+    < <(cluster_pids)
+  ((count >= 5))
+}
+
 apiserver_ready() {
   [[ -f "$KUBECONFIG_PATH" ]] && [[ "$(kc get --raw /readyz 2>/dev/null)" == "ok" ]]
 }
@@ -157,18 +164,19 @@ cmd_up() {
   local start=$SECONDS out
   mkdir -p "$CLUSTERS" "$LOCKS"
   if [[ -d "$DIR" ]]; then
-    if apiserver_ready; then
+    # A slow API server (a busy machine) is waited for below; only a cluster with a dead
+    # component is started afresh.
+    if all_components_alive; then
       log "already running"
     else
-      log "found state of a cluster that is not running; recreating it"
+      log "found a cluster with stopped components; recreating it"
       cmd_down
     fi
   fi
   if ! [[ -d "$DIR" ]]; then
     local cfg createlog
-    mkdir -p "$LOCKS"
-    cfg="$(mktemp "$LOCKS/$NAME.config.XXXXXX.yaml")"
-    createlog="$(mktemp "$LOCKS/$NAME.create.XXXXXX.log")"
+    # Fixed names (the per-name lock is held): a killed run leaves nothing new behind.
+    cfg="$LOCKS/$NAME.config.yaml" createlog="$LOCKS/$NAME.create.log"
     write_config "$cfg"
     log "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok"
     # kwokctl picks free ports and binds them later: one creation at a time on this machine.
@@ -237,6 +245,7 @@ cmd_down() {
     sleep 0.2
   done
   rm -rf "$DIR"
+  rm -f "$LOCKS/$NAME.config.yaml" "$LOCKS/$NAME.create.log"
   log "stopped and removed"
 }
 

@@ -98,7 +98,7 @@ def _reap_abandoned_session_clusters(cache_dir: Path) -> None:
             try:
                 LocalCluster(entry.name, cache_dir=cache_dir).down()
             except ClusterUnavailable as exc:  # a leftover must not fail this session
-                warnings.warn(f"could not remove abandoned cluster {entry.name}: {exc}", stacklevel=1)
+                warnings.warn(f"abandoned cluster {entry.name} not removed: {exc}", stacklevel=1)
         elif entry.parent == locks:
             entry.unlink(missing_ok=True)  # cluster.sh's lock file of a finished session
 

@@ -149,13 +149,14 @@ def test_interrupted_study_resumes_without_losing_trials(tmp_path):
         trial = second.study.trial(tid)
         assert (dict(trial.config), trial.hardware) == (config, hardware)
         levels = [o.resource for o in trial.observations]
-        assert levels == sorted(set(levels)) and levels[:len(levels)] == list(range(1, len(levels) + 1)) \
-            or levels == sorted(set(levels))
+        assert levels == sorted(set(levels))  # one report per level, never restarted
         assert trial.last_resource >= reported
         assert trial.phase.is_finished()
     for tid in running_then:
         log = second.backend.log_path(tid).read_text()
-        assert "resumed" in log
+        assert f"=== hwtune: trial {tid} resumed" in log
+        if before[tid][2] >= 1:  # it had checkpointed an epoch before the interruption
+            assert re.search(r"resumed from the checkpoint of epoch \d", log)
     # The whole log (both runs) rebuilds the final study exactly.
     events = [json.loads(line) for line in (workdir / "events.jsonl").open()]
     rebuilt = Study.rebuild(second.config, events, strict=True)

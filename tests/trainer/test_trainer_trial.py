@@ -148,3 +148,12 @@ def test_sigterm_checkpoints_and_exits_75(tmp_path, mode):
     # the report and the script's own bookkeeping, hence the one-level slack).
     assert checkpoint.resource - 1 <= checkpoint.state["w"] <= checkpoint.resource
     assert not [n for n in os.listdir(location) if n.endswith(".tmp")]
+
+
+def test_sdk_import_is_standard_library_only():
+    code = ("import sys, hwtune.trainer\n"
+            "heavy = ('aiohttp', 'torch', 'numpy', 'pydantic', 'fsspec', 'yaml', 'kubernetes')\n"
+            "print(','.join(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""

@@ -23,9 +23,11 @@ Pods on the simulated nodes obey the annotations described in ``hack/kwok/stages
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -191,7 +193,12 @@ class LocalCluster:
                 raise ClusterUnavailable(f"{ATTACH_ENV}={self.kubeconfig}: no such file")
             self._check_readyz()
             return self
-        result = self._script("up", timeout=timeout)
+        try:
+            result = self._script("up", timeout=timeout)
+        except ClusterUnavailable:
+            # The script was killed half way: stop whatever it had started, then report.
+            self.down()
+            raise
         if result.returncode != 0:
             raise ClusterUnavailable(
                 f"hack/cluster.sh up --name {self.name} failed ({result.returncode}):\n"
@@ -297,17 +304,24 @@ class LocalCluster:
         env = dict(os.environ)
         env["HWTUNE_CACHE_DIR"] = str(self.cache_dir)
         env["HWTUNE_BIN_DIR"] = str(self.bin_dir)
+        # Own process group, so a timeout stops the script and its kwokctl together (the
+        # components run in sessions of their own; `down` finds them by their pid files).
+        process = subprocess.Popen(
+            ["bash", str(self.script), command, "--name", self.name],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         try:
-            return subprocess.run(
-                ["bash", str(self.script), command, "--name", self.name],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                env=env,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
             raise ClusterUnavailable(
                 f"hack/cluster.sh {command} --name {self.name} took longer than {timeout:g}s"
             ) from exc
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

@@ -14,8 +14,9 @@
   ``HardwareModel`` to the trial's pool and GPU count, and priced by it.
 - Pause / stop from outside: SIGTERM to the process group (the trainer checkpoints and exits
   with ``EXIT_PREEMPTED``), SIGKILL after ``stop_grace_seconds``.
-- A trial that exits with ``EXIT_PREEMPTED`` on its own (someone sent it SIGTERM, as an eviction
-  would) is restarted from its checkpoint like a Job restarts a pod; the study is not told.
+- A trial that exits with ``EXIT_PREEMPTED`` (or dies of SIGTERM) on its own (someone sent it
+  SIGTERM, as an eviction would) is restarted from its checkpoint like a Job restarts a pod; the
+  study is not told.
   After ``max_restarts`` restarts without a new report it fails.
 - Exit 0 after a halting decision is expected; exit 0 before completes the trial; any other exit
   fails it with the last lines of its log as the reason.
@@ -186,8 +187,7 @@ class LocalBackend(Backend):
         the ids of the trials that were running."""
         with self.lock:
             ids = sorted(tid for tid, s in self._trials.items() if s.active)
-            for launch in list(self._launches.values()):
-                self._terminate(launch)
+            self._terminate_all(list(self._launches.values()))
             self._launches.clear()
         self._shutdown_server()
         return ids
@@ -267,17 +267,24 @@ class LocalBackend(Backend):
         return self._stop(trial)
 
     def _terminate(self, launch: _Launch) -> None:
-        self._runtime_total[launch.trial_id] = self._runtime(launch)
-        process = launch.process
-        if process.poll() is None:
-            self._signal_group(process, signal.SIGTERM)
+        self._terminate_all([launch])
+
+    def _terminate_all(self, launches: list[_Launch]) -> None:
+        """SIGTERM every process group at once (trainers checkpoint in parallel), then SIGKILL
+        whatever is left after ``stop_grace_seconds``."""
+        for launch in launches:
+            self._runtime_total[launch.trial_id] = self._runtime(launch)
+            if launch.process.poll() is None:
+                self._signal_group(launch.process, signal.SIGTERM)
+        deadline = self._clock() + self.stop_grace_seconds
+        for launch in launches:
             try:
-                process.wait(timeout=self.stop_grace_seconds)
+                launch.process.wait(timeout=max(0.0, deadline - self._clock()))
             except subprocess.TimeoutExpired:
-                self._signal_group(process, signal.SIGKILL)
-                process.wait(timeout=10)
-        self._signal_group(process, signal.SIGKILL)  # stragglers of the group (workers)
-        launch.log.close()
+                self._signal_group(launch.process, signal.SIGKILL)
+                launch.process.wait(timeout=10)
+            self._signal_group(launch.process, signal.SIGKILL)  # stragglers of the group
+            launch.log.close()
 
     @staticmethod
     def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
@@ -336,7 +343,10 @@ class LocalBackend(Backend):
         if state is None or not state.active:
             return False  # halted by a decision or from outside: the exit was expected
         runtime = self._runtime_total[tid]
-        if code == EXIT_PREEMPTED:
+        # 75: the SDK checkpointed after SIGTERM. A bare SIGTERM death: the signal came before
+        # the trainer installed its handler (still importing); its last checkpoint, if any, is
+        # intact. Either way, restart it like a Job restarts an evicted pod.
+        if code in (EXIT_PREEMPTED, -signal.SIGTERM):
             if launch.restarts < self.max_restarts:
                 record = self.sink.trial(tid)
                 self._spawn(state, resume=True, reported=record.last_resource,
@@ -364,8 +374,7 @@ class LocalBackend(Backend):
                     except subprocess.TimeoutExpired:
                         launch.log.write(b"=== hwtune: did not exit after its decision; "
                                          b"terminating\n")
-            for launch in list(self._launches.values()):
-                self._terminate(launch)
+            self._terminate_all(list(self._launches.values()))
             self._launches.clear()
             for state in self._trials.values():
                 if state.active:

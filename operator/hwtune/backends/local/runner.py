@@ -152,7 +152,7 @@ class LocalStudyRun:
             max_resource=self.config.max_resource,
             study_name=name,
             resource_name=self.config.fidelity.resource,
-            max_parallel=max_parallel,
+            max_parallel=max_parallel or self.config.budget.max_parallel_trials,
             cwd=cwd,
             checkpoint_root=self._checkpoint_root(spec),
             **dict(backend_options or {}),
