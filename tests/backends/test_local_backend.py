@@ -115,6 +115,8 @@ def test_expand_k8s_vars():
          "trialTemplate.spec.containers[0].command"),
         ({"spec": {"containers": [{"name": "t", "image": "i", "command": "python x.py"}]}},
          "trialTemplate.spec.containers[0].command"),
+        ({"spec": {"containers": [{"name": "t", "image": "i", "args": ["--lr=1"]}]}},
+         "trialTemplate.spec.containers[0].command"),
         ({"spec": {"containers": [{"name": "t", "image": "i", "command": ["x"],
                                    "env": [{"name": "K", "valueFrom": {"secretKeyRef": {}}}]}]}},
          "trialTemplate.spec.containers[0].env[0].valueFrom"),

@@ -12,7 +12,7 @@ from hwtune.backends.simulated import (
     synthetic_table,
 )
 from hwtune.engine import EventKind, Study, StudyConfig, Tuner
-from tests.contracts.backend_contract import BackendContract, ContractFIFO
+from tests.contracts.backend_contract import CONTRACT_SPEC, BackendContract, ContractFIFO
 
 
 def table_for(config: StudyConfig, *, memory_gib: float = 1.0, epoch_runtime: float = 100.0,
@@ -35,8 +35,6 @@ class TestSimulatedBackendContract(BackendContract):
 
 
 def make(spec_changes=None, *, workers=4, seed=0, scheduler=None, table=None, **backend_kwargs):
-    from tests.contracts.backend_contract import CONTRACT_SPEC
-
     spec = {**CONTRACT_SPEC, **(spec_changes or {})}
     config = StudyConfig.from_spec(spec)
     backend = SimulatedBackend(table or table_for(config), config.hardware_model, n_workers=workers, seed=seed,
@@ -80,8 +78,6 @@ def test_epochs_take_reference_time_over_the_hardware_speedup():
 
 def test_out_of_memory_fails_the_trial_on_small_gpus():
     spec = {"hardware": {"pools": ["t4", "a100"], "gpuCounts": [1]}, "budget": {"maxTrials": 10, "maxParallelTrials": 2}}
-    from tests.contracts.backend_contract import CONTRACT_SPEC
-
     config = StudyConfig.from_spec({**CONTRACT_SPEC, **spec})
     _, backend, study = make(spec, table=table_for(config, memory_gib=40.0), startup_seconds=5.0)
     Tuner(study, backend).run()
@@ -106,8 +102,6 @@ def test_promotion_resumes_continue_from_the_checkpoint():
     spec = {"fidelity": {"resource": "epoch", "min": 1, "max": 9, "reductionFactor": 3},
             "algorithm": {"scheduler": "asha-promotion", "seed": 4},
             "budget": {"maxTrials": 18, "maxParallelTrials": 3}}
-    from tests.contracts.backend_contract import CONTRACT_SPEC
-
     config = StudyConfig.from_spec({**CONTRACT_SPEC, **spec})
     backend = SimulatedBackend(table_for(config, noise=0.05), config.hardware_model, n_workers=3,
                                resume_seconds=7.0)
@@ -134,8 +128,6 @@ def test_thousands_of_trials_per_second_scale():
             "fidelity": {"resource": "epoch", "min": 1, "max": 9, "reductionFactor": 3},
             "algorithm": {"scheduler": "asha", "seed": 0},
             "budget": {"maxTrials": 600, "maxParallelTrials": 8}}
-    from tests.contracts.backend_contract import CONTRACT_SPEC
-
     config = StudyConfig.from_spec({**CONTRACT_SPEC, **spec})
     table = synthetic_table(config.space, 200, 9)
     backend = SimulatedBackend(table, config.hardware_model, n_workers=8)
@@ -169,3 +161,11 @@ def test_replays_the_benchmark_table_format():
             expected = table.lookup(trial.config, obs.resource, backend._seeds[backend._seed_slot(trial.trial_id)])
             assert obs.metrics["val_error"] == expected["val_error"]
             assert "epoch_runtime" not in obs.metrics and "memory_gib" not in obs.metrics
+
+
+def test_table_shorter_than_the_study_is_refused():
+    config = StudyConfig.from_spec(CONTRACT_SPEC)
+    longer = StudyConfig.from_spec({**CONTRACT_SPEC, "fidelity": {"min": 1, "max": 8}})
+    backend = SimulatedBackend(table_for(config), config.hardware_model)
+    with pytest.raises(ValueError, match="fidelity.max is 8 but the table only has 4 epochs"):
+        Tuner(Study(longer, ContractFIFO(longer), clock=backend.clock), backend)

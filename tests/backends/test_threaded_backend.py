@@ -103,7 +103,7 @@ def test_template_refuses_impossible_requests():
     config = StudyConfig.from_spec(CONTRACT_SPEC)
     backend = ThreadedBackend(table_for(config), level_seconds=0.05)
     with pytest.raises(BackendError, match="not bound"):
-        backend.sink
+        _ = backend.sink
     study = Study(config, ContractFIFO(config))
     backend.bind(study)
     start = study.start_next()

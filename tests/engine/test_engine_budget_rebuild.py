@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from engine_helpers import ManualClock, StatefulFIFO, TinyFIFO, config, small_table
 
 from hwtune.api.records import TrialPhase
@@ -169,3 +171,21 @@ def test_rebuild_reports_a_diverging_scheduler():
     assert state(rebuilt) == state(original)  # the log wins
     with pytest.raises(Exception, match="replay diverged"):
         Study.rebuild(other, original.events, scheduler=TinyFIFO(other), clock=ManualClock(), strict=True)
+
+
+@settings(max_examples=15, deadline=None)
+@given(kind=st.sampled_from(["tiny-stateful", "asha", "mo-asha-promotion"]), cut=st.integers(1, 120),
+       seed=st.integers(0, 1000))
+def test_rebuild_at_any_cut_point(kind, cut, seed):
+    """Wherever the log is cut, the rebuilt study continues exactly like the original."""
+    c = config(algorithm={"scheduler": "fifo" if kind in TINY else kind, "seed": seed % 7},
+               budget={"maxTrials": 30})
+    table = small_table(c)
+
+    def fresh():
+        return TINY[kind](c) if kind in TINY else c.make_scheduler()
+
+    original = Study(c, fresh(), clock=ManualClock())
+    drive(original, cut, seed=seed, table=table)
+    rebuilt = Study.rebuild(c, original.events, scheduler=fresh(), clock=ManualClock(), strict=True)
+    assert drive(rebuilt, 60, seed=seed + 1, table=table) == drive(original, 60, seed=seed + 1, table=table)

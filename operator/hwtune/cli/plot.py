@@ -45,7 +45,8 @@ def plot_front(study: Study, path: str | Path) -> Path:
             ax.set_xscale("log")
         if min(ys) > 0 and max(ys) / min(ys) > 20:
             ax.set_yscale("log")
-        ax.legend(loc="best", fontsize=8)
+        # Below the axes: inside, it would hide points wherever it goes.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, "no trial reported yet", ha="center", va="center",
                 transform=ax.transAxes)

@@ -93,7 +93,7 @@ class AlgorithmSpec:
     def from_spec(cls, spec: Mapping[str, Any] | None, path: str = "algorithm") -> "AlgorithmSpec":
         if spec is None:
             return cls()
-        _check_map(spec, path, ("scheduler", "searcher", "seed", "settings", "surrogate"))
+        _check_map(spec, path, ("scheduler", "searcher", "seed", "settings"))
         scheduler = spec.get("scheduler", "fifo")
         if scheduler not in SCHEDULER_KINDS:
             raise SpecError(join_path(path, "scheduler"),

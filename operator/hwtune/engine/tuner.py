@@ -27,7 +27,9 @@ from hwtune.backends.base import Backend
 from hwtune.engine.budget import Spend
 from hwtune.engine.study import FrontPoint, Study, StudySummary
 
-__all__ = ["Tuner", "TuningResult"]
+__all__ = ["FROM_BACKEND", "Tuner", "TuningResult"]
+
+FROM_BACKEND = object()  # default of Tuner(poll_seconds=...): use the backend's poll_seconds
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,15 @@ class Tuner:
         backend: Backend,
         *,
         max_parallel: int | None = None,
-        poll_seconds: float | None | type[...] = ...,
+        poll_seconds: float | None | object = FROM_BACKEND,
         on_iteration: Callable[[Study], None] | None = None,
     ) -> None:
         if max_parallel is not None and max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
-        if poll_seconds is ...:
+        if poll_seconds is FROM_BACKEND:
             poll_seconds = backend.poll_seconds
+        if poll_seconds is not None and not isinstance(poll_seconds, (int, float)):
+            raise TypeError(f"poll_seconds must be a number or None, got {poll_seconds!r}")
         if poll_seconds is not None and poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be > 0, got {poll_seconds}")
         self.study = study

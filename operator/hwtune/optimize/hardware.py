@@ -192,8 +192,9 @@ DEFAULT_CATALOG: Mapping[str, PoolSpec] = {
     # 1.7-2x an A100 in training, so about 7x a T4.
     "h100": PoolSpec(gpu_type="nvidia-h100-80gb", gpu_memory_gib=80, gpus_per_node=8,
                      price_per_gpu_hour=6.88, relative_throughput=7.0),
-    # CPU-only node (c6i.2xlarge-like, 8 vCPU, 16 GiB): one "GPU" slot is the whole node.
-    # About 5x slower than a T4 on small nets; priced per node.
+    # CPU-only node (c6i.2xlarge-like, 8 vCPU, 16 GiB, $0.34/h): one "GPU" slot is the whole
+    # node (and counts as one GPU-hour per hour against maxGPUHours). About 5x slower than a T4
+    # on small nets; priced per node.
     "cpu": PoolSpec(gpu_type="cpu", gpu_memory_gib=16, gpus_per_node=1,
                     price_per_node_hour=0.34, relative_throughput=0.2),
 }

@@ -65,10 +65,10 @@ class ProcessTemplate:
             if not isinstance(value, Sequence) or isinstance(value, str) \
                     or not all(isinstance(v, (str, int, float)) for v in value):
                 raise SpecError(f"{_PATH}.{name}", "must be a list of strings")
-        argv = [str(v) for v in [*command, *args]]
-        if not argv:
+        if not command:
             raise SpecError(f"{_PATH}.command", "is required for the local backend (it has no "
                                                 "image entrypoint to fall back on)")
+        argv = [str(v) for v in [*command, *args]]
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable
         env: dict[str, str] = {}

@@ -101,6 +101,16 @@ class SimulatedBackend(Backend):
         self._counter = itertools.count()
         self.events_processed = 0
 
+    def bind(self, sink) -> None:
+        """Also checks that the table reaches the study's maximum resource."""
+        table_max = getattr(self.table, "max_resource", None)
+        config = getattr(sink, "config", None)
+        study_max = getattr(config, "max_resource", None)
+        if table_max is not None and study_max is not None and study_max > table_max:
+            raise ValueError(f"fidelity.max is {study_max} but the table only has {table_max} "
+                             f"epochs; use at most {table_max}")
+        super().bind(sink)
+
     # -- hooks ------------------------------------------------------------------------------------
     def _launch(self, trial: BackendTrial, resume: bool) -> bool:
         run = self._runs.get(trial.trial_id)
