@@ -189,3 +189,20 @@ def test_rebuild_at_any_cut_point(kind, cut, seed):
     drive(original, cut, seed=seed, table=table)
     rebuilt = Study.rebuild(c, original.events, scheduler=fresh(), clock=ManualClock(), strict=True)
     assert drive(rebuilt, 60, seed=seed + 1, table=table) == drive(original, 60, seed=seed + 1, table=table)
+
+
+@pytest.mark.parametrize("kind", ["asha-promotion", "mo-asha-promotion"])
+def test_promotion_goes_on_after_max_trials(kind):
+    """Reaching maxTrials blocks new trials only: a promotion scheduler still resumes its best
+    paused trials, so some reach the maximum resource instead of all ending Paused."""
+    c = config(algorithm={"scheduler": kind, "seed": 4}, budget={"maxTrials": 12, "maxParallelTrials": 3})
+    study, _, result, _ = run_simulated(c, scheduler=c.make_scheduler())
+    created = [i for i, e in enumerate(study.events) if e.kind is EventKind.CREATED]
+    assert len(created) == 12
+    resumed_after_cap = [e for e in study.events[created[-1] + 1:] if e.kind is EventKind.RESUMED]
+    assert resumed_after_cap, "no paused trial was promoted once maxTrials was reached"
+    assert any(t.phase is TrialPhase.COMPLETED for t in study.trials)
+    assert "maxTrials" in result.stop_reason
+    # and the log still replays exactly
+    rebuilt = Study.rebuild(c, study.events, scheduler=c.make_scheduler(), strict=True)
+    assert state(rebuilt) == state(study)
