@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4, help="parallel trials (default 4)")
     p.add_argument("--seeds", type=int, help="number of seeds (default 5, quick 3)")
     p.add_argument("--budget-trials", type=float,
-                   help="budget in full random-search trials per run (default 100, quick 40)")
+                   help="budget in full random-search trials per run (default 30, quick 20)")
     p.add_argument("--max-duration", type=float, help="budget in simulated seconds (overrides --budget-trials)")
     p.add_argument("--max-trials", type=int, help="also cap the number of trials")
     p.add_argument("--reduction-factor", type=int, default=3)
-    p.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for hv.png and results.json")
+    p.add_argument("--out", type=Path, default=Path("out/bench"),
+                   help="directory for hv.png and results.json (default out/bench, git-ignored)")
     args = p.parse_args(argv)
 
     table_path = resolve_table(args.table, args.quick)
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                            reduction_factor=args.reduction_factor)
     duration = args.max_duration
     if duration is None:
-        trials = args.budget_trials or (40 if args.quick else 100)
+        trials = args.budget_trials or (20 if args.quick else 30)
         duration = default_duration(table, setup.study_config(0), trials, args.workers)
     setup = dataclasses.replace(setup, max_duration_seconds=duration)
     print(f"table {table.name} from {table_path}; {len(seeds)} seeds; methods {', '.join(args.methods)}",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing as mp
-import os
 import platform
 import sys
 import time

@@ -117,8 +117,33 @@ class _PendingAdds:
         return self._queue.popleft()
 
 
+def _ranked_priority():
+    """A Syne Tune ``MOPriority`` that returns each point's position in the non-dominated sort.
+
+    Syne Tune 0.13's ``NonDominatedPriority`` returns ``nondominated_sort``'s output, which is
+    the list of point indices in sorted order, while ``MOASHA`` reads it as one priority per
+    point; so the rank it checks for the new trial is really "the index of the point sorted
+    last", and a trial that dominates every recorded point can be stopped. This priority inverts
+    the order into ranks (``rank_fix=True``), the rule the MO-ASHA paper describes. The order
+    inside a front stays Syne Tune's own."""
+    from syne_tune.optimizer.schedulers.multiobjective.multiobjective_priority import MOPriority
+    from syne_tune.optimizer.schedulers.multiobjective.non_dominated_priority import nondominated_sort
+
+    class RankedNonDominatedPriority(MOPriority):
+        def priority_unsafe(self, objectives: np.ndarray) -> np.ndarray:
+            order = np.asarray(nondominated_sort(objectives, dim=0), dtype=int)
+            ranks = np.empty(len(order), dtype=int)
+            ranks[order] = np.arange(len(order))
+            return ranks
+
+    return RankedNonDominatedPriority()
+
+
 class SyneTuneMOASHA(Scheduler):
     """Syne Tune 0.13 MOASHA driven through hwtune's scheduler contract.
+
+    ``rank_fix=False`` runs Syne Tune exactly as released; ``True`` swaps in
+    :func:`_ranked_priority`, which repairs how its rung ranking reads the non-dominated sort.
 
     Syne Tune's samplers and its bracket draw use numpy's global random state; the adapter keeps
     a private state and swaps it in around every call, so runs are repeatable and nothing else
@@ -132,7 +157,7 @@ class SyneTuneMOASHA(Scheduler):
 
     def __init__(self, table: BenchmarkTable, hardware: Sequence[Hardware], objectives: Sequence[Objective],
                  *, resource_min: int = 1, resource_max: int, reduction_factor: float = 3, seed: int = 0,
-                 resource_attr: str = "epoch"):
+                 resource_attr: str = "epoch", rank_fix: bool = False):
         from syne_tune.config_space import choice, randint
         from syne_tune.optimizer.schedulers.multiobjective import MOASHA
 
@@ -149,7 +174,8 @@ class SyneTuneMOASHA(Scheduler):
         with self._private_random():
             self._st = MOASHA(config_space=space, metrics=[o.metric for o in self.objectives], mode=modes,
                               time_attr=resource_attr, max_t=resource_max, grace_period=resource_min,
-                              reduction_factor=reduction_factor)
+                              reduction_factor=reduction_factor,
+                              multiobjective_priority=_ranked_priority() if rank_fix else None)
         self._next_st_id = 0
         self._pending = _PendingAdds()
         self._st_trials: dict[int, Any] = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -212,14 +212,3 @@ def summarize(values: Iterable[float]) -> Summary:
     return Summary(float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
                    len(finite), len(vals))
 
-
-def objective_bounds_from_values(values: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-    """(min, max) of each objective's finite values; helper for building a Normalizer."""
-    out = {}
-    for name, arr in values.items():
-        arr = np.asarray(arr, float)
-        arr = arr[np.isfinite(arr)]
-        if arr.size == 0:
-            raise ValueError(f"objective {name!r}: no finite values to take bounds from")
-        out[name] = (float(arr.min()), float(arr.max()))
-    return out

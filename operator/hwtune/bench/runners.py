@@ -12,7 +12,9 @@ asha               hwtune ASHA (stopping), ranks by the first objective only
 mo-asha            hwtune MO-ASHA (stopping), non-dominated sort + epsilon-net tie-break
 mo-asha-promotion  hwtune MO-ASHA, promotion variant (pause and resume)
 hyperband          hwtune Hyperband (stopping brackets), first objective
-syne-tune-moasha   Syne Tune 0.13 MOASHA via ``hwtune.bench.adapters.SyneTuneMOASHA``
+syne-tune-moasha   Syne Tune 0.13 MOASHA as released, via ``hwtune.bench.adapters.SyneTuneMOASHA``
+syne-tune-moasha-  the same with its rung ranking repaired (``rank_fix``; see the adapter:
+fixed              0.13 reads an argsort as ranks)
 optuna-nsga2       Optuna NSGA-II via ask/tell, every trial to the max resource
 optuna-motpe       Optuna multi-objective TPE via ask/tell, every trial to the max resource
 ================== =====================================================================
@@ -75,11 +77,13 @@ def _ours(kind: str) -> SchedulerFactory:
     return build
 
 
-def _syne_tune(setup: "BenchmarkSetup", config: StudyConfig, seed: int) -> Scheduler:
-    return SyneTuneMOASHA(setup.table, list(config.hardware), config.objectives,
-                          resource_min=config.fidelity.min, resource_max=config.fidelity.max,
-                          reduction_factor=config.fidelity.reduction_factor, seed=seed,
-                          resource_attr=config.fidelity.resource)
+def _syne_tune(rank_fix: bool) -> SchedulerFactory:
+    def build(setup: "BenchmarkSetup", config: StudyConfig, seed: int) -> Scheduler:
+        return SyneTuneMOASHA(setup.table, list(config.hardware), config.objectives,
+                              resource_min=config.fidelity.min, resource_max=config.fidelity.max,
+                              reduction_factor=config.fidelity.reduction_factor, seed=seed,
+                              resource_attr=config.fidelity.resource, rank_fix=rank_fix)
+    return build
 
 
 def _optuna(sampler: str) -> SchedulerFactory:
@@ -95,7 +99,8 @@ METHODS: dict[str, SchedulerFactory] = {
     "mo-asha": _ours("mo-asha"),
     "mo-asha-promotion": _ours("mo-asha-promotion"),
     "hyperband": _ours("hyperband"),
-    "syne-tune-moasha": _syne_tune,
+    "syne-tune-moasha": _syne_tune(rank_fix=False),
+    "syne-tune-moasha-fixed": _syne_tune(rank_fix=True),
     "optuna-nsga2": _optuna("nsga2"),
     "optuna-motpe": _optuna("motpe"),
 }
@@ -264,8 +269,10 @@ class MethodStats:
     hv_at_cost: list[Summary]  # at Comparison.cost_checkpoints
     time_to_target: Summary  # simulated seconds to reach random's final HV (same seed)
     cost_to_target: Summary
-    time_speedup: Summary  # random's time to its final HV / this method's
+    time_speedup: Summary  # per seed: random's time to its final HV / this method's
     cost_speedup: Summary
+    time_speedup_of_means: float  # sum of random's times / sum of this method's, seeds it reached
+    cost_speedup_of_means: float
     trials: Summary
     epochs: Summary
     spent: Summary
@@ -337,12 +344,15 @@ def compare(setup: BenchmarkSetup, methods: Sequence[str] = DEFAULT_METHODS, see
             ts.append(_ratio(base_t[r.seed], tt))
             cs.append(_ratio(base_c[r.seed], ct))
         at_t_arr, at_c_arr = np.array(at_t), np.array(at_c)
+        seeds_of = [r.seed for r in rs]
         stats[method] = MethodStats(
             method=method, runs=rs, final_hv=summarize(finals),
             hv_at_time=[summarize(at_t_arr[:, i]) for i in range(len(time_cp))],
             hv_at_cost=[summarize(at_c_arr[:, i]) for i in range(len(cost_cp))],
             time_to_target=summarize(t2t), cost_to_target=summarize(c2t),
             time_speedup=summarize(ts), cost_speedup=summarize(cs),
+            time_speedup_of_means=_ratio_of_sums([base_t[x] for x in seeds_of], t2t),
+            cost_speedup_of_means=_ratio_of_sums([base_c[x] for x in seeds_of], c2t),
             trials=summarize(r.trials for r in rs), epochs=summarize(r.epochs_trained for r in rs),
             spent=summarize(r.spent for r in rs), decision_us=summarize(r.decision_us for r in rs),
             time_curve=np.array(curve_t), cost_curve=np.array(curve_c),
@@ -359,6 +369,14 @@ def _ratio(baseline: float, value: float) -> float:
     if value <= 0:
         return math.inf if baseline > 0 else 1.0
     return baseline / value
+
+
+def _ratio_of_sums(baseline: Sequence[float], values: Sequence[float]) -> float:
+    """sum(baseline) / sum(values) over the seeds where the method reached the target."""
+    pairs = [(b, v) for b, v in zip(baseline, values) if math.isfinite(v) and math.isfinite(b)]
+    if not pairs:
+        return math.nan
+    return _ratio(sum(b for b, _ in pairs), sum(v for _, v in pairs))
 
 
 def format_comparison(cmp: Comparison) -> str:
@@ -384,12 +402,15 @@ def format_comparison(cmp: Comparison) -> str:
     header = ["method"] + [f"HV@${c:.4g}" for c in cmp.cost_checkpoints]
     rows = [[m] + [str(x) for x in s.hv_at_cost] for m, s in cmp.stats.items()]
     lines += _table(header, rows) + [""]
-    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time)",
-              f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost)"]
-    rows = [[m, str(s.time_to_target), str(s.time_speedup), str(s.cost_to_target), str(s.cost_speedup)]
+    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time)", "of means",
+              f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost)", "of means"]
+    rows = [[m, str(s.time_to_target), str(s.time_speedup), f"{s.time_speedup_of_means:.3g}",
+             str(s.cost_to_target), str(s.cost_speedup), f"{s.cost_speedup_of_means:.3g}"]
             for m, s in cmp.stats.items()]
     lines += _table(header, rows)
-    lines.append("(k/n): only k of n seeds reached the target; mean/std over those. 'never': none did.")
+    lines.append("speedup: per seed, the baseline's time (cost) to its own final HV over the method's time "
+                 "(cost) to reach it; 'of means': ratio of the sums over the seeds that reached it. "
+                 "(k/n): only k of n seeds reached it. 'never': none did.")
     return "\n".join(lines)
 
 
@@ -459,7 +480,8 @@ def to_json(cmp: Comparison) -> dict[str, Any]:
             m: {"finalHV": s(st.final_hv), "hvAtTime": [s(x) for x in st.hv_at_time],
                 "hvAtCost": [s(x) for x in st.hv_at_cost], "timeToTarget": s(st.time_to_target),
                 "costToTarget": s(st.cost_to_target), "timeSpeedup": s(st.time_speedup),
-                "costSpeedup": s(st.cost_speedup), "trials": s(st.trials), "epochs": s(st.epochs),
+                "costSpeedup": s(st.cost_speedup), "timeSpeedupOfMeans": st.time_speedup_of_means,
+                "costSpeedupOfMeans": st.cost_speedup_of_means, "trials": s(st.trials), "epochs": s(st.epochs),
                 "spent": s(st.spent), "decisionMicroseconds": s(st.decision_us),
                 "runs": [{"seed": r.seed, "trials": r.trials, "failed": r.failed, "reports": r.reports,
                           "elapsed": r.elapsed, "spent": r.spent, "wallSeconds": r.wall_seconds,
