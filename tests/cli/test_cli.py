@@ -49,6 +49,9 @@ def test_validate_accepts_the_examples():
         (lambda s: s.update(hardware={"pools": ["tpu9"]}), "spec.hardware.pools[0]"),
         (lambda s: s.update(fidelity={"resource": "epoch", "min": 3, "max": 2}), "spec.fidelity"),
         (lambda s: s.pop("trialTemplate"), "spec.trialTemplate"),
+        # the parameter's name is in brackets and must survive the terminal's markup
+        (lambda s: s["parameters"].update(lr={"type": "float", "min": 1.0, "max": 0.1}),
+         "spec.parameters[lr].min: min must be less than max"),
     ],
 )
 def test_validate_refuses_bad_studies_with_the_field(tmp_path, mutate, expected):

@@ -64,3 +64,40 @@ def test_result_summarises_the_study():
     assert result.summary.counts["Completed"] + result.summary.counts["Failed"] == 8
     assert sum(result.summary.counts.values()) == 8
     assert result.summary.reports == study.reports
+
+
+class FlakyLaunchBackend(SimulatedBackend):
+    """A simulated backend whose launch raises for chosen trial ids (a bad image, a quota)."""
+
+    def __init__(self, *args, failing=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failing = set(failing)
+
+    def _launch(self, trial, resume):
+        if trial.trial_id in self.failing:
+            raise RuntimeError("image pull refused")
+        return super()._launch(trial, resume)
+
+
+def test_a_failed_launch_fails_that_trial_not_the_study():
+    c = config(budget={"maxTrials": 8, "maxParallelTrials": 1})
+    # with one slot, trial 0 failing at launch leaves no active trial: the loop must go on
+    backend = FlakyLaunchBackend(small_table(c), c.hardware_model, n_workers=1, failing={0, 3})
+    study = Study(c, TinyFIFO(c), clock=backend.clock)
+    result = Tuner(study, backend).run()
+    assert len(result.trials) == 8
+    launch_failed = {t.trial_id for t in result.trials
+                     if t.phase is TrialPhase.FAILED and "launch failed" in t.reason}
+    assert launch_failed == {0, 3}
+    assert all(study.trial(i).reason == "launch failed: image pull refused" for i in launch_failed)
+    assert sum(t.phase is TrialPhase.COMPLETED for t in result.trials) >= 4
+    assert "maxTrials" in result.stop_reason
+
+
+def test_launches_that_always_fail_end_the_loop_with_a_reason():
+    c = config(budget={"maxParallelTrials": 2, "maxTrials": None})
+    backend = FlakyLaunchBackend(small_table(c), c.hardware_model, n_workers=2, failing=range(10_000))
+    study = Study(c, TinyFIFO(c), clock=backend.clock)
+    result = Tuner(study, backend).run()
+    assert "in a row ended as they were launched" in result.stop_reason
+    assert len(result.trials) == Tuner.MAX_FAILED_LAUNCHES

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.console import Console
 from rich.live import Live
 
@@ -40,7 +41,8 @@ errors = Console(stderr=True)
 
 
 def _fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape(): field paths such as spec.parameters[lr].min are not rich markup
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -49,8 +51,8 @@ def _load(path: Path):
         return load_study_file(path)
     except StudyFileError as exc:
         for problem in exc.problems:
-            errors.print(f"[bold red]error:[/] {exc.path}: {problem}", highlight=False,
-                         soft_wrap=True, markup=True)
+            errors.print(f"[bold red]error:[/] {escape(f'{exc.path}: {problem}')}",
+                         highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID) from None
 
 

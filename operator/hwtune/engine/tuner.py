@@ -47,6 +47,8 @@ class Tuner:
     redraws its progress view there). ``poll_seconds`` defaults to the backend's
     ``poll_seconds`` (None for the simulator: wait for the next event however far away)."""
 
+    MAX_FAILED_LAUNCHES = 20  # consecutive trials that end at launch before the loop gives up
+
     def __init__(
         self,
         study: Study,
@@ -94,9 +96,19 @@ class Tuner:
                 for trial_id in backend.active_trial_ids():
                     backend.stop_trial(trial_id, reason)
                 return reason
-            self._fill()
-            if not backend.active_trial_ids():
-                return study.new_trial_block() or "the scheduler has no more trials to run"
+            failed_launches = 0
+            while True:
+                started = self._fill()
+                if backend.active_trial_ids():
+                    break
+                if started == 0:
+                    return study.new_trial_block() or "the scheduler has no more trials to run"
+                # Every trial started this round already ended (e.g. its launch failed): that
+                # ends those trials, not the study. A run of such failures means a broken setup.
+                failed_launches += started
+                if failed_launches >= self.MAX_FAILED_LAUNCHES:
+                    return (f"{failed_launches} trials in a row ended as they were launched; "
+                            "see their reasons")
             timeout = self._timeout()
         backend.wait(timeout)
         self.iterations += 1
@@ -119,14 +131,18 @@ class Tuner:
                             spend=summary.spend, summary=summary, stop_reason=reason,
                             iterations=self.iterations)
 
-    def _fill(self) -> None:
+    def _fill(self) -> int:
+        """Start trials into the free slots; returns how many were started."""
         free = self.parallel_limit - len(self.backend.active_trial_ids())
+        started = 0
         while free > 0:
             start = self.study.start_next()
             if start is None:
-                return
+                break
             self.backend.start_trial(start)
+            started += 1
             free -= 1
+        return started
 
     def _timeout(self) -> float | None:
         timeout = self.poll_seconds
