@@ -24,12 +24,12 @@ if [[ "${1:-}" == "--cluster" ]]; then
   kubectl wait --for=condition=Established crd --all --timeout=60s
   kubectl apply -f examples/pools.yaml
   kubectl create namespace ml-team --dry-run=client -o yaml | kubectl apply -f -
-  kubectl apply -f examples/study.yaml
+  kubectl apply -n ml-team -f examples/study.yaml
   echo; kubectl get nodes -L hwtune.io/pool,nvidia.com/gpu.count
   echo; kubectl get hardwarepools
   echo; kubectl get tuningstudies -A
   echo; echo "An invalid study is refused by the API server itself:"
-  sed 's/goal: minimize/goal: minimise/' examples/study.yaml | kubectl apply -f - || true
+  sed 's/goal: minimize/goal: minimise/' examples/study.yaml | kubectl apply -n ml-team -f - || true
   exit 0
 fi
 
