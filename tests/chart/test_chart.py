@@ -1,0 +1,107 @@
+"""The Helm chart, checked by the real helm binary (built by hack/build-control-plane.sh): lint,
+render, values schema, and an install into the real local control plane."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwtune.testing.cluster import default_cache_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "hwtune"
+KUBE_VERSION = "1.36.3"
+
+
+def helm_binary() -> str:
+    found = shutil.which("helm") or str(default_cache_dir() / "bin" / "helm")
+    if not os.access(found, os.X_OK):
+        raise RuntimeError(f"helm not found (looked on PATH and at {found}): run hack/build-control-plane.sh")
+    return found
+
+
+def helm(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, env=env, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def render(*set_values: str) -> list[dict]:
+    args = ["template", "t", str(CHART), "--namespace", "hwtune-system", "--kube-version", KUBE_VERSION]
+    for value in set_values:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def test_chart_lints_strictly():
+    out = helm("lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION)
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_chart_renders_a_locked_down_operator():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render()}
+    deployment = docs[("Deployment", "t-operator")]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "t"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["image"].endswith(":0.1.0")  # appVersion when no tag is set
+    role = docs[("ClusterRole", "t")]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+    # hardware pools are only read: the operator never edits the catalog
+    pools = next(r for r in role["rules"] if "hardwarepools" in r["resources"])
+    assert sorted(pools["verbs"]) == ["get", "list", "watch"]
+
+
+def test_values_schema_refuses_bad_values_with_the_field():
+    result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", "operator.logFormat=xml", check=False)
+    assert result.returncode != 0
+    assert "/operator/logFormat" in result.stderr and "json" in result.stderr
+    result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", "operator.replicas=0", check=False)
+    assert result.returncode != 0 and "/operator/replicas" in result.stderr
+
+
+def test_chart_crds_are_the_generated_ones():
+    generated = sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+    in_chart = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert generated and generated == in_chart
+    for name in generated:
+        assert (REPO / "crds" / name).read_text() == (CHART / "crds" / name).read_text()
+
+
+@pytest.mark.cluster
+def test_helm_installs_the_chart_into_the_real_cluster(kube, namespace):
+    env = kube.env()
+    release = f"hw-{namespace}"[:40]
+    helm("install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "90s",
+         "--set", "operator.replicas=1", env=env)
+    try:
+        for crd in ("tuningstudies.hwtune.io", "tuningtrials.hwtune.io", "hardwarepools.hwtune.io"):
+            got = kube.get_json("crd", crd)
+            assert any(c["type"] == "Established" and c["status"] == "True"
+                       for c in got["status"]["conditions"])
+        deployment = kube.get_json("deployment", f"{release}-operator", namespace=namespace)
+        assert deployment["status"].get("availableReplicas") == 1
+        # the operator's service account may read pools but not write them (least privilege)
+        sa = f"system:serviceaccount:{namespace}:{release}"
+        can = kube.kubectl("auth", "can-i", "list", "hardwarepools.hwtune.io", "--as", sa, check=False)
+        assert can.stdout.strip() == "yes"
+        cannot = kube.kubectl("auth", "can-i", "delete", "hardwarepools.hwtune.io", "--as", sa, check=False)
+        assert cannot.stdout.strip() == "no"
+        status = helm("status", release, "--namespace", namespace, env=env)
+        assert "STATUS: deployed" in status.stdout
+    finally:
+        helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
+    gone = kube.kubectl("get", "deployment", f"{release}-operator", "-n", namespace, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
