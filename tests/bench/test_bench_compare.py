@@ -185,3 +185,57 @@ def test_ranked_priority_turns_the_sort_into_ranks() -> None:
     assert ranks[2] == 0  # dominates everything
     assert ranks[1] == 3  # dominated by everything
     assert sorted(ranks) == [0, 1, 2, 3]
+
+
+def test_promotion_scheduler_runs_through_the_timing_wrapper(table) -> None:
+    setup = BenchmarkSetup(table, max_trials=9, max_parallel=3)
+    run = run_method(setup, "asha-promotion", seed=0)
+    assert run.trials == 9
+    assert run.epochs_trained > run.trials - run.failed  # someone was promoted past rung 1
+
+
+def test_timing_wrapper_forwards_every_contract_call() -> None:
+    from hwtune.api.records import Decision
+    from hwtune.bench.adapters import TimedScheduler
+    from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
+
+    calls = []
+
+    class Recorder(Scheduler):
+        objectives = (Objective("val_error"),)
+
+        def suggest(self):
+            calls.append("suggest")
+            return TrialSuggestion.new({"x": 1})
+
+        def suggest_resume(self):
+            calls.append("suggest_resume")
+            return TrialSuggestion.resume(7)
+
+        def on_trial_add(self, trial):
+            calls.append("add")
+
+        def on_trial_result(self, trial, observation):
+            calls.append("result")
+            return Decision.PAUSE
+
+        def on_trial_error(self, trial):
+            calls.append("error")
+
+        def on_trial_complete(self, trial):
+            calls.append("complete")
+
+        def on_trial_remove(self, trial):
+            calls.append("remove")
+
+    timed = TimedScheduler(Recorder())
+    rec = TrialRecord(0, {"x": 1})
+    assert timed.suggest().config == {"x": 1}
+    assert timed.suggest_resume().resume_trial_id == 7  # promotions after maxTrials depend on it
+    timed.on_trial_add(rec)
+    assert timed.on_trial_result(rec, Observation(0, 1, {"val_error": 0.5})) is Decision.PAUSE
+    timed.on_trial_error(rec)
+    timed.on_trial_complete(rec)
+    timed.on_trial_remove(rec)
+    assert calls == ["suggest", "suggest_resume", "add", "result", "error", "complete", "remove"]
+    assert len(timed.result_seconds) == 1 and len(timed.suggest_seconds) == 2

@@ -82,6 +82,12 @@ class TimedScheduler(Scheduler):
         self.suggest_seconds.append(time.perf_counter() - t0)
         return out
 
+    def suggest_resume(self) -> TrialSuggestion | None:
+        t0 = time.perf_counter()
+        out = self.inner.suggest_resume()
+        self.suggest_seconds.append(time.perf_counter() - t0)
+        return out
+
     def on_trial_add(self, trial: TrialRecord) -> None:
         self.inner.on_trial_add(trial)
 
@@ -232,7 +238,8 @@ class SyneTuneMOASHA(Scheduler):
     def on_trial_complete(self, trial: TrialRecord) -> None:
         st_trial = self._st_trials.get(trial.trial_id)
         result = self._last_result.get(trial.trial_id)
-        if st_trial is not None and result is not None and trial.trial_id in self._st_known():
+        # MOASHA forgets a trial on complete/remove and fails on a second call
+        if st_trial is not None and result is not None and st_trial.trial_id in self._st._trial_info:
             with self._private_random():
                 self._st.on_trial_complete(st_trial, result)
 
@@ -241,10 +248,6 @@ class SyneTuneMOASHA(Scheduler):
 
     def on_trial_remove(self, trial: TrialRecord) -> None:
         self._forget(trial)
-
-    def _st_known(self) -> set[int]:
-        # MOASHA forgets a trial on complete/remove and fails on a second call; ask it first
-        return {tid for tid, st in self._st_trials.items() if st.trial_id in self._st._trial_info}
 
     def _forget(self, trial: TrialRecord) -> None:
         st_trial = self._st_trials.get(trial.trial_id)

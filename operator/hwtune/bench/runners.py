@@ -10,6 +10,7 @@ method             scheduler
 random             hwtune FIFO + uniform table search (random search, no early stopping)
 asha               hwtune ASHA (stopping), ranks by the first objective only
 mo-asha            hwtune MO-ASHA (stopping), non-dominated sort + epsilon-net tie-break
+asha-promotion     hwtune ASHA, promotion variant (pause and resume)
 mo-asha-promotion  hwtune MO-ASHA, promotion variant (pause and resume)
 hyperband          hwtune Hyperband (stopping brackets), first objective
 syne-tune-moasha   Syne Tune 0.13 MOASHA as released, via ``hwtune.bench.adapters.SyneTuneMOASHA``
@@ -33,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hwtune.api.records import Hardware, Objective
+from hwtune.api.records import Hardware, Objective, Observation, TrialPhase
 from hwtune.bench.adapters import OptunaScheduler, SyneTuneMOASHA, TableSearcher, TimedScheduler
 from hwtune.bench.metrics import (
     Normalizer,
@@ -96,6 +97,7 @@ def _optuna(sampler: str) -> SchedulerFactory:
 METHODS: dict[str, SchedulerFactory] = {
     "random": _ours("fifo"),
     "asha": _ours("asha"),
+    "asha-promotion": _ours("asha-promotion"),
     "mo-asha": _ours("mo-asha"),
     "mo-asha-promotion": _ours("mo-asha-promotion"),
     "hyperband": _ours("hyperband"),
@@ -243,12 +245,11 @@ def run_method(setup: BenchmarkSetup, method: str, seed: int) -> RunResult:
     wall0 = time.perf_counter()
     result = Tuner(study, backend, max_parallel=setup.max_parallel).run()
     wall = time.perf_counter() - wall0
-    observations = []
-    for trial in study.trials:
-        for obs in trial.observations:
-            observations.append(type(obs)(obs.trial_id, obs.resource, obs.metrics, obs.time - study.start_time))
+    # times relative to the study start, so checkpoints and deadlines line up across methods
+    observations = [Observation(o.trial_id, o.resource, o.metrics, o.time - study.start_time)
+                    for trial in study.trials for o in trial.observations]
     trace = Trace.from_observations(observations, config.objectives)
-    failed = sum(1 for t in study.trials if t.phase.value == "Failed")
+    failed = sum(1 for t in study.trials if t.phase is TrialPhase.FAILED)
     return RunResult(
         method=method, seed=seed, trace=trace, trials=len(study.trials), failed=failed,
         reports=study.reports, elapsed=float(study.spend.elapsed_seconds),
@@ -448,7 +449,9 @@ def plot_comparison(cmp: Comparison, path: str) -> str:
         for ax, grid, curves in ((axes[0], cmp.time_grid, s.time_curve), (axes[1], cmp.cost_grid, s.cost_curve)):
             mean, std = curves.mean(axis=0), curves.std(axis=0)
             (line,) = ax.plot(grid, mean, label=method)
-            ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            # a hypervolume lives in [0, 1]; keep the band there too
+            ax.fill_between(grid, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1),
+                            color=line.get_color(), alpha=0.2)
     axes[0].set_xlabel("simulated wall-clock (s)")
     axes[1].set_xlabel("spent cost ($)")
     for ax in axes:

@@ -13,6 +13,7 @@ is an index, not a parse: the simulated backend asks for millions of them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -471,8 +472,8 @@ class BenchmarkTable:
 
     def subset(self, config_indices: Sequence[int], name: str | None = None) -> "BenchmarkTable":
         """A table of some configs only (tests, quick runs)."""
-        header = TableHeader(**{**self.header.__dict__, "name": name or self.header.name,
-                                "num_configs": len(config_indices)})
+        header = dataclasses.replace(self.header, name=name or self.header.name,
+                                     num_configs=len(config_indices))
         return BenchmarkTable(header, (self._run(i, s) for i in config_indices for s in self.seeds),
                               source=self.source)
 
@@ -533,9 +534,10 @@ class TableWriter:
     """Appends runs to a table file; a rerun with the same header skips runs already written,
     so an interrupted generation resumes where it stopped."""
 
-    def __init__(self, path: str | os.PathLike[str], header: TableHeader):
+    def __init__(self, path: str | os.PathLike[str], header: TableHeader, *, durable: bool = True):
         self.path = Path(path)
         self.header = header
+        self.durable = durable  # fsync every run: a generation killed at any point loses one run at most
         self.done: set[tuple[int, int]] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -572,8 +574,9 @@ class TableWriter:
         line = json.dumps(run.to_json(), separators=(",", ":"))
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            if self.durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         self.done.add((run.config_id, run.seed))
 
     @classmethod
@@ -582,7 +585,7 @@ class TableWriter:
         path = Path(path)
         if path.exists():
             path.unlink()
-        writer = cls(path, table.header)
+        writer = cls(path, table.header, durable=False)
         for run in table.runs():
             writer.append(run)
         return path

@@ -3,6 +3,7 @@
 - ``hwtune tune study.yaml``: run a study on this machine (trials are local processes), with a
   live view, then print the Pareto front and write its plot.
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
+- ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
 - ``hwtune version``.
 
 Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 130 interrupted
@@ -159,6 +160,52 @@ def tune(
                      f"{run.backend.log_path(record.trial_id)})", highlight=False)
     written = plot_front(run.study, plot)
     console.print(f"plot: {written}", highlight=False)
+
+
+@app.command("operator")
+def operator_command(
+    namespace: list[str] = typer.Option(
+        [], "--namespace", "-n",
+        help="Serve studies in this namespace (a kopf pattern, repeatable) [default: all]"),
+    kubeconfig: Optional[Path] = typer.Option(
+        None, "--kubeconfig",
+        help="Kubeconfig [default: in-cluster service account, else $KUBECONFIG]"),
+    webhook_host: str = typer.Option(
+        "127.0.0.1", "--webhook-host",
+        help="Host or IP the API server calls the admission webhook at"),
+    webhook_port: int = typer.Option(9443, "--webhook-port", min=1, max=65535),
+    webhook_cert: Optional[Path] = typer.Option(
+        None, "--webhook-cert", help="PEM certificate [default: a self-signed one]"),
+    webhook_key: Optional[Path] = typer.Option(None, "--webhook-key", help="Its PEM key"),
+    webhook_configuration: str = typer.Option(
+        "auto.hwtune.io", "--webhook-configuration",
+        help="Name of the ValidatingWebhookConfiguration the operator creates and maintains"),
+    failure_policy: str = typer.Option(
+        "Fail", "--webhook-failure-policy",
+        help="Fail: refuse studies while the webhook is unreachable (a stopped operator "
+             "removes its webhook first; a crashed one blocks until it is back); Ignore: "
+             "admit them without the pool checks (schema and admission policy still apply)"),
+    standalone: bool = typer.Option(
+        False, "--standalone", help="No peering with other replicas (one replica only)"),
+    priority: int = typer.Option(
+        0, "--priority", help="Peering priority: the highest-priority replica works"),
+    log_format: str = typer.Option("plain", "--log-format", help="json | plain"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the Kubernetes operator (admission webhook for TuningStudies) until SIGTERM."""
+    from hwtune.controller import OperatorSettings, SettingsError
+    from hwtune.controller.operator import run_operator
+
+    try:
+        settings = OperatorSettings(
+            namespaces=tuple(namespace), kubeconfig=kubeconfig, webhook_host=webhook_host,
+            webhook_port=webhook_port, webhook_certfile=webhook_cert,
+            webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
+            failure_policy=failure_policy,
+            standalone=standalone, priority=priority, log_format=log_format, verbose=verbose)
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+    run_operator(settings)
 
 
 def main() -> None:  # pragma: no cover - console script entry point is ``app``

@@ -1,0 +1,266 @@
+"""The operator process: kopf, configured for hwtune, in the foreground or embedded in a thread.
+
+``run_operator(settings)`` is what ``hwtune operator`` runs: it owns the main thread, so kopf
+turns SIGTERM/SIGINT into a graceful stop (handlers finish, watches close, and the webhooks are
+taken out of the ValidatingWebhookConfiguration, so a stopped operator blocks nobody).
+``EmbeddedOperator`` runs the same operator in a background thread with kopf's stop/ready flags:
+for tests and for programs that host the operator (kopf's "embedding" pattern).
+
+Everything the handlers share (the HardwarePool cache, the API client) travels in kopf's
+``memo``; the registry is built per operator, never kopf's global one, so several operators in
+one process (tests) do not see each other's handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from hwtune.controller.admission import (
+    HANDLER_ID,
+    ClusterPoolReader,
+    PoolCache,
+    StudyAdmission,
+    register_admission,
+)
+from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
+from hwtune.controller.tls import write_self_signed_certificate
+
+__all__ = [
+    "EmbeddedOperator",
+    "OperatorFailed",
+    "build_registry",
+    "configure_logging",
+    "load_client_configuration",
+    "run_operator",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+# Annotations and finalizer kopf writes on hwtune's objects carry hwtune's name, not kopf's.
+ANNOTATION_PREFIX = "hwtune.io"
+FINALIZER = "hwtune.io/finalizer"
+
+
+class OperatorFailed(RuntimeError):
+    """The embedded operator did not start, or stopped with an error (chained as the cause)."""
+
+
+def load_client_configuration(kubeconfig: Path | None) -> Any:
+    """A ``kubernetes.client.Configuration`` for ``kubeconfig``; without one, the pod's service
+    account, else $KUBECONFIG or ~/.kube/config. Never touches the client's global default."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+        return configuration
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def _connection_info(configuration: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the official client's configuration (token or client cert)."""
+    header = (configuration.get_api_key_with_prefix("BearerToken")
+              or configuration.get_api_key_with_prefix("authorization"))
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+class _RefusalsAreNotErrors(logging.Filter):
+    """kopf logs every handler's AdmissionError as an ERROR ("... failed permanently"); for the
+    webhook that is a user's invalid study, not an operator fault, so it is logged as INFO and
+    error-level alerts stay meaningful. Real handler crashes ("failed with an exception") keep
+    their level."""
+
+    _prefix = f"Webhook '{HANDLER_ID}' failed permanently: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith(self._prefix):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _install_log_filters() -> None:
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _RefusalsAreNotErrors) for f in objects.filters):
+        objects.addFilter(_RefusalsAreNotErrors())
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """The handlers of one operator: login, admission (studies) and the pool watch."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(id="hwtune-login", registry=registry)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        # Re-read on every (re-)login: tokens and certificates may have been rotated.
+        configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
+        return _connection_info(configuration)
+
+    register_admission(registry, ignore_failures=settings.failure_policy is FailurePolicy.IGNORE)
+    return registry
+
+
+def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path) -> Any:
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.peering.name = settings.peering_name
+    kopf_settings.peering.priority = settings.priority
+    kopf_settings.peering.standalone = settings.standalone
+    kopf_settings.peering.clusterwide = settings.clusterwide
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    kopf_settings.posting.reporting_component = "hwtune-operator"
+    kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_timeout_s
+    kopf_settings.admission.server = kopf.WebhookServer(
+        addr=settings.listen_address,
+        host=settings.webhook_host,
+        port=settings.webhook_port,
+        certfile=str(certfile),
+        pkeyfile=str(keyfile),
+    )
+    kopf_settings.admission.managed = settings.webhook_configuration
+    return kopf_settings
+
+
+async def serve(
+    settings: OperatorSettings,
+    *,
+    stop_flag: threading.Event | asyncio.Event | None = None,
+    ready_flag: threading.Event | asyncio.Event | None = None,
+) -> None:
+    """Run the operator in the current event loop until ``stop_flag`` (or a signal, when this
+    is the main thread). Cleans up its certificate files and API client on the way out."""
+    from kubernetes import client
+
+    _install_log_filters()
+    configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
+    api_client = client.ApiClient(configuration)
+    reader = ClusterPoolReader(api_client, settings.pool_read_timeout_s)
+    admission = StudyAdmission(PoolCache(), reader)
+    with tempfile.TemporaryDirectory(prefix="hwtune-webhook-") as tmp:
+        if settings.webhook_certfile is not None and settings.webhook_keyfile is not None:
+            certfile, keyfile = settings.webhook_certfile, settings.webhook_keyfile
+        else:
+            hostnames = [settings.webhook_host, settings.listen_address, *settings.extra_sans]
+            certfile, keyfile = await asyncio.to_thread(
+                write_self_signed_certificate, Path(tmp), hostnames)
+        kopf_settings = _kopf_settings(settings, certfile, keyfile)
+        try:
+            await kopf.operator(
+                registry=build_registry(settings),
+                settings=kopf_settings,
+                clusterwide=settings.clusterwide,
+                namespaces=settings.namespaces,
+                standalone=settings.standalone,
+                priority=settings.priority,
+                peering_name=settings.peering_name,
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+                memo=kopf.Memo(admission=admission),
+            )
+        finally:
+            api_client.close()
+            kopf_settings.execution.executor.shutdown(wait=True)
+
+
+def configure_logging(settings: OperatorSettings) -> None:
+    """Root logging as kopf formats it: JSON lines (with the object's namespace/name under
+    ``object``) or plain text."""
+    log_format = (kopf.LogFormat.JSON if settings.log_format is LogFormat.JSON
+                  else kopf.LogFormat.FULL)
+    kopf.configure(verbose=settings.verbose, log_format=log_format, log_refkey="object")
+
+
+def run_operator(settings: OperatorSettings) -> None:
+    """Run in the foreground until SIGTERM/SIGINT (``hwtune operator``)."""
+    configure_logging(settings)
+    log.info("hwtune operator starting: %s, webhook https://%s:%s, configuration %s",
+             "cluster-wide" if settings.clusterwide else f"namespaces {list(settings.namespaces)}",
+             settings.webhook_host, settings.webhook_port or "(any free port)",
+             settings.webhook_configuration)
+    asyncio.run(serve(settings))
+
+
+class EmbeddedOperator:
+    """The operator in a background thread of this process (tests, hosting programs).
+
+    ``start()`` returns once kopf reports ready (raising OperatorFailed with the reason if it
+    stopped first); ``stop()`` asks it to stop, waits for the thread and re-raises a failure.
+    Usable as a context manager.
+    """
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="hwtune-operator", daemon=True)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(serve(self.settings, stop_flag=self._stop, ready_flag=self._ready))
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self, timeout: float = 60) -> EmbeddedOperator:
+        if self._thread.ident is not None:
+            raise RuntimeError("an EmbeddedOperator can be started once")
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.1):
+            if not self._thread.is_alive() or time.monotonic() >= deadline:
+                break
+        if not self._ready.is_set():
+            self.stop(timeout=self.settings.shutdown_timeout_s, check=False)
+            reason = repr(self._error) if self._error else f"not ready after {timeout:g}s"
+            raise OperatorFailed(f"the operator did not start: {reason}") from self._error
+        return self
+
+    def stop(self, timeout: float | None = None, *, check: bool = True) -> None:
+        """Stop and wait for the thread (at most ``timeout``, default the shutdown timeout
+        plus a margin); with ``check``, raise OperatorFailed if it ended with an error."""
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout if timeout is not None
+                              else self.settings.shutdown_timeout_s + 10)
+            if self._thread.is_alive():
+                raise OperatorFailed("the operator thread did not stop in time")
+        if check and self._error is not None:
+            raise OperatorFailed(f"the operator failed: {self._error!r}") from self._error
+
+    def __enter__(self) -> EmbeddedOperator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
