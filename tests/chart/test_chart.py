@@ -54,6 +54,11 @@ def test_chart_renders_a_locked_down_operator():
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["image"].endswith(":0.1.0")  # appVersion when no tag is set
+    # the admission webhook is reached through the operator's Service, on a writable /tmp
+    assert "--webhook-service=hwtune-system/t-operator" in container["args"]
+    service = docs[("Service", "t-operator")]
+    assert {"name": "webhook", "port": 443, "targetPort": "webhook"} in service["spec"]["ports"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     role = docs[("ClusterRole", "t")]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
@@ -67,6 +72,9 @@ def test_values_schema_refuses_bad_values_with_the_field():
                   "--set", "operator.logFormat=xml", check=False)
     assert result.returncode != 0
     assert "/operator/logFormat" in result.stderr and "json" in result.stderr
+    result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", "operator.webhook.failurePolicy=Maybe", check=False)
+    assert result.returncode != 0 and "/operator/webhook/failurePolicy" in result.stderr
     result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
                   "--set", "operator.replicas=0", check=False)
     assert result.returncode != 0 and "/operator/replicas" in result.stderr

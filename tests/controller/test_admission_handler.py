@@ -274,3 +274,31 @@ def test_pool_watch_keeps_the_cache_current() -> None:
     deliver("MODIFIED", "t4", {"gpuType": "x"})  # now invalid: dropped, not kept stale
     assert len(cache) == 0
     deliver("DELETED", "never-seen", None)  # harmless
+
+
+def test_cluster_reader_maps_the_listing_and_reports_api_errors(monkeypatch) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from hwtune.controller.admission import ClusterPoolReader
+
+    reader = ClusterPoolReader(client.ApiClient(client.Configuration()), timeout_s=2)
+    seen: dict[str, Any] = {}
+
+    def listing(group: str, version: str, plural: str, **kwargs: Any) -> dict[str, Any]:
+        seen.update(group=group, version=version, plural=plural, **kwargs)
+        return {"items": [{"metadata": {"name": "t4"}, "spec": example_pools()["t4"]},
+                          {"metadata": {"name": "bare"}}]}
+
+    monkeypatch.setattr(reader._api, "list_cluster_custom_object", listing)
+    pools = asyncio.run(reader.list_pools())
+    assert pools == {"t4": example_pools()["t4"], "bare": {}}
+    assert seen == {"group": "hwtune.io", "version": "v1alpha1", "plural": "hardwarepools",
+                    "_request_timeout": 2}
+
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise ApiException(status=403, reason="Forbidden")
+
+    monkeypatch.setattr(reader._api, "list_cluster_custom_object", forbidden)
+    with pytest.raises(PoolsUnavailable, match="listing HardwarePools failed: 403 Forbidden"):
+        asyncio.run(reader.list_pools())

@@ -29,6 +29,9 @@ from hwtune.controller.tls import write_self_signed_certificate
     ({"pool_read_timeout_s": 45}, "pool_read_timeout_s"),
     ({"shutdown_timeout_s": 0}, "shutdown_timeout_s"),
     ({"kubeconfig": Path("/no/such/kubeconfig")}, "kubeconfig"),
+    ({"webhook_service": "hwtune-operator"}, "webhook_service"),
+    ({"webhook_service": "Sys/op"}, "webhook_service"),
+    ({"webhook_service_port": 0}, "webhook_service_port"),
     ({"webhook_certfile": Path("/no/cert")}, "webhook_certfile, webhook_keyfile"),
 ])
 def test_bad_settings_are_refused_naming_the_setting(kwargs: dict, field: str) -> None:
@@ -49,6 +52,40 @@ def test_listen_address_follows_an_ip_host_and_binds_everything_for_a_dns_name()
     assert OperatorSettings(webhook_host="hwtune.hwtune-system.svc").listen_address == "0.0.0.0"
     assert OperatorSettings(webhook_host="svc", webhook_listen="10.0.0.5").listen_address \
         == "10.0.0.5"
+    in_cluster = OperatorSettings(webhook_service="hwtune-system/hwtune-operator")
+    assert in_cluster.service == ("hwtune-system", "hwtune-operator")
+    assert in_cluster.listen_address == "0.0.0.0"  # Service traffic arrives on the pod IP
+
+
+def test_service_webhook_server_registers_the_service_with_the_ca_bundle(tmp_path: Path) -> None:
+    import asyncio
+    import base64
+
+    from hwtune.controller.webhook import ServiceWebhookServer, service_hostnames
+
+    names = service_hostnames("hwtune-system", "hwtune-operator")
+    assert names[0] == "hwtune-operator.hwtune-system.svc"
+    cert, key = write_self_signed_certificate(tmp_path, names + ["127.0.0.1"])
+    server = ServiceWebhookServer(service_namespace="hwtune-system",
+                                  service_name="hwtune-operator", service_port=443,
+                                  addr="127.0.0.1", port=None, certfile=str(cert),
+                                  pkeyfile=str(key))
+
+    async def first_config() -> dict:
+        async def never_called(*args: object, **kwargs: object) -> dict:
+            raise AssertionError("no request is sent in this test")
+
+        configs = server(never_called)
+        try:
+            return await anext(configs)
+        finally:
+            await configs.aclose()  # stops the aiohttp site
+
+    config = asyncio.run(first_config())
+    assert config["service"] == {"namespace": "hwtune-system", "name": "hwtune-operator",
+                                 "port": 443, "path": ""}
+    assert "url" not in config
+    assert base64.b64decode(config["caBundle"]) == cert.read_bytes()
 
 
 def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, host: str) -> None:

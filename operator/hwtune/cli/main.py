@@ -174,6 +174,11 @@ def operator_command(
         "127.0.0.1", "--webhook-host",
         help="Host or IP the API server calls the admission webhook at"),
     webhook_port: int = typer.Option(9443, "--webhook-port", min=1, max=65535),
+    webhook_service: Optional[str] = typer.Option(
+        None, "--webhook-service",
+        help="NAMESPACE/NAME of the Service in front of the operator (in-cluster): the webhook "
+             "is registered as that Service instead of a URL with --webhook-host"),
+    webhook_service_port: int = typer.Option(443, "--webhook-service-port", min=1, max=65535),
     webhook_cert: Optional[Path] = typer.Option(
         None, "--webhook-cert", help="PEM certificate [default: a self-signed one]"),
     webhook_key: Optional[Path] = typer.Option(None, "--webhook-key", help="Its PEM key"),
@@ -199,7 +204,8 @@ def operator_command(
     try:
         settings = OperatorSettings(
             namespaces=tuple(namespace), kubeconfig=kubeconfig, webhook_host=webhook_host,
-            webhook_port=webhook_port, webhook_certfile=webhook_cert,
+            webhook_port=webhook_port, webhook_service=webhook_service,
+            webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
             failure_policy=failure_policy,
             standalone=standalone, priority=priority, log_format=log_format, verbose=verbose)

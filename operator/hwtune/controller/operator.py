@@ -32,6 +32,7 @@ from hwtune.controller.admission import (
 )
 from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
 from hwtune.controller.tls import write_self_signed_certificate
+from hwtune.controller.webhook import ServiceWebhookServer, service_hostnames
 
 __all__ = [
     "EmbeddedOperator",
@@ -125,7 +126,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     return registry
 
 
-def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path) -> Any:
+def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path,
+                   *, embedded: bool) -> Any:
     kopf_settings = kopf.OperatorSettings()
     kopf_settings.peering.name = settings.peering_name
     kopf_settings.peering.priority = settings.priority
@@ -137,14 +139,20 @@ def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path) ->
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
     kopf_settings.posting.reporting_component = "hwtune-operator"
-    kopf_settings.process.ultimate_exiting_timeout = settings.shutdown_timeout_s
-    kopf_settings.admission.server = kopf.WebhookServer(
-        addr=settings.listen_address,
-        host=settings.webhook_host,
-        port=settings.webhook_port,
-        certfile=str(certfile),
-        pkeyfile=str(keyfile),
-    )
+    # kopf's last resort against a stuck exit is SIGKILL, which takes the whole process: right
+    # for `hwtune operator`, never for a program (or pytest) hosting an embedded operator.
+    kopf_settings.process.ultimate_exiting_timeout = (
+        None if embedded else settings.shutdown_timeout_s)
+    server_options = dict(addr=settings.listen_address, host=settings.webhook_host,
+                          port=settings.webhook_port, certfile=str(certfile),
+                          pkeyfile=str(keyfile))
+    if settings.service is not None:
+        namespace, name = settings.service
+        kopf_settings.admission.server = ServiceWebhookServer(
+            service_namespace=namespace, service_name=name,
+            service_port=settings.webhook_service_port, **server_options)
+    else:
+        kopf_settings.admission.server = kopf.WebhookServer(**server_options)
     kopf_settings.admission.managed = settings.webhook_configuration
     return kopf_settings
 
@@ -154,40 +162,46 @@ async def serve(
     *,
     stop_flag: threading.Event | asyncio.Event | None = None,
     ready_flag: threading.Event | asyncio.Event | None = None,
+    embedded: bool = False,
 ) -> None:
     """Run the operator in the current event loop until ``stop_flag`` (or a signal, when this
-    is the main thread). Cleans up its certificate files and API client on the way out."""
+    is the main thread). Cleans up its certificate files and API client on the way out.
+    ``embedded``: a host program owns the process, so a stuck exit is never ended by SIGKILL."""
     from kubernetes import client
 
     _install_log_filters()
     configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
     api_client = client.ApiClient(configuration)
-    reader = ClusterPoolReader(api_client, settings.pool_read_timeout_s)
-    admission = StudyAdmission(PoolCache(), reader)
-    with tempfile.TemporaryDirectory(prefix="hwtune-webhook-") as tmp:
-        if settings.webhook_certfile is not None and settings.webhook_keyfile is not None:
-            certfile, keyfile = settings.webhook_certfile, settings.webhook_keyfile
-        else:
-            hostnames = [settings.webhook_host, settings.listen_address, *settings.extra_sans]
-            certfile, keyfile = await asyncio.to_thread(
-                write_self_signed_certificate, Path(tmp), hostnames)
-        kopf_settings = _kopf_settings(settings, certfile, keyfile)
-        try:
-            await kopf.operator(
-                registry=build_registry(settings),
-                settings=kopf_settings,
-                clusterwide=settings.clusterwide,
-                namespaces=settings.namespaces,
-                standalone=settings.standalone,
-                priority=settings.priority,
-                peering_name=settings.peering_name,
-                stop_flag=stop_flag,
-                ready_flag=ready_flag,
-                memo=kopf.Memo(admission=admission),
-            )
-        finally:
-            api_client.close()
-            kopf_settings.execution.executor.shutdown(wait=True)
+    try:
+        reader = ClusterPoolReader(api_client, settings.pool_read_timeout_s)
+        memo = kopf.Memo(admission=StudyAdmission(PoolCache(), reader))
+        with tempfile.TemporaryDirectory(prefix="hwtune-webhook-") as tmp:
+            if settings.webhook_certfile is not None and settings.webhook_keyfile is not None:
+                certfile, keyfile = settings.webhook_certfile, settings.webhook_keyfile
+            else:
+                hostnames = [settings.webhook_host, settings.listen_address, *settings.extra_sans]
+                if settings.service is not None:
+                    hostnames = service_hostnames(*settings.service) + hostnames
+                certfile, keyfile = await asyncio.to_thread(
+                    write_self_signed_certificate, Path(tmp), hostnames)
+            kopf_settings = _kopf_settings(settings, certfile, keyfile, embedded=embedded)
+            try:
+                await kopf.operator(
+                    registry=build_registry(settings),
+                    settings=kopf_settings,
+                    clusterwide=settings.clusterwide,
+                    namespaces=settings.namespaces,
+                    standalone=settings.standalone,
+                    priority=settings.priority,
+                    peering_name=settings.peering_name,
+                    stop_flag=stop_flag,
+                    ready_flag=ready_flag,
+                    memo=memo,
+                )
+            finally:
+                kopf_settings.execution.executor.shutdown(wait=True)
+    finally:
+        api_client.close()
 
 
 def configure_logging(settings: OperatorSettings) -> None:
@@ -201,9 +215,11 @@ def configure_logging(settings: OperatorSettings) -> None:
 def run_operator(settings: OperatorSettings) -> None:
     """Run in the foreground until SIGTERM/SIGINT (``hwtune operator``)."""
     configure_logging(settings)
-    log.info("hwtune operator starting: %s, webhook https://%s:%s, configuration %s",
+    where = (f"Service {settings.webhook_service}:{settings.webhook_service_port}"
+             if settings.webhook_service else f"https://{settings.webhook_host}")
+    log.info("hwtune operator starting: %s, webhook %s -> %s:%s, configuration %s",
              "cluster-wide" if settings.clusterwide else f"namespaces {list(settings.namespaces)}",
-             settings.webhook_host, settings.webhook_port or "(any free port)",
+             where, settings.listen_address, settings.webhook_port or "(any free port)",
              settings.webhook_configuration)
     asyncio.run(serve(settings))
 
@@ -211,9 +227,11 @@ def run_operator(settings: OperatorSettings) -> None:
 class EmbeddedOperator:
     """The operator in a background thread of this process (tests, hosting programs).
 
-    ``start()`` returns once kopf reports ready (raising OperatorFailed with the reason if it
-    stopped first); ``stop()`` asks it to stop, waits for the thread and re-raises a failure.
-    Usable as a context manager.
+    ``start()`` returns once kopf reports ready, i.e. its startup activities (login) are done;
+    that is before the webhook is registered or the API server is known to be reachable, so
+    callers wait for what they need (tests: the webhook configuration and a refused probe).
+    It raises OperatorFailed with the reason if the operator stopped first. ``stop()`` asks it
+    to stop, waits for the thread and re-raises a failure. Usable as a context manager.
     """
 
     def __init__(self, settings: OperatorSettings) -> None:
@@ -225,7 +243,8 @@ class EmbeddedOperator:
 
     def _main(self) -> None:
         try:
-            asyncio.run(serve(self.settings, stop_flag=self._stop, ready_flag=self._ready))
+            asyncio.run(serve(self.settings, stop_flag=self._stop, ready_flag=self._ready,
+                              embedded=True))
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             self._error = exc
 

@@ -25,6 +25,7 @@ __all__ = [
 DEFAULT_WEBHOOK_CONFIGURATION = "auto.hwtune.io"
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_SERVICE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # kopf namespace patterns: globs and negations ("team-*", "!kube-system").
 _NAMESPACE_PATTERN = re.compile(r"^!?[a-z0-9*?\[\]-]{1,63}$")
 
@@ -71,6 +72,11 @@ class OperatorSettings:
     """Address the webhook server binds; None = webhook_host when that is an IP, else 0.0.0.0."""
     webhook_port: int | None = 9443
     """Port of the webhook server; None = any free port (tests)."""
+    webhook_service: str | None = None
+    """``namespace/name`` of the Service in front of the operator (in-cluster): the webhook is
+    then registered as that Service (port webhook_service_port), which the API server routes
+    itself, instead of a URL with webhook_host; the server listens on every interface."""
+    webhook_service_port: int = 443
     webhook_certfile: Path | None = None
     """PEM certificate (and webhook_keyfile) of the webhook server, e.g. from cert-manager;
     None = a self-signed one made at start (its CA bundle goes into the configuration)."""
@@ -81,8 +87,9 @@ class OperatorSettings:
     standalone: bool = False
     """Run without kopf peering even if a peering object exists (single replica, dev)."""
     priority: int = 0
-    """Peering priority: of several replicas, the one with the highest priority works, the
-    others pause until it stops answering."""
+    """Peering priority: of several replicas, the one with the highest priority handles
+    resources, the others pause until it stops answering. Every replica serves admission (a
+    stateless check), so replicas behind one Service should share one webhook certificate."""
     peering_name: str = "hwtune"
     log_format: LogFormat = LogFormat.PLAIN
     verbose: bool = False
@@ -91,7 +98,9 @@ class OperatorSettings:
     timeoutSeconds (30 s in kopf's configuration), so a slow API server gets a clear refusal
     from hwtune instead of the API server's own timeout error."""
     shutdown_timeout_s: float = 20.0
-    """How long a stop waits for handlers to finish before they are cancelled."""
+    """After SIGTERM/SIGINT, how long the graceful exit may take before kopf kills the process;
+    below the pod's terminationGracePeriodSeconds (default 30 s) so the exit is still ours.
+    ``EmbeddedOperator.stop()`` waits this long (plus a margin) for its thread."""
     extra_sans: tuple[str, ...] = field(default=())
     """More names for the self-signed certificate (e.g. the Service's DNS names)."""
 
@@ -102,7 +111,14 @@ class OperatorSettings:
         if not self.webhook_host:
             raise SettingsError("webhook_host: must not be empty")
         if self.webhook_port is not None and not 1 <= self.webhook_port <= 65535:
-            raise SettingsError(f"webhook_port: must be 1..65535 (or unset), got {self.webhook_port}")
+            raise SettingsError(
+                f"webhook_port: must be 1..65535 (or unset), got {self.webhook_port}")
+        if self.webhook_service is not None and not _SERVICE.match(self.webhook_service):
+            raise SettingsError(
+                f"webhook_service: must be namespace/name, got {self.webhook_service!r}")
+        if not 1 <= self.webhook_service_port <= 65535:
+            raise SettingsError(
+                f"webhook_service_port: must be 1..65535, got {self.webhook_service_port}")
         if (self.webhook_certfile is None) != (self.webhook_keyfile is None):
             raise SettingsError("webhook_certfile, webhook_keyfile: give both or neither")
         for name in ("webhook_certfile", "webhook_keyfile", "kubeconfig"):
@@ -138,9 +154,19 @@ class OperatorSettings:
         return not self.namespaces
 
     @property
+    def service(self) -> tuple[str, str] | None:
+        """(namespace, name) of webhook_service, or None."""
+        if self.webhook_service is None:
+            return None
+        namespace, name = self.webhook_service.split("/")
+        return namespace, name
+
+    @property
     def listen_address(self) -> str:
         if self.webhook_listen:
             return self.webhook_listen
+        if self.webhook_service is not None:
+            return "0.0.0.0"  # the Service's traffic arrives on the pod IP
         try:
             ipaddress.ip_address(self.webhook_host)
         except ValueError:
