@@ -183,14 +183,24 @@ def rank_multiobjective(
     tie_break = TieBreak.parse(tie_break)
     if limit is not None and limit < 0:
         raise ValueError(f"limit: must be >= 0, got {limit}")
-    if L.shape[1] == 1:
-        ranks = nondominated_ranks(L)
-    else:
-        D = dominance if dominance is not None else dominance_matrix(L)
-        counts = dominator_counts if dominance is not None else None
-        ranks = ranks_from_dominance(D, min_assigned=limit, dominator_counts=counts)
+    ranks = _front_ranks(L, dominance, dominator_counts, min_assigned=limit)
     return _order_from_ranks(L, ranks, tie_break, limit)
 
+
+
+def _front_ranks(
+    L: np.ndarray,
+    dominance: np.ndarray | None,
+    dominator_counts: np.ndarray | None,
+    **peel: int | None,
+) -> np.ndarray:
+    """Front index per point (-1 where peeling stopped early), reusing a caller's incrementally
+    kept dominance matrix when given; ``peel`` bounds the peeling (see ranks_from_dominance)."""
+    if L.shape[1] == 1:
+        return nondominated_ranks(L)
+    D = dominance if dominance is not None else dominance_matrix(L)
+    counts = dominator_counts if dominance is not None else None
+    return ranks_from_dominance(D, dominator_counts=counts, **peel)
 
 def _own_front(
     losses: object,
@@ -204,12 +214,7 @@ def _own_front(
     n = L.shape[0]
     if not 0 <= index < n:
         raise IndexError(f"index {index} out of range for {n} points")
-    if L.shape[1] == 1:
-        ranks = nondominated_ranks(L)
-    else:
-        D = dominance if dominance is not None else dominance_matrix(L)
-        counts = dominator_counts if dominance is not None else None
-        ranks = ranks_from_dominance(D, stop_after=index, dominator_counts=counts)
+    ranks = _front_ranks(L, dominance, dominator_counts, stop_after=index)
     own = ranks[index]
     ahead = int(np.count_nonzero((ranks >= 0) & (ranks < own)))
     return L, ahead, np.flatnonzero(ranks == own)
