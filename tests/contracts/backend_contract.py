@@ -126,6 +126,16 @@ class BackendContract:
         finally:
             backend.close()
 
+    def _one_trial_reporting(self, tmp_path):
+        """A study of one trial, started by hand and past its first report."""
+        config, backend, study = self._setup(tmp_path, maxTrials=1, maxParallelTrials=1)
+        backend.bind(study)
+        start = study.start_next()
+        backend.start_trial(start)
+        trial = start.trial
+        self._wait_until(backend, lambda: trial.last_resource >= 1)
+        return config, backend, study, trial
+
     def _wait_until(self, backend: Backend, condition) -> None:
         deadline = time.monotonic() + self.wait_limit_seconds
         while not condition():
@@ -166,12 +176,7 @@ class BackendContract:
             assert [o.resource for o in trial.observations] == list(range(1, config.max_resource + 1))
 
     def test_stop_from_outside_halts_the_trial(self, tmp_path):
-        config, backend, study = self._setup(tmp_path, maxTrials=1, maxParallelTrials=1)
-        backend.bind(study)
-        start = study.start_next()
-        backend.start_trial(start)
-        trial = start.trial
-        self._wait_until(backend, lambda: trial.last_resource >= 1)
+        config, backend, study, trial = self._one_trial_reporting(tmp_path)
         backend.stop_trial(trial.trial_id, "stopped by the user")
         assert trial.phase is TrialPhase.STOPPED and trial.reason == "stopped by the user"
         assert backend.active_trial_ids() == []
@@ -184,12 +189,7 @@ class BackendContract:
     def test_pause_from_outside_then_resume(self, tmp_path):
         if not self.supports_outside_pause:
             pytest.skip("this backend cannot pause trials from outside")
-        config, backend, study = self._setup(tmp_path, maxTrials=1, maxParallelTrials=1)
-        backend.bind(study)
-        start = study.start_next()
-        backend.start_trial(start)
-        trial = start.trial
-        self._wait_until(backend, lambda: trial.last_resource >= 1)
+        config, backend, study, trial = self._one_trial_reporting(tmp_path)
         backend.pause_trial(trial.trial_id, "maintenance")
         assert trial.phase is TrialPhase.PAUSED and backend.active_trial_ids() == []
         paused_at = trial.last_resource

@@ -107,9 +107,13 @@ class Budget:
                     f"{self.max_duration_seconds:.4g}")
         return None
 
+    def trials_exhausted(self, spend: Spend) -> bool:
+        """maxTrials reached: no new trial, though paused ones may still be resumed."""
+        return self.max_trials is not None and spend.trials_started >= self.max_trials
+
     def new_trial_block(self, spend: Spend) -> str | None:
         """Why no new trial may start, or None (the parallel limit is checked apart)."""
-        if self.max_trials is not None and spend.trials_started >= self.max_trials:
+        if self.trials_exhausted(spend):
             return f"budget: {spend.trials_started} trials started, reached maxTrials {self.max_trials}"
         return self.running_stop_reason(spend)
 

@@ -199,17 +199,20 @@ class Study:
         asked for and then dropped, so replay sees the same sequence of calls. None when the
         budget forbids starting (see ``new_trial_block``) or the scheduler has nothing now. The
         parallel limit is the caller's to check."""
-        if self.new_trial_block() is None:
-            suggestion = self.scheduler.suggest()
-        elif self.stop_reason() is None:
-            # Only maxTrials blocks: no new trial, but a promotion scheduler may still take its
-            # best paused trials further (otherwise they would stay paused forever).
-            suggestion = self.scheduler.suggest_resume()
-        else:
+        if self.stop_reason() is not None:
             return None
+        suggestion = self._ask_scheduler()
         if suggestion is None:
             return None
         return self._apply_suggestion(suggestion)
+
+    def _ask_scheduler(self) -> TrialSuggestion | None:
+        """The one place that picks the scheduler call, live and in replay alike: once maxTrials
+        is reached only a resume may be asked for, so a promotion scheduler still takes its best
+        paused trials further (otherwise they would stay paused forever)."""
+        if self.config.budget.trials_exhausted(self._spend()):
+            return self.scheduler.suggest_resume()
+        return self.scheduler.suggest()
 
     def _apply_suggestion(self, suggestion: TrialSuggestion) -> TrialStart:
         if suggestion.is_resume:
@@ -557,11 +560,7 @@ class Study:
                          suggested=event.suggested, trial_id=tid)
         elif kind is EventKind.RESUMED:
             if event.suggested:
-                # The same call start_next made: suggest_resume once maxTrials was reached.
-                max_trials = self.config.budget.max_trials
-                blocked = max_trials is not None and self._trials_started >= max_trials
-                suggestion = (self.scheduler.suggest_resume() if blocked
-                              else self.scheduler.suggest())
+                suggestion = self._ask_scheduler()
                 if suggestion is None or suggestion.resume_trial_id != tid \
                         or suggestion.max_resource != event.max_resource:
                     self._mismatch(f"event {event.seq}: the scheduler suggested {suggestion!r}, the log "
