@@ -30,6 +30,7 @@ from hwtune.testing.simtrainer import (
     SimTrainerError,
     _container_env,
     _local_checkpoint_location,
+    _redirect,
     _secret_for_path,
     default_table_path,
 )
@@ -375,6 +376,11 @@ def test_token_secret_and_checkpoint_paths_from_the_pod_spec() -> None:
     assert _local_checkpoint_location("file:///ckpt/s/1", Path("/host")) == "/host/ckpt/s/1"
     assert _local_checkpoint_location("s3://bucket/s/1", None) is None
     assert _local_checkpoint_location(None, None) is None
+    # The operator's study-scoped path survives the move onto the host's endpoint.
+    assert (_redirect("http://op.hwtune.svc:8443/studies/ns/s1", "http://127.0.0.1:5000/")
+            == "http://127.0.0.1:5000/studies/ns/s1")
+    assert _redirect("http://op:8443", "http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert _redirect(None, "http://127.0.0.1:5000/x") == "http://127.0.0.1:5000/x"
 
 
 def test_command_line_refuses_bad_input_with_a_clear_message(tmp_path: Path) -> None:

@@ -19,8 +19,9 @@ annotation (held pods stay Running until someone ends them). For each such pod i
    speedup) divided by ``time_scale``;
 4. saves a small checkpoint (``{"simulated": true, "level": n}``, through the SDK's
    ``CheckpointStore``) after every level when ``HWTUNE_CHECKPOINT_URI`` is a local path
-   (optionally re-rooted under ``checkpoint_root``), and a resumed pod (``HWTUNE_RESUME=1``)
-   continues after its checkpoint's level (else after ``HWTUNE_REPORTED_RESOURCE``);
+   (optionally re-rooted under ``checkpoint_root``); a pod that finds a checkpoint there (a
+   resumed launch, a replacement pod) continues after its level, as the SDK's loop does, else
+   after ``HWTUNE_REPORTED_RESOURCE``;
 5. obeys the decisions and ends the pod through the KWOK stage annotations of
    ``hack/kwok/stages.yaml``: ``continue`` trains the next level; ``pause`` and ``stop`` (and the
    last level) end it with exit 0 (``hwtune.io/sim-outcome: succeed``); a refused report or an
@@ -239,12 +240,20 @@ def _local_checkpoint_location(uri: str | None, root: Path | None) -> str | None
     return path
 
 
+def _redirect(pod_url: str | None, base: str) -> str:
+    """The pod's report URL moved onto ``base``: scheme, host and port from ``base``, then
+    ``base``'s path, then the pod URL's path (the operator's study-scoped prefix
+    ``/studies/<namespace>/<study>`` survives)."""
+    path = urlsplit(pod_url).path if pod_url else ""
+    return base.rstrip("/") + ("/" + path.lstrip("/") if path.strip("/") else "")
+
+
 class SimTrainer:
     """Trains every held trial pod on a KWOK node by replaying ``table`` (see the module doc).
 
-    ``namespace`` None watches every namespace. ``report_url`` replaces the pods'
-    ``HWTUNE_REPORT_URL`` (the operator's endpoint on 127.0.0.1 in tests; there is no
-    kube-proxy). ``time_scale`` > 1 runs faster than the table's runtimes. ``checkpoint_root``
+    ``namespace`` None watches every namespace. ``report_url`` replaces scheme, host and port
+    of the pods' ``HWTUNE_REPORT_URL``, keeping its path (the operator's endpoint on 127.0.0.1
+    in tests; there is no kube-proxy). ``time_scale`` > 1 runs faster than the table's runtimes. ``checkpoint_root``
     re-roots pod checkpoint paths on this host (a stand-in for the checkpoint volume).
     ``workers`` bounds the threads doing blocking work. ``api_client`` (a kubernetes
     ``ApiClient``) replaces the one built from ``kubeconfig``."""
@@ -288,6 +297,7 @@ class SimTrainer:
                                    and m not in BUILTIN_METRICS)
         self._lock = threading.Lock()
         self._records: dict[str, PodRun] = {}  # uid -> record, every pod ever seen to train
+        self._report_times: list[tuple[float, float]] = []
         self._states: dict[str, _PodState] = {}  # uid -> live state (loop thread only)
         self._ended: set[str] = set()  # uids this trainer ended (KWOK flips them a bit later)
         self._skipped: set[str] = set()  # uids not held: logged once
@@ -700,7 +710,7 @@ class SimTrainer:
             secret, key = _secret_for_path(pod, container, token_file)
             env[trial_env.REPORT_TOKEN] = self._read_token(namespace, secret, key)
         if self.report_url:
-            env[trial_env.REPORT_URL] = self.report_url
+            env[trial_env.REPORT_URL] = _redirect(env.get(trial_env.REPORT_URL), self.report_url)
         location = _local_checkpoint_location(env.pop(trial_env.CHECKPOINT_URI, None),
                                               self.checkpoint_root)
         if location:
@@ -735,12 +745,12 @@ class SimTrainer:
                                   f"{parsed.hardware} has {have:.3g} GiB")
         trial = Trial(parsed, handle_sigterm=False)
         start, resumed_from = parsed.reported_resource + 1, None
-        if parsed.resume:
-            checkpoint = trial.load_checkpoint()
-            if checkpoint is not None:
-                # Levels between the checkpoint and what the study holds are trained again
-                # (they take time) but not sent twice: Trial.report skips them, as in a real pod.
-                start, resumed_from = checkpoint.resource + 1, checkpoint.resource
+        # As the SDK's training loop does, whatever HWTUNE_RESUME says: a replacement pod of a
+        # preempted launch resumes too. Levels between the checkpoint and what the study holds
+        # are trained again (they take time) but not sent twice: Trial.report skips them.
+        checkpoint = trial.load_checkpoint()
+        if checkpoint is not None:
+            start, resumed_from = checkpoint.resource + 1, checkpoint.resource
         run.start_level, run.resumed_from = start, resumed_from
         return _Plan(trial, parsed, curve, model, start, max_level, resumed_from)
 
@@ -785,9 +795,26 @@ class SimTrainer:
             level += 1
         await self._end(state, "completed", 0, f"reached {plan.env.resource_name} {plan.max_level}")
 
-    @staticmethod
-    def _report(trial: Trial, level: int, metrics: Mapping[str, float]) -> Decision:
-        return trial.report(level, **metrics)
+    def _report(self, trial: Trial, level: int, metrics: Mapping[str, float]) -> Decision:
+        sent = time.monotonic()
+        decision = trial.report(level, **metrics)
+        if level > trial.env.reported_resource:  # levels the SDK skipped sent nothing
+            answered = time.monotonic()
+            with self._lock:
+                self._report_times.append((answered, answered - sent))
+        return decision
+
+    def report_times(self) -> list[tuple[float, float]]:
+        """(when answered, seconds from send to decision) of every report sent, in
+        ``time.monotonic()`` time: the report-to-decision latency a trainer sees, retries
+        (an endpoint restarting) included."""
+        with self._lock:
+            return list(self._report_times)
+
+    def active(self) -> int:
+        """Pods being trained right now."""
+        with self._lock:
+            return sum(1 for r in self._records.values() if not r.ended)
 
     async def _sleep_or_terminate(self, state: _PodState, seconds: float) -> bool:
         """Train for ``seconds``; True when the pod started terminating meanwhile."""
@@ -831,7 +858,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="simulated seconds per wall second: each level takes the table's "
                              "runtime on the trial's hardware divided by this [default: 1]")
     parser.add_argument("--report-url", default=None,
-                        help="report endpoint base URL, replacing the pods' HWTUNE_REPORT_URL")
+                        help="report endpoint base URL: replaces scheme, host and port of the "
+                             "pods' HWTUNE_REPORT_URL (its path is kept)")
     parser.add_argument("--checkpoint-root", default=None,
                         help="host directory under which pod checkpoint paths are written")
     parser.add_argument("--seed", type=int, default=0,
