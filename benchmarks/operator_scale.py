@@ -155,7 +155,8 @@ def study_manifest(name: str, table, cfg: ScaleConfig) -> dict[str, Any]:
             "checkpoints": {"uri": "file:///checkpoints"},
             "trialTemplate": {
                 "metadata": {"annotations": {SIM_OUTCOME: "hold"}},
-                "spec": {"containers": [{"name": "trainer", "image": "bench/trainer:1"}]}},
+                "spec": {"containers": [{"name": "trainer", "image": "bench/trainer:1",
+                                         "command": ["python", "train.py"]}]}},
         },
     }
 
