@@ -297,6 +297,19 @@ def test_deleted_pod_keeps_its_checkpoint_and_exits_75(
         kube.kubectl("-n", namespace, "delete", "job", "demo-9", "--wait=false")
 
 
+def test_held_pod_nobody_ends_is_killed_after_the_grace_period(
+        kube: LocalCluster, namespace: str, table) -> None:
+    # No simulated trainer: KWOK kills the deleted held pod (exit 137, as SIGKILL) within ~5 s,
+    # and the Job counts that as a failure (its podFailurePolicy ignores only 75).
+    create_trial(kube, namespace, study="demo", trial="5", job="demo-5",
+                 params=table.config(0), token=new_token())
+    pod = wait_pod_phase(kube, namespace, "demo-5", "Running")
+    kube.kubectl("-n", namespace, "delete", "pod", pod["metadata"]["name"], "--wait=false")
+    kube.wait_for(lambda: job_condition(kube, namespace, "demo-5", "Failed"), 20,
+                  "job demo-5 to fail after its pod was killed")
+    kube.wait_for(lambda: not pods_of(kube, namespace, "demo-5"), 20, "the killed pod to go")
+
+
 def test_wrong_token_fails_the_pod_and_nothing_is_recorded(
         kube: LocalCluster, namespace: str, endpoint, table) -> None:
     sink, server = endpoint
