@@ -11,6 +11,7 @@ trainer by replaying benchmarks/tables/digits-quick.jsonl through the operator's
     python benchmarks/operator_scale.py --quick            # CI size, < 60 s on a warm cluster
     python benchmarks/operator_scale.py                    # 1,000 concurrent trials, 500 nodes
     python benchmarks/operator_scale.py --trials 20000 --parallel 1000 --level-seconds 20
+    python benchmarks/operator_scale.py --trainer-only --parallel 1000   # the harness alone
 
 Measured (goals from issue 8 beside them):
 - launches/s: Jobs created per second while the study ramps up to ``--parallel`` running
@@ -89,6 +90,7 @@ QUICK = ScaleConfig(nodes=8, trials=24, parallel=12, max_level=3, level_seconds=
 class Result:
     config: dict[str, Any]
     cpus: int
+    mode: str = "operator"  # or "trainer-only"
     phase: str = ""
     wall_seconds: float = 0.0
     jobs_created: int = 0
@@ -420,11 +422,164 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
     return result
 
 
+class _ContinueSink:
+    """A report sink for the trainer-only run: continue every level, stop at the maximum."""
+
+    def __init__(self, max_level: int) -> None:
+        self.max_level = max_level
+        self.tokens: dict[str, str] = {}
+        self.last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def expected_token(self, trial: str) -> str | None:
+        return self.tokens.get(trial)
+
+    def submit_report(self, trial: str, payload: Any) -> Any:
+        from hwtune.api.records import Decision
+        from hwtune.report.protocol import ReportReply
+
+        with self._lock:
+            self.last[trial] = payload.resource
+        if payload.resource >= self.max_level:
+            return ReportReply(Decision.STOP, "complete")
+        return ReportReply(Decision.CONTINUE, "")
+
+
+def trial_pod_manifest(study: str, trial: int, params: dict[str, Any], pool: str,
+                       max_level: int) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(Secret, Pod, token) of one trial as the operator/trainer contract describes them."""
+    from hwtune.report.server import new_token
+    from hwtune.trainer.env import TrialEnv
+
+    token = new_token()
+    secret = f"{study}-{trial}-token"
+    env = TrialEnv(trial_id=str(trial), study=study, params=params, hardware=Hardware(pool, 1),
+                   max_resource=max_level, report_url="http://operator.invalid:8080").to_env()
+    env["HWTUNE_REPORT_TOKEN_FILE"] = "/var/run/hwtune/token/token"
+    labels = {"hwtune.io/study": study, "hwtune.io/trial": str(trial), "hwtune.io/pool": pool}
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{study}-{trial}", "labels": labels,
+                     "annotations": {SIM_OUTCOME: "hold"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"hwtune.io/pool": pool, "type": "kwok"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                             "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "trainer", "image": "bench/trainer:1",
+                "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/hwtune/token"}]}],
+            "volumes": [{"name": "token", "secret": {"secretName": secret}}],
+        },
+    }
+    secret_body = {"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": secret, "labels": labels}, "stringData": {"token": token}}
+    return secret_body, pod, token
+
+
+def run_trainer_only(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
+                     progress: bool = True) -> Result:
+    """Without the operator: ``cfg.parallel`` trial pods made at once and the simulated trainer
+    against an in-process endpoint that always continues. Shows what the harness itself
+    sustains (its own report latency, pods it trains at once), so operator numbers are not
+    limited by the simulated trainer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client
+
+    from hwtune.report.server import ReportServer
+
+    table = load_table(default_table_path())
+    result = Result(config=asdict(cfg), cpus=os.cpu_count() or 0, mode="trainer-only")
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hwtune-simload-"))
+    prepare_cluster(cluster, cfg)
+    namespace = f"simload-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.wait_for(lambda: cluster.kubectl("-n", namespace, "get", "serviceaccount",
+                                             "default", check=False).returncode == 0,
+                     30, "the default service account")
+    sink = _ContinueSink(cfg.max_level)
+    began = time.monotonic()
+    try:
+        with ReportServer(sink) as server:
+            sim = SimTrainer(table, kubeconfig=cluster.kubeconfig, namespace=namespace,
+                             time_scale=time_scale_for(table, cfg.pool, cfg.level_seconds,
+                                                       cfg.max_level),
+                             report_url=server.url, checkpoint_root=log_dir / "checkpoints",
+                             seed=cfg.seed, workers=cfg.workers)
+            sim.start()
+            core = client.CoreV1Api(sim._api_client)
+            configs = table.configs()
+            created: list[float] = []
+
+            def make(i: int) -> None:
+                secret, pod, token = trial_pod_manifest("load", i, configs[i % len(configs)],
+                                                        cfg.pool, cfg.max_level)
+                sink.tokens[str(i)] = token
+                core.create_namespaced_secret(namespace, secret, _preload_content=False)
+                core.create_namespaced_pod(namespace, pod, _preload_content=False)
+                created.append(time.monotonic())
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(make, range(cfg.parallel)))
+            result.jobs_created = len(created)
+            if len(created) >= 2:
+                result.launches_per_second_ramp = (len(created) - 1) / (max(created) - min(created))
+            last_print = 0.0
+            while time.monotonic() - began < cfg.timeout:
+                runs = sim.runs()
+                result.peak_concurrent = max(result.peak_concurrent, sim.active())
+                done = sum(1 for r in runs if r.ended)
+                if progress and time.monotonic() - last_print >= 10:
+                    last_print = time.monotonic()
+                    print(f"  {last_print - began:6.0f}s pods={len(created)} seen={len(runs)} "
+                          f"training={sim.active()} ended={done} "
+                          f"reports={len(sim.report_times())}", flush=True)
+                if done >= cfg.parallel:
+                    result.phase = "Completed"
+                    break
+                time.sleep(0.5)
+            else:
+                result.errors.append(f"timed out after {cfg.timeout:g}s")
+            sim.stop()
+            result.trials_by_phase = {}
+            for r in sim.runs():
+                result.trials_by_phase[r.outcome or "running"] = (
+                    result.trials_by_phase.get(r.outcome or "running", 0) + 1)
+            latencies = [lat for _, lat in sim.report_times()]
+            result.reports = len(latencies)
+            if latencies:
+                result.p50_ms = 1000 * statistics.median(latencies)
+                result.p99_ms = 1000 * _percentile(latencies, 99)
+                result.max_ms = 1000 * max(latencies)
+    finally:
+        result.wall_seconds = time.monotonic() - began
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    return result
+
+
 def format_result(r: Result) -> str:
     def num(value: float | None, fmt: str = "{:.1f}") -> str:
         return "n/a" if value is None else fmt.format(value)
 
     cfg = r.config
+    if r.mode == "trainer-only":
+        lines = [
+            f"simulated trainer alone (no operator): {cfg['parallel']} trial pods at once, "
+            f"{cfg['nodes']} KWOK {cfg['pool']} nodes, {cfg['max_level']} levels of ~"
+            f"{cfg['level_seconds']}s; {r.cpus} CPUs; {r.wall_seconds:.0f}s",
+            f"  {'pods created per second':<40} {num(r.launches_per_second_ramp):>12}",
+            f"  {'peak pods trained at once':<40} {r.peak_concurrent:>12}",
+            f"  {'reports':<40} {r.reports:>12}",
+            f"  {'report round trip p50 (ms)':<40} {num(r.p50_ms):>12}",
+            f"  {'report round trip p99 (ms)':<40} {num(r.p99_ms):>12}",
+            f"  {'report round trip max (ms)':<40} {num(r.max_ms):>12}",
+            f"  pods by outcome: {r.trials_by_phase}",
+        ]
+        lines += [f"  error: {e}" for e in r.errors]
+        return "\n".join(lines)
     lines = [
         f"operator scale: {cfg['trials']} trials, <= {cfg['parallel']} parallel, "
         f"{cfg['nodes']} KWOK {cfg['pool']} nodes, {cfg['max_level']} levels of ~"
@@ -471,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster-name", default="opscale",
                         help="local cluster to start or reuse [default: opscale]")
     parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--trainer-only", action="store_true",
+                        help="no operator: --parallel trial pods against an endpoint that "
+                             "always continues (what the simulated trainer itself sustains)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--log-dir", type=Path, help="operator logs and checkpoints")
     args = parser.parse_args(argv)
@@ -491,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     started_here = not cluster.attached and not (cluster.kubeconfig.is_file() and cluster.is_up())
     cluster.up()
     try:
-        result = run(cfg, cluster, log_dir=args.log_dir)
+        runner = run_trainer_only if args.trainer_only else run
+        result = runner(cfg, cluster, log_dir=args.log_dir)
     finally:
         if started_here and not args.keep_cluster:
             cluster.down()

@@ -373,7 +373,9 @@ class SimTrainer:
             self._executor.shutdown(wait=False, cancel_futures=True)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout)
+                # The watch thread may sit in a read until the server ends the watch; it is a
+                # daemon that drops what it reads once stopping, so it is not waited for long.
+                thread.join(timeout if thread.name == "simtrainer-loop" else 1.0)
         self._threads = []
 
     def __enter__(self) -> "SimTrainer":
@@ -484,7 +486,7 @@ class SimTrainer:
                         self._dispatch("ADDED", pod)
                     self._watch_ready.set()
                 response = func(watch=True, resource_version=resource_version,
-                                allow_watch_bookmarks=True, timeout_seconds=30,
+                                allow_watch_bookmarks=True, timeout_seconds=10,
                                 _preload_content=False, **kwargs)
                 self._watch = response
                 try:
