@@ -219,7 +219,9 @@ async def serve(
                     namespaces=settings.namespaces,
                     standalone=settings.standalone,
                     priority=settings.priority,
-                    peering_name=settings.peering_name,
+                    # A name makes peering mandatory in kopf: streams pause while its CRD is
+                    # missing, even when standalone.
+                    peering_name=None if settings.standalone else settings.peering_name,
                     stop_flag=stop_flag,
                     ready_flag=ready_flag,
                     memo=memo,

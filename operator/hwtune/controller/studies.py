@@ -120,7 +120,11 @@ async def spec_changed(spec: Mapping[str, Any], name: str, namespace: str,
                        meta: Mapping[str, Any], memo: Any, **_: Any) -> None:
     handlers: StudyHandlers = memo.studies
     key = (namespace, name)
-    handlers.specs[key] = (_plain(spec), meta.get("generation"))
+    new = _plain(spec)
+    current = handlers.specs.get(key)
+    if current is not None and current[0] == new:
+        return  # kopf may replay a change it could not mark handled: nothing to reload
+    handlers.specs[key] = (new, meta.get("generation"))
     handlers.restarts.setdefault(key, asyncio.Event()).set()
 
 

@@ -279,6 +279,8 @@ class StudyRunner:
                 self._wake.clear()
             self.finished = reason
             await self._drain()
+            # Trials first: once the study says Completed, every TuningTrial is final too.
+            await self._write_trials()
             await self._write_status(final=True)
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
