@@ -58,7 +58,8 @@ kubectl apply -f examples/pools.yaml
 kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
 # The operator's report endpoint is what runs studies; an operator without one only admits them.
-if ! hwtune operator --help 2>/dev/null | grep -q -- "--report-port"; then
+operator_help=$(hwtune operator --help 2>/dev/null || true)
+if [[ "$operator_help" != *--report-port* ]]; then
   echo "This hwtune's operator does not run studies yet (no report endpoint): showing the"
   echo "CRDs on the cluster instead."
   kubectl apply -n "$namespace" -f examples/study.yaml
