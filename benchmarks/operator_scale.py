@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shlex
@@ -64,6 +65,7 @@ DEFAULT_OPERATOR_CMD = (
     "hwtune operator --kubeconfig {kubeconfig} --namespace {namespace} --standalone "
     "--webhook-host 127.0.0.1 --webhook-port {webhook_port} --report-port {report_port}")
 
+GPUS_PER_TRIAL = 2
 GOALS = {"launches_per_second": 20.0, "p99_ms": 200.0, "largest_study": 20000}
 
 
@@ -149,7 +151,9 @@ def study_manifest(name: str, table, cfg: ScaleConfig) -> dict[str, Any]:
                            {"metric": "runtime", "goal": "minimize"},
                            {"metric": "cost", "goal": "minimize"}],
             "parameters": table.space_spec(),
-            "hardware": {"pools": [cfg.pool], "gpuCounts": [1]},
+            # 2 GPUs: the table's largest config (92.6 GiB) fits an A100 pair, so no trial
+            # fails as out of memory (and waits out its Job's retry backoff).
+            "hardware": {"pools": [cfg.pool], "gpuCounts": [GPUS_PER_TRIAL]},
             "fidelity": {"resource": "epoch", "min": 1, "max": cfg.max_level,
                          "reductionFactor": 3},
             "algorithm": {"scheduler": "mo-asha", "searcher": "random", "seed": cfg.seed},
@@ -165,10 +169,10 @@ def study_manifest(name: str, table, cfg: ScaleConfig) -> dict[str, Any]:
 
 def time_scale_for(table, pool: str, level_seconds: float, max_level: int) -> float:
     """The time scale at which an average level (over the table's configs, levels 1..max)
-    takes ``level_seconds`` on one GPU of ``pool``."""
+    takes ``level_seconds`` on a trial's GPUs of ``pool``."""
     runtimes = table.metric_array(RUNTIME_METRIC)[:, :, :max_level]
     reference = float(runtimes.mean())
-    seconds = HardwareModel(DEFAULT_CATALOG).runtime(reference, Hardware(pool, 1))
+    seconds = HardwareModel(DEFAULT_CATALOG).runtime(reference, Hardware(pool, GPUS_PER_TRIAL))
     return seconds / level_seconds
 
 
@@ -318,7 +322,7 @@ def prepare_cluster(cluster: LocalCluster, cfg: ScaleConfig) -> None:
 
 
 def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
-        progress: bool = True) -> Result:
+        progress: bool = True, keep_namespace: bool = False) -> Result:
     """One study of ``cfg`` on ``cluster`` (up): prepare, run to the end, measure, clean up."""
     table = load_table(default_table_path())
     if cfg.max_level > table.max_resource:
@@ -418,7 +422,10 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
             watch.stop()
         sim.stop()
         operator.stop()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        if keep_namespace:
+            print(f"namespace {namespace} kept; logs in {log_dir}")
+        else:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return result
 
 
@@ -453,7 +460,8 @@ def trial_pod_manifest(study: str, trial: int, params: dict[str, Any], pool: str
 
     token = new_token()
     secret = f"{study}-{trial}-token"
-    env = TrialEnv(trial_id=str(trial), study=study, params=params, hardware=Hardware(pool, 1),
+    env = TrialEnv(trial_id=str(trial), study=study, params=params,
+                   hardware=Hardware(pool, GPUS_PER_TRIAL),
                    max_resource=max_level, report_url="http://operator.invalid:8080").to_env()
     env["HWTUNE_REPORT_TOKEN_FILE"] = "/var/run/hwtune/token/token"
     labels = {"hwtune.io/study": study, "hwtune.io/trial": str(trial), "hwtune.io/pool": pool}
@@ -469,7 +477,7 @@ def trial_pod_manifest(study: str, trial: int, params: dict[str, Any], pool: str
             "containers": [{
                 "name": "trainer", "image": "bench/trainer:1",
                 "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                "resources": {"limits": {"nvidia.com/gpu": str(GPUS_PER_TRIAL)}},
                 "volumeMounts": [{"name": "token", "mountPath": "/var/run/hwtune/token"}]}],
             "volumes": [{"name": "token", "secret": {"secretName": secret}}],
         },
@@ -629,9 +637,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainer-only", action="store_true",
                         help="no operator: --parallel trial pods against an endpoint that "
                              "always continues (what the simulated trainer itself sustains)")
+    parser.add_argument("--keep-namespace", action="store_true",
+                        help="leave the study's namespace for a look afterwards")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--log-dir", type=Path, help="operator logs and checkpoints")
     args = parser.parse_args(argv)
+    # The SDK's retry warnings during the operator restart are expected; the result counts them.
+    logging.getLogger("hwtune.trainer").setLevel(logging.ERROR)
     cfg = QUICK if args.quick else ScaleConfig()
     overrides = {k: getattr(args, k) for k in ("nodes", "pool", "trials", "parallel",
                                                "max_level", "level_seconds", "restart_at",
@@ -649,8 +661,10 @@ def main(argv: list[str] | None = None) -> int:
     started_here = not cluster.attached and not (cluster.kubeconfig.is_file() and cluster.is_up())
     cluster.up()
     try:
-        runner = run_trainer_only if args.trainer_only else run
-        result = runner(cfg, cluster, log_dir=args.log_dir)
+        if args.trainer_only:
+            result = run_trainer_only(cfg, cluster, log_dir=args.log_dir)
+        else:
+            result = run(cfg, cluster, log_dir=args.log_dir, keep_namespace=args.keep_namespace)
     finally:
         if started_here and not args.keep_cluster:
             cluster.down()
