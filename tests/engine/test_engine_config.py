@@ -125,13 +125,6 @@ def test_bad_fields_are_named(change, value, path, words):
     assert words in info.value.reason, info.value
 
 
-def test_transfer_searcher_needs_sources():
-    spec = _with("algorithm.searcher", "transfer")
-    del spec["transfer"]
-    with pytest.raises(SpecError, match="transfer.fromStudies"):
-        StudyConfig.from_spec(spec)
-
-
 def test_trial_template_can_be_required():
     spec = _with("trialTemplate", _DELETE)
     StudyConfig.from_spec(spec)

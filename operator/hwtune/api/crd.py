@@ -44,7 +44,15 @@ from hwtune.api._base import (
     name_type,
     unique_list,
 )
-from hwtune.api.records import Goal, Hardware, Objective, TrialPhase
+from hwtune.api import algorithms
+from hwtune.api.records import (
+    METRIC_NAME_MAX_LENGTH,
+    METRIC_NAME_PATTERN,
+    Goal,
+    Hardware,
+    Objective,
+    TrialPhase,
+)
 
 __all__ = [
     "API_VERSION",
@@ -105,13 +113,13 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_./:-]*$"
+METRIC_NAME = METRIC_NAME_PATTERN  # the report protocol's rule too
 MAX_PARAMETERS = 64
 MAX_VALUES = 128
 MAX_OBJECTIVES = 8
 
 ParameterName = name_type(PARAMETER_NAME, 63)
-MetricName = name_type(METRIC_NAME, 128)
+MetricName = name_type(METRIC_NAME, METRIC_NAME_MAX_LENGTH)
 PoolName = name_type(DNS_LABEL, 63)
 ObjectName = name_type(DNS_SUBDOMAIN, 253)
 NonNegFloat = typing.Annotated[StrictFloat, Field(ge=0)]
@@ -431,49 +439,62 @@ class FidelitySpec(CrdModel):
     )
 
 
-class SchedulerName(str, enum.Enum):
-    """Decides continue / pause / stop at each reported resource level."""
+class _AlgorithmName(str, enum.Enum):
+    """Base of the two name enums, built from the one list in ``hwtune.api.algorithms``."""
 
-    FIFO = "fifo"
-    RANDOM = "random"
-    ASHA = "asha"
-    ASHA_PROMOTION = "asha-promotion"
-    HYPERBAND = "hyperband"
-    MO_ASHA = "mo-asha"
-    MO_ASHA_PROMOTION = "mo-asha-promotion"
-    DYHPO = "dyhpo"
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        raise NotImplementedError
 
     @property
     def needs_fidelity(self) -> bool:
-        return self not in (SchedulerName.FIFO, SchedulerName.RANDOM)
-
-
-class SearcherName(str, enum.Enum):
-    """Proposes configurations (hardware included)."""
-
-    RANDOM = "random"
-    GRID = "grid"
-    DYHPO = "dyhpo"
-    FMS = "fms"
-    TRANSFER = "transfer"
+        return self.entry.needs_fidelity
 
     @property
-    def needs_fidelity(self) -> bool:
-        return self in (SearcherName.DYHPO, SearcherName.FMS)
+    def needs_transfer(self) -> bool:
+        return self.entry.needs_transfer
 
 
-_SINGLE_FIDELITY_SCHEDULERS = ", ".join(
-    f"'{s.value}'" for s in SchedulerName if not s.needs_fidelity)
-_MULTI_FIDELITY_SEARCHERS = ", ".join(f"'{s.value}'" for s in SearcherName if s.needs_fidelity)
+class _SchedulerBase(_AlgorithmName):
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        return algorithms.scheduler(self.value)
+
+
+class _SearcherBase(_AlgorithmName):
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        return algorithms.searcher(self.value)
+
+
+def _member(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+# Decides continue / pause / stop at each reported resource level.
+SchedulerName = _SchedulerBase(
+    "SchedulerName", [(_member(n), n) for n in algorithms.scheduler_names()], module=__name__)
+# Proposes configurations (hardware included).
+SearcherName = _SearcherBase(
+    "SearcherName", [(_member(n), n) for n in algorithms.searcher_names()], module=__name__)
+
+
+def _cel_list(names: list[str]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+_SINGLE_FIDELITY_SCHEDULERS = [a.name for a in algorithms.SCHEDULERS if not a.needs_fidelity]
+_MULTI_FIDELITY_SEARCHERS = [a.name for a in algorithms.SEARCHERS if a.needs_fidelity]
+_TRANSFER_SEARCHERS = [a.name for a in algorithms.SEARCHERS if a.needs_transfer]
 
 
 class AlgorithmSpec(CrdModel):
     """The scheduler and searcher, and their options."""
 
-    scheduler: SchedulerName = SchedulerName.FIFO
-    """fifo | random | asha | asha-promotion | hyperband | mo-asha | mo-asha-promotion | dyhpo."""
-    searcher: SearcherName = SearcherName.RANDOM
-    """random | grid | dyhpo | fms | transfer."""
+    scheduler: SchedulerName = SchedulerName.FIFO  # type: ignore[valid-type]
+    """A scheduler of hwtune.api.algorithms (the enum lists them)."""
+    searcher: SearcherName = SearcherName.RANDOM  # type: ignore[valid-type]
+    """A searcher of hwtune.api.algorithms (the enum lists them)."""
     seed: NonNegInt | None = None
     """Seed of every random choice of the algorithm."""
     settings: FreeForm | None = None
@@ -567,6 +588,23 @@ class TrialTemplate(CrdModel):
     """The pod spec."""
 
 
+# Rules that exist only while some listed searcher needs them (an empty CEL list says nothing).
+_SEARCHER_RULES: tuple[Rule, ...] = tuple(rule for names, rule in (
+    (_MULTI_FIDELITY_SEARCHERS, Rule(
+        "this searcher needs fidelity", field="fidelity", reason=Reason.REQUIRED,
+        cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+            f"!(self.algorithm.searcher in {_cel_list(_MULTI_FIDELITY_SEARCHERS)})",
+        check=lambda s: s.fidelity is not None or s.algorithm is None
+        or not s.algorithm.searcher.needs_fidelity)),
+    (_TRANSFER_SEARCHERS, Rule(
+        "this searcher needs transfer.fromStudies", field="transfer", reason=Reason.REQUIRED,
+        cel="has(self.transfer) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+            f"!(self.algorithm.searcher in {_cel_list(_TRANSFER_SEARCHERS)})",
+        check=lambda s: s.transfer is not None or s.algorithm is None
+        or not s.algorithm.searcher.needs_transfer)),
+) if names)
+
+
 class TuningStudySpec(CrdModel):
     """What to tune, on which hardware, and within which budget."""
 
@@ -628,25 +666,14 @@ class TuningStudySpec(CrdModel):
              check=_condition_values),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
-        Rule(f"this scheduler needs fidelity (only {_SINGLE_FIDELITY_SCHEDULERS} run without)",
+        Rule(f"this scheduler needs fidelity (only {', '.join(_SINGLE_FIDELITY_SCHEDULERS)} "
+             "run without)",
              field="fidelity", reason=Reason.REQUIRED,
              cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.scheduler) || "
-                 f"self.algorithm.scheduler in [{_SINGLE_FIDELITY_SCHEDULERS}]",
+                 f"self.algorithm.scheduler in {_cel_list(_SINGLE_FIDELITY_SCHEDULERS)}",
              check=lambda s: s.fidelity is not None or s.algorithm is None
              or not s.algorithm.scheduler.needs_fidelity),
-        Rule(f"searchers {_MULTI_FIDELITY_SEARCHERS} need fidelity", field="fidelity",
-             reason=Reason.REQUIRED,
-             cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
-                 f"!(self.algorithm.searcher in [{_MULTI_FIDELITY_SEARCHERS}])",
-             check=lambda s: s.fidelity is not None or s.algorithm is None
-             or not s.algorithm.searcher.needs_fidelity),
-        Rule("searcher 'transfer' needs transfer.fromStudies", field="transfer",
-             reason=Reason.REQUIRED,
-             cel="has(self.transfer) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
-                 "self.algorithm.searcher != 'transfer'",
-             check=lambda s: s.transfer is not None or s.algorithm is None
-             or s.algorithm.searcher is not SearcherName.TRANSFER),
-    )
+    ) + _SEARCHER_RULES
 
     def objective_records(self) -> list[Objective]:
         return [o.to_record() for o in self.objectives]

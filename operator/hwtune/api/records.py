@@ -15,6 +15,8 @@ from typing import Any, Mapping, Protocol
 
 __all__ = [
     "BUILTIN_METRICS",
+    "METRIC_NAME_MAX_LENGTH",
+    "METRIC_NAME_PATTERN",
     "Clock",
     "Decision",
     "Goal",
@@ -29,6 +31,11 @@ __all__ = [
 # Metrics every backend measures itself: wall-clock seconds the trial really ran, and that
 # runtime priced by the hardware it ran on. Users name them as objectives like any other metric.
 BUILTIN_METRICS = ("runtime", "cost")
+
+# The one rule for metric names, shared by the CRD schema (objectives, fidelity.resource) and the
+# report protocol: a name the schema admits is a name a trainer can report.
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]*$"
+METRIC_NAME_MAX_LENGTH = 128
 
 
 class Goal(str, enum.Enum):

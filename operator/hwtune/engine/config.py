@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from hwtune.api import algorithms
 from hwtune.api.records import BUILTIN_METRICS, Goal, Objective
 from hwtune.engine.budget import Budget
 from hwtune.optimize.hardware import (
@@ -38,9 +39,8 @@ __all__ = [
     "StudyConfig",
 ]
 
-SCHEDULER_KINDS = ("fifo", "random", "asha", "asha-promotion", "hyperband", "mo-asha",
-                   "mo-asha-promotion", "dyhpo")
-SEARCHER_KINDS = ("random", "grid", "dyhpo", "fms", "transfer")
+SCHEDULER_KINDS = algorithms.scheduler_names()
+SEARCHER_KINDS = algorithms.searcher_names()
 
 _TOP_LEVEL = ("objectives", "parameters", "hardware", "fidelity", "algorithm", "transfer",
               "budget", "checkpoints", "trialTemplate")

@@ -161,6 +161,10 @@ class LocalStudyRun:
         self._interrupted = threading.Event()
         self.tuner = Tuner(self.study, self.backend, max_parallel=max_parallel,
                            on_iteration=self._iteration)
+        if not resume:
+            # Only now that everything the study needs was built: a study that cannot start
+            # leaves no study.json behind to block the next attempt.
+            self._write_study_record(name, spec, pools)
         self.resumed_trials: list[int] = []
         self.started_at = time.monotonic()
 
@@ -188,8 +192,13 @@ class LocalStudyRun:
         if (self.workdir / EVENTS_FILE).exists() or study_file.exists():
             raise WorkdirError(f"{self.workdir} already holds a study; continue it with "
                                "--resume or pick another --workdir")
+
+    def _write_study_record(self, name: str, spec: Mapping[str, Any],
+                            pools: Mapping[str, Any]) -> None:
+        record = {"name": name, "spec": spec, "pools": pools}
         self.workdir.mkdir(parents=True, exist_ok=True)
-        study_file.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+        (self.workdir / STUDY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True),
+                                               encoding="utf-8")
 
     def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
         checkpoints = spec.get("checkpoints") or {}
