@@ -164,3 +164,85 @@ def test_progress_view_and_front_table_render(tmp_path):
     assert f"Pareto front ({len(result.front)} of 2 trials)" in text
     for point in result.front:
         assert f"#{point.trial_id} x=" in text
+
+
+def test_a_searcher_nothing_runs_is_refused_before_anything_is_written(tmp_path):
+    spec = toy_spec()
+    spec["algorithm"]["searcher"] = "fms"  # reserved for the surrogate; no factory yet
+    path = write_study(tmp_path / "s.yaml", spec)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "spec.algorithm.searcher: Input should be 'random' or 'grid'" in result.output
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
+    assert result.exit_code == 2 and not workdir.exists()
+
+
+def test_a_scheduler_that_fails_to_build_writes_nothing(tmp_path, monkeypatch):
+    # A listed name whose provider cannot be imported (e.g. a missing optional dependency):
+    # refused by validate, and tune leaves no study.json that would block a rerun.
+    from hwtune.api import algorithms
+    from hwtune.optimize import schedulers
+
+    ghost = algorithms.Algorithm("fifo", "hwtune.no_such_module", "test only")
+    monkeypatch.setattr(algorithms, "SCHEDULERS", (ghost,) + tuple(
+        a for a in algorithms.SCHEDULERS if a.name != "fifo"))
+    registry = dict(schedulers._REGISTRY)
+    registry.pop("fifo")
+    monkeypatch.setattr(schedulers, "_REGISTRY", registry)
+    path = write_study(tmp_path / "s.yaml", toy_spec())
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "spec.algorithm: scheduler 'fifo' needs hwtune.no_such_module" in result.output
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
+    assert result.exit_code == 2 and not (workdir / "study.json").exists()
+
+
+def test_a_command_is_a_check_of_tune_not_of_the_schema(tmp_path):
+    spec = toy_spec()
+    del spec["trialTemplate"]["spec"]["containers"][0]["command"]
+    path = write_study(tmp_path / "s.yaml", spec)
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0  # fine for a cluster
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2
+    assert "spec.trialTemplate.spec.containers[0].command: is required to run the trainer " \
+           "locally" in result.output
+    assert "hwtune tune starts each trial as a local process" in result.output
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # YAML 1.2 numbers, as kubectl reads them
+        (None, None),
+        ("spec:\n  objectives: [{metric: a}]\n  objectives: [{metric: b}]\n",
+         "spec.objectives: duplicate key 'objectives'"),
+        ("x: &a [1, 2]\n" + "".join(f"x{i}: &x{i} [" + ", ".join([f"*{'a' if i == 0 else f'x{i-1}'}"] * 9)
+                                    + "]\n" for i in range(8)),
+         "aliases expand the document past"),
+        ("spec: " + "[" * 1000 + "]" * 1000 + "\n", "nested more than 100 levels deep"),
+    ],
+)
+def test_yaml_is_read_as_the_api_server_reads_it(tmp_path, text, expected):
+    path = tmp_path / "s.yaml"
+    if text is None:  # min: 1e-4 is a number (YAML 1.2), not the string PyYAML 1.1 makes of it
+        spec = toy_spec()
+        write_study(path, spec)
+        path.write_text(path.read_text().replace("min: 0.0", "min: 1e-4"))
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
+        return
+    path.write_text(text)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{path}: " in result.output and expected in result.output, result.output
+
+
+def test_a_file_over_the_request_limit_is_refused(tmp_path):
+    path = write_study(tmp_path / "s.yaml", toy_spec())
+    with path.open("a") as fh:
+        fh.write("# " + "x" * (3 * 1024 * 1024) + "\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "3 MiB" in result.output

@@ -77,7 +77,7 @@ def test_spend_budgets_stop_running_trials(key, limit, field):
 
 
 def test_deadline_on_the_simulated_clock():
-    deadline = 1000.0
+    deadline = 1000  # an integer, as the CRD says
     study, backend, result, _ = run_simulated(config(budget={"maxTrials": 200, "maxParallelTrials": 3,
                                                              "maxDurationSeconds": deadline}))
     assert "maxDurationSeconds" in result.stop_reason

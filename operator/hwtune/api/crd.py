@@ -25,8 +25,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal, Mapping
 
-import yaml
 from pydantic import Field, StrictFloat, StrictInt, ValidationError
+
+# JSON has no NaN or Infinity, so the API server never sees one: refuse them offline too, on the
+# field that holds them.
+FiniteFloat = typing.Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 from hwtune.api._base import (
     DNS_LABEL,
@@ -45,7 +48,9 @@ from hwtune.api._base import (
     unique_list,
 )
 from hwtune.api import algorithms
+from hwtune.api.yamlio import load_manifests
 from hwtune.api.records import (
+    BUILTIN_METRICS,
     METRIC_NAME_MAX_LENGTH,
     METRIC_NAME_PATTERN,
     Goal,
@@ -105,6 +110,7 @@ __all__ = [
     "load_documents",
     "parse_manifest",
     "parse_spec",
+    "parse_study_spec",
     "validation_errors",
 ]
 
@@ -122,8 +128,8 @@ ParameterName = name_type(PARAMETER_NAME, 63)
 MetricName = name_type(METRIC_NAME, METRIC_NAME_MAX_LENGTH)
 PoolName = name_type(DNS_LABEL, 63)
 ObjectName = name_type(DNS_SUBDOMAIN, 253)
-NonNegFloat = typing.Annotated[StrictFloat, Field(ge=0)]
-PosFloat = typing.Annotated[StrictFloat, Field(gt=0)]
+NonNegFloat = typing.Annotated[FiniteFloat, Field(ge=0)]
+PosFloat = typing.Annotated[FiniteFloat, Field(gt=0)]
 NonNegInt = typing.Annotated[StrictInt, Field(ge=0)]
 
 
@@ -223,9 +229,9 @@ class ParameterSpec(CrdModel):
 
     type: ParameterType
     """``float``, ``int`` or ``categorical``."""
-    min: StrictFloat | None = None
+    min: FiniteFloat | None = None
     """Lower bound (inclusive) of a float or int range."""
-    max: StrictFloat | None = None
+    max: FiniteFloat | None = None
     """Upper bound (inclusive) of a float or int range."""
     scale: Scale | None = None
     """``linear`` (the default) or ``log`` (needs min > 0); ranges only."""
@@ -402,7 +408,7 @@ class HardwareSpec(CrdModel):
                             max_items=16) | None = None
     """GPU counts to search over (default [1]); counts above a pool's gpusPerNode are skipped
     for that pool."""
-    scaling_efficiency: typing.Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
+    scaling_efficiency: typing.Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
     """Multi-GPU speedup model: n GPUs run n * efficiency^(log2 n) times faster than one."""
     overrides: typing.Annotated[
         dict[str, PoolOverride] | None, Field(max_length=32)] = None
@@ -506,6 +512,14 @@ class TransferSpec(CrdModel):
 
     from_studies: unique_list(name_type(DNS_SUBDOMAIN, 253), min_items=1, max_items=16)
     """Names of TuningStudies in the same namespace."""
+    mapping: typing.Annotated[
+        dict[str, ParameterName] | None, Field(max_length=MAX_PARAMETERS)] = None
+    """Renamed parameters: name in the earlier studies -> name in this study. Parameters with
+    the same name in both need no entry."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        _keys_rule("mapping", PARAMETER_NAME, "parameter name", lambda t: t.mapping),
+    )
 
 
 class BudgetSpec(CrdModel):
@@ -664,6 +678,16 @@ class TuningStudySpec(CrdModel):
                                 f"' lists a value that parameter ' + {_CONDITION_TARGET} + "
                                 "' does not take')[0]",
              check=_condition_values),
+        Rule(f"parameter names must differ from the built-in metrics "
+             f"{', '.join(BUILTIN_METRICS)}", field="parameters",
+             cel="self.parameters.all(name, !(name in "
+                 f"{_cel_list(list(BUILTIN_METRICS))}))",
+             message_expression="'parameter ' + self.parameters.filter(name, name in "
+                                f"{_cel_list(list(BUILTIN_METRICS))})[0] + ' is named like a "
+                                "built-in metric; pick another name'",
+             check=lambda s: next((f"parameter {n} is named like a built-in metric; pick "
+                                   "another name" for n in s.parameters
+                                   if n in BUILTIN_METRICS), True)),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
         Rule(f"this scheduler needs fidelity (only {', '.join(_SINGLE_FIDELITY_SCHEDULERS)} "
@@ -738,7 +762,7 @@ class FrontPoint(StatusModel):
     """Where the trial ran."""
     parameters: dict[str, JsonScalar] = Field(default_factory=dict)
     """The trial's configuration."""
-    objectives: dict[str, StrictFloat] = Field(default_factory=dict)
+    objectives: dict[str, FiniteFloat] = Field(default_factory=dict)
     """Objective values by metric (in the metric's own direction)."""
 
 
@@ -747,7 +771,7 @@ class BestValue(StatusModel):
 
     trial: ObjectName
     trial_id: NonNegInt
-    value: StrictFloat
+    value: FiniteFloat
     hardware: HardwareChoice | None = None
 
 
@@ -766,7 +790,7 @@ class TuningStudyStatus(StatusModel):
     """Money spent so far (USD), from the runtime trials really had."""
     gpu_hours: NonNegFloat | None = Field(default=None, alias="gpuHours")
     """GPU-hours used so far."""
-    hypervolume: StrictFloat | None = None
+    hypervolume: FiniteFloat | None = None
     """Hypervolume of the current front (normalised objectives, fixed reference point)."""
     front_size: NonNegInt | None = None
     """Number of trials on the Pareto front."""
@@ -812,7 +836,7 @@ class LearningCurvePoint(StatusModel):
     """Metrics the trainer reported at one resource level."""
 
     resource: typing.Annotated[StrictInt, Field(ge=1)]
-    metrics: dict[str, StrictFloat]
+    metrics: dict[str, FiniteFloat]
     time: dt.datetime | None = None
 
 
@@ -1098,22 +1122,24 @@ def parse_spec(model: type[CrdModel], spec: Any, prefix: str = "spec") -> Any:
         raise ManifestError(field_errors(exc, model, prefix)) from None
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's SafeLoader reads ``1e-4`` as a string (YAML 1.1); kubectl reads it as a number.
-    This loader agrees with kubectl so offline validation sees what the API server would."""
+class _StudySpecWithoutTemplate(TuningStudySpec):
+    """TuningStudySpec for benchmarks and tests that never start a pod: the same fields and
+    rules, only ``trialTemplate`` may be left out."""
+
+    __rules__ = TuningStudySpec.__rules__
+    trial_template: TrialTemplate | None = None
 
 
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+def parse_study_spec(spec: Any, *, require_trial_template: bool = True) -> TuningStudySpec:
+    """Validate a TuningStudy ``spec`` map: the one entry point of every spec the engine runs
+    (the operator, ``hwtune tune`` and the benchmarks). Raises ManifestError with ``spec.``
+    field paths."""
+    model = TuningStudySpec if require_trial_template else _StudySpecWithoutTemplate
+    return parse_spec(model, spec)
 
 
-def load_documents(text: str) -> list[Any]:
-    """Decode a multi-document YAML string the way kubectl does (empty documents skipped)."""
-    return [doc for doc in yaml.load_all(text, Loader=_Yaml12Loader) if doc is not None]
+def load_documents(text: str, source: str = "") -> list[Any]:
+    """Decode a multi-document YAML string the way kubectl does (empty documents skipped, YAML
+    1.2 numbers, duplicate keys refused, size, nesting and aliases bounded): see
+    ``hwtune.api.yamlio``. Raises ManifestError."""
+    return load_manifests(text, source)

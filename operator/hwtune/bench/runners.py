@@ -27,6 +27,7 @@ random, the MO-ASHA paper's metric), and the decision overhead per report.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def _ours(kind: str) -> SchedulerFactory:
         return make_scheduler(kind, searcher=searcher, objectives=config.objectives,
                               resource_min=config.fidelity.min, resource_max=config.fidelity.max,
                               reduction_factor=config.fidelity.reduction_factor, seed=seed,
-                              settings=dict(config.algorithm.settings))
+                              settings=config.settings)
     return build
 
 
@@ -137,8 +138,6 @@ class BenchmarkSetup:
 
     def spec(self, seed: int, scheduler: str = "fifo") -> dict[str, Any]:
         budget: dict[str, Any] = {"maxParallelTrials": self.max_parallel}
-        if self.max_duration_seconds is not None:
-            budget["maxDurationSeconds"] = float(self.max_duration_seconds)
         if self.max_trials is not None:
             budget["maxTrials"] = int(self.max_trials)
             budget["maxParallelTrials"] = min(self.max_parallel, int(self.max_trials))
@@ -155,7 +154,13 @@ class BenchmarkSetup:
         return "minimize" if metric in _LOG_NORMALISED else self.table.goal(metric)
 
     def study_config(self, seed: int, scheduler: str = "fifo") -> StudyConfig:
-        return StudyConfig.from_spec(self.spec(seed, scheduler))
+        config = StudyConfig.from_spec(self.spec(seed, scheduler))
+        if self.max_duration_seconds is None:
+            return config
+        # Simulated deadlines may be fractions of a second (tiny tables); the CRD's
+        # maxDurationSeconds is whole seconds, so the deadline goes on the engine's Budget.
+        return dataclasses.replace(config, budget=dataclasses.replace(
+            config.budget, max_duration_seconds=float(self.max_duration_seconds)))
 
     def objective_list(self) -> tuple[Objective, ...]:
         return self.study_config(0).objectives

@@ -111,13 +111,15 @@ class LocalStudyRun:
     ``spec`` is the TuningStudy spec map; ``pools`` are HardwarePool specs by name that extend
     (or replace entries of) ``DEFAULT_CATALOG``; ``cwd`` is where trial processes start unless
     the container has a ``workingDir`` (relative ones are taken from ``base_dir``, the study
-    file's directory). ``on_iteration(run)`` is called after every tuner iteration."""
+    file's directory). ``on_iteration(run)`` is called after every tuner iteration. ``config`` is
+    ``StudyConfig.from_model`` of the validated study when the caller has it."""
 
     def __init__(
         self,
         name: str,
         spec: Mapping[str, Any],
         *,
+        config: StudyConfig | None = None,
         workdir: str | os.PathLike,
         pools: Mapping[str, Mapping[str, Any]] | None = None,
         resume: bool = False,
@@ -134,8 +136,10 @@ class LocalStudyRun:
         self.catalog: dict[str, PoolSpec] = dict(DEFAULT_CATALOG)
         for pool_name, pool_spec in pools.items():
             self.catalog[pool_name] = PoolSpec.from_spec(pool_spec, f"pools.{pool_name}")
-        self.config = StudyConfig.from_spec(spec, catalog=self.catalog,
-                                            require_trial_template=True)
+        # ``config``: the engine's view of the already validated study (hwtune tune passes it);
+        # otherwise the spec is validated here by the same CRD model.
+        self.config = config if config is not None else StudyConfig.from_spec(
+            spec, catalog=self.catalog, require_trial_template=True)
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
         self._check_workdir(name, spec, pools)
