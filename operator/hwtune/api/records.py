@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
+
+from hwtune.api.clock import Clock, WallClock
 
 __all__ = [
     "BUILTIN_METRICS",
@@ -142,12 +143,5 @@ class TrialRecord:
         return None
 
 
-class Clock(Protocol):
-    """Injected time source: the real clock, or the simulated backend's."""
-
-    def now(self) -> float: ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.monotonic()
+# The clock lives in hwtune.api.clock; these names stay importable from here.
+SystemClock = WallClock

@@ -200,6 +200,13 @@ class Backend(abc.ABC):
         if anything can). True if a report or an exit was delivered."""
         return self._wait(timeout)
 
+    def running_runtimes(self) -> Mapping[int, float]:
+        """Total runtime on its hardware, right now, of each running trial this backend can
+        measure between reports (trial id -> seconds). The tuner charges it to the budget as
+        time passes, so a trial that never reports cannot outrun maxCostUSD. Trials left out are
+        timed by the study's clock."""
+        return {}
+
     def close(self) -> None:
         """Kill everything still running and release resources. Idempotent. The study is not
         told: its trials stay Pending/Running in the log, so whoever rebuilds it after an

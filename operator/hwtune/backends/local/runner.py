@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hwtune.api.clock import WallClock
 from hwtune.backends.local.backend import LocalBackend
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
@@ -47,14 +48,6 @@ class WorkdirError(RuntimeError):
 
 class StudyInterrupted(Exception):
     """Ctrl-C / SIGTERM: trials were stopped to be resumed later with ``--resume``."""
-
-
-class WallClock:
-    """Wall-clock time: a resumed study's deadline counts from its first start, across
-    processes (the monotonic clock of a previous process means nothing here)."""
-
-    def now(self) -> float:
-        return time.time()
 
 
 class EventLog:
