@@ -95,3 +95,23 @@ def test_resume_does_not_charge_downtime_to_the_trials_it_pauses():
     later.t += 10.0
     resumed.report(first.trial.trial_id, 2, {"val_error": 0.2})
     assert resumed.runtime_of(first.trial.trial_id) == pytest.approx(8.0 + 10.0)
+
+
+def test_the_simulator_loop_ends_when_every_launch_fails():
+    # Every config needs 1 TiB of GPU memory: every trial fails out of memory at launch, at
+    # simulated time 0. No maxTrials: without the failure streak the loop would never end.
+    study_config = config(budget={"maxParallelTrials": 3})
+    rows = [{"config": {"lr": lr, "opt": opt}, "metrics": {"val_error": [0.5] * 9},
+             "epoch_runtime": 10.0, "memory_gib": 1024.0}
+            for lr in range(1, 7) for opt in ("sgd", "adam")]
+    backend = SimulatedBackend(InMemoryTable(rows), study_config.hardware_model, n_workers=3)
+    study = Study(study_config, TinyFIFO(study_config), clock=backend.clock)
+    result = Tuner(study, backend).run(max_iterations=10_000)
+    assert "failed before their first report" in result.stop_reason
+    assert len(result.trials) <= Tuner.MAX_FAILED_LAUNCHES + 3
+    failed = [t for t in result.trials if t.phase is TrialPhase.FAILED]
+    assert len(failed) >= Tuner.MAX_FAILED_LAUNCHES
+    assert all("out of memory" in t.reason for t in failed)
+    # those still launching when the loop ended are stopped, not left running
+    assert all(t.phase is TrialPhase.STOPPED for t in result.trials if t not in failed)
+    assert not study.active_trials() and backend.active_trial_ids() == []

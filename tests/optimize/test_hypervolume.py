@@ -113,3 +113,10 @@ def test_default_reference_point_pushes_out_by_the_range():
     assert ref.tolist() == [3.0, 10.5]
     with pytest.raises(ValueError, match="infinite"):
         default_reference_point([[0, np.inf]])
+
+
+def test_no_points_have_zero_hypervolume():
+    from hwtune.optimize.pareto.hypervolume import hypervolume
+
+    assert hypervolume([], [1.0, 1.0]) == 0.0
+    assert hypervolume([], [1.0, 1.0, 1.0]) == 0.0

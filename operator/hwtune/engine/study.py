@@ -129,6 +129,7 @@ class Study:
         self._total_gpu_hours = 0.0
         self._trials_started = 0
         self._reports = 0
+        self._failed_unreported = 0  # trials that failed before their first report
         self._replay_time: float | None = None
 
     # -- reading ----------------------------------------------------------------------------
@@ -192,6 +193,11 @@ class Study:
     @property
     def reports(self) -> int:
         return self._reports
+
+    @property
+    def failed_before_reporting(self) -> int:
+        """Trials that failed without a single report (a launch error, out of memory)."""
+        return self._failed_unreported
 
     def new_trial_block(self) -> str | None:
         """Why no trial (new or resumed) may start now, or None."""
@@ -498,6 +504,8 @@ class Study:
     def fail_trial(self, trial_id: int, reason: str, runtime_seconds: float | None = None) -> None:
         """The trial crashed, ran out of memory, or was evicted without a checkpoint."""
         record = self._halt(trial_id, runtime_seconds, "fail")
+        if not record.observations:
+            self._failed_unreported += 1
         record.phase = TrialPhase.FAILED
         record.reason = reason or "failed"
         self.scheduler.on_trial_error(record)

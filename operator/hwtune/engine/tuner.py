@@ -95,6 +95,9 @@ class Tuner:
         self.on_iteration = on_iteration
         self.iterations = 0
         self._stop_requested: str | None = None
+        # Trials in a row that failed before reporting, and the counters it is measured by.
+        self._failure_streak = 0
+        self._seen = (study.reports, study.failed_before_reporting)
         backend.bind(study)
 
     @property
@@ -138,7 +141,25 @@ class Tuner:
         self.iterations += 1
         if self.on_iteration is not None:
             self.on_iteration(study)
-        return None
+        return self._check_failure_streak()
+
+    def _check_failure_streak(self) -> str | None:
+        """End the loop when trial after trial fails before its first report with no report in
+        between (every launch fails at once: no pool has the memory, the command is missing).
+        Without this a simulated study would start failing trials forever at time 0."""
+        reports, failed = self.study.reports, self.study.failed_before_reporting
+        if reports > self._seen[0]:
+            self._failure_streak = 0
+        self._failure_streak += failed - self._seen[1]
+        self._seen = (reports, failed)
+        if self._failure_streak < self.MAX_FAILED_LAUNCHES:
+            return None
+        reason = (f"{self._failure_streak} trials in a row failed before their first report "
+                  "(see their reasons); stopping instead of starting more")
+        with self.backend.lock:
+            for trial_id in self.backend.active_trial_ids():
+                self.backend.stop_trial(trial_id, reason)
+        return reason
 
     def run(self, max_iterations: int | None = None) -> TuningResult:
         reason: str | None = None
