@@ -408,16 +408,27 @@ def format_comparison(cmp: Comparison) -> str:
     header = ["method"] + [f"HV@${c:.4g}" for c in cmp.cost_checkpoints]
     rows = [[m] + [str(x) for x in s.hv_at_cost] for m, s in cmp.stats.items()]
     lines += _table(header, rows) + [""]
-    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time)", "of means",
-              f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost)", "of means"]
-    rows = [[m, str(s.time_to_target), str(s.time_speedup), f"{s.time_speedup_of_means:.3g}",
-             str(s.cost_to_target), str(s.cost_speedup), f"{s.cost_speedup_of_means:.3g}"]
+    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time) mean",
+              "median", "seeds reached", "of means"]
+    rows = [[m, str(s.time_to_target), str(s.time_speedup), _median(s.time_speedup),
+             f"{s.time_speedup.finite}/{s.time_speedup.total}", f"{s.time_speedup_of_means:.3g}"]
+            for m, s in cmp.stats.items()]
+    lines += _table(header, rows) + [""]
+    header = ["method", f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost) mean",
+              "median", "seeds reached", "of means"]
+    rows = [[m, str(s.cost_to_target), str(s.cost_speedup), _median(s.cost_speedup),
+             f"{s.cost_speedup.finite}/{s.cost_speedup.total}", f"{s.cost_speedup_of_means:.3g}"]
             for m, s in cmp.stats.items()]
     lines += _table(header, rows)
-    lines.append("speedup: per seed, the baseline's time (cost) to its own final HV over the method's time "
-                 "(cost) to reach it; 'of means': ratio of the sums over the seeds that reached it. "
-                 "(k/n): only k of n seeds reached it. 'never': none did.")
+    lines.append("speedup: per seed, the baseline's time (cost) to its own final HV over the method's "
+                 "time (cost) to reach it; mean and median over the seeds that reached it, and how "
+                 "many did; 'of means': ratio of the sums over those seeds only (it leaves out the "
+                 "seeds that never reached the target, so read it beside 'seeds reached').")
     return "\n".join(lines)
+
+
+def _median(summary: Any) -> str:
+    return "never" if summary.finite == 0 else f"{summary.median:.3g}"
 
 
 def _budget_text(setup: BenchmarkSetup) -> str:
