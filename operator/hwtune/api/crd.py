@@ -1,8 +1,10 @@
 """The custom resources of hwtune (group ``hwtune.io``, version ``v1alpha1``) as pydantic models.
 
 These models are the single source of truth of the API: ``hwtune.api.crdgen`` turns them into the
-CRDs in ``crds/`` (OpenAPI schema + CEL rules), the CLI validates YAML offline with them, and the
-operator reads and writes objects through them.
+CRDs in ``crds/`` (OpenAPI schema + CEL rules), the CLI and the operator's admission webhook
+validate with them, and the engine runs the validated ``TuningStudySpec``
+(``hwtune.engine.StudyConfig.from_model``). The status models are the shape the operator writes
+once it runs studies (being built; today the operator is the admission webhook only).
 
 - ``TuningStudy`` (namespaced): what to tune, on which hardware, within which budget; its status
   is the study's public progress report (counts, spend, hypervolume, Pareto front).

@@ -1,4 +1,5 @@
-"""The template every backend (local, simulated, kubernetes) is built on.
+"""The template every backend is built on (local and simulated today; the kubernetes backend is
+being built on it).
 
 A backend runs trials; it never decides. The split follows the Syne Tune trial backend: the
 public methods below do the bookkeeping (which trials this backend has, in which phase, how often

@@ -1,8 +1,8 @@
 """``Study``: the state of one tuning study, and the one place that changes it.
 
 A study holds the trial records, the ordered event log, the spend, and the scheduler that
-decides. Backends (local processes, the simulator, Kubernetes Jobs) never decide anything; they
-call the study when something happens and act on what it answers:
+decides. Backends (local processes, the simulator; Kubernetes Jobs once that backend exists)
+never decide anything; they call the study when something happens and act on what it answers:
 
 - ``start_next()``: ask the scheduler for the next trial (new or resumed) and record it. Returns
   None when the budget forbids new trials or the scheduler has nothing to run now.
