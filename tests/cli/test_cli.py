@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -246,3 +247,44 @@ def test_a_file_over_the_request_limit_is_refused(tmp_path):
         fh.write("# " + "x" * (3 * 1024 * 1024) + "\n")
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and "3 MiB" in result.output
+
+
+def test_resume_after_a_day_does_not_charge_the_day(tmp_path, monkeypatch):
+    # Ctrl-C a real run with trials mid-epoch, then resume "a day later" (the wall clock of the
+    # resumed process is a day ahead): the trials paused by the shutdown are charged what they
+    # ran, not the day.
+    spec = toy_spec(max_trials=2, parallel=2, max_epochs=3, env={"TOY_SLEEP": "0.4"})
+    spec["hardware"] = {"pools": ["a100"], "gpuCounts": [8]}  # $32.8/h: a day would be ~$787
+    path = write_study(tmp_path / "s.yaml", spec)
+    workdir = tmp_path / "w"
+    command = [sys.executable, "-m", "hwtune.cli.main", "tune", str(path), "--workdir",
+               str(workdir), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = workdir / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if events.exists() and events.read_text().count('"observed"') >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+
+    import hwtune.backends.local.runner as local_runner
+    from hwtune.api.clock import WallClock
+
+    class DayLater(WallClock):
+        def now(self) -> float:
+            return super().now() + 86400.0
+
+    monkeypatch.setattr(local_runner, "WallClock", DayLater)
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "--quiet",
+                                 "--resume"])
+    assert result.exit_code == 0, result.output
+    final = [json.loads(line) for line in events.open()]
+    paused = [e for e in final if e["kind"] == "paused" and "interrupted" in (e.get("reason") or "")]
+    assert paused, "no trial was running at the interruption"
+    for event in paused:
+        assert event["runtimeSeconds"] < 60, event  # seconds of training, not a day
+    spent = re.search(r"spent \$([0-9.e+-]+)", result.output)
+    assert spent and float(spent.group(1)) < 5.0, result.output

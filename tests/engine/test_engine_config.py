@@ -156,3 +156,18 @@ def test_make_scheduler_uses_the_study_settings():
     suggestion = scheduler.suggest()
     assert suggestion is not None and suggestion.hardware in c.hardware
     assert c.space.validate(suggestion.config) == suggestion.config
+
+
+def test_pool_catalog_takes_models_or_spec_maps():
+    from hwtune.api.crd import HardwarePoolSpec
+    from hwtune.engine.config import pool_catalog
+
+    spec = {"gpuType": "nvidia-l4", "gpuMemoryGiB": 24, "gpusPerNode": 4, "pricePerNodeHour": 4.6,
+            "relativeThroughput": 1.5}
+    from_model = pool_catalog({"l4": HardwarePoolSpec.model_validate(spec)})
+    from_map = pool_catalog({"l4": spec})
+    assert from_model["l4"] == from_map["l4"] and "t4" in from_model
+    assert list(pool_catalog({"l4": spec}, base=None)) == ["l4"]
+    c = StudyConfig.from_spec({**FULL, "hardware": {"pools": ["l4"], "gpuCounts": [1, 4]}},
+                              catalog=from_model)
+    assert list(c.hardware) == [Hardware("l4", 1), Hardware("l4", 4)]

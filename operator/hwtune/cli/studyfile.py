@@ -18,7 +18,8 @@ from hwtune.api.pools import validate_study_against_pools
 from hwtune.api.yamlio import read_manifest_file
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
+from hwtune.engine.config import pool_catalog
+from hwtune.optimize.hardware import DEFAULT_CATALOG
 
 __all__ = ["StudyFile", "StudyFileError", "check_runs_locally", "load_study_file"]
 
@@ -87,11 +88,8 @@ def load_study_file(path: str | Path) -> StudyFile:
     problems.extend(str(error) for error in validate_study_against_pools(study.spec, catalog_specs))
     if problems:
         raise StudyFileError(str(path), problems)
-    catalog = dict(DEFAULT_CATALOG)
-    for name, pool_spec in pools.items():
-        catalog[name] = PoolSpec.from_spec(pool_spec, f"pools[{name}]")
     try:
-        config = StudyConfig.from_model(study.spec, catalog=catalog)
+        config = StudyConfig.from_model(study.spec, catalog=pool_catalog(pools))
         config.check_algorithm()
     except ManifestError as exc:
         raise StudyFileError(str(path), _problems(exc, path)) from None

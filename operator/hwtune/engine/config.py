@@ -22,6 +22,7 @@ from hwtune.api._base import ManifestError
 from hwtune.api.crd import (
     AlgorithmSpec,
     FidelitySpec,
+    HardwarePoolSpec,
     ParameterSpec,
     TuningStudySpec,
     parse_study_spec,
@@ -44,6 +45,7 @@ __all__ = [
     "SINGLE_FIDELITY",
     "SpecError",
     "StudyConfig",
+    "pool_catalog",
     "space_from_model",
 ]
 
@@ -53,6 +55,19 @@ SEARCHER_KINDS = algorithms.searcher_names()
 # A study without ``fidelity`` reports once per trial: level 1 is also the maximum. The CRD's
 # FidelitySpec refuses min == max (a rung needs room), so this value is built, not validated.
 SINGLE_FIDELITY = FidelitySpec.model_construct(resource="epoch", min=1, max=1, reduction_factor=3)
+
+
+def pool_catalog(pools: Mapping[str, Any] | None = None, *,
+                 base: Mapping[str, PoolSpec] | None = DEFAULT_CATALOG) -> dict[str, PoolSpec]:
+    """The catalog a study's ``hardware`` is resolved against: ``base`` (default: the built-in
+    catalog; None for none) plus HardwarePools by name, given as validated
+    ``hwtune.api.crd.HardwarePoolSpec`` models (the operator's) or their spec maps (a study
+    file's); a pool of the same name replaces the built-in one."""
+    catalog = dict(base or {})
+    for name, pool in (pools or {}).items():
+        spec = pool.to_dict() if isinstance(pool, HardwarePoolSpec) else pool
+        catalog[name] = PoolSpec.from_spec(spec, f"pools[{name}].spec")
+    return catalog
 
 
 def space_from_model(parameters: Mapping[str, ParameterSpec]) -> SearchSpace:
