@@ -117,7 +117,7 @@ class ASHAScheduler(SearcherScheduler):
         # Reporting past a rung where the trial is recorded means it was let through.
         for rung in rungs:
             if rung.level < resource and trial.trial_id in rung:
-                rung.promoted.add(trial.trial_id)
+                rung.mark_promoted(trial.trial_id)
         if resource >= self.resource_max:
             return Decision.CONTINUE
         rung = self._rung_reached(rungs, trial.trial_id, resource)
@@ -158,12 +158,12 @@ class ASHAScheduler(SearcherScheduler):
                 quota = rung.promotion_quota(self.reduction_factor)
                 if quota == 0:
                     continue
-                for trial_id in rung.ranked_trial_ids(limit=quota):
-                    if trial_id in rung.promoted or not self._resumable(trial_id):
-                        continue
-                    rung.promoted.add(trial_id)
-                    target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
-                    return TrialSuggestion.resume(trial_id, max_resource=target)
+                trial_id = rung.first_promotable(quota, self._resumable)
+                if trial_id is None:
+                    continue
+                rung.mark_promoted(trial_id)
+                target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
+                return TrialSuggestion.resume(trial_id, max_resource=target)
         return None
 
     def describe_rungs(self, bracket: int = 0) -> list[dict[str, object]]:
