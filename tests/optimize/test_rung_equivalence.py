@@ -231,3 +231,20 @@ def test_a_long_random_study_decides_as_the_reference(promotion, tie_break):
         logs.append(drive(scheduler, objectives, ops, 27))
     assert logs[0] == logs[1]
     assert sum(1 for entry in logs[0] if entry and entry[0] == "report") > 300
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 4), st.integers(17, 300), st.integers(0, 2**31), st.sampled_from([None, 5, 17, 40]),
+       st.booleans())
+def test_epsilon_net_order_matches_the_reference_on_large_fronts(m, n, seed, limit, coarse):
+    """Large fronts take the pairwise-table path of epsilon_net_order; same order to the bit."""
+    import reference_moasha as reference
+    from hwtune.optimize.pareto import epsilon_net_order
+
+    rng = np.random.default_rng(seed)
+    points = rng.random((n, m))
+    if coarse:  # many exact ties in distance
+        points = np.round(points * 4) / 4
+    points[:, -1] = points[:, :-1].sum(axis=1) * -1.0  # on a plane: one front
+    assert epsilon_net_order(points, limit=limit).tolist() == \
+        reference.epsilon_net_order(points, limit=limit).tolist()

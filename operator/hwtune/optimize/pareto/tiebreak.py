@@ -38,6 +38,9 @@ __all__ = [
     "within_cutoff",
 ]
 
+# Largest front for which epsilon_net_order builds the pairwise distance table (8 n^2 bytes).
+_PAIRWISE_MAX = 1024
+
 
 class TieBreak(str, enum.Enum):
     EPSILON_NET = "epsilon-net"
@@ -105,6 +108,16 @@ def epsilon_net_order(
     # Squared distances: same argmax, no square roots.
     nearest = np.square(X - X[start]).sum(axis=1)
     nearest[start] = -1.0  # chosen points get -1 so argmax (first maximum) never picks them again
+    if picks > 16 and n <= _PAIRWISE_MAX:
+        # Many picks on a small front: one pairwise table makes each pick two numpy calls
+        # (the same sums of the same squares, so the same order to the last bit).
+        pairwise = np.square(X[:, None, :] - X[None, :, :]).sum(axis=2)
+        for step in range(1, picks):
+            pick = int(nearest.argmax())
+            order[step] = pick
+            np.minimum(nearest, pairwise[pick], out=nearest)
+            nearest[pick] = -1.0
+        return order
     for step in range(1, picks):
         pick = int(nearest.argmax())
         order[step] = pick

@@ -100,6 +100,9 @@ class Rung:
         self._is_promoted = np.zeros(8, dtype=bool)
         # (limit it was computed with, ranked ids); cleared by record().
         self._ranking_cache: tuple[int | None, list[int]] | None = None
+        # Tie-break order (a prefix of it) per front; a record only changes the fronts from
+        # the newcomer's own on, so the better fronts keep theirs.
+        self._front_orders: dict[int, tuple[np.ndarray, bool]] = {}
 
     def __len__(self) -> int:
         return len(self.trial_ids)
@@ -152,14 +155,16 @@ class Rung:
         n = len(self.trial_ids)
         self._grow(n + 1)
         if self._fronts is not None:
-            self._insert_front(n, losses)
+            own = self._insert_front(n, losses)
+            for front in [f for f in self._front_orders if f >= own]:
+                del self._front_orders[front]
         self._losses[n] = losses
         self._is_promoted[n] = False
         self._row[trial_id] = n
         self.trial_ids.append(trial_id)
         self._ranking_cache = None
 
-    def _insert_front(self, n: int, point: np.ndarray) -> None:
+    def _insert_front(self, n: int, point: np.ndarray) -> int:
         """Set the front of new row ``n`` and move back the records it pushes down.
 
         A record's front is the length of the longest chain of records dominating it. The
@@ -181,7 +186,7 @@ class Rung:
         fronts[n] = own
         below = np.flatnonzero(no_better & ~equal)
         if below.size == 0:
-            return
+            return own
         sub_losses = existing[below]
         sub_fronts = fronts[below]
         level = own
@@ -200,6 +205,9 @@ class Rung:
             sub_fronts[moved] = level
             frontier = sub_losses[moved]
         fronts[below] = sub_fronts
+        # Every record it dominates was behind its dominators too, so nothing before the
+        # newcomer's front changed.
+        return own
 
     def _grow(self, needed: int) -> None:
         capacity = self._losses.shape[0]
@@ -222,11 +230,25 @@ class Rung:
         """Rows of one front, in arrival order (the order the tie-break's index ties use)."""
         return np.flatnonzero(self._fronts[: len(self.trial_ids)] == front)
 
-    def _front_order(self, members: np.ndarray, limit: int | None = None) -> np.ndarray:
+    def _front_order(self, front: int, limit: int | None = None) -> np.ndarray:
         """Rows of one front in tie-break order (at least the first ``limit`` of them)."""
-        if members.size <= 1:
-            return members
-        return members[self.tie_break.order(self._losses[members], limit=limit)]
+        cached = self._front_orders.get(front)
+        if cached is not None:
+            order, complete = cached
+            if complete or (limit is not None and order.size >= limit):
+                return order
+        members = self._members(front)
+        if members.size > 1:
+            members = members[self.tie_break.order(self._losses[members], limit=limit)]
+            complete = members.size == np.count_nonzero(
+                self._fronts[: len(self.trial_ids)] == front)
+        else:
+            complete = True
+        self._front_orders[front] = (members, complete)
+        return members
+
+    def _front_size(self, front: int) -> int:
+        return int(np.count_nonzero(self._fronts[: len(self.trial_ids)] == front))
 
     def position(self, trial_id: int) -> int:
         """0-based place of the trial in this rung's ranking (0 = best)."""
@@ -240,7 +262,7 @@ class Rung:
         fronts = self._fronts[:n]
         own = fronts[row]
         ahead = int(np.count_nonzero(fronts < own))
-        order = self._front_order(self._members(own))
+        order = self._front_order(int(own))
         return ahead + int(np.flatnonzero(order == row)[0])
 
     def ranked_trial_ids(self, limit: int | None = None) -> list[int]:
@@ -263,7 +285,7 @@ class Rung:
                 if limit is not None and taken >= limit:
                     break
                 remaining = None if limit is None else limit - taken
-                members = self._front_order(self._members(front), limit=remaining)
+                members = self._front_order(front, limit=remaining)
                 pieces.append(members)
                 taken += members.size
             order = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.int64)
@@ -287,11 +309,11 @@ class Rung:
         ahead = int(np.count_nonzero(fronts < own))
         if ahead >= cutoff:
             return False
-        members = self._members(own)
-        if ahead + members.size <= cutoff:
+        size = self._front_size(int(own))
+        if ahead + size <= cutoff:
             return True
         places = int(np.ceil(cutoff)) - ahead  # positions ahead .. ceil(cutoff)-1 are inside
-        within = self._front_order(members, limit=places)
+        within = self._front_order(int(own), limit=places)
         return bool(np.any(within[:places] == row))
 
     def first_promotable(self, limit: int, eligible: Callable[[int], bool]) -> int | None:
@@ -324,18 +346,17 @@ class Rung:
         for front in candidate_fronts.tolist():
             in_front = candidate_rows[fronts[candidate_rows] == front]
             places = limit - ahead_of_last if front == last else None
-            members = self._members(front)
             if places is None and in_front.size == 1:
                 if eligible(self.trial_ids[int(in_front[0])]):
                     return self.trial_ids[int(in_front[0])]
                 continue
-            found = self._first_in_front(members, in_front, places, eligible)
+            found = self._first_in_front(front, int(sizes[front]), in_front, places, eligible)
             if found is not None:
                 return found
         return None
 
     def _first_in_front(
-        self, members: np.ndarray, candidates: np.ndarray, places: int | None,
+        self, front: int, size: int, candidates: np.ndarray, places: int | None,
         eligible: Callable[[int], bool],
     ) -> int | None:
         """First eligible candidate in the tie-break order of one front, looking at the first
@@ -343,12 +364,12 @@ class Rung:
         epsilon-net's prefix does not depend on how far it runs) so that a front is rarely
         ordered in full."""
         wanted = set(candidates.tolist())
-        total = members.size if places is None else min(places, members.size)
+        total = size if places is None else min(places, size)
         checked = 0
         # Crowding sorts the whole front anyway; only the epsilon-net gains from prefixes.
         prefix = min(total, 8) if self.tie_break is TieBreak.EPSILON_NET else total
         while True:
-            order = self._front_order(members, limit=prefix)[:prefix]
+            order = self._front_order(front, limit=prefix)[:prefix]
             for row in order[checked:].tolist():
                 if row in wanted and eligible(self.trial_ids[row]):
                     return self.trial_ids[row]
