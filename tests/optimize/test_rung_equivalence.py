@@ -248,3 +248,28 @@ def test_epsilon_net_order_matches_the_reference_on_large_fronts(m, n, seed, lim
     points[:, -1] = points[:, :-1].sum(axis=1) * -1.0  # on a plane: one front
     assert epsilon_net_order(points, limit=limit).tolist() == \
         reference.epsilon_net_order(points, limit=limit).tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 3), st.integers(2, 120), st.integers(0, 2**31), st.booleans(), st.data())
+def test_a_growing_epsilon_net_equals_the_order_from_scratch(m, n, seed, coarse, data):
+    """Points join one front one by one, prefixes are asked in between: the kept net always
+    gives the reference order of the front as it is now."""
+    import reference_moasha as reference
+    from hwtune.optimize.pareto import EpsilonNet
+
+    rng = np.random.default_rng(seed)
+    points = rng.random((n, m))
+    if coarse:
+        points = np.round(points * 6) / 6
+    points[:, -1] = -points[:, :-1].sum(axis=1)  # one front
+    net = EpsilonNet(np.arange(1), points[:1])
+    rebuilt = 0
+    for i in range(1, n):
+        ask = data.draw(st.sampled_from([None, 1, 2, 5, i // 2 + 1]))
+        expected = reference.epsilon_net_order(points[:i], limit=ask)
+        assert net.prefix(ask).tolist() == expected.tolist()
+        if not net.add(i, points[i]):
+            net = EpsilonNet(np.arange(i + 1), points[: i + 1])
+            rebuilt += 1
+    assert net.prefix().tolist() == reference.epsilon_net_order(points).tolist()
