@@ -154,6 +154,7 @@ class EpsilonNet:
         self._gaps = [np.inf]  # distance of each pick to the picks before it, when picked
         self._nearest = np.square(self._X - self._X[start]).sum(axis=1)
         self._nearest[start] = -1.0
+        self._ordered_rows = np.empty(0, dtype=np.int64)  # rows of self._order, rebuilt lazily
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -168,8 +169,10 @@ class EpsilonNet:
             self._order.append(pick)
             np.minimum(nearest, np.square(X - X[pick]).sum(axis=1), out=nearest)
             nearest[pick] = -1.0
-        rows = self._rows
-        return np.fromiter((rows[i] for i in self._order[:k]), dtype=np.int64, count=k)
+        if self._ordered_rows.size != len(self._order):
+            rows = np.asarray(self._rows, dtype=np.int64)
+            self._ordered_rows = rows[np.asarray(self._order, dtype=np.int64)]
+        return self._ordered_rows[:k]
 
     def _scaled(self, loss: np.ndarray) -> np.ndarray | None:
         """The new point's normalised coordinates, or None if it would rescale a column."""
@@ -206,6 +209,7 @@ class EpsilonNet:
             return True
         t = int(wins[0]) + 1
         self._order = self._order[:t] + [index]
+        self._ordered_rows = np.empty(0, dtype=np.int64)
         self._gaps = self._gaps[:t] + [float(to_picks[t - 1])]
         picks = np.asarray(self._order, dtype=np.int64)
         nearest = np.full(len(self._rows), np.inf)

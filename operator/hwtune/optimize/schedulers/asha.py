@@ -109,6 +109,24 @@ class ASHAScheduler(SearcherScheduler):
         to a new trial. Stopping variant: None (nothing is ever paused)."""
         return self._promote() if self.promotion else None
 
+    def replay_new_suggestion(self) -> TrialSuggestion | None:
+        # suggest() found nothing to promote then (a promotion has side effects only when it
+        # succeeds), so the same searcher call follows.
+        if not self.promotion:
+            return self._new_trial(max_resource=None)
+        return self._new_trial(max_resource=self.levels[0] if self.levels else self.resource_max)
+
+    def replay_resume(self, trial_id: int, max_resource: int | None) -> bool:
+        if not self.promotion or trial_id not in self._bracket_of:
+            return False
+        rungs = self._brackets[self._bracket_of[trial_id]]
+        for k, rung in enumerate(rungs):
+            target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
+            if target == max_resource and trial_id in rung and not rung.is_promoted(trial_id):
+                rung.mark_promoted(trial_id)
+                return True
+        return False
+
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
         self._forward_result(trial, observation)
         self._records[trial.trial_id] = trial

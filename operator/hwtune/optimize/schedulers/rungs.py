@@ -104,6 +104,9 @@ class Rung:
         self._losses = np.empty((8, num_objectives), dtype=float)
         # Front index (0 = Pareto front) of every record; only with several objectives.
         self._fronts = np.zeros(8, dtype=np.int64) if num_objectives > 1 else None
+        # The losses again, one contiguous row per objective: the dominance scan of every
+        # record reads whole columns.
+        self._columns = np.empty((num_objectives, 8), dtype=float)
         self._is_promoted = np.zeros(8, dtype=bool)
         # (limit it was computed with, ranked ids); cleared by record().
         self._ranking_cache: tuple[int | None, list[int]] | None = None
@@ -169,6 +172,7 @@ class Rung:
             if net is not None and not (isinstance(net, EpsilonNet) and net.add(n, losses)):
                 del self._front_orders[own]
         self._losses[n] = losses
+        self._columns[:, n] = losses
         self._is_promoted[n] = False
         self._row[trial_id] = n
         self.trial_ids.append(trial_id)
@@ -185,12 +189,14 @@ class Rung:
         reached that a record moved there dominates move one further, until nothing moves."""
         existing = self._losses[:n]
         fronts = self._fronts
-        no_worse = np.ones(n, dtype=bool)  # existing <= point everywhere
-        no_better = np.ones(n, dtype=bool)  # existing >= point everywhere
-        for k in range(self.num_objectives):
-            col = existing[:, k]
-            no_worse &= col <= point[k]
-            no_better &= col >= point[k]
+        columns = self._columns
+        no_worse = np.less_equal(columns[0, :n], point[0])  # existing <= point everywhere
+        no_better = np.greater_equal(columns[0, :n], point[0])  # existing >= point everywhere
+        scratch = np.empty(n, dtype=bool)
+        for k in range(1, self.num_objectives):
+            col = columns[k, :n]
+            no_worse &= np.less_equal(col, point[k], out=scratch)
+            no_better &= np.greater_equal(col, point[k], out=scratch)
         equal = no_worse & no_better
         dominators = no_worse & ~equal
         own = int(fronts[:n][dominators].max()) + 1 if dominators.any() else 0
@@ -235,6 +241,9 @@ class Rung:
         losses = np.empty((new_capacity, self.num_objectives), dtype=float)
         losses[:capacity] = self._losses
         self._losses = losses
+        columns = np.empty((self.num_objectives, new_capacity), dtype=float)
+        columns[:, :capacity] = self._columns
+        self._columns = columns
         promoted = np.zeros(new_capacity, dtype=bool)
         promoted[:capacity] = self._is_promoted
         self._is_promoted = promoted
