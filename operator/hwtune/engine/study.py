@@ -47,6 +47,7 @@ from hwtune.engine.budget import Spend
 from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.engine.gcpace import GcPacer
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
@@ -131,6 +132,7 @@ class Study:
         self._reports = 0
         self._failed_unreported = 0  # trials that failed before their first report
         self._replay_time: float | None = None
+        self._gc = GcPacer()
 
     # -- reading ----------------------------------------------------------------------------
     def now(self) -> float:
@@ -548,6 +550,7 @@ class Study:
         # Events are built with seq=0 and numbered here, the one place that appends.
         object.__setattr__(event, "seq", len(self._events))
         self._events.append(event)
+        self._gc.tick()  # bounded GC pauses however long the log grows (engine/gcpace.py)
         if self._replay_time is None:
             for listener in self._listeners:
                 listener(event)
@@ -595,6 +598,9 @@ class Study:
         Events are replayed in ``seq`` order through a fresh scheduler (``config.make_scheduler()``
         unless given): suggested trials are asked of the scheduler again, observations are fed to
         it with their recorded metrics, so its state ends where the original's was. Where the
+        log says what was suggested, the scheduler may apply it instead of searching again
+        (``Scheduler.replay_new_suggestion`` / ``replay_resume``: a promotion scheduler does
+        not re-rank its rungs for every resume), which keeps a 20,000-trial rebuild fast. Where the
         replayed scheduler answers differently from the log (a nondeterministic scheduler, a
         changed algorithm), the log wins and the difference is listed in ``replay_mismatches``
         (``strict=True`` raises ``StudyError`` instead). Pass the original's ``start_time``
@@ -624,7 +630,7 @@ class Study:
         kind, tid = event.kind, event.trial_id
         if kind is EventKind.CREATED:
             if event.suggested:
-                suggestion = self.scheduler.suggest()
+                suggestion = self.scheduler.replay_new_suggestion()
                 expected = (dict(event.config or {}), event.hardware, event.max_resource)
                 got = None if suggestion is None else (
                     None if suggestion.is_resume else
@@ -636,7 +642,7 @@ class Study:
             self._create(event.config, event.hardware, event.max_resource,
                          suggested=event.suggested, trial_id=tid)
         elif kind is EventKind.RESUMED:
-            if event.suggested:
+            if event.suggested and not self.scheduler.replay_resume(tid, event.max_resource):
                 suggestion = self._ask_scheduler()
                 if suggestion is None or suggestion.resume_trial_id != tid \
                         or suggestion.max_resource != event.max_resource:

@@ -126,7 +126,7 @@ class Tuner:
             failed_launches = 0
             while True:
                 started = self._fill()
-                if backend.active_trial_ids():
+                if backend.active_count:  # a count, not the sorted id list: once per step
                     break
                 if started == 0:
                     return study.new_trial_block() or "the scheduler has no more trials to run"
@@ -178,7 +178,7 @@ class Tuner:
 
     def _fill(self) -> int:
         """Start trials into the free slots; returns how many were started."""
-        free = self.parallel_limit - len(self.backend.active_trial_ids())
+        free = self.parallel_limit - self.backend.active_count
         started = 0
         while free > 0:
             start = self.study.start_next()
