@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from hwtune.api.records import BUILTIN_METRICS, Decision, Hardware
+from hwtune.api.clock import SimulatedClock
 from hwtune.backends.base import Backend, BackendTrial
 from hwtune.backends.simulated.table import MEMORY_KEY, RUNTIME_KEY, TableProtocol
 from hwtune.optimize.hardware import HardwareModel
@@ -38,21 +39,6 @@ def seed_slot(seed: int, trial_id: int, n_seeds: int) -> int:
     x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     x ^= x >> 29
     return x % n_seeds
-
-
-class SimulatedClock:
-    """A clock that only moves when told; satisfies ``hwtune.api.records.Clock``."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
-
-    def now(self) -> float:
-        return self._now
-
-    def advance_to(self, time: float) -> None:
-        if time < self._now:
-            raise ValueError(f"the simulated clock cannot go back from {self._now} to {time}")
-        self._now = float(time)
 
 
 @dataclass
@@ -165,6 +151,12 @@ class SimulatedBackend(Backend):
             run.runtime += max(0.0, self.clock.now() - run.segment_start)
             run.in_flight = False
         return run.runtime
+
+    def running_runtimes(self) -> dict[int, float]:
+        now = self.clock.now()
+        runs = ((tid, self._runs[tid]) for tid in self._active if tid in self._runs)
+        return {tid: run.runtime + max(0.0, now - run.segment_start)
+                for tid, run in runs if run.in_flight}
 
     def _stop(self, trial: BackendTrial) -> float | None:
         return self._halt(trial)
