@@ -153,7 +153,7 @@ def study_manifest(name: str, table, cfg: ScaleConfig) -> dict[str, Any]:
             "parameters": table.space_spec(),
             # 2 GPUs: the table's largest config (92.6 GiB) fits an A100 pair, so no trial
             # fails as out of memory (and waits out its Job's retry backoff).
-            "hardware": {"pools": [cfg.pool], "gpuCounts": [GPUS_PER_TRIAL]},
+            "hardware": {"pools": [bench_pool(cfg)], "gpuCounts": [GPUS_PER_TRIAL]},
             "fidelity": {"resource": "epoch", "min": 1, "max": cfg.max_level,
                          "reductionFactor": 3},
             "algorithm": {"scheduler": "mo-asha", "searcher": "random", "seed": cfg.seed},
@@ -300,25 +300,49 @@ class _Operator:
 # -- the benchmark -----------------------------------------------------------------------------
 
 
+def bench_pool(cfg: ScaleConfig) -> str:
+    """The benchmark's own pool (a copy of ``cfg.pool``), so the cluster's pools stay as
+    hack/cluster/nodes.yaml describes them for whatever else runs on it."""
+    return f"bench-{cfg.pool}"
+
+
 def prepare_cluster(cluster: LocalCluster, cfg: ScaleConfig) -> None:
-    """CRDs, the example HardwarePools and ``cfg.nodes`` KWOK nodes in ``cfg.pool``."""
+    """CRDs, the example HardwarePools, and the HardwarePool ``bench-<pool>`` (a copy of
+    ``cfg.pool``) with ``cfg.nodes`` KWOK nodes of its own."""
+    import yaml
+
+    name = bench_pool(cfg)
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     cluster.kubectl("apply", "-f", str(REPO / "examples" / "pools.yaml"))
-    pools = [p for p in scale_pools(load_node_pools(), {cfg.pool: cfg.nodes})
+    docs = yaml.safe_load_all((REPO / "examples" / "pools.yaml").read_text())
+    base = next((d for d in docs if d and d["metadata"]["name"] == cfg.pool), None)
+    if base is None:
+        raise ValueError(f"--pool {cfg.pool}: not a HardwarePool of examples/pools.yaml")
+    base["metadata"] = {"name": name, "labels": {"hwtune.io/benchmark": "operator-scale"}}
+    base["spec"]["nodeSelector"] = {"hwtune.io/pool": name}
+    cluster.apply(base)
+    pools = [replace(p, name=name, nodes=cfg.nodes) for p in load_node_pools()
              if p.name == cfg.pool]
     nodes = render_nodes(pools)["items"]
     for start in range(0, len(nodes), 100):
         cluster.apply(nodes[start:start + 100])
 
     def ready() -> bool:
-        listed = cluster.get_json("nodes", selector=f"hwtune.io/pool={cfg.pool}")["items"]
+        listed = cluster.get_json("nodes", selector=f"hwtune.io/pool={name}")["items"]
         ok = [n for n in listed if any(c["type"] == "Ready" and c["status"] == "True"
                                        for c in n.get("status", {}).get("conditions") or [])]
         return len(ok) >= cfg.nodes
 
-    cluster.wait_for(ready, 120 + cfg.nodes * 0.5, f"{cfg.nodes} Ready nodes in pool {cfg.pool}",
+    cluster.wait_for(ready, 120 + cfg.nodes * 0.5, f"{cfg.nodes} Ready nodes in pool {name}",
                      interval=1.0)
+
+
+def remove_bench_pool(cluster: LocalCluster, cfg: ScaleConfig) -> None:
+    name = bench_pool(cfg)
+    cluster.kubectl("delete", "nodes", "-l", f"hwtune.io/pool={name}", "--wait=false",
+                    check=False, timeout=120)
+    cluster.kubectl("delete", "hardwarepool", name, "--ignore-not-found", check=False)
 
 
 def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
@@ -423,9 +447,10 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
         sim.stop()
         operator.stop()
         if keep_namespace:
-            print(f"namespace {namespace} kept; logs in {log_dir}")
+            print(f"namespace {namespace} and pool {bench_pool(cfg)} kept; logs in {log_dir}")
         else:
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+            remove_bench_pool(cluster, cfg)
     return result
 
 
@@ -471,7 +496,7 @@ def trial_pod_manifest(study: str, trial: int, params: dict[str, Any], pool: str
                      "annotations": {SIM_OUTCOME: "hold"}},
         "spec": {
             "restartPolicy": "Never",
-            "nodeSelector": {"hwtune.io/pool": pool, "type": "kwok"},
+            "nodeSelector": {"hwtune.io/pool": pool},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
                              "effect": "NoSchedule"}],
             "containers": [{
@@ -524,7 +549,7 @@ def run_trainer_only(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path |
 
             def make(i: int) -> None:
                 secret, pod, token = trial_pod_manifest("load", i, configs[i % len(configs)],
-                                                        cfg.pool, cfg.max_level)
+                                                        bench_pool(cfg), cfg.max_level)
                 sink.tokens[str(i)] = token
                 core.create_namespaced_secret(namespace, secret, _preload_content=False)
                 core.create_namespaced_pod(namespace, pod, _preload_content=False)
@@ -565,6 +590,7 @@ def run_trainer_only(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path |
     finally:
         result.wall_seconds = time.monotonic() - began
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        remove_bench_pool(cluster, cfg)
     return result
 
 

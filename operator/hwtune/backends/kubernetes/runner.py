@@ -345,7 +345,7 @@ class StudyRunner:
         assert self.config is not None
         tid = intent.trial_id
         name = job_name(self.name, tid)
-        resume_from = checkpoint_uri(self.config.checkpoints, self.name, tid) if intent.resume \
+        resume_from = checkpoint_uri(_spec_map(self.config.spec.checkpoints), self.name, tid) if intent.resume \
             else None
         trial = await self.api.create_trial(trial_manifest(
             namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
@@ -371,7 +371,7 @@ class StudyRunner:
             if not self._still_current(intent):
                 return  # stopped or superseded before its Job existed
             created = await self.api.create_job(job_manifest(
-                self.config.trial_template or {}, self._job_params(intent, trial_uid)))
+                _spec_map(self.config.spec.trial_template), self._job_params(intent, trial_uid)))
             if created is not None:
                 what = "Resumed" if intent.resume else "Launched"
                 hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
@@ -394,7 +394,7 @@ class StudyRunner:
         config = self.config
         hardware = intent.hardware
         pool = config.hardware_model.pool(hardware) if hardware is not None else None
-        checkpoints = dict(config.checkpoints or {})
+        checkpoints = _spec_map(config.spec.checkpoints)
         env = TrialEnv(
             trial_id=str(intent.trial_id), study=self.name, params=dict(intent.config or {}),
             hardware=hardware, resource_name=config.fidelity.resource,
@@ -587,7 +587,7 @@ class StudyRunner:
             runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
             gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
             reason=_camel_reason(phase, reason), message=reason or None,
-            last_checkpoint=checkpoint_uri(self.config.checkpoints if self.config else None,
+            last_checkpoint=checkpoint_uri(_spec_map(self.config.spec.checkpoints) if self.config else None,
                                            self.name, trial_id) if resource else None)
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -630,3 +630,11 @@ def _camel_reason(phase: TrialPhase, reason: str) -> str | None:
     if phase is TrialPhase.COMPLETED:
         return "Completed"
     return None
+
+
+def _spec_map(model: Any) -> dict[str, Any]:
+    """A part of the validated study spec (a CRD model) as the camelCase map the manifests
+    take; {} when the study leaves it out."""
+    if model is None:
+        return {}
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
