@@ -247,6 +247,38 @@ def test_reports_need_the_trials_own_token(
     assert token[0] not in json.dumps(study_status(cluster, name, namespace))
 
 
+def test_failed_pods_resume_until_the_retry_limit_then_the_trial_fails(
+        cluster: LocalCluster, namespace: str) -> None:
+    name = "retries"
+    configuration = f"retry-{SUFFIX}.hwtune.io"
+    settings = operator_settings(cluster, namespace, configuration)
+    settings = OperatorSettings(**{**settings.__dict__, "trial_retry_limit": 1})
+    driver = TrialDriver(cluster.kubeconfig, namespace)
+    driver.fail_plan = {0: 1, 1: 2}  # trial 0 is preempted once, trial 1 twice
+    driver.start()
+    embedded = EmbeddedOperator(settings)
+    try:
+        embedded.start(timeout=60)
+        apply(cluster, study_doc(name, scheduler="fifo", max_trials=3, parallel=3, max_epoch=3),
+              namespace)
+        status = wait_completed(cluster, name, namespace, driver, timeout=240)
+    finally:
+        driver.stop()
+        try:
+            embedded.stop(check=False)
+        finally:
+            delete_configurations(cluster, configuration)
+    trials = {t["spec"]["trialId"]: t["status"] for t in get(cluster, "tuningtrials", namespace,
+                                                              f"hwtune.io/study={name}")}
+    assert trials[0]["phase"] == "Completed" and trials[0]["resource"] == 3  # resumed, finished
+    assert trials[1]["phase"] == "Failed"
+    assert "BackoffLimitExceeded" in trials[1]["message"], trials[1]
+    assert trials[2]["phase"] == "Completed"  # the study went on
+    assert status["trials"]["failed"] == 1 and status["trials"]["completed"] == 2
+    pods = [p for p in driver.played.values() if p.trial == 0]
+    assert len(pods) == 2 and len({p.job_uid for p in pods}) == 1  # the same Job, a new pod
+
+
 def start_operator_process(cluster: LocalCluster, namespace: str, configuration: str,
                            report_port: int, log_path: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "hwtune.cli.main", "operator", "--kubeconfig",

@@ -452,6 +452,14 @@ class StudyRunner:
             return replay
         tid = int(trial)
         with self.backend.lock:
+            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+            if record is not None and record.phase.is_active() \
+                    and payload.resource <= record.last_resource:
+                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint with
+                # the env of its launch: the study holds this level and let the trial go on.
+                return ReportReply(Decision.CONTINUE,
+                                   f"{self.config.fidelity.resource} {payload.resource} is "
+                                   "already recorded")
             try:
                 decision = self.backend._deliver_report(tid, payload.resource, payload.metrics)
             except EngineUnknownTrial as exc:
