@@ -184,6 +184,20 @@ def test_study_runs_to_completion_on_the_pools_it_names(
     logged = sorted((e["trialId"], e["resource"], e["decision"]) for e in events
                     if e["kind"] == "observed")
     assert answered == logged  # every answer a trainer got is in the log, once
+    # Raising maxTrials on the finished study resumes it from its log.
+    driver = TrialDriver(cluster.kubeconfig, namespace).start()
+    try:
+        cluster.kubectl("-n", namespace, "patch", "tuningstudy", name, "--type=merge",
+                        "-p", json.dumps({"spec": {"budget": {"maxTrials": 15}}}))
+        cluster.wait_for(lambda: (study_status(cluster, name, namespace).get("trials") or {})
+                         .get("total") == 15, timeout=120, what="3 more trials")
+        status = wait_completed(cluster, name, namespace, driver)
+    finally:
+        driver.stop()
+    assert status["trials"]["total"] == 15 and not driver.errors
+    refused = cluster.kubectl("-n", namespace, "patch", "tuningstudy", name, "--type=merge",
+                              "-p", json.dumps({"spec": {"algorithm": {"seed": 4}}}), check=False)
+    assert refused.returncode != 0 and "spec.algorithm: Forbidden" in refused.stderr
 
 
 def test_deleted_study_leaves_no_job_pod_or_secret(
