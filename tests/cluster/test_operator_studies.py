@@ -85,6 +85,12 @@ def delete_configurations(kube: LocalCluster, name: str) -> None:
         kube.kubectl("delete", kind, name, "--ignore-not-found", check=False)
 
 
+def delete_studies(kube: LocalCluster, namespace: str) -> None:
+    """While the operator still runs: its finalizer must not outlive it (the namespace could not
+    be deleted, and the next operator would find the study)."""
+    kube.kubectl("-n", namespace, "delete", "tuningstudies", "--all", "--timeout=60s", check=False)
+
+
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str) -> Iterator[EmbeddedOperator]:
     configuration = f"op-{SUFFIX}-{secrets.token_hex(2)}.hwtune.io"
@@ -94,6 +100,7 @@ def operator(cluster: LocalCluster, namespace: str) -> Iterator[EmbeddedOperator
         yield embedded
     finally:
         try:
+            delete_studies(cluster, namespace)
             embedded.stop(check=False)
         finally:
             delete_configurations(cluster, configuration)
@@ -276,14 +283,15 @@ def test_failed_pods_resume_until_the_retry_limit_then_the_trial_fails(
         apply(cluster, study_doc(name, scheduler="fifo", max_trials=3, parallel=3, max_epoch=3),
               namespace)
         status = wait_completed(cluster, name, namespace, driver, timeout=240)
+        trials = {t["spec"]["trialId"]: t["status"]
+                  for t in get(cluster, "tuningtrials", namespace, f"hwtune.io/study={name}")}
     finally:
         driver.stop()
         try:
+            delete_studies(cluster, namespace)
             embedded.stop(check=False)
         finally:
             delete_configurations(cluster, configuration)
-    trials = {t["spec"]["trialId"]: t["status"] for t in get(cluster, "tuningtrials", namespace,
-                                                              f"hwtune.io/study={name}")}
     assert trials[0]["phase"] == "Completed" and trials[0]["resource"] == 3  # resumed, finished
     assert trials[1]["phase"] == "Failed"
     assert "BackoffLimitExceeded" in trials[1]["message"], trials[1]
@@ -329,9 +337,11 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
             time.sleep(0.5)
             process = start_operator_process(cluster, namespace, configuration, port, log_path)
         status = wait_completed(cluster, name, namespace, driver)
+        events = logged_events(cluster, name, namespace)
     finally:
         driver.stop()
         if process.poll() is None:
+            delete_studies(cluster, namespace)
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
@@ -340,7 +350,6 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
         delete_configurations(cluster, configuration)
     assert kills >= 2, "the study ended before the operator could be killed twice"
     assert not driver.errors, driver.errors
-    events = logged_events(cluster, name, namespace)
     Study.rebuild(engine_config(cluster, doc), events, strict=True)
     assert status["trials"]["total"] == 16
     # No duplicate Job: each (trial, launch) ran in exactly one Job.
