@@ -12,7 +12,7 @@ from hwtune.backends.kubernetes import StudyRunner, parse_chunks
 from hwtune.backends.kubernetes.log import StudyLog
 from hwtune.backends.kubernetes.manifests import GPU_RESOURCE, TOKEN_PATH, derive_token
 from hwtune.engine import Study, StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
+from hwtune.engine.config import pool_catalog
 from tests.backends.kube_fakes import POOLS, FakeKube, FakeLogStore, FakeTrainers, job_env, study_spec
 
 
@@ -35,9 +35,7 @@ async def play(kube: FakeKube, trainers: FakeTrainers, runner: StudyRunner,
 
 
 def config() -> StudyConfig:
-    catalog = dict(DEFAULT_CATALOG)
-    catalog.update(catalog_from_specs(POOLS))
-    return StudyConfig.from_spec(study_spec(), catalog=catalog)
+    return StudyConfig.from_spec(study_spec(), catalog=pool_catalog(POOLS))
 
 
 def logged_events(kube: FakeKube) -> list[dict]:

@@ -24,7 +24,7 @@ from hwtune.backends.kubernetes.log import parse_chunks
 from hwtune.controller import OperatorSettings
 from hwtune.controller.operator import EmbeddedOperator
 from hwtune.engine import Study, StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
+from hwtune.engine.config import pool_catalog
 from hwtune.testing.cluster import LocalCluster
 from tests.cluster.trial_driver import TrialDriver
 
@@ -131,9 +131,7 @@ def logged_events(kube: LocalCluster, name: str, namespace: str) -> list[dict]:
 
 def engine_config(kube: LocalCluster, doc: dict[str, Any]) -> StudyConfig:
     pools = {p["metadata"]["name"]: p["spec"] for p in kube.get_json("hardwarepools")["items"]}
-    catalog = dict(DEFAULT_CATALOG)
-    catalog.update(catalog_from_specs(pools))
-    return StudyConfig.from_spec(doc["spec"], catalog=catalog)
+    return StudyConfig.from_spec(doc["spec"], catalog=pool_catalog(pools))
 
 
 def wait_completed(kube: LocalCluster, name: str, namespace: str, driver: TrialDriver,

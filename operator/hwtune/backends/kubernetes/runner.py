@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from hwtune.api._base import ManifestError
+from hwtune.api.clock import WallClock
 from hwtune.api.crd import (
     BestValue,
     Condition,
@@ -47,12 +49,12 @@ from hwtune.backends.kubernetes.manifests import (
     trial_manifest,
 )
 from hwtune.engine import StudyConfig
+from hwtune.engine.config import pool_catalog
 from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.engine.events import EventKind
 from hwtune.engine.study import Study
 from hwtune.engine.tuner import Tuner
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
 from hwtune.optimize.pareto import default_reference_point, hypervolume
 from hwtune.report.protocol import (
     ProtocolError,
@@ -63,23 +65,14 @@ from hwtune.report.protocol import (
     UnknownTrialError,
 )
 from hwtune.report.server import ReplyMemo
-from hwtune.space.errors import SpecError
 from hwtune.trainer.env import TrialEnv
 
-__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable", "WallClock"]
+__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable"]
 
 log = logging.getLogger(__name__)
 
 MAX_FRONT_POINTS = 50  # the study object stays small at any study size
 MAX_CURVE_POINTS = 100  # per TuningTrial
-
-
-class WallClock:
-    """Seconds since the epoch: event times survive a restart in another pod (a monotonic
-    clock would not)."""
-
-    def now(self) -> float:
-        return time.time()
 
 
 class StudyUnavailable(ProtocolError):
@@ -164,12 +157,11 @@ class StudyRunner:
         self._loop = asyncio.get_running_loop()
         try:
             pools = await self.api.list_pools()
-            catalog = dict(DEFAULT_CATALOG)
-            catalog.update(catalog_from_specs(pools))
-            self.config = StudyConfig.from_spec(self.spec, catalog=catalog,
+            self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
                                                 require_trial_template=True)
-        except SpecError as exc:
-            self.failed = f"spec.{exc.path}: {exc.reason}" if exc.path else f"spec: {exc.reason}"
+            self.config.check_algorithm()
+        except ManifestError as exc:  # SpecError is one: every refusal with its field path
+            self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return
         key_secret = await self.api.create_secret({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -190,7 +182,7 @@ class StudyRunner:
             return
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
-        clock = WallClock()
+        clock = WallClock()  # event times are compared after a restart in another pod
         if loaded.events:
             self.study = Study.rebuild(self.config, loaded.events, clock=clock)
             if self.study.replay_mismatches:
@@ -335,6 +327,16 @@ class StudyRunner:
                 delay = min(delay * 2, 10.0)
 
     # -- effects --------------------------------------------------------------------------------
+    @property
+    def _checkpoints(self) -> dict[str, Any]:
+        spec = self.config.spec.checkpoints if self.config is not None else None
+        return spec.to_dict() if spec is not None else {}
+
+    @property
+    def _template(self) -> dict[str, Any]:
+        assert self.config is not None and self.config.spec.trial_template is not None
+        return self.config.spec.trial_template.to_dict()
+
     def _still_current(self, intent: Intent) -> bool:
         assert self.backend is not None
         with self.backend.lock:
@@ -345,8 +347,7 @@ class StudyRunner:
         assert self.config is not None
         tid = intent.trial_id
         name = job_name(self.name, tid)
-        resume_from = checkpoint_uri(self.config.checkpoints, self.name, tid) if intent.resume \
-            else None
+        resume_from = checkpoint_uri(self._checkpoints, self.name, tid) if intent.resume else None
         trial = await self.api.create_trial(trial_manifest(
             namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
             config=intent.config or {}, hardware=intent.hardware,
@@ -371,7 +372,7 @@ class StudyRunner:
             if not self._still_current(intent):
                 return  # stopped or superseded before its Job existed
             created = await self.api.create_job(job_manifest(
-                self.config.trial_template or {}, self._job_params(intent, trial_uid)))
+                self._template, self._job_params(intent, trial_uid)))
             if created is not None:
                 what = "Resumed" if intent.resume else "Launched"
                 hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
@@ -394,7 +395,7 @@ class StudyRunner:
         config = self.config
         hardware = intent.hardware
         pool = config.hardware_model.pool(hardware) if hardware is not None else None
-        checkpoints = dict(config.checkpoints or {})
+        checkpoints = self._checkpoints
         env = TrialEnv(
             trial_id=str(intent.trial_id), study=self.name, params=dict(intent.config or {}),
             hardware=hardware, resource_name=config.fidelity.resource,
@@ -595,7 +596,7 @@ class StudyRunner:
             runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
             gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
             reason=_camel_reason(phase, reason), message=reason or None,
-            last_checkpoint=checkpoint_uri(self.config.checkpoints if self.config else None,
+            last_checkpoint=checkpoint_uri(self._checkpoints,
                                            self.name, trial_id) if resource else None)
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
