@@ -73,6 +73,8 @@ def test_study_runs_to_completion_with_jobs_as_specified() -> None:
                         and (o["val_error"], o["cost"]) != (m["val_error"], m["cost"])
                         for o in points.values())}
     assert {p["trialId"] for p in status["paretoFront"]} == front
+    reasons = {reason for reason, _ in kube.events}
+    assert {"Launched", "Stopped", "Completed"} <= reasons, reasons
     # The log replays to the same decisions (one engine).
     rebuilt = Study.rebuild(config(), logged_events(kube), strict=True)
     assert [t.phase for t in rebuilt.trials] == [runner.study.trial(t.trial_id).phase

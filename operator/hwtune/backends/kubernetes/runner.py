@@ -38,6 +38,7 @@ from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBac
 from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
+    LABEL_TRIAL,
     JobParams,
     checkpoint_uri,
     derive_token,
@@ -130,6 +131,8 @@ class StudyRunner:
         self._last_status: dict[str, Any] | None = None
         self._conditions: dict[str, Condition] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
+        self._budget_noted = False
 
     @property
     def involved(self) -> dict[str, str]:
@@ -195,17 +198,30 @@ class StudyRunner:
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
-        # What happened while no operator watched: Jobs that ended, pods that started.
+        # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
+        # stopped trials whose deletion was cut short.
         for job in await self.api.list_jobs(self.namespace, self.name):
             self.job_event(job)
+            tid = _trial_of(job)
+            if tid is not None and 0 <= tid < len(self.study.trials) \
+                    and self.study.trial(tid).phase is TrialPhase.STOPPED:
+                self.backend.intend(self.backend.delete_intent(
+                    tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
         for pod in await self.api.list_pods(self.namespace, self.name):
             self.pod_event(pod)
         for trial in await self.api.list_trials(self.namespace, self.name):
             try:
-                self._trial_uids[int(trial["spec"]["trialId"])] = trial["metadata"]["uid"]
-            except (KeyError, TypeError, ValueError):
+                tid = int(trial["spec"]["trialId"])
+                self._trial_uids[tid] = trial["metadata"]["uid"]
+                shown = trial.get("status") or {}
+                record = self.study.trial(tid)
+            except (KeyError, TypeError, ValueError, EngineUnknownTrial):
                 continue
-        self._dirty.update(t.trial_id for t in self.study.trials)
+            # Only views that lag behind the log are rewritten (not 20,000 at every start).
+            if shown.get("phase") != record.phase.value \
+                    or shown.get("resource", 0) != record.last_resource:
+                self._dirty.add(tid)
+        self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
 
     def _adopt(self, events: list[dict[str, Any]]) -> None:
@@ -227,9 +243,6 @@ class StudyRunner:
             if record.phase.is_active():
                 self.backend.intend(self.backend.launch_intent(
                     tid, resume=launches[tid] > 1, seq=int(start["seq"])))
-            elif record.phase is TrialPhase.STOPPED:
-                self.backend.intend(self.backend.delete_intent(tid, record.reason,
-                                                               seq=len(events) - 1))
             observed = last_observed.get(tid)
             if observed is not None and observed.get("decision"):
                 metrics = {k: v for k, v in observed["metrics"].items() if k not in BUILTIN_METRICS}
@@ -238,10 +251,20 @@ class StudyRunner:
                                     ReportReply(Decision(observed["decision"]), reason))
 
     def _on_event(self, event: Any) -> None:
-        # Called under the engine lock for every new event: log it, mark the trial's view dirty.
+        # Called under the engine lock for every new event: log it, mark the trial's view dirty,
+        # note what people should see as a Kubernetes Event (posted by the status task).
         assert self.log is not None
         self.log.append(event)
         self._dirty.add(event.trial_id)
+        tid = event.trial_id
+        if event.kind is EventKind.FAILED:
+            self._notes.append(("TrialFailed", f"trial {tid}: {event.reason}", True))
+        elif event.kind is EventKind.OBSERVED and event.decision is Decision.PAUSE:
+            self._notes.append(("Paused", f"trial {tid}: {event.reason}", False))
+        elif event.kind is EventKind.STOPPED and event.reason.startswith("budget") \
+                and not self._budget_noted:
+            self._budget_noted = True
+            self._notes.append(("BudgetExhausted", event.reason, True))
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -489,6 +512,9 @@ class StudyRunner:
             try:
                 await self._write_status()
                 await self._write_trials()
+                notes, self._notes = self._notes, []
+                for reason, message, warning in notes:
+                    await self.api.post_event(self.involved, reason, message, warning=warning)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - status is a view; the next round retries
@@ -620,6 +646,13 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+
+
+def _trial_of(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(((obj.get("metadata") or {}).get("labels") or {})[LABEL_TRIAL])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _launch_of(obj: Mapping[str, Any]) -> int:
