@@ -12,7 +12,7 @@ from hwtune.backends.kubernetes import StudyRunner, parse_chunks
 from hwtune.backends.kubernetes.log import StudyLog
 from hwtune.backends.kubernetes.manifests import GPU_RESOURCE, TOKEN_PATH, derive_token
 from hwtune.engine import Study, StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
+from hwtune.engine.config import pool_catalog
 from tests.backends.kube_fakes import POOLS, FakeKube, FakeLogStore, FakeTrainers, job_env, study_spec
 
 
@@ -35,9 +35,7 @@ async def play(kube: FakeKube, trainers: FakeTrainers, runner: StudyRunner,
 
 
 def config() -> StudyConfig:
-    catalog = dict(DEFAULT_CATALOG)
-    catalog.update(catalog_from_specs(POOLS))
-    return StudyConfig.from_spec(study_spec(), catalog=catalog)
+    return StudyConfig.from_spec(study_spec(), catalog=pool_catalog(POOLS))
 
 
 def logged_events(kube: FakeKube) -> list[dict]:
@@ -75,6 +73,8 @@ def test_study_runs_to_completion_with_jobs_as_specified() -> None:
                         and (o["val_error"], o["cost"]) != (m["val_error"], m["cost"])
                         for o in points.values())}
     assert {p["trialId"] for p in status["paretoFront"]} == front
+    reasons = {reason for reason, _ in kube.events}
+    assert {"Launched", "Stopped", "Completed"} <= reasons, reasons
     # The log replays to the same decisions (one engine).
     rebuilt = Study.rebuild(config(), logged_events(kube), strict=True)
     assert [t.phase for t in rebuilt.trials] == [runner.study.trial(t.trial_id).phase

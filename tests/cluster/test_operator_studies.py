@@ -5,11 +5,13 @@ nothing, and reports need the trial's own token. Trainers are played by ``TrialD
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +26,7 @@ from hwtune.backends.kubernetes.log import parse_chunks
 from hwtune.controller import OperatorSettings
 from hwtune.controller.operator import EmbeddedOperator
 from hwtune.engine import Study, StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
+from hwtune.engine.config import pool_catalog
 from hwtune.testing.cluster import LocalCluster
 from tests.cluster.trial_driver import TrialDriver
 
@@ -85,6 +87,12 @@ def delete_configurations(kube: LocalCluster, name: str) -> None:
         kube.kubectl("delete", kind, name, "--ignore-not-found", check=False)
 
 
+def delete_studies(kube: LocalCluster, namespace: str) -> None:
+    """While the operator still runs: its finalizer must not outlive it (the namespace could not
+    be deleted, and the next operator would find the study)."""
+    kube.kubectl("-n", namespace, "delete", "tuningstudies", "--all", "--timeout=60s", check=False)
+
+
 @pytest.fixture
 def operator(cluster: LocalCluster, namespace: str) -> Iterator[EmbeddedOperator]:
     configuration = f"op-{SUFFIX}-{secrets.token_hex(2)}.hwtune.io"
@@ -94,6 +102,7 @@ def operator(cluster: LocalCluster, namespace: str) -> Iterator[EmbeddedOperator
         yield embedded
     finally:
         try:
+            delete_studies(cluster, namespace)
             embedded.stop(check=False)
         finally:
             delete_configurations(cluster, configuration)
@@ -124,9 +133,7 @@ def logged_events(kube: LocalCluster, name: str, namespace: str) -> list[dict]:
 
 def engine_config(kube: LocalCluster, doc: dict[str, Any]) -> StudyConfig:
     pools = {p["metadata"]["name"]: p["spec"] for p in kube.get_json("hardwarepools")["items"]}
-    catalog = dict(DEFAULT_CATALOG)
-    catalog.update(catalog_from_specs(pools))
-    return StudyConfig.from_spec(doc["spec"], catalog=catalog)
+    return StudyConfig.from_spec(doc["spec"], catalog=pool_catalog(pools))
 
 
 def wait_completed(kube: LocalCluster, name: str, namespace: str, driver: TrialDriver,
@@ -184,6 +191,20 @@ def test_study_runs_to_completion_on_the_pools_it_names(
     logged = sorted((e["trialId"], e["resource"], e["decision"]) for e in events
                     if e["kind"] == "observed")
     assert answered == logged  # every answer a trainer got is in the log, once
+    # Raising maxTrials on the finished study resumes it from its log.
+    driver = TrialDriver(cluster.kubeconfig, namespace).start()
+    try:
+        cluster.kubectl("-n", namespace, "patch", "tuningstudy", name, "--type=merge",
+                        "-p", json.dumps({"spec": {"budget": {"maxTrials": 15}}}))
+        cluster.wait_for(lambda: (study_status(cluster, name, namespace).get("trials") or {})
+                         .get("total") == 15, timeout=120, what="3 more trials")
+        status = wait_completed(cluster, name, namespace, driver)
+    finally:
+        driver.stop()
+    assert status["trials"]["total"] == 15 and not driver.errors
+    refused = cluster.kubectl("-n", namespace, "patch", "tuningstudy", name, "--type=merge",
+                              "-p", json.dumps({"spec": {"algorithm": {"seed": 4}}}), check=False)
+    assert refused.returncode != 0 and "spec.algorithm: Forbidden" in refused.stderr
 
 
 def test_deleted_study_leaves_no_job_pod_or_secret(
@@ -247,6 +268,110 @@ def test_reports_need_the_trials_own_token(
     assert token[0] not in json.dumps(study_status(cluster, name, namespace))
 
 
+def test_failed_pods_resume_until_the_retry_limit_then_the_trial_fails(
+        cluster: LocalCluster, namespace: str) -> None:
+    name = "retries"
+    configuration = f"retry-{SUFFIX}.hwtune.io"
+    settings = operator_settings(cluster, namespace, configuration)
+    settings = OperatorSettings(**{**settings.__dict__, "trial_retry_limit": 1})
+    driver = TrialDriver(cluster.kubeconfig, namespace)
+    driver.fail_plan = {0: 1, 1: 2}  # trial 0 is preempted once, trial 1 twice
+    driver.start()
+    embedded = EmbeddedOperator(settings)
+    try:
+        embedded.start(timeout=60)
+        apply(cluster, study_doc(name, scheduler="fifo", max_trials=3, parallel=3, max_epoch=3),
+              namespace)
+        status = wait_completed(cluster, name, namespace, driver, timeout=240)
+        trials = {t["spec"]["trialId"]: t["status"]
+                  for t in get(cluster, "tuningtrials", namespace, f"hwtune.io/study={name}")}
+    finally:
+        driver.stop()
+        try:
+            delete_studies(cluster, namespace)
+            embedded.stop(check=False)
+        finally:
+            delete_configurations(cluster, configuration)
+    assert trials[0]["phase"] == "Completed" and trials[0]["resource"] == 3  # resumed, finished
+    assert trials[1]["phase"] == "Failed"
+    assert "BackoffLimitExceeded" in trials[1]["message"], trials[1]
+    assert trials[2]["phase"] == "Completed"  # the study went on
+    assert status["trials"]["failed"] == 1 and status["trials"]["completed"] == 2
+    pods = [p for p in driver.played.values() if p.trial == 0]
+    assert len(pods) == 2 and len({p.job_uid for p in pods}) == 1  # the same Job, a new pod
+
+
+def _process(pid_file: Path) -> dict[str, Any]:
+    """How a control-plane component was started: argv, env, cwd and log (from /proc)."""
+    proc = Path(f"/proc/{int(pid_file.read_text().strip())}")
+    return {"pid": int(proc.name),
+            "argv": [a for a in (proc / "cmdline").read_bytes().decode().split("\0") if a],
+            "env": dict(line.split("=", 1) for line in (proc / "environ").read_bytes().decode()
+                        .split("\0") if "=" in line),
+            "cwd": os.readlink(proc / "cwd"), "log": os.readlink(proc / "fd" / "1")}
+
+
+def _relaunch(pid_file: Path, how: dict[str, Any]) -> None:
+    with open(how["log"], "ab") as log:
+        started = subprocess.Popen(how["argv"], cwd=how["cwd"], env=how["env"],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    pid_file.write_text(f"{started.pid}\n")  # so the cluster's down() stops this one
+
+
+def restart_api_server(cluster: LocalCluster) -> None:
+    """Stop the session cluster's kube-apiserver and start it again with the same command line,
+    environment and log (etcd keeps the state). Components that exit when they lose their
+    leader lease meanwhile are restarted by ``_supervise``, as a kubelet or systemd would."""
+    pids = cluster.kubeconfig.parent / "pids"
+    apiserver = _process(pids / "kube-apiserver.pid")
+    os.kill(apiserver["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{apiserver['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _relaunch(pids / "kube-apiserver.pid", apiserver)
+    cluster.wait_for(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False)
+                     .returncode == 0, timeout=60, what="the API server to come back")
+
+
+def _supervise(cluster: LocalCluster, stop: threading.Event) -> None:
+    """Restart controller-manager and scheduler whenever they exit (lost lease)."""
+    pids = cluster.kubeconfig.parent / "pids"
+    known = {c: _process(pids / f"{c}.pid") for c in ("kube-controller-manager", "kube-scheduler")}
+    while not stop.wait(0.5):
+        for component, how in known.items():
+            pid = int((pids / f"{component}.pid").read_text().strip())
+            if not Path(f"/proc/{pid}").exists():
+                _relaunch(pids / f"{component}.pid", how)
+
+
+@pytest.mark.skipif(bool(os.environ.get("HWTUNE_TEST_KUBECONFIG")),
+                    reason="restarts the local control plane's API server process")
+def test_study_completes_across_an_api_server_restart(
+        cluster: LocalCluster, namespace: str, operator: EmbeddedOperator) -> None:
+    name = "apiserver"
+    driver = TrialDriver(cluster.kubeconfig, namespace, epoch_seconds=0.05).start()
+    stop_supervisor = threading.Event()
+    supervisor = threading.Thread(target=_supervise, args=(cluster, stop_supervisor), daemon=True)
+    supervisor.start()
+    try:
+        apply(cluster, study_doc(name, max_trials=10, seed=7), namespace)
+        cluster.wait_for(lambda: (study_status(cluster, name, namespace).get("trials") or {})
+                         .get("total", 0) >= 5, timeout=120, what="five trials")
+        restart_api_server(cluster)
+        status = wait_completed(cluster, name, namespace, driver)
+        events = logged_events(cluster, name, namespace)
+    finally:
+        driver.stop()
+        stop_supervisor.set()
+        supervisor.join(timeout=10)
+    assert status["trials"]["total"] == 10
+    assert not driver.errors, driver.errors
+    answered = sorted((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    assert answered == sorted((e["trialId"], e["resource"], e["decision"]) for e in events
+                              if e["kind"] == "observed")
+
+
 def start_operator_process(cluster: LocalCluster, namespace: str, configuration: str,
                            report_port: int, log_path: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "hwtune.cli.main", "operator", "--kubeconfig",
@@ -283,9 +408,11 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
             time.sleep(0.5)
             process = start_operator_process(cluster, namespace, configuration, port, log_path)
         status = wait_completed(cluster, name, namespace, driver)
+        events = logged_events(cluster, name, namespace)
     finally:
         driver.stop()
         if process.poll() is None:
+            delete_studies(cluster, namespace)
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
@@ -294,7 +421,6 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
         delete_configurations(cluster, configuration)
     assert kills >= 2, "the study ended before the operator could be killed twice"
     assert not driver.errors, driver.errors
-    events = logged_events(cluster, name, namespace)
     Study.rebuild(engine_config(cluster, doc), events, strict=True)
     assert status["trials"]["total"] == 16
     # No duplicate Job: each (trial, launch) ran in exactly one Job.

@@ -55,8 +55,11 @@ class TrialDriver:
         self.report_url = report_url
         self.epoch_seconds = epoch_seconds
         self.played: dict[str, Played] = {}  # by pod uid
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # a trainer's failure (a refused or unanswered report)
+        self.list_failures = 0
         self.paused = threading.Event()  # set: play no new pods
+        # trial id -> how many of its pods fail at once with exit 75 (preempted) before one runs
+        self.fail_plan: dict[int, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -76,8 +79,8 @@ class TrialDriver:
             try:
                 pods = self.core.list_namespaced_pod(self.namespace,
                                                      label_selector="hwtune.io/study").items
-            except Exception as exc:  # noqa: BLE001 - the API server may restart
-                self.errors.append(f"list pods: {exc}")
+            except Exception:  # noqa: BLE001 - the API server may restart: look again
+                self.list_failures += 1
                 time.sleep(0.5)
                 continue
             for pod in pods:
@@ -106,8 +109,20 @@ class TrialDriver:
             f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
         return base64.b64decode(secret.data["token"]).decode()
 
+    def _fail(self, played: Played) -> bool:
+        with self._lock:
+            left = self.fail_plan.get(played.trial, 0)
+            if left <= 0:
+                return False
+            self.fail_plan[played.trial] = left - 1
+        self.core.patch_namespaced_pod(played.pod, self.namespace, {"metadata": {"annotations": {
+            SIM_OUTCOME: "fail", "hwtune.io/sim-exit-code": "75"}}})
+        return True
+
     def _play(self, played: Played) -> None:
         env = played.env
+        if self._fail(played):
+            return
         try:
             client = ReportClient(self.report_url or env["HWTUNE_REPORT_URL"], str(played.trial),
                                   self._token(played), retry_seconds=120.0, timeout=30.0)

@@ -199,6 +199,9 @@ def operator_command(
         False, "--standalone", help="No peering with other replicas (one replica only)"),
     priority: int = typer.Option(
         0, "--priority", help="Peering priority: the highest-priority replica works"),
+    peering_name: str = typer.Option(
+        "hwtune", "--peering-name",
+        help="ClusterKopfPeering (or KopfPeering with --namespace) the replicas share"),
     report_port: int = typer.Option(
         8080, "--report-port", min=0, max=65535,
         help="Port of the report endpoint trainers POST to (0: any free port)"),
@@ -227,7 +230,8 @@ def operator_command(
             webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
             failure_policy=failure_policy,
-            standalone=standalone, priority=priority, log_format=log_format, verbose=verbose,
+            standalone=standalone, priority=priority, peering_name=peering_name,
+            log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
             trial_retry_limit=trial_retry_limit)
     except SettingsError as exc:

@@ -109,6 +109,9 @@ class OperatorSettings:
     report_url: str | None = None
     """Base URL trainers reach the endpoint at (``http://<service>.<namespace>.svc:8080`` in a
     cluster); None = ``http://127.0.0.1:<port>`` (a local operator, tests)."""
+    run_studies: bool = True
+    """Run TuningStudies (the daemon, finalizer and Job/pod watches); False: admission only
+    (tests of the webhook, or a webhook-only replica)."""
     trial_retry_limit: int = 3
     """Failed pods (crash, OOM, exit 75) a trial's Job replaces before the trial fails."""
     extra_sans: tuple[str, ...] = field(default=())

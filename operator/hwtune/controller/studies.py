@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 STUDIES = "tuningstudies"
 REPORT_ROUTE_PREFIX = "/studies/{namespace}/{study}"
+RETRY_SECONDS = 5.0
 
 
 class ReportRouter:
@@ -104,7 +105,15 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                     task.cancel()  # the trials keep running: a new runner adopts them
                     await asyncio.gather(task, return_exceptions=True)
             if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+                # The API said no (a namespace being deleted, a hiccup): nothing is lost, as
+                # the next runner starts again from the log. Not an operator error.
+                logger.warning("study runner stopped: %s; restarting in %gs", task.exception(),
+                               RETRY_SECONDS)
+                deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
+                while not stopped and not restart.is_set() \
+                        and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.5)
+                continue
             if task.done() and not task.cancelled():
                 logger.info("study ended: %s", task.result())
                 # Finished: stay until the spec changes (more trials, a bigger budget).

@@ -5,7 +5,7 @@ append-only log of ConfigMaps (docs/operator-design.md). Only this package and
 from hwtune.backends.kubernetes.api import ApiError, KubeApi, StudyLogStore
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
 from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
-from hwtune.backends.kubernetes.runner import StudyRunner, StudyUnavailable, WallClock
+from hwtune.backends.kubernetes.runner import StudyRunner, StudyUnavailable
 
 __all__ = [
     "ApiError",
@@ -18,6 +18,5 @@ __all__ = [
     "StudyLogStore",
     "StudyRunner",
     "StudyUnavailable",
-    "WallClock",
     "parse_chunks",
 ]

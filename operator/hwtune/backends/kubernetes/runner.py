@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from hwtune.api._base import ManifestError
+from hwtune.api.clock import WallClock
 from hwtune.api.crd import (
     BestValue,
     Condition,
@@ -36,6 +38,7 @@ from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBac
 from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
+    LABEL_TRIAL,
     JobParams,
     checkpoint_uri,
     derive_token,
@@ -47,12 +50,12 @@ from hwtune.backends.kubernetes.manifests import (
     trial_manifest,
 )
 from hwtune.engine import StudyConfig
+from hwtune.engine.config import pool_catalog
 from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.engine.events import EventKind
 from hwtune.engine.study import Study
 from hwtune.engine.tuner import Tuner
-from hwtune.optimize.hardware import DEFAULT_CATALOG, catalog_from_specs
 from hwtune.optimize.pareto import default_reference_point, hypervolume
 from hwtune.report.protocol import (
     ProtocolError,
@@ -63,23 +66,14 @@ from hwtune.report.protocol import (
     UnknownTrialError,
 )
 from hwtune.report.server import ReplyMemo
-from hwtune.space.errors import SpecError
 from hwtune.trainer.env import TrialEnv
 
-__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable", "WallClock"]
+__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable"]
 
 log = logging.getLogger(__name__)
 
 MAX_FRONT_POINTS = 50  # the study object stays small at any study size
 MAX_CURVE_POINTS = 100  # per TuningTrial
-
-
-class WallClock:
-    """Seconds since the epoch: event times survive a restart in another pod (a monotonic
-    clock would not)."""
-
-    def now(self) -> float:
-        return time.time()
 
 
 class StudyUnavailable(ProtocolError):
@@ -137,6 +131,8 @@ class StudyRunner:
         self._last_status: dict[str, Any] | None = None
         self._conditions: dict[str, Condition] = {}
         self._tasks: list[asyncio.Task[Any]] = []
+        self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
+        self._budget_noted = False
 
     @property
     def involved(self) -> dict[str, str]:
@@ -164,12 +160,11 @@ class StudyRunner:
         self._loop = asyncio.get_running_loop()
         try:
             pools = await self.api.list_pools()
-            catalog = dict(DEFAULT_CATALOG)
-            catalog.update(catalog_from_specs(pools))
-            self.config = StudyConfig.from_spec(self.spec, catalog=catalog,
+            self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
                                                 require_trial_template=True)
-        except SpecError as exc:
-            self.failed = f"spec.{exc.path}: {exc.reason}" if exc.path else f"spec: {exc.reason}"
+            self.config.check_algorithm()
+        except ManifestError as exc:  # SpecError is one: every refusal with its field path
+            self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return
         key_secret = await self.api.create_secret({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -190,7 +185,7 @@ class StudyRunner:
             return
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
-        clock = WallClock()
+        clock = WallClock()  # event times are compared after a restart in another pod
         if loaded.events:
             self.study = Study.rebuild(self.config, loaded.events, clock=clock)
             if self.study.replay_mismatches:
@@ -203,17 +198,30 @@ class StudyRunner:
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
-        # What happened while no operator watched: Jobs that ended, pods that started.
+        # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
+        # stopped trials whose deletion was cut short.
         for job in await self.api.list_jobs(self.namespace, self.name):
             self.job_event(job)
+            tid = _trial_of(job)
+            if tid is not None and 0 <= tid < len(self.study.trials) \
+                    and self.study.trial(tid).phase is TrialPhase.STOPPED:
+                self.backend.intend(self.backend.delete_intent(
+                    tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
         for pod in await self.api.list_pods(self.namespace, self.name):
             self.pod_event(pod)
         for trial in await self.api.list_trials(self.namespace, self.name):
             try:
-                self._trial_uids[int(trial["spec"]["trialId"])] = trial["metadata"]["uid"]
-            except (KeyError, TypeError, ValueError):
+                tid = int(trial["spec"]["trialId"])
+                self._trial_uids[tid] = trial["metadata"]["uid"]
+                shown = trial.get("status") or {}
+                record = self.study.trial(tid)
+            except (KeyError, TypeError, ValueError, EngineUnknownTrial):
                 continue
-        self._dirty.update(t.trial_id for t in self.study.trials)
+            # Only views that lag behind the log are rewritten (not 20,000 at every start).
+            if shown.get("phase") != record.phase.value \
+                    or shown.get("resource", 0) != record.last_resource:
+                self._dirty.add(tid)
+        self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
 
     def _adopt(self, events: list[dict[str, Any]]) -> None:
@@ -235,9 +243,6 @@ class StudyRunner:
             if record.phase.is_active():
                 self.backend.intend(self.backend.launch_intent(
                     tid, resume=launches[tid] > 1, seq=int(start["seq"])))
-            elif record.phase is TrialPhase.STOPPED:
-                self.backend.intend(self.backend.delete_intent(tid, record.reason,
-                                                               seq=len(events) - 1))
             observed = last_observed.get(tid)
             if observed is not None and observed.get("decision"):
                 metrics = {k: v for k, v in observed["metrics"].items() if k not in BUILTIN_METRICS}
@@ -246,10 +251,20 @@ class StudyRunner:
                                     ReportReply(Decision(observed["decision"]), reason))
 
     def _on_event(self, event: Any) -> None:
-        # Called under the engine lock for every new event: log it, mark the trial's view dirty.
+        # Called under the engine lock for every new event: log it, mark the trial's view dirty,
+        # note what people should see as a Kubernetes Event (posted by the status task).
         assert self.log is not None
         self.log.append(event)
         self._dirty.add(event.trial_id)
+        tid = event.trial_id
+        if event.kind is EventKind.FAILED:
+            self._notes.append(("TrialFailed", f"trial {tid}: {event.reason}", True))
+        elif event.kind is EventKind.OBSERVED and event.decision is Decision.PAUSE:
+            self._notes.append(("Paused", f"trial {tid}: {event.reason}", False))
+        elif event.kind is EventKind.STOPPED and event.reason.startswith("budget") \
+                and not self._budget_noted:
+            self._budget_noted = True
+            self._notes.append(("BudgetExhausted", event.reason, True))
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -335,6 +350,16 @@ class StudyRunner:
                 delay = min(delay * 2, 10.0)
 
     # -- effects --------------------------------------------------------------------------------
+    @property
+    def _checkpoints(self) -> dict[str, Any]:
+        spec = self.config.spec.checkpoints if self.config is not None else None
+        return spec.to_dict() if spec is not None else {}
+
+    @property
+    def _template(self) -> dict[str, Any]:
+        assert self.config is not None and self.config.spec.trial_template is not None
+        return self.config.spec.trial_template.to_dict()
+
     def _still_current(self, intent: Intent) -> bool:
         assert self.backend is not None
         with self.backend.lock:
@@ -345,8 +370,7 @@ class StudyRunner:
         assert self.config is not None
         tid = intent.trial_id
         name = job_name(self.name, tid)
-        resume_from = checkpoint_uri(_spec_map(self.config.spec.checkpoints), self.name, tid) if intent.resume \
-            else None
+        resume_from = checkpoint_uri(self._checkpoints, self.name, tid) if intent.resume else None
         trial = await self.api.create_trial(trial_manifest(
             namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
             config=intent.config or {}, hardware=intent.hardware,
@@ -371,7 +395,7 @@ class StudyRunner:
             if not self._still_current(intent):
                 return  # stopped or superseded before its Job existed
             created = await self.api.create_job(job_manifest(
-                _spec_map(self.config.spec.trial_template), self._job_params(intent, trial_uid)))
+                self._template, self._job_params(intent, trial_uid)))
             if created is not None:
                 what = "Resumed" if intent.resume else "Launched"
                 hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
@@ -394,7 +418,7 @@ class StudyRunner:
         config = self.config
         hardware = intent.hardware
         pool = config.hardware_model.pool(hardware) if hardware is not None else None
-        checkpoints = _spec_map(config.spec.checkpoints)
+        checkpoints = self._checkpoints
         env = TrialEnv(
             trial_id=str(intent.trial_id), study=self.name, params=dict(intent.config or {}),
             hardware=hardware, resource_name=config.fidelity.resource,
@@ -452,6 +476,14 @@ class StudyRunner:
             return replay
         tid = int(trial)
         with self.backend.lock:
+            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+            if record is not None and record.phase.is_active() \
+                    and payload.resource <= record.last_resource:
+                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint with
+                # the env of its launch: the study holds this level and let the trial go on.
+                return ReportReply(Decision.CONTINUE,
+                                   f"{self.config.fidelity.resource} {payload.resource} is "
+                                   "already recorded")
             try:
                 decision = self.backend._deliver_report(tid, payload.resource, payload.metrics)
             except EngineUnknownTrial as exc:
@@ -480,6 +512,9 @@ class StudyRunner:
             try:
                 await self._write_status()
                 await self._write_trials()
+                notes, self._notes = self._notes, []
+                for reason, message, warning in notes:
+                    await self.api.post_event(self.involved, reason, message, warning=warning)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - status is a view; the next round retries
@@ -587,7 +622,7 @@ class StudyRunner:
             runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
             gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
             reason=_camel_reason(phase, reason), message=reason or None,
-            last_checkpoint=checkpoint_uri(_spec_map(self.config.spec.checkpoints) if self.config else None,
+            last_checkpoint=checkpoint_uri(self._checkpoints,
                                            self.name, trial_id) if resource else None)
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -613,6 +648,13 @@ class StudyRunner:
         await self._write_trials()
 
 
+def _trial_of(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(((obj.get("metadata") or {}).get("labels") or {})[LABEL_TRIAL])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _launch_of(obj: Mapping[str, Any]) -> int:
     try:
         return int(((obj.get("metadata") or {}).get("annotations") or {})[LABEL_LAUNCH])
@@ -630,11 +672,3 @@ def _camel_reason(phase: TrialPhase, reason: str) -> str | None:
     if phase is TrialPhase.COMPLETED:
         return "Completed"
     return None
-
-
-def _spec_map(model: Any) -> dict[str, Any]:
-    """A part of the validated study spec (a CRD model) as the camelCase map the manifests
-    take; {} when the study leaves it out."""
-    if model is None:
-        return {}
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
