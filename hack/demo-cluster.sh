@@ -132,6 +132,8 @@ for p in sorted(front, key=lambda p: p.get("trialId", 0)):
 if not front:
     print("  (empty)")
 PY
+echo; echo "An invalid study is refused by the API server itself:"
+sed 's/goal: minimize/goal: minimise/' examples/kwok-study.yaml | kubectl apply -n "$namespace" -f - || true
 echo; echo "simulated trainer: $(grep -c ': completed\|: stopped\|: paused\|: failed\|: preempted' "$out/simtrainer.log" || true) pod ends (log: $out/simtrainer.log)"
 if [[ "$phase" != "Completed" ]]; then
   echo "study $study did not complete (phase: ${phase:-none}) within ${timeout}s" >&2
