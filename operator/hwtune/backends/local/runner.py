@@ -3,6 +3,7 @@ interruption (``hwtune tune --resume``).
 
 Work directory layout::
 
+    <workdir>/.hwtune.lock          flock of the one tuner working here (see ``lock``)
     <workdir>/study.json            name, spec and pools the study started with
     <workdir>/events.jsonl          the study's event log, one ``StudyEvent.to_dict()`` a line
     <workdir>/trials/<id>/trial.log stdout + stderr of every launch of the trial
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hwtune.backends.local.backend import LocalBackend
+from hwtune.backends.local.lock import LockHeld, WorkdirLock, describe_holder
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
 from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
@@ -138,9 +140,22 @@ class LocalStudyRun:
                                             require_trial_template=True)
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
+        self._lock = self._lock_workdir()
+        try:
+            self._setup(name, spec, pools, template, max_parallel, cwd, on_iteration,
+                        backend_options)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _setup(self, name: str, spec: Mapping[str, Any], pools: Mapping[str, Any],
+               template: ProcessTemplate, max_parallel: int | None,
+               cwd: str | os.PathLike | None,
+               on_iteration: Callable[["LocalStudyRun"], None] | None,
+               backend_options: Mapping[str, Any] | None) -> None:
         self._check_workdir(name, spec, pools)
         self.events = EventLog(self.workdir / EVENTS_FILE)
-        if resume:
+        if self.resume:
             self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock())
         else:
             self.study = Study(self.config, clock=WallClock())
@@ -165,6 +180,27 @@ class LocalStudyRun:
         self.started_at = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------
+    def _lock_workdir(self) -> WorkdirLock:
+        """One tuner per work directory: a second one would run every trial twice and interleave
+        two event logs into one that no resume can read."""
+        if self.resume and not (self.workdir / STUDY_FILE).exists():
+            raise WorkdirError(f"{self.workdir}: no study to resume (no {STUDY_FILE}); "
+                               "run without --resume to start one")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lock = WorkdirLock(self.workdir)
+        try:
+            lock.acquire()
+        except LockHeld as exc:
+            raise WorkdirError(
+                f"{self.workdir} is in use by another hwtune tune ({describe_holder(exc.holder)}); "
+                "wait for it to finish, or stop it (Ctrl-C) and continue with --resume"
+            ) from None
+        return lock
+
+    def close(self) -> None:
+        """Release the work directory (``run()`` does it when it returns)."""
+        self._lock.release()
+
     def _check_workdir(self, name: str, spec: Mapping[str, Any],
                        pools: Mapping[str, Any]) -> None:
         study_file = self.workdir / STUDY_FILE
@@ -246,8 +282,11 @@ class LocalStudyRun:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.backend.close()
-            self.events.close()
+            try:
+                self.backend.close()
+                self.events.close()
+            finally:
+                self._lock.release()
         return result
 
     @property
