@@ -106,3 +106,167 @@ def test_two_tune_commands_on_one_workdir(tmp_path):
     events = events_of(workdir)
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert len([e for e in events if e["kind"] == "created"]) == 3
+
+
+# -- 4. the event log -------------------------------------------------------------------------------
+
+def _event(seq: int, kind: str = "running", trial: int = 0):
+    from hwtune.engine import StudyEvent
+
+    return StudyEvent(seq=seq, kind=kind, trial_id=trial, time=1000.0 + seq)
+
+
+def _good_log(path: Path, n: int = 3) -> bytes:
+    from hwtune.backends.local import EventLog
+
+    log = EventLog(path)
+    for seq in range(n):
+        log.append(_event(seq))
+    log.close()
+    return path.read_bytes()
+
+
+def test_every_line_carries_a_checksum_and_stays_json(tmp_path):
+    from hwtune.backends.local.eventlog import decode_line
+
+    data = _good_log(tmp_path / "events.jsonl")
+    lines = data.splitlines()
+    assert len(lines) == 3
+    for seq, line in enumerate(lines):
+        assert json.loads(line)["seq"] == seq and b'"crc32":"' in line
+        assert decode_line(line)[0]["seq"] == seq
+
+
+TORN_TAILS = {
+    "a prefix without newline": lambda good: good[:25],
+    "a prefix that ends in a newline": lambda good: good[:25] + b"\n",
+    "a whole line with one flipped bit": lambda good: good.replace(b'"seq":3', b'"seq":2'),
+    "a whole line with a bad checksum": lambda good: good[:-4] + b'00"}\n',
+    "zeros after a power loss": lambda good: b"\0" * 300,
+    "zeros with newlines": lambda good: b"\0" * 100 + b"\n" + b"\0" * 50 + b"\n",
+    "a line that is valid JSON but has no checksum": lambda good: b'{"seq": 3}\n',
+    "two torn lines": lambda good: good[:30] + b"\n" + good[:10] + b"\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(TORN_TAILS))
+def test_a_torn_tail_of_any_shape_is_dropped_and_cut_before_the_next_append(tmp_path, shape,
+                                                                            caplog):
+    from hwtune.backends.local import EventLog
+
+    path = tmp_path / "events.jsonl"
+    clean = _good_log(path)
+    extra = EventLog(tmp_path / "x.jsonl")
+    extra.append(_event(0))
+    extra.append(_event(1))
+    extra.append(_event(2))
+    extra.append(_event(3))
+    extra.close()
+    fourth = (tmp_path / "x.jsonl").read_bytes().splitlines(keepends=True)[3]
+    path.write_bytes(clean + TORN_TAILS[shape](fourth))
+    log = EventLog(path)
+    assert [e["seq"] for e in log.read()] == [0, 1, 2]
+    assert "dropping a torn or corrupt tail from line 4" in caplog.text
+    log.append(_event(3))  # cuts the tail first
+    log.close()
+    assert [e["seq"] for e in EventLog(path).read()] == [0, 1, 2, 3]
+    assert path.read_bytes() == clean + fourth
+
+
+def test_a_good_last_line_that_lost_its_newline_is_kept(tmp_path):
+    from hwtune.backends.local import EventLog
+
+    path = tmp_path / "events.jsonl"
+    clean = _good_log(path)
+    path.write_bytes(clean[:-1])
+    log = EventLog(path)
+    assert [e["seq"] for e in log.read()] == [0, 1, 2]
+    log.append(_event(3))
+    log.close()
+    assert [e["seq"] for e in EventLog(path).read()] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "checksum", "blank-prefix"])
+def test_damage_in_the_middle_is_an_error_naming_file_and_line(tmp_path, damage):
+    from hwtune.backends.local import EventLog
+
+    path = tmp_path / "events.jsonl"
+    lines = _good_log(path, 4).splitlines(keepends=True)
+    if damage == "garbage":
+        lines[1] = b'{"seq": 1, "ki\n'
+    elif damage == "checksum":
+        lines[1] = lines[1].replace(b'"seq":1', b'"seq":7')
+    else:
+        lines[1] = b"\0\0\0\n"
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(WorkdirError, match=rf"{path}:2: .*damaged in the middle"):
+        EventLog(path).read()
+    with pytest.raises(WorkdirError):
+        EventLog(path).append(_event(4))  # never cuts good events
+    assert path.read_bytes() == b"".join(lines)
+
+
+def test_duplicate_sequence_numbers_are_an_error_naming_the_line(tmp_path):
+    from hwtune.backends.local import EventLog
+    from hwtune.backends.local.eventlog import encode_line
+
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(encode_line(_event(s).to_dict()) for s in (0, 1, 1, 2)))
+    with pytest.raises(WorkdirError, match=r":3: event sequence number 1 where 2 was expected"):
+        EventLog(path).read()
+
+
+def test_old_logs_without_checksums_still_load_and_grow_with_them(tmp_path):
+    from hwtune.backends.local import EventLog
+
+    path = tmp_path / "events.jsonl"
+    legacy = b"".join(json.dumps(_event(s).to_dict(), sort_keys=True).encode() + b"\n"
+                      for s in range(3))
+    path.write_bytes(legacy + b'{"seq": 3, "ki\n')  # torn, ending in a newline
+    log = EventLog(path)
+    assert [e["seq"] for e in log.read()] == [0, 1, 2]
+    log.append(_event(3))
+    log.close()
+    assert [e["seq"] for e in EventLog(path).read()] == [0, 1, 2, 3]
+    # ... but once checksums start, a line without one is damage.
+    with open(path, "ab") as fh:
+        fh.write(json.dumps(_event(4).to_dict()).encode() + b"\n")
+    assert [e["seq"] for e in EventLog(path).read()] == [0, 1, 2, 3]
+
+
+def test_a_failed_write_is_cut_back_to_the_last_whole_line(tmp_path, monkeypatch):
+    import errno
+
+    from hwtune.backends.local import EventLog
+    from hwtune.backends.local import eventlog as module
+
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    log.append(_event(0))
+    real_write = os.write
+
+    def half_then_enospc(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module.os, "write", half_then_enospc)
+    with pytest.raises(OSError, match="No space left"):
+        log.append(_event(1))
+    monkeypatch.setattr(module.os, "write", real_write)
+    log.append(_event(1))
+    log.close()
+    assert [e["seq"] for e in EventLog(path).read()] == [0, 1]
+
+
+def test_a_study_resumes_over_a_torn_tail_that_ends_in_a_newline(tmp_path):
+    spec = toy_spec(max_trials=2, max_epochs=2)
+    first = LocalStudyRun("toy", spec, workdir=tmp_path / "w")
+    first.run()
+    path = tmp_path / "w" / "events.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:20] + b"\n")
+    again = LocalStudyRun("toy", spec, workdir=tmp_path / "w", resume=True)
+    result = again.run()
+    assert len(result.trials) == 2
+    third = LocalStudyRun("toy", spec, workdir=tmp_path / "w", resume=True)  # still readable
+    third.close()

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hwtune.backends.local.backend import LocalBackend
+from hwtune.backends.local.errors import WorkdirError
+from hwtune.backends.local.eventlog import EventLog
 from hwtune.backends.local.lock import LockHeld, WorkdirLock, describe_holder
 from hwtune.backends.local.template import ProcessTemplate
-from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
+from hwtune.engine import Study, StudyConfig, Tuner, TuningResult
 from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
 
 __all__ = ["EventLog", "LocalStudyRun", "StudyInterrupted", "WallClock", "WorkdirError"]
@@ -40,11 +42,6 @@ log = logging.getLogger(__name__)
 STUDY_FILE = "study.json"
 EVENTS_FILE = "events.jsonl"
 INTERRUPTED_REASON = "interrupted: hwtune stopped while the trial ran; resumed from its checkpoint"
-
-
-class WorkdirError(RuntimeError):
-    """The work directory does not fit the request (a study is already there, none to resume,
-    or the study file changed)."""
 
 
 class StudyInterrupted(Exception):
@@ -57,54 +54,6 @@ class WallClock:
 
     def now(self) -> float:
         return time.time()
-
-
-class EventLog:
-    """``events.jsonl``: appended and flushed per event; a torn last line (the process died
-    while writing it) is dropped on reading."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = None
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        events = []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                if number == len(lines):
-                    log.warning("%s: dropping a torn last line", self.path)
-                    continue
-                raise WorkdirError(f"{self.path}:{number}: not a JSON event line") from None
-        return events
-
-    def append(self, event: StudyEvent) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._truncate_torn_tail()
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(event.to_dict(), sort_keys=True) + "\n")
-        self._fh.flush()
-
-    def _truncate_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 class LocalStudyRun:
@@ -209,7 +158,12 @@ class LocalStudyRun:
             if not study_file.exists():
                 raise WorkdirError(f"{self.workdir}: no study to resume (no {STUDY_FILE}); "
                                    "run without --resume to start one")
-            stored = json.loads(study_file.read_text(encoding="utf-8"))
+            try:
+                stored = json.loads(study_file.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise WorkdirError(f"{study_file}: not valid JSON ({exc}); it records the study "
+                                   "this directory holds and cannot be resumed without it"
+                                   ) from None
             # Compare through JSON so that YAML ints/floats and tuples compare as stored.
             if json.loads(json.dumps(record)) != stored:
                 changed = sorted(k for k in set(stored.get("spec", {})) | set(spec)
@@ -225,7 +179,13 @@ class LocalStudyRun:
             raise WorkdirError(f"{self.workdir} already holds a study; continue it with "
                                "--resume or pick another --workdir")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        study_file.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+        # Atomic: a tuner killed here leaves no half-written study file to trip a later resume.
+        tmp = study_file.with_name(f".{STUDY_FILE}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, indent=2, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, study_file)
 
     def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
         checkpoints = spec.get("checkpoints") or {}
