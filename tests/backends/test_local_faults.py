@@ -270,3 +270,191 @@ def test_a_study_resumes_over_a_torn_tail_that_ends_in_a_newline(tmp_path):
     assert len(result.trials) == 2
     third = LocalStudyRun("toy", spec, workdir=tmp_path / "w", resume=True)  # still readable
     third.close()
+
+
+# -- 2. hung and orphaned trainers ------------------------------------------------------------------
+
+FAULT_TRAINER = Path(__file__).resolve().parent / "fault_train.py"
+FAULT_TUNER = Path(__file__).resolve().parent / "fault_tuner.py"
+
+
+def fault_spec(**kwargs) -> dict:
+    from tests.backends.local_support import container
+
+    env = kwargs.pop("env", None)
+    spec = toy_spec(**kwargs)
+    spec["trialTemplate"] = container(FAULT_TRAINER, env=env)
+    return spec
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def trial_groups(workdir: Path) -> dict[int, int]:
+    """trial id -> process group of its current launch, from the trial lock files."""
+    groups = {}
+    for lock in workdir.glob("trials/*/.lock"):
+        holder = read_holder(lock)
+        if isinstance(holder.get("pgid"), int):
+            groups[int(lock.parent.name)] = holder["pgid"]
+    return groups
+
+
+def start_tuner(workdir: Path, spec: dict, *, resume: bool = False, options: dict | None = None
+                ) -> subprocess.Popen:
+    spec_file = workdir.parent / f"{workdir.name}-spec.json"
+    spec_file.write_text(json.dumps(spec))
+    command = [sys.executable, str(FAULT_TUNER), str(workdir), str(spec_file),
+               "--options", json.dumps(options or {})]
+    if resume:
+        command.append("--resume")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)])}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def test_a_hung_trainer_is_stopped_and_failed_after_its_inactivity_limit(tmp_path):
+    from hwtune.backends.local.backend import InactivityLimit
+
+    spec = fault_spec(max_trials=2, parallel=2,
+                      env={"FAULT_HANG_AT": "2", "FAULT_IGNORE_SIGTERM": "1"})
+    run = LocalStudyRun("hung", spec, workdir=tmp_path / "w",
+                        backend_options={"inactivity": InactivityLimit(seconds=1.5),
+                                         "stop_grace_seconds": 1.0})
+    started = time.monotonic()
+    result = run.run()
+    assert time.monotonic() - started < 30
+    for trial in result.trials:
+        assert trial.phase is TrialPhase.FAILED
+        assert trial.reason.startswith("inactive: no report for"), trial.reason
+        assert "(limit 1.5 s)" in trial.reason and "hanging at epoch 2" in trial.reason
+        assert [o.resource for o in trial.observations] == [1]
+    assert run.backend.running_processes() == {}
+
+
+def test_the_default_limit_follows_the_trials_own_pace(tmp_path):
+    from hwtune.backends.local.backend import InactivityLimit
+
+    spec = fault_spec(max_trials=1, parallel=1, max_epochs=3,
+                      env={"FAULT_HANG_AT": "3", "FAULT_SLEEP": "0.3"})
+    limit = InactivityLimit(factor=4, floor_seconds=0.5, first_level_seconds=60)
+    run = LocalStudyRun("pace", spec, workdir=tmp_path / "w",
+                        backend_options={"inactivity": limit, "stop_grace_seconds": 1.0})
+    started = time.monotonic()
+    result = run.run()
+    trial = result.trials[0]
+    assert trial.phase is TrialPhase.FAILED and "4x its usual" in trial.reason, trial.reason
+    assert time.monotonic() - started < 20  # not the 60 s of a first level
+    assert limit.limit([]) == 60 and limit.limit([0.1, 0.2, 5.0]) == 0.8
+
+
+def test_inactivity_limit_parsing():
+    from hwtune.backends.local.backend import InactivityLimit
+
+    assert InactivityLimit.parse("600") == InactivityLimit(seconds=600)
+    assert InactivityLimit.parse("90s").seconds == 90
+    assert InactivityLimit.parse("10x") == InactivityLimit(factor=10)
+    for bad in ("", "x", "-3", "0", "ten", "0x"):
+        with pytest.raises(ValueError, match="give seconds"):
+            InactivityLimit.parse(bad)
+
+
+@pytest.mark.slow
+def test_trainers_die_with_a_killed_tuner_even_when_they_hang(tmp_path):
+    workdir = tmp_path / "w"
+    spec = fault_spec(max_trials=2, parallel=2,
+                      env={"FAULT_HANG_AT": "1", "FAULT_IGNORE_SIGTERM": "1"})
+    tuner = start_tuner(workdir, spec, options={"stop_grace_seconds": 1.0})
+    try:
+        wait_for(lambda: len(trial_groups(workdir)) == 2 and all(
+            "hanging at epoch 1" in (workdir / f"trials/{t}/trial.log").read_text()
+            for t in (0, 1)), what="two hung trainers")
+        groups = trial_groups(workdir)
+        assert all(group_alive(g) for g in groups.values())
+        os.killpg(tuner.pid, signal.SIGKILL)  # the tuner, and nothing else
+        tuner.wait()
+        killed_at = time.monotonic()
+        wait_for(lambda: not any(group_alive(g) for g in groups.values()), timeout=10,
+                 what="the orphans to die")
+        # Within the grace (1 s) plus the supervisor's poll, far below the retry window.
+        assert time.monotonic() - killed_at < 5
+    finally:
+        for group in trial_groups(workdir).values():
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.slow
+def test_an_immediate_resume_waits_for_the_orphan_of_its_trial(tmp_path):
+    workdir = tmp_path / "w"
+    stamps = tmp_path / "stamps"
+    spec = fault_spec(max_trials=1, parallel=1,
+                      env={"FAULT_HANG_AT": "2", "FAULT_IGNORE_SIGTERM": "1",
+                           "FAULT_STAMPS": str(stamps)})
+    options = {"stop_grace_seconds": 2.0}
+    first = start_tuner(workdir, spec, options=options)
+    wait_for(lambda: "hanging at epoch 2" in (workdir / "trials/0/trial.log").read_text()
+             if (workdir / "trials/0/trial.log").exists() else False, what="a hung trainer")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = start_tuner(workdir, spec, resume=True, options=options)  # at once
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, out + err
+    by_pid: dict[int, list[float]] = {}
+    for line in stamps.read_text().splitlines():
+        pid, when = line.split()
+        by_pid.setdefault(int(pid), []).append(float(when))
+    assert len(by_pid) == 2, by_pid.keys()
+    old, new = sorted(by_pid.values(), key=min)
+    assert max(old) < min(new), "the relaunched trial ran while its orphan still wrote"
+    log = (workdir / "trials/0/trial.log").read_text()
+    assert "the tuner is gone; stopping the trial" in log
+
+
+# -- 3. no lost level -------------------------------------------------------------------------------
+
+def _checkpoint_level(workdir: Path, trial: int) -> int:
+    meta = workdir / "checkpoints" / str(trial) / "latest.json"
+    try:
+        return json.loads(meta.read_text())["resource"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_loses_no_level(tmp_path):
+    """The tuner dies after a trainer checkpointed level 2 and before its report arrived; the
+    resumed trial reports level 2 first, so the study holds 1, 2, 3."""
+    workdir = tmp_path / "w"
+    spec = fault_spec(max_trials=1, parallel=1, env={"FAULT_EVAL_SLEEP": "1.0"})
+    options = {"stop_grace_seconds": 3.0}
+    first = start_tuner(workdir, spec, options=options)
+    wait_for(lambda: _checkpoint_level(workdir, 0) == 2, what="the checkpoint of epoch 2")
+    levels = [e["resource"] for e in events_of(workdir) if e["kind"] == "observed"]
+    assert levels == [1]  # level 2 is being evaluated: saved, not reported
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    wait_for(lambda: not group_alive(trial_groups(workdir)[0]), timeout=15,
+             what="the orphan to stop")
+    second = start_tuner(workdir, spec, resume=True, options=options)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, out + err
+    observed = [e for e in events_of(workdir) if e["kind"] == "observed"]
+    assert [e["resource"] for e in observed] == [1, 2, 3]
+    log = (workdir / "trials/0/trial.log").read_text()
+    assert "epoch 2 was checkpointed but its report was never acknowledged" in log
