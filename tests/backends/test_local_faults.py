@@ -237,7 +237,7 @@ def test_old_logs_without_checksums_still_load_and_grow_with_them(tmp_path):
 def test_a_failed_write_is_cut_back_to_the_last_whole_line(tmp_path, monkeypatch):
     import errno
 
-    from hwtune.backends.local import EventLog
+    from hwtune.backends.local import EventLog, InfrastructureError
     from hwtune.backends.local import eventlog as module
 
     path = tmp_path / "events.jsonl"
@@ -250,11 +250,16 @@ def test_a_failed_write_is_cut_back_to_the_last_whole_line(tmp_path, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(module.os, "write", half_then_enospc)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(InfrastructureError, match="No space left"):
         log.append(_event(1))
     monkeypatch.setattr(module.os, "write", real_write)
-    log.append(_event(1))
+    with pytest.raises(InfrastructureError, match="no longer written"):
+        log.append(_event(2))  # never a gap in the sequence
     log.close()
+    assert path.read_bytes().count(b"\n") == 1  # the half line was cut
+    again = EventLog(path)  # the next run, once there is space
+    again.append(_event(1))
+    again.close()
     assert [e["seq"] for e in EventLog(path).read()] == [0, 1]
 
 
@@ -458,3 +463,143 @@ def test_kill_9_mid_epoch_then_resume_loses_no_level(tmp_path):
     assert [e["resource"] for e in observed] == [1, 2, 3]
     log = (workdir / "trials/0/trial.log").read_text()
     assert "epoch 2 was checkpointed but its report was never acknowledged" in log
+
+
+# -- 5. infrastructure failures ---------------------------------------------------------------------
+
+def _assert_resumes_to_the_end(workdir: Path, spec: dict, max_trials: int) -> None:
+    again = LocalStudyRun("faults", spec, workdir=workdir, resume=True)
+    result = again.run()
+    assert len(result.trials) == max_trials
+    for trial in result.trials:
+        assert trial.phase is TrialPhase.COMPLETED, (trial.trial_id, trial.reason)
+        levels = [o.resource for o in trial.observations]
+        assert levels == [1, 2, 3], (trial.trial_id, levels)
+    assert not [e for e in events_of(workdir) if e["kind"] == "failed"]
+
+
+def test_a_full_disk_under_the_event_log_ends_the_run_and_fails_no_trial(tmp_path,
+                                                                         monkeypatch):
+    import errno
+
+    from hwtune.backends.local import EventLog, InfrastructureError
+
+    full = {"on": False}
+    real_append = EventLog._append
+
+    def append(self, event):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        real_append(self, event)
+
+    def fill_the_disk(run):
+        if run.study.reports >= 2:
+            full["on"] = True
+
+    monkeypatch.setattr(EventLog, "_append", append)
+    spec = fault_spec(max_trials=3, parallel=2, env={"FAULT_SLEEP": "0.2"})
+    workdir = tmp_path / "w"
+    run = LocalStudyRun("faults", spec, workdir=workdir, on_iteration=fill_the_disk)
+    with pytest.raises(InfrastructureError, match="No space left on device") as info:
+        run.run()
+    assert "resume with --resume" in str(info.value)
+    assert run.backend.running_processes() == {}
+    assert not [e for e in events_of(workdir) if e["kind"] == "failed"]
+    full["on"] = False  # space freed
+    _assert_resumes_to_the_end(workdir, spec, 3)
+
+
+def test_a_trainer_that_finds_the_disk_full_is_resumed_not_failed(tmp_path):
+    from hwtune.backends.local import InfrastructureError
+
+    flag = tmp_path / "disk-full"
+    spec = fault_spec(max_trials=3, parallel=1, env={"FAULT_DISK_FULL": str(flag)})
+    workdir = tmp_path / "w"
+
+    def fill_the_disk(run):
+        if run.study.reports >= 4:
+            flag.touch()
+
+    run = LocalStudyRun("faults", spec, workdir=workdir, on_iteration=fill_the_disk)
+    with pytest.raises(InfrastructureError, match="could not write its files \\(exit code 74\\)"):
+        run.run()
+    phases = {t.trial_id: t.phase for t in run.study.trials}
+    assert TrialPhase.FAILED not in phases.values(), phases
+    log = (workdir / "trials/1/trial.log").read_text()
+    assert "No space left on device" in log and "exiting with 74" in log
+    flag.unlink()
+    _assert_resumes_to_the_end(workdir, spec, 3)
+
+
+def test_a_launch_the_machine_cannot_make_is_not_the_trials_failure(tmp_path, monkeypatch):
+    import errno
+
+    from hwtune.backends.local import InfrastructureError, LocalBackend
+
+    real_spawn = LocalBackend._spawn_process
+
+    def spawn(self, trial, **kwargs):
+        if trial.trial_id == 1:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")  # fork() failed
+        return real_spawn(self, trial, **kwargs)
+
+    monkeypatch.setattr(LocalBackend, "_spawn_process", spawn)
+    spec = fault_spec(max_trials=2, parallel=1)
+    workdir = tmp_path / "w"
+    with pytest.raises(InfrastructureError, match="trial 1 could not be launched: Resource"):
+        LocalStudyRun("faults", spec, workdir=workdir).run()
+    monkeypatch.setattr(LocalBackend, "_spawn_process", real_spawn)
+    _assert_resumes_to_the_end(workdir, spec, 2)
+
+
+@pytest.mark.slow
+def test_tune_on_a_full_disk_says_so_without_a_traceback(tmp_path):
+    flag = tmp_path / "disk-full"
+    flag.touch()
+    spec = fault_spec(max_trials=2, parallel=1, env={"FAULT_DISK_FULL": str(flag)})
+    path = write_study(tmp_path / "s.yaml", spec)
+    workdir = tmp_path / "w"
+    command = cli("tune", str(path), "--workdir", str(workdir), "--quiet")
+    full = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 75, full.stdout + full.stderr
+    assert "could not write its files" in full.stderr and "--resume" in full.stderr
+    assert "Traceback" not in full.stderr
+    flag.unlink()
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "2 completed" in resumed.stdout
+    assert not [e for e in events_of(workdir) if e["kind"] == "failed"]
+
+
+# -- 6. trainers that say nothing, or far too much --------------------------------------------------
+
+def test_a_trainer_that_exits_0_without_reporting_fails_with_that_reason(tmp_path):
+    spec = fault_spec(max_trials=1, parallel=1, env={"FAULT_NO_REPORT": "1"})
+    result = LocalStudyRun("silent", spec, workdir=tmp_path / "w").run()
+    trial = result.trials[0]
+    assert trial.phase is TrialPhase.FAILED
+    assert trial.reason.startswith("exited with status 0 without reporting val_error")
+    assert "finishing without a report" in trial.reason
+
+
+def test_trial_logs_keep_their_tail_under_the_cap(tmp_path):
+    cap = 256 * 1024
+    spec = fault_spec(max_trials=1, parallel=1, env={"FAULT_SPAM_BYTES": str(4 * 2**20)})
+    run = LocalStudyRun("loud", spec, workdir=tmp_path / "w",
+                        backend_options={"log_max_bytes": cap})
+    result = run.run()
+    assert result.trials[0].phase is TrialPhase.COMPLETED
+    log = run.backend.log_path(0).read_bytes()
+    assert len(log) <= cap
+    assert b"earlier bytes of this log dropped" in log
+    assert log.rstrip().endswith(b"epoch 3 -> stop")
+
+
+def test_tune_refuses_a_bad_inactivity_setting(tmp_path):
+    path = write_study(tmp_path / "s.yaml", fault_spec(max_trials=1))
+    result = subprocess.run(cli("tune", str(path), "--workdir", str(tmp_path / "w"),
+                                "--trial-inactivity", "soon"),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--trial-inactivity 'soon': give seconds (600) or a multiple" in result.stderr

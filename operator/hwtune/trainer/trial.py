@@ -3,6 +3,7 @@ graceful preemption."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from hwtune.trainer.checkpoint import Checkpoint, CheckpointStore
 from hwtune.trainer.client import ReportClient
 from hwtune.trainer.env import TrialEnv
 
-__all__ = ["EXIT_PREEMPTED", "Trial"]
+__all__ = ["EXIT_INFRASTRUCTURE", "EXIT_PREEMPTED", "Trial"]
 
 log = logging.getLogger("hwtune.trainer")
 
@@ -24,6 +25,10 @@ log = logging.getLogger("hwtune.trainer")
 # backends resume the trial from its checkpoint instead of failing it, and a Job's
 # podFailurePolicy can ignore it (onExitCodes [75], action Ignore).
 EXIT_PREEMPTED = 75
+# Exit status when the trial's files cannot be written (a full disk): 74 is EX_IOERR. Backends
+# end the run and keep the trial to be resumed, instead of failing it.
+EXIT_INFRASTRUCTURE = 74
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 _MISSING = object()
 PreemptCallback = Callable[[], Mapping[str, Any] | None]
@@ -117,7 +122,13 @@ class Trial:
         pending = self._store is not None and self._client is not None \
             and resource == self._last_checkpoint
         if pending:
-            self._store.save_pending_report(resource, checked)
+            try:
+                self._store.save_pending_report(resource, checked)
+            except OSError as exc:
+                if exc.errno not in _DISK_ERRNOS:
+                    raise
+                self._exit_infrastructure(f"cannot keep the report of "
+                                          f"{self.env.resource_name} {resource}", exc)
         self._level_committed(resource)
         if self._client is None:
             log.warning("offline (no HWTUNE_REPORT_URL): %s %d %s", self.env.resource_name,
@@ -195,7 +206,13 @@ class Trial:
             return
         self._saving = True
         try:
-            self._store.save(state, resource)
+            try:
+                self._store.save(state, resource)
+            except OSError as exc:
+                if exc.errno not in _DISK_ERRNOS:
+                    raise
+                self._exit_infrastructure(f"cannot save the checkpoint of "
+                                          f"{self.env.resource_name} {resource}", exc)
             self._last_checkpoint = resource
             if resource > max(self._last_reported, self._held):
                 self._unreported_checkpoint = resource
@@ -265,6 +282,14 @@ class Trial:
         sys.stdout.flush()
         sys.stderr.flush()
         raise SystemExit(EXIT_PREEMPTED)
+
+    def _exit_infrastructure(self, what: str, exc: OSError) -> None:
+        log.error("%s: %s; exiting with %d so that the trial resumes from its last checkpoint "
+                  "once the disk has room", what, exc, EXIT_INFRASTRUCTURE)
+        self.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        raise SystemExit(EXIT_INFRASTRUCTURE)
 
     def close(self) -> None:
         if self._client is not None:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Mapping, Sequence
 
-from hwtune.api.records import Hardware, TrialPhase
+from hwtune.api.records import BUILTIN_METRICS, Hardware, TrialPhase
 from hwtune.backends.base import (
     Backend,
     BackendError,
@@ -54,6 +54,7 @@ from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.optimize.hardware import HardwareModel
 from hwtune.report.protocol import (
+    EndpointUnavailableError,
     ReportPayload,
     ReportRejectedError,
     ReportReply,
@@ -62,9 +63,10 @@ from hwtune.report.protocol import (
 )
 from hwtune.report.server import ReplyMemo, ReportServer, new_token
 from hwtune.trainer.env import ENV_PREFIX, TrialEnv
-from hwtune.trainer.trial import EXIT_PREEMPTED
+from hwtune.trainer.trial import EXIT_INFRASTRUCTURE, EXIT_PREEMPTED
 
-__all__ = ["InactivityLimit", "LocalBackend", "log_tail"]
+__all__ = ["INFRASTRUCTURE_ERRNOS", "InactivityLimit", "LocalBackend", "cap_log",
+           "infrastructure_error", "log_tail"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,32 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def cap_log(path: Path, max_bytes: int) -> bool:
+    """Once ``path`` is larger than ``max_bytes``, keep its last half (from a line start) after a
+    line saying how much was dropped: a trainer printing without end must not fill the disk.
+    The trainer appends (O_APPEND) and keeps writing at the new end; what it writes while this
+    runs may be lost. Returns whether the log was cut."""
+    try:
+        with open(path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size <= max_bytes:
+                return False
+            keep = max_bytes // 2
+            fh.seek(size - keep)
+            tail = fh.read(keep)
+            newline = tail.find(b"\n")
+            if 0 <= newline < len(tail) - 1:
+                tail = tail[newline + 1:]
+            marker = (f"=== hwtune: {size - len(tail)} earlier bytes of this log dropped (logs "
+                      f"keep their last part beyond {max_bytes} bytes)\n").encode()
+            fh.seek(0)
+            fh.write(marker + tail)
+            fh.truncate()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -93,6 +121,18 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+# Failures of the machine, not of a trial: the run ends and the trial is resumed later.
+INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO,
+                                   errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+# What a trainer that is not using the SDK prints when the disk is full.
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def infrastructure_error(exc: OSError, what: str) -> InfrastructureError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return InfrastructureError(f"{what}: {exc.strerror or exc}{where}")
 
 
 def _cannot_run(command: str, cwd: str, path: str) -> OSError | None:
@@ -191,6 +231,7 @@ class LocalBackend(Backend):
         halt_grace_seconds: float = 30.0,
         max_restarts: int = 3,
         inactivity: InactivityLimit | None = None,
+        log_max_bytes: int = 10 * 2**20,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -209,6 +250,9 @@ class LocalBackend(Backend):
         self.halt_grace_seconds = halt_grace_seconds
         self.max_restarts = max_restarts
         self.inactivity = inactivity or InactivityLimit()
+        if log_max_bytes < 4096:
+            raise ValueError(f"log_max_bytes must be >= 4096, got {log_max_bytes}")
+        self.log_max_bytes = log_max_bytes
         self._clock = clock
         self._base_env = self._clean_env(os.environ if base_env is None else base_env,
                                          max_parallel)
@@ -217,6 +261,7 @@ class LocalBackend(Backend):
         self._launch_failures: dict[int, str] = {}  # trial id -> why its process did not start
         self._tokens: dict[int, str] = {}
         self._level_times: dict[int, list[float]] = {}  # seconds per level, for inactivity
+        self._fatal: InfrastructureError | None = None  # raised by the endpoint thread
         self._memo = ReplyMemo()
         self._activity = threading.Event()
         self._server: ReportServer | None = None
@@ -293,6 +338,16 @@ class LocalBackend(Backend):
 
     def _spawn(self, trial: BackendTrial, *, resume: bool, reported: int, base_runtime: float,
                restarts: int = 0) -> _Launch | None:
+        try:
+            return self._spawn_process(trial, resume=resume, reported=reported,
+                                       base_runtime=base_runtime, restarts=restarts)
+        except OSError as exc:
+            # The trial directory, its log, fork(): the machine's, not the trial's.
+            raise infrastructure_error(exc, f"trial {trial.trial_id} could not be launched"
+                                       ) from exc
+
+    def _spawn_process(self, trial: BackendTrial, *, resume: bool, reported: int,
+                       base_runtime: float, restarts: int = 0) -> _Launch | None:
         tid = trial.trial_id
         token = new_token()
         trial_env = TrialEnv(
@@ -326,6 +381,9 @@ class LocalBackend(Backend):
                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,))
         except OSError as exc:
             os.close(lock_fd)
+            if exc.errno in INFRASTRUCTURE_ERRNOS:
+                log.close()
+                raise
             log.write(f"=== hwtune: could not start: {exc}\n".encode())
             log.close()
             # Delivered by the next wait, like a container that cannot start: failing inside
@@ -441,6 +499,8 @@ class LocalBackend(Backend):
     def _wait(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else self._clock() + timeout
         while True:
+            if self._fatal is not None:
+                raise self._fatal
             happened = self._reap()
             if self._activity.is_set():
                 self._activity.clear()
@@ -475,12 +535,15 @@ class LocalBackend(Backend):
                                          b"terminating\n")
                         self._launches.pop(tid)
                         self._terminate(launch)
-                    elif launch.halt_deadline is None:
-                        delivered |= self._check_inactivity(launch, now)
+                    elif launch.halt_deadline is None and self._check_inactivity(launch, now):
+                        delivered = True
+                    elif os.fstat(launch.log.fileno()).st_size > self.log_max_bytes:
+                        cap_log(self.log_path(tid), self.log_max_bytes)
                     continue
                 del self._launches[tid]
                 self._signal_group(launch.process, signal.SIGKILL)  # what it left behind
                 launch.log.close()
+                cap_log(self.log_path(tid), self.log_max_bytes)
                 self._runtime_total[tid] = self._runtime(launch, now)
                 delivered |= self._on_exit(launch, code, now)
         return delivered
@@ -516,6 +579,13 @@ class LocalBackend(Backend):
         if state is None or not state.active:
             return False  # halted by a decision or from outside: the exit was expected
         runtime = self._runtime_total[tid]
+        if code == EXIT_INFRASTRUCTURE or (code not in (0, EXIT_PREEMPTED, -signal.SIGTERM) and any(
+                words in log_tail(self.log_path(tid), lines=5) for words in _DISK_FULL_WORDS)):
+            # Not the trial's fault: it stays running in the log and resumes from its
+            # checkpoint in the next run; this run ends.
+            raise InfrastructureError(f"trial {tid} could not write its files "
+                                      f"({_describe_exit(code)}); last log lines:\n"
+                                      f"{log_tail(self.log_path(tid), lines=5)}")
         # 75: the SDK checkpointed after SIGTERM. A bare SIGTERM death: the signal came before
         # the trainer installed its handler (still importing); its last checkpoint, if any, is
         # intact. Either way, restart it like a Job restarts an evicted pod.
@@ -529,7 +599,15 @@ class LocalBackend(Backend):
                       f"last log lines:\n{log_tail(self.log_path(tid))}")
             self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
             return True
-        if code == 0:
+        if code == 0 and not self.sink.trial(tid).observations:
+            # Completing it would put a trial without a single value into the study.
+            objectives = ", ".join(
+                o.metric for o in getattr(getattr(self.sink, "config", None), "objectives", ())
+                if o.metric not in BUILTIN_METRICS) or "its objectives"
+            reason = (f"exited with status 0 without reporting {objectives}; last log lines:"
+                      f"\n{log_tail(self.log_path(tid))}")
+            self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
+        elif code == 0:
             self._deliver_exit(tid, ok=True, runtime_seconds=runtime)
         else:
             reason = f"{_describe_exit(code)}; last log lines:\n{log_tail(self.log_path(tid))}"
@@ -587,6 +665,11 @@ class LocalBackend(Backend):
                 raise TrialFinishedError(str(exc)) from None
             except InvalidReportError as exc:
                 raise ReportRejectedError(str(exc)) from None
+            except InfrastructureError as exc:
+                self._fatal = exc
+                self._activity.set()
+                raise EndpointUnavailableError(f"the study cannot record reports: {exc}"
+                                               ) from None
             except BackendError as exc:
                 raise UnknownTrialError(str(exc)) from None
             launch.restarts = 0

@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from hwtune.backends.base import InfrastructureError
 from hwtune.backends.local.errors import WorkdirError
 from hwtune.engine import EventKind, StudyEvent
 
@@ -82,6 +83,7 @@ class EventLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
+        self._broken: str | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def _scan(self) -> tuple[list[dict[str, Any]], int, bool]:
@@ -157,8 +159,20 @@ class EventLog:
         return fd
 
     def append(self, event: StudyEvent) -> None:
-        """Write one event as one line; fsync unless it is re-derivable. On an OSError (ENOSPC)
-        the file is cut back to its last whole line and the error raised."""
+        """Write one event as one line; fsync unless it is re-derivable. When that fails (a full
+        disk) the file is cut back to its last whole line and ``InfrastructureError`` raised;
+        every later append raises too, so the log never holds a gap."""
+        if self._broken is not None:
+            raise InfrastructureError(f"{self.path}: no longer written after an earlier "
+                                      f"failure: {self._broken}")
+        try:
+            self._append(event)
+        except OSError as exc:
+            self._broken = f"{exc.strerror or exc}"
+            raise InfrastructureError(f"cannot write the study's event log {self.path}: "
+                                      f"{exc.strerror or exc}") from exc
+
+    def _append(self, event: StudyEvent) -> None:
         if self._fd is None:
             self._fd = self._open()
         line = encode_line(event.to_dict())

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hwtune.backends.base import InfrastructureError
 from hwtune.backends.local.backend import LocalBackend
 from hwtune.backends.local.errors import WorkdirError
 from hwtune.backends.local.eventlog import EventLog
@@ -239,6 +240,14 @@ class LocalStudyRun:
         except (StudyInterrupted, KeyboardInterrupt):
             self.backend.interrupt()
             raise StudyInterrupted() from None
+        except InfrastructureError as exc:
+            # The machine failed, not the trials: stop them as for Ctrl-C (they checkpoint) and
+            # record nothing more, so that every one of them resumes in the next run.
+            stopped = self.backend.interrupt()
+            raise InfrastructureError(
+                f"{exc}\nThe run stopped; trials that were running ("
+                f"{', '.join(map(str, stopped)) or 'none'}) keep their checkpoints and resume "
+                "with --resume once the machine is fixed (free disk space, ...)") from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
