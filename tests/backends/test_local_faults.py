@@ -603,3 +603,32 @@ def test_tune_refuses_a_bad_inactivity_setting(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "--trial-inactivity 'soon': give seconds (600) or a multiple" in result.stderr
+
+
+def test_a_resume_killed_between_its_pause_and_its_resume_still_resumes_the_trial(tmp_path):
+    """kill -9 can land after ``--resume`` recorded an interrupted trial as paused and before it
+    resumed it: the next resume must pick that trial up (the scheduler never would)."""
+    from hwtune.backends.local.runner import INTERRUPTED_REASON
+
+    spec = fault_spec(max_trials=2, parallel=2, env={"FAULT_SLEEP": "0.2"})
+    workdir = tmp_path / "w"
+
+    def interrupt(run):
+        if run.study.reports >= 1:
+            run.interrupt()
+
+    from hwtune.backends.local import StudyInterrupted
+
+    with pytest.raises(StudyInterrupted):
+        LocalStudyRun("faults", spec, workdir=workdir, on_iteration=interrupt).run()
+    half = LocalStudyRun("faults", spec, workdir=workdir, resume=True)
+    active = [t.trial_id for t in half.study.active_trials()]
+    assert active
+    for tid in active:  # what the killed resume got to write
+        half.study.pause_trial(tid, INTERRUPTED_REASON)
+    half.backend.close()
+    half.events.close()
+    half.close()
+    result = LocalStudyRun("faults", spec, workdir=workdir, resume=True).run()
+    assert [t.phase for t in result.trials] == [TrialPhase.COMPLETED] * 2
+    assert all([o.resource for o in t.observations] == [1, 2, 3] for t in result.trials)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hwtune.api.records import TrialPhase
 from hwtune.backends.base import InfrastructureError
 from hwtune.backends.local.backend import LocalBackend
 from hwtune.backends.local.errors import WorkdirError
@@ -205,12 +206,18 @@ class LocalStudyRun:
 
     def _relaunch_interrupted(self) -> None:
         """Trials the log shows pending or running had their process die with the previous
-        run: record that, and resume each from its checkpoint."""
+        run: record that, and resume each from its checkpoint. So are trials that an earlier
+        resume paused for this and was killed before it resumed them (nobody else would)."""
         with self.backend.lock:
-            for record in self.study.active_trials():
+            for record in self.study.trials:
+                interrupted = record.phase is TrialPhase.PAUSED \
+                    and record.reason == INTERRUPTED_REASON
+                if not (record.phase.is_active() or interrupted):
+                    continue
                 tid = record.trial_id
                 target = self.study.target_resource(tid)
-                self.study.pause_trial(tid, INTERRUPTED_REASON)
+                if not interrupted:
+                    self.study.pause_trial(tid, INTERRUPTED_REASON)
                 if target is not None and target <= record.last_resource:
                     target = None
                 self.backend.start_trial(self.study.resume_trial(tid, max_resource=target))
