@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hwtune.backends.local import LocalStudyRun
-from hwtune.backends.local.lock import LockHeld, try_lock
+from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
 from tests.backends.test_local_faults import (
     REPO,
     cli,
@@ -23,11 +23,12 @@ from tests.backends.test_local_faults import (
     fault_spec,
     group_alive,
     trial_groups,
+    wait_for,
     write_study,
 )
 
 KILLS = 20
-MAX_TRIALS = 8
+MAX_TRIALS = 12
 
 
 def _tune(path: Path, workdir: Path, resume: bool) -> subprocess.Popen:
@@ -43,15 +44,23 @@ def _tune(path: Path, workdir: Path, resume: bool) -> subprocess.Popen:
 def test_twenty_kill_9s_then_resume_lose_nothing(tmp_path):
     rng = random.Random(int(os.environ.get("HWTUNE_CHAOS_SEED", "9")))
     spec = fault_spec(max_trials=MAX_TRIALS, parallel=2, max_epochs=3,
-                      env={"FAULT_SLEEP": "0.25", "FAULT_EVAL_SLEEP": "0.05"})
+                      env={"FAULT_SLEEP": "0.35", "FAULT_EVAL_SLEEP": "0.05"})
     path = write_study(tmp_path / "s.yaml", spec, name="chaos")
     workdir = tmp_path / "w"
     started = time.monotonic()
     kills = 0
     while kills < KILLS:
         tuner = _tune(path, workdir, resume=(workdir / "study.json").exists())
+        if kills % 5 == 4:
+            delay = rng.uniform(0.05, 1.0)  # while it starts, rebuilds, waits for orphans
+        else:
+            # Counted from when it holds the work directory, so that a loaded machine's slow
+            # start does not eat every cycle and the study makes progress between kills.
+            wait_for(lambda: read_holder(workdir / ".hwtune.lock").get("pid") == tuner.pid
+                     or tuner.poll() is not None, timeout=60, what="the tuner to start")
+            delay = rng.uniform(0.15, 1.2)
         try:
-            tuner.wait(timeout=rng.uniform(0.3, 2.5))
+            tuner.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             os.kill(tuner.pid, signal.SIGKILL)  # the tuner only: its trainers are orphaned
             tuner.communicate()

@@ -24,7 +24,8 @@ __all__ = ["ReportClient", "ReportError"]
 
 log = logging.getLogger("hwtune.trainer")
 
-_RETRY_STATUSES = frozenset({502, 503, 504})
+# 408: the endpoint timed out waiting for our body (a stalled network); the rest: restarting.
+_RETRY_STATUSES = frozenset({408, 502, 503, 504})
 _TRANSIENT_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, OSError)
 # What a kept-alive connection that the endpoint closed while idle fails with.
 _STALE_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)

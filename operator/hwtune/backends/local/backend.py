@@ -156,8 +156,10 @@ def _cannot_run(command: str, cwd: str, path: str) -> OSError | None:
 class InactivityLimit:
     """When a trial that stopped reporting is stopped and failed: after ``seconds`` without a
     report when set; else after ``factor`` times the trial's usual (median) time per level, but
-    never less than ``floor_seconds``; ``first_level_seconds`` before it has two reports to time
-    a level by (loading data and the first epoch may take long)."""
+    never less than ``floor_seconds``; ``first_level_seconds`` before any level of it has been
+    timed (loading data and the first epoch may take long). Level times are measured between a
+    launch (or report) and the next report, and taken from the study's recorded reports after a
+    restart of hwtune."""
 
     seconds: float | None = None
     factor: float = 10.0
