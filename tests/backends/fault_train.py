@@ -9,6 +9,7 @@ FAULT_STAMPS           a file to which a thread appends "<pid> <wall time>" ever
 FAULT_NO_REPORT        1: exit 0 without a single report
 FAULT_SPAM_BYTES       write this many bytes to stdout before training
 FAULT_DISK_FULL        a path: while it exists, saving a checkpoint fails with ENOSPC
+FAULT_WAIT_FOR         a path: each epoch waits while it exists
 """
 
 import errno
@@ -58,6 +59,8 @@ checkpoint = trial.load_checkpoint()
 start = checkpoint.resource + 1 if checkpoint else 1
 hang_at = int(os.environ.get("FAULT_HANG_AT", "0"))
 for epoch in trial.resource_levels(start, max_resource=3):
+    while os.path.exists(os.environ.get("FAULT_WAIT_FOR", "/nonexistent/")):
+        time.sleep(0.05)
     time.sleep(float(os.environ.get("FAULT_SLEEP", "0")))
     trial.save_checkpoint({"epoch": epoch, "x": x}, epoch)
     if epoch == hang_at:

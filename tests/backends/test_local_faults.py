@@ -49,6 +49,58 @@ def events_of(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+FAULT_TRAINER = Path(__file__).resolve().parent / "fault_train.py"
+FAULT_TUNER = Path(__file__).resolve().parent / "fault_tuner.py"
+
+
+def fault_spec(**kwargs) -> dict:
+    from tests.backends.local_support import container
+
+    env = kwargs.pop("env", None)
+    spec = toy_spec(**kwargs)
+    spec["trialTemplate"] = container(FAULT_TRAINER, env=env)
+    return spec
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def trial_groups(workdir: Path) -> dict[int, int]:
+    """trial id -> process group of its current launch, from the trial lock files."""
+    groups = {}
+    for lock in workdir.glob("trials/*/.lock"):
+        holder = read_holder(lock)
+        if isinstance(holder.get("pgid"), int):
+            groups[int(lock.parent.name)] = holder["pgid"]
+    return groups
+
+
+def start_tuner(workdir: Path, spec: dict, *, resume: bool = False, options: dict | None = None
+                ) -> subprocess.Popen:
+    spec_file = workdir.parent / f"{workdir.name}-spec.json"
+    spec_file.write_text(json.dumps(spec))
+    command = [sys.executable, str(FAULT_TUNER), str(workdir), str(spec_file),
+               "--options", json.dumps(options or {})]
+    if resume:
+        command.append("--resume")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)])}
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
 # -- 1. the work-directory lock ---------------------------------------------------------------------
 
 def test_a_second_tuner_on_the_same_workdir_is_refused(tmp_path):
@@ -85,19 +137,21 @@ def test_the_lock_of_a_killed_tuner_is_taken_over(tmp_path):
 
 @pytest.mark.slow
 def test_two_tune_commands_on_one_workdir(tmp_path):
-    spec = toy_spec(max_trials=3, parallel=2, max_epochs=3, env={"TOY_SLEEP": "0.3"})
+    gate = tmp_path / "gate"  # the first study's trainers wait while it exists
+    gate.touch()
+    spec = fault_spec(max_trials=3, parallel=2, env={"FAULT_WAIT_FOR": str(gate)})
     path = write_study(tmp_path / "s.yaml", spec)
     workdir = tmp_path / "w"
     first = subprocess.Popen(cli("tune", str(path), "--workdir", str(workdir), "--quiet"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: any(e["kind"] == "observed" for e in events_of(workdir)),
-                 what="the first tuner's first report")
+        wait_for(lambda: len(trial_groups(workdir)) == 2, what="the first tuner's trials")
         second = subprocess.run(cli("tune", str(path), "--workdir", str(workdir), "--resume",
                                     "--quiet"), capture_output=True, text=True, timeout=60)
         assert second.returncode == 2, second.stdout + second.stderr
         assert f"in use by another hwtune tune (pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
+        gate.unlink()
         out, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:
@@ -278,58 +332,6 @@ def test_a_study_resumes_over_a_torn_tail_that_ends_in_a_newline(tmp_path):
 
 
 # -- 2. hung and orphaned trainers ------------------------------------------------------------------
-
-FAULT_TRAINER = Path(__file__).resolve().parent / "fault_train.py"
-FAULT_TUNER = Path(__file__).resolve().parent / "fault_tuner.py"
-
-
-def fault_spec(**kwargs) -> dict:
-    from tests.backends.local_support import container
-
-    env = kwargs.pop("env", None)
-    spec = toy_spec(**kwargs)
-    spec["trialTemplate"] = container(FAULT_TRAINER, env=env)
-    return spec
-
-
-def group_alive(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry))
-    return members
-
-
-def trial_groups(workdir: Path) -> dict[int, int]:
-    """trial id -> process group of its current launch, from the trial lock files."""
-    groups = {}
-    for lock in workdir.glob("trials/*/.lock"):
-        holder = read_holder(lock)
-        if isinstance(holder.get("pgid"), int):
-            groups[int(lock.parent.name)] = holder["pgid"]
-    return groups
-
-
-def start_tuner(workdir: Path, spec: dict, *, resume: bool = False, options: dict | None = None
-                ) -> subprocess.Popen:
-    spec_file = workdir.parent / f"{workdir.name}-spec.json"
-    spec_file.write_text(json.dumps(spec))
-    command = [sys.executable, str(FAULT_TUNER), str(workdir), str(spec_file),
-               "--options", json.dumps(options or {})]
-    if resume:
-        command.append("--resume")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)])}
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-
 
 def test_a_hung_trainer_is_stopped_and_failed_after_its_inactivity_limit(tmp_path):
     from hwtune.backends.local.backend import InactivityLimit
