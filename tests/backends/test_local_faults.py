@@ -634,3 +634,20 @@ def test_a_resume_killed_between_its_pause_and_its_resume_still_resumes_the_tria
     result = LocalStudyRun("faults", spec, workdir=workdir, resume=True).run()
     assert [t.phase for t in result.trials] == [TrialPhase.COMPLETED] * 2
     assert all([o.resource for o in t.observations] == [1, 2, 3] for t in result.trials)
+
+
+def test_a_full_disk_under_hwtunes_own_files_ends_the_run_the_same_way(tmp_path, monkeypatch):
+    import errno
+
+    from hwtune.backends.local import InfrastructureError, LocalBackend
+
+    def disk_full(self, launch, now):  # e.g. the trial log's "=== hwtune:" line cannot be written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.log_path(0)))
+
+    monkeypatch.setattr(LocalBackend, "_check_inactivity", disk_full)
+    spec = fault_spec(max_trials=2, parallel=1)
+    workdir = tmp_path / "w"
+    with pytest.raises(InfrastructureError, match="hwtune could not write its files: No space"):
+        LocalStudyRun("faults", spec, workdir=workdir).run()
+    monkeypatch.undo()
+    _assert_resumes_to_the_end(workdir, spec, 2)

@@ -181,6 +181,9 @@ def tune(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except InfrastructureError as exc:
         raise _fail(f"{exc}\nThen run: {restart}", EXIT_INFRASTRUCTURE) from None
+    except OSError as exc:  # a file of hwtune's own (trial directories, logs) on a broken disk
+        raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}\nThen run: {restart}",
+                    EXIT_INFRASTRUCTURE) from None
 
     wall = time.monotonic() - started
     summary = result.summary
@@ -196,8 +199,13 @@ def tune(
         first_line = record.reason.splitlines()[0] if record.reason else "failed"
         errors.print(f"trial {record.trial_id} failed: {first_line} (log: "
                      f"{run.backend.log_path(record.trial_id)})", highlight=False)
-    written = plot_front(run.study, plot)
-    console.print(f"plot: {written}", highlight=False)
+    try:
+        written = plot_front(run.study, plot)
+    except OSError as exc:  # the study is done and saved; only its picture is missing
+        errors.print(f"warning: could not write the plot {plot}: {exc.strerror or exc}",
+                     highlight=False)
+    else:
+        console.print(f"plot: {written}", highlight=False)
 
 
 @app.command("operator")

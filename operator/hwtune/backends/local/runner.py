@@ -30,7 +30,11 @@ from typing import Any, Callable, Mapping
 from hwtune.api.clock import WallClock
 from hwtune.api.records import TrialPhase
 from hwtune.backends.base import InfrastructureError
-from hwtune.backends.local.backend import LocalBackend
+from hwtune.backends.local.backend import (
+    INFRASTRUCTURE_ERRNOS,
+    LocalBackend,
+    infrastructure_error,
+)
 from hwtune.backends.local.errors import WorkdirError
 from hwtune.backends.local.eventlog import EventLog
 from hwtune.backends.local.lock import LockHeld, WorkdirLock, describe_holder
@@ -254,7 +258,11 @@ class LocalStudyRun:
         except (StudyInterrupted, KeyboardInterrupt):
             self.backend.interrupt()
             raise StudyInterrupted() from None
-        except InfrastructureError as exc:
+        except (InfrastructureError, OSError) as exc:
+            if isinstance(exc, OSError):
+                if exc.errno not in INFRASTRUCTURE_ERRNOS:
+                    raise
+                exc = infrastructure_error(exc, "hwtune could not write its files")
             # The machine failed, not the trials: stop them as for Ctrl-C (they checkpoint) and
             # record nothing more, so that every one of them resumes in the next run.
             stopped = self.backend.interrupt()
