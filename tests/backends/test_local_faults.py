@@ -651,3 +651,25 @@ def test_a_full_disk_under_hwtunes_own_files_ends_the_run_the_same_way(tmp_path,
         LocalStudyRun("faults", spec, workdir=workdir).run()
     monkeypatch.undo()
     _assert_resumes_to_the_end(workdir, spec, 2)
+
+
+def test_the_supervisor_passes_on_exit_codes_and_signals(tmp_path):
+    from hwtune.backends.local import backend as module
+
+    def supervised(code: str) -> int:
+        return subprocess.run([sys.executable, "-I", "-S", module.SUPERVISOR, str(os.getpid()),
+                               "1", "--", sys.executable, "-c", code], timeout=30).returncode
+
+    assert supervised("raise SystemExit(3)") == 3
+    assert supervised("import os, signal; os.kill(os.getpid(), signal.SIGKILL)") == -9
+    assert supervised("import os, signal; os.kill(os.getpid(), signal.SIGTERM)") == -15
+    assert supervised("pass") == 0
+    missing = subprocess.run([sys.executable, "-I", "-S", module.SUPERVISOR, str(os.getpid()),
+                              "1", "--", str(tmp_path / "nope")], capture_output=True, text=True,
+                             timeout=30)
+    assert missing.returncode == 127 and "cannot run" in missing.stderr
+    # Started by a process that is not its tuner (the tuner died first): runs nothing.
+    orphan = subprocess.run([sys.executable, "-I", "-S", module.SUPERVISOR, "1", "1", "--",
+                             sys.executable, "-c", "print('ran')"], capture_output=True,
+                            text=True, timeout=30)
+    assert orphan.returncode == 1 and "ran" not in orphan.stdout

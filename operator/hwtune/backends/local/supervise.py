@@ -13,7 +13,9 @@ no hwtune import, so it starts in milliseconds); it is the leader of the trial's
 - SIGTERM sent to the supervisor (the tuner pausing or stopping the trial, an "eviction") is
   passed on to the group once, so the trainer and its children see exactly one SIGTERM.
 - It exits as the trainer did: the same exit status, or the same signal.
-- A command that cannot be executed exits 127 with the reason on stderr (the trial log).
+- A command that cannot be executed exits 127 with the reason on stderr (the trial log); a
+  fork that fails (no processes left) exits 74, which the backend treats as the machine's
+  failure.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 
 POLL_SECONDS = 0.1
 EXIT_CANNOT_EXEC = 127
+EXIT_INFRASTRUCTURE = 74  # hwtune.trainer.EXIT_INFRASTRUCTURE (not imported: stdlib only here)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -72,7 +75,11 @@ def main(args: list[str]) -> int:
     if os.getppid() != tuner:
         return 1  # the tuner died before this started: run nothing
     me = os.getpid()
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as exc:  # no processes left: the machine's failure, not the trial's
+        os.write(2, f"=== hwtune: cannot fork the trial: {exc.strerror or exc}\n".encode())
+        return EXIT_INFRASTRUCTURE
     if child == 0:
         _run_child(me, argv)
     orphaned_at: float | None = None
@@ -91,10 +98,14 @@ def main(args: list[str]) -> int:
         time.sleep(POLL_SECONDS)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+            pass
         os.kill(me, sig)
         time.sleep(1)  # not reached for terminating signals
-    return os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 1
+        return 128 + sig
+    return os.waitstatus_to_exitcode(status)
 
 
 if __name__ == "__main__":
