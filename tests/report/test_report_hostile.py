@@ -105,7 +105,7 @@ def test_malformed_authorization_bytes_are_401(served, auth):
     assert sink.received == []
 
 
-def test_no_hostile_request_gets_a_500(served):
+def test_no_hostile_request_gets_a_500(served, caplog):
     sink, server = served
     token = b"Bearer " + sink.tokens["1"].encode()
     bodies = [b"", b"\x00" * 100, b"\xff" * 100, b"null", b"1e999999", b'"x"', b"{}",
@@ -129,6 +129,9 @@ def test_no_hostile_request_gets_a_500(served):
         statuses.append(status_of(raw_request(server, raw)))
     assert all(400 <= s < 500 for s in statuses), statuses
     assert sink.received == []
+    # Malformed HTTP is logged as one warning line, never as an error with a traceback.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "refused a malformed HTTP request" in caplog.text
 
 
 # -- connections ----------------------------------------------------------------------------------

@@ -192,13 +192,34 @@ def create_app(sink: ReportSink, *, body_timeout: float = BODY_TIMEOUT_SECONDS
     return app
 
 
+class _QuietMalformedHttp(logging.Filter):
+    """A client's malformed HTTP is the client's problem: one warning line, not an error with a
+    traceback per request (a hostile client could fill the log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s): %s"
+            record.args = (record.args[0] if record.args else "?",
+                           str(exc.message).splitlines()[0] if exc.message else type(exc).__name__)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_http_log = logging.getLogger("hwtune.report.http")
+_http_log.addFilter(_QuietMalformedHttp())
+
+
 def runner_options(idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> dict[str, object]:
     """``web.AppRunner`` keyword arguments for the endpoint. aiohttp's keep-alive timer runs from
     the moment a connection opens until a complete request arrives, so it closes idle
     connections and half-open ones that stall in (or vanished before) their headers alike; its
     default is an hour. After an answer given before the body was read (401, 408) aiohttp reads
     and drops the rest of it for ``lingering_time`` at most (default 10 s), then closes."""
-    return {"keepalive_timeout": idle_timeout, "lingering_time": 1.0, "access_log": None}
+    return {"keepalive_timeout": idle_timeout, "lingering_time": 1.0, "access_log": None,
+            "logger": _http_log}
 
 
 class ReportServer:
