@@ -115,6 +115,13 @@ def test_default_reference_point_pushes_out_by_the_range():
         default_reference_point([[0, np.inf]])
 
 
+def test_no_points_have_zero_hypervolume():
+    from hwtune.optimize.pareto.hypervolume import hypervolume
+
+    assert hypervolume([], [1.0, 1.0]) == 0.0
+    assert hypervolume([], [1.0, 1.0, 1.0]) == 0.0
+
+
 @pytest.mark.parametrize("m", [2, 3, 4])
 @pytest.mark.parametrize("seed", range(4))
 def test_moocore_path_agrees_with_the_python_code(m, seed):

@@ -1,4 +1,5 @@
-"""The template every backend (local, simulated, kubernetes) is built on.
+"""The template every backend is built on (local and simulated today; the kubernetes backend is
+being built on it).
 
 A backend runs trials; it never decides. The split follows the Syne Tune trial backend: the
 public methods below do the bookkeeping (which trials this backend has, in which phase, how often
@@ -47,12 +48,18 @@ from typing import Any, Mapping, Protocol
 
 from hwtune.api.records import Decision, Hardware, TrialPhase, TrialRecord
 
-__all__ = ["Backend", "BackendError", "BackendTrial", "TrialSink"]
+__all__ = ["Backend", "BackendError", "BackendTrial", "InfrastructureError", "TrialSink"]
 
 
 class BackendError(RuntimeError):
     """A backend was asked for something its bookkeeping forbids (start a running trial, stop
     an unknown one) or its machinery failed to launch a trial."""
+
+
+class InfrastructureError(BackendError):
+    """The machine failed, not the trial (a full disk, no processes or file descriptors left):
+    the run must end. Trials keep their phase, so that a later run resumes them; none is
+    failed for it, and none uses up ``maxTrials`` in vain."""
 
 
 class TrialSink(Protocol):
@@ -168,6 +175,8 @@ class Backend(abc.ABC):
             state.max_resource = start.max_resource
             try:
                 running = self._launch(state, start.resumed)
+            except InfrastructureError:
+                raise
             except Exception as exc:
                 self._set_phase(state, TrialPhase.FAILED)
                 self.sink.fail_trial(record.trial_id, f"launch failed: {exc}")
@@ -199,6 +208,13 @@ class Backend(abc.ABC):
         """Let trials progress for at most ``timeout`` seconds (None: until something happens,
         if anything can). True if a report or an exit was delivered."""
         return self._wait(timeout)
+
+    def running_runtimes(self) -> Mapping[int, float]:
+        """Total runtime on its hardware, right now, of each running trial this backend can
+        measure between reports (trial id -> seconds). The tuner charges it to the budget as
+        time passes, so a trial that never reports cannot outrun maxCostUSD. Trials left out are
+        timed by the study's clock."""
+        return {}
 
     def close(self) -> None:
         """Kill everything still running and release resources. Idempotent. The study is not

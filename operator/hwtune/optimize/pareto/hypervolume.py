@@ -48,9 +48,12 @@ def default_reference_point(losses: object, *, margin: float = 0.1) -> np.ndarra
 
 
 def hypervolume(losses: object, reference: Sequence[float]) -> float:
-    """Exact hypervolume of ``losses`` (n x m, minimise all) bounded by ``reference``."""
-    L = as_loss_matrix(losses)
+    """Exact hypervolume of ``losses`` (n x m, minimise all) bounded by ``reference``; no
+    points (``[]``) dominate nothing: 0."""
     ref = np.asarray(reference, dtype=float).reshape(-1)
+    if np.asarray(losses, dtype=float).size == 0 and ref.size >= 1:
+        losses = np.zeros((0, ref.size))  # a bare [] has no objective columns to check
+    L = as_loss_matrix(losses)
     m = L.shape[1]
     if ref.shape != (m,):
         raise ValueError(f"reference: expected {m} values (one per objective), got {ref.shape[0]}")
