@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import secrets
 import threading
@@ -50,7 +51,9 @@ class ReportSink(Protocol):
 
     def submit_report(self, trial: str, payload: ReportPayload) -> ReportReply:
         """Record the report and decide. Raise ``TrialFinishedError`` (409) for a finished trial,
-        ``ReportRejectedError`` (422) for an impossible report (resource going backwards)."""
+        ``ReportRejectedError`` (422) for an impossible report (resource going backwards).
+        May return an awaitable of the reply instead (the operator answers only once the
+        decision is stored; see docs/operator-design.md)."""
 
 
 class ReplyMemo:
@@ -95,16 +98,25 @@ def _bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def create_app(sink: ReportSink) -> web.Application:
-    """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz."""
+def create_app(sink: ReportSink, *, route_prefix: str = "") -> web.Application:
+    """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz.
+
+    ``route_prefix`` (e.g. ``/studies/{namespace}/{study}``) puts the report route under a
+    prefix with its own variables, for one endpoint serving many studies: the sink then sees
+    the trial as all of the route's variables joined by ``/`` (``ns/study/3``); a trainer's
+    ``HWTUNE_REPORT_URL`` carries the prefix, so its URL ends the same way."""
 
     async def post_report(request: web.Request) -> web.Response:
-        trial = request.match_info["trial"]
+        trial = "/".join(request.match_info.values()) if route_prefix \
+            else request.match_info["trial"]
         token = _bearer_token(request)
         if token is None:
             return _error(401, "missing bearer token (Authorization: Bearer <token>)",
                           headers={"WWW-Authenticate": 'Bearer realm="hwtune"'})
-        expected = sink.expected_token(trial)
+        try:
+            expected = sink.expected_token(trial)
+        except ProtocolError as exc:  # e.g. 503 while the study is loading: trainers retry
+            return web.json_response(exc.to_json(), status=exc.status)
         if expected is None:
             return _error(404, f"unknown trial {trial!r}")
         if not tokens_match(token, expected):
@@ -117,6 +129,8 @@ def create_app(sink: ReportSink) -> web.Application:
         try:
             payload = parse_report(raw)
             reply = sink.submit_report(trial, payload)
+            if inspect.isawaitable(reply):
+                reply = await reply
         except ProtocolError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
         return web.json_response(reply.to_json())
@@ -126,7 +140,7 @@ def create_app(sink: ReportSink) -> web.Application:
 
     # aiohttp stops reading a body at this size (HTTPRequestEntityTooLarge, answered 413).
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app.router.add_post("/v1/trials/{trial}/reports", post_report)
+    app.router.add_post(route_prefix.rstrip("/") + "/v1/trials/{trial}/reports", post_report)
     app.router.add_get("/healthz", healthz)
     return app
 
