@@ -211,6 +211,11 @@ def operator_command(
         None, "--report-url",
         help="Base URL trainers reach the endpoint at, e.g. "
              "http://hwtune.hwtune-system.svc:8080 [default: http://127.0.0.1:<port>]"),
+    metrics_port: int = typer.Option(
+        9090, "--metrics-port", min=0, max=65535,
+        help="Port of the Prometheus endpoint /metrics (0: no endpoint)"),
+    metrics_listen: str = typer.Option("0.0.0.0", "--metrics-listen",
+                                       help="Address the metrics endpoint binds"),
     trial_retry_limit: int = typer.Option(
         3, "--trial-retry-limit", min=0, max=100,
         help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
@@ -233,6 +238,7 @@ def operator_command(
             standalone=standalone, priority=priority, peering_name=peering_name,
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
+            metrics_port=metrics_port or None, metrics_listen=metrics_listen,
             trial_retry_limit=trial_retry_limit)
     except SettingsError as exc:
         raise _fail(str(exc)) from None

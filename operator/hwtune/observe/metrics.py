@@ -333,10 +333,12 @@ class StudyMetrics:
 
     # -- studies ----------------------------------------------------------------------------
     def watch(self, study: Study, namespace: str, name: str, *,
-              lock: ContextManager[Any] | None = None) -> StudyObserver:
+              lock: ContextManager[Any] | None = None, time_reports: bool = True) -> StudyObserver:
         """Export ``study`` from now on. ``lock`` guards its state (the backend's ``lock``
-        where reports arrive on other threads); scrapes read the study under it. The study's
-        ``report`` is timed into ``hwtune_report_decision_seconds``."""
+        where reports arrive on other threads); scrapes read the study under it. With
+        ``time_reports`` the study's ``report`` is timed into
+        ``hwtune_report_decision_seconds`` (the operator times its whole report handling
+        instead, the write-ahead log included: ``observe_decision``)."""
         key = (namespace, name)
         with self._guard:
             if key in self._observers:
@@ -345,6 +347,8 @@ class StudyMetrics:
                                 lock if lock is not None else contextlib.nullcontext())
             self._observers[key] = obs
         study.add_listener(obs.on_event)
+        if not time_reports:
+            return obs
         inner = study.report
 
         def timed_report(*args: Any, **kwargs: Any) -> Any:
