@@ -78,7 +78,7 @@ def test_prometheus_scrapes_the_operator_during_a_study(cluster, namespace, tmp_
                     table.setdefault(s["metric"]["point"], {})[s["metric"]["objective"]] = float(s["value"][1])
                 front = sorted((p["objectives"]["val_error"], p["objectives"]["cost"])
                                for p in status["paretoFront"])
-                scraped = sorted((c["val_error"], c["cost"]) for c in table.values())
+                scraped = sorted((c["quality"], c["cost"]) for c in table.values())
                 assert len(scraped) == len(front) > 0
                 for got_point, want_point in zip(scraped, front):
                     assert list(got_point) == pytest.approx(list(want_point), rel=1e-9)

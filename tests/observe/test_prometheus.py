@@ -187,13 +187,14 @@ def pivot(result) -> dict[str, dict[str, float]]:
 def check_panel(key: str, got, truth: dict) -> None:
     approx = pytest.approx
     if key in ("front_cost_runtime", "front_quality_cost"):
-        axes = ("cost", "runtime") if key == "front_cost_runtime" else ("cost", "val_error")
+        axes = ("cost", "runtime") if key == "front_cost_runtime" else ("cost", "quality")
         table = pivot(got)
         assert set(table) == set(truth["points"]), key
         for point, coords in table.items():
             assert set(coords) == set(axes), (key, coords)
             for axis in axes:
-                assert coords[axis] == approx(truth["points"][point][axis], rel=1e-9), (key, point, axis)
+                want = truth["points"][point]["val_error" if axis == "quality" else axis]
+                assert coords[axis] == approx(want, rel=1e-9), (key, point, axis)
     elif key == "hypervolume":
         assert float(got[0]["value"][1]) == approx(truth["hypervolume"], rel=1e-9)
     elif key in ("spend_by_pool", "gpu_hours_by_pool"):

@@ -37,9 +37,12 @@ PANELS: tuple[Panel, ...] = (
     Panel("front_cost_runtime", "Pareto front: cost vs runtime", "xy",
           f'hwtune_study_front_point{{{SEL},objective=~"cost|runtime"}}', x="cost", y="runtime",
           description="Each exported front point's cost (USD) and runtime (s) at its last report."),
+    # The quality objective is renamed "quality" so the panel's y field has a fixed name.
     Panel("front_quality_cost", "Pareto front: quality vs cost", "xy",
-          f'hwtune_study_front_point{{{SEL},objective=~"cost|$quality"}}', x="cost", y="$quality",
-          description="Each exported front point's cost (USD) and quality objective."),
+          f'label_replace(hwtune_study_front_point{{{SEL},objective="$quality"}}, "objective", '
+          f'"quality", "objective", "(.*)") or hwtune_study_front_point{{{SEL},objective="cost"}}',
+          x="cost", y="quality",
+          description="Each exported front point's cost (USD) and quality objective ($quality)."),
     Panel("hypervolume", "Hypervolume of the front", "timeseries",
           f"hwtune_study_hypervolume{{{SEL}}}", legend="{{study}}"),
     Panel("spend_by_pool", "Spend by pool and GPU type (USD)", "timeseries",
@@ -101,7 +104,7 @@ ALERTS: tuple[Alert, ...] = (
           "sum by (namespace, study) (hwtune_trial_failures_total) "
           "/ clamp_min(sum by (namespace, study) (hwtune_trial_launches_total), 1)",
           "10m", "warning",
-          "More than {failure_ratio_text} of the trials launched in 15 minutes by "
+          "{{ $value | humanizePercentage }} of the trials launched in 15 minutes by "
           "{{ $labels.namespace }}/{{ $labels.study }} failed."),
     Alert("HwtuneDecisionsSlow",
           "histogram_quantile(0.99, sum by (namespace, study, le) "
@@ -120,27 +123,16 @@ ALERTS: tuple[Alert, ...] = (
 )
 
 DEFAULT_THRESHOLDS: Mapping[str, float] = {
-    "budget_fraction": 0.9, "failure_ratio": 0.5, "decision_seconds": 1.0}
+    "budget_fraction": 0.9, "failure_ratio": 0.5, "decision_seconds": 1}
 
 
 def alert_rules(thresholds: Mapping[str, object] | None = None) -> list[dict]:
     """The rule group's ``rules`` with thresholds filled in (numbers, or Helm expressions when
     the chart's template is generated)."""
     values = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    ratio = values["failure_ratio"]
-    text = {**values, "failure_ratio_text": f"{float(ratio):.0%}" if isinstance(ratio, float | int)
-            else ratio}
-    rules = []
-    for a in ALERTS:
-        rules.append({
-            "alert": a.name,
-            "expr": a.expr.format(**values),
-            "for": a.for_,
-            "labels": {"severity": a.severity},
-            "annotations": {"summary": a.summary.replace("{failure_ratio_text}",
-                                                         str(text["failure_ratio_text"]))},
-        })
-    return rules
+    return [{"alert": a.name, "expr": a.expr.format(**values), "for": a.for_,
+             "labels": {"severity": a.severity}, "annotations": {"summary": a.summary}}
+            for a in ALERTS]
 
 
 def substitute(expr: str, *, namespace: str, study: str, quality: str = "",
