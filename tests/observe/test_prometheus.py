@@ -18,6 +18,7 @@ from hwtune.api.records import Decision
 from hwtune.engine import EventKind, Study, StudyConfig, Tuner
 from hwtune.observe import StudyMetrics, select_front
 from hwtune.observe.promserver import PrometheusServer, finite, prometheus_binary, values
+from hwtune.observe.render import render_dashboard
 from hwtune.observe.queries import ALERTS, DEFAULT_THRESHOLDS, PANELS, alert_rules, substitute
 from hwtune.backends.simulated import SimulatedBackend, synthetic_table
 from tests.observe.study_fixture import SPEC
@@ -132,6 +133,10 @@ def test_dashboard_and_alert_queries_match_the_study_on_a_real_prometheus(tmp_pa
             value = values(prom.query(alert.value), "namespace", "study")[(NS, NAME)]
             active = rule["state"] in ("pending", "firing")
             check_alert(alert.name, value, active, truth)
+        # the README's picture is drawn from these same query results
+        png = render_dashboard(prom.base, NS, NAME, tmp_path / "dashboard.png", quality="val_error",
+                               start=started, end=time.time())
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     finally:
         prom.stop()
         server.shutdown()

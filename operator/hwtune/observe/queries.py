@@ -61,7 +61,7 @@ PANELS: tuple[Panel, ...] = (
           "label_replace(sum by (__name__) ({__name__=~\"hwtune_trial_(launches|resumes|pauses|"
           f"stops|failures|preemptions)_total\",{SEL}}}), \"event\", \"$1\", \"__name__\", "
           "\"hwtune_trial_(.*)_total\")", legend="{{event}}"),
-    Panel("decision_latency", "Report-to-decision latency (p50, p99)", "timeseries",
+    Panel("decision_latency", "Report-to-decision latency (p99)", "timeseries",
           "histogram_quantile(0.99, sum by (le) (rate(hwtune_report_decision_seconds_bucket"
           f"{{{SEL}}}[$__rate_interval])))", unit="s", legend="p99"),
     Panel("reconcile_latency", "Reconcile pass latency (p99)", "timeseries",
