@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from hwtune.controller.settings import OperatorSettings
@@ -70,6 +71,37 @@ def instrument_runner(runner: Any, metrics: StudyMetrics | None) -> None:
         runner.submit_report = submit_report
 
     runner.load = load
+    inner_pod_event = runner.pod_event
+    disrupted: OrderedDict[str, None] = OrderedDict()  # pod uids counted (bounded)
+
+    def pod_event(pod: Any) -> None:
+        inner_pod_event(pod)
+        trial = preempted_trial(pod)
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        observer = metrics.observer(runner.namespace, runner.name)
+        if trial is None or observer is None or uid in disrupted:
+            return
+        disrupted[uid] = None
+        if len(disrupted) > 10_000:
+            disrupted.popitem(last=False)
+        try:
+            observer.preempted(trial)
+        except KeyError:  # not a trial of this study (yet): nothing to count
+            pass
+
+    runner.pod_event = pod_event
+
+
+def preempted_trial(pod: Any) -> int | None:
+    """The trial id of a pod Kubernetes is disrupting (preemption, eviction, node drain: the
+    ``DisruptionTarget`` condition), else None."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "DisruptionTarget" and c.get("status") == "True" for c in conditions):
+        return None
+    try:
+        return int((pod.get("metadata") or {}).get("labels", {})["hwtune.io/trial"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def forget_study(metrics: StudyMetrics | None, namespace: str, name: str) -> None:

@@ -135,7 +135,9 @@ class StudyObserver:
     def preempted(self, trial_id: int) -> None:
         """A backend saw the trial's pod preempted or evicted and replaced it without a study
         event (the Kubernetes Job retries it from its checkpoint)."""
-        self._inc(self.metrics.preemptions, self.hardware_labels(trial_id))
+        with self.lock:
+            labels = self.hardware_labels(trial_id)
+        self._inc(self.metrics.preemptions, labels)
 
     # -- timings ------------------------------------------------------------------------------
     def observe_decision(self, seconds: float) -> None:
