@@ -172,3 +172,16 @@ def test_metrics_are_served_over_http_on_loopback():
         server.shutdown()
     assert 'hwtune_study_trials{namespace="ml",phase="Completed",study="demo"}' in body
     assert "hwtune_trial_launches_total" in body
+
+
+def test_surrogate_fallback_notes_on_events_are_counted():
+    from hwtune.engine.events import StudyEvent
+
+    metrics, study, _, obs = run_study(5)
+    trial = study.trials[0].trial_id
+    obs.on_event(StudyEvent(seq=99, kind=EventKind.RUNNING, trial_id=trial, time=0.0, extra={
+        "notes": ["surrogate: connection refused; this suggestion fell back to random search",
+                  "surrogate: still falling back to random search after a failure (2 more)",
+                  "searcher: something else"]}))
+    assert list(by_name(metrics, "hwtune_surrogate_fallbacks_total").values()) == [2.0]
+    assert list(by_name(metrics, "hwtune_surrogate_errors_total").values()) == [1.0]

@@ -107,6 +107,7 @@ class StudyObserver:
     # -- events -----------------------------------------------------------------------------
     def on_event(self, event: StudyEvent) -> None:
         m = self.metrics
+        self._count_surrogate_notes(event)
         hw = self.hardware_labels(event.trial_id)
         kind = event.kind
         if kind is EventKind.CREATED:
@@ -131,6 +132,20 @@ class StudyObserver:
                 self._inc(m.preemptions, hw)
         elif kind is EventKind.FAILED:
             self._inc(m.failures, hw)
+
+    def _count_surrogate_notes(self, event: StudyEvent) -> None:
+        # Surrogate searchers note a fallback to random search on the study (``Study.note``),
+        # attached to the next event as extra["notes"]: "surrogate: <error>; this suggestion
+        # fell back ..." (a failed call) or "surrogate: still falling back ..." (skipped while
+        # backing off). Equal notes between two events are recorded once, so this counts at
+        # least one per event that had fallbacks.
+        notes = (event.extra or {}).get("notes") or ()
+        for note in notes:
+            if not isinstance(note, str) or not note.startswith("surrogate:"):
+                continue
+            self._inc(self.metrics.surrogate_fallbacks, self.labels)
+            if "still falling back" not in note:
+                self._inc(self.metrics.surrogate_errors, self.labels)
 
     def preempted(self, trial_id: int) -> None:
         """A backend saw the trial's pod preempted or evicted and replaced it without a study
