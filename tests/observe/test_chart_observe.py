@@ -145,6 +145,15 @@ def test_install_with_every_flag_on_into_the_local_cluster(kube, namespace):
         node = kube.get_json("node", pods[0]["spec"]["nodeName"])
         assert "nvidia.com/gpu.product" in node["metadata"]["labels"], node["metadata"]["labels"]
         assert int(node["status"]["allocatable"]["nvidia.com/gpu"]) >= 1
+        # the monitoring objects add no rights: the operator still cannot touch other kinds
+        sa = f"system:serviceaccount:{namespace}:{release}"
+        for verb, what, want in (("create", "jobs.batch", "yes"),
+                                 ("create", "deployments.apps", "no"),
+                                 ("update", "nodes", "no"),
+                                 ("create", "prometheusrules.monitoring.coreos.com", "no"),
+                                 ("create", "servicemonitors.monitoring.coreos.com", "no")):
+            can = kube.kubectl("auth", "can-i", verb, what, "-n", namespace, "--as", sa, check=False)
+            assert can.stdout.strip() == want, (verb, what, can.stdout, can.stderr)
         kube.kubectl("-n", namespace, "get", "prometheusrule", release)
         kube.kubectl("-n", namespace, "get", "servicemonitor", f"{release}-operator")
         kube.kubectl("-n", namespace, "get", "configmap", f"{release}-dashboard")
