@@ -5,11 +5,13 @@ nothing, and reports need the trial's own token. Trainers are played by ``TrialD
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -297,6 +299,77 @@ def test_failed_pods_resume_until_the_retry_limit_then_the_trial_fails(
     assert status["trials"]["failed"] == 1 and status["trials"]["completed"] == 2
     pods = [p for p in driver.played.values() if p.trial == 0]
     assert len(pods) == 2 and len({p.job_uid for p in pods}) == 1  # the same Job, a new pod
+
+
+def _process(pid_file: Path) -> dict[str, Any]:
+    """How a control-plane component was started: argv, env, cwd and log (from /proc)."""
+    proc = Path(f"/proc/{int(pid_file.read_text().strip())}")
+    return {"pid": int(proc.name),
+            "argv": [a for a in (proc / "cmdline").read_bytes().decode().split("\0") if a],
+            "env": dict(line.split("=", 1) for line in (proc / "environ").read_bytes().decode()
+                        .split("\0") if "=" in line),
+            "cwd": os.readlink(proc / "cwd"), "log": os.readlink(proc / "fd" / "1")}
+
+
+def _relaunch(pid_file: Path, how: dict[str, Any]) -> None:
+    with open(how["log"], "ab") as log:
+        started = subprocess.Popen(how["argv"], cwd=how["cwd"], env=how["env"],
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    pid_file.write_text(f"{started.pid}\n")  # so the cluster's down() stops this one
+
+
+def restart_api_server(cluster: LocalCluster) -> None:
+    """Stop the session cluster's kube-apiserver and start it again with the same command line,
+    environment and log (etcd keeps the state). Components that exit when they lose their
+    leader lease meanwhile are restarted by ``_supervise``, as a kubelet or systemd would."""
+    pids = cluster.kubeconfig.parent / "pids"
+    apiserver = _process(pids / "kube-apiserver.pid")
+    os.kill(apiserver["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{apiserver['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _relaunch(pids / "kube-apiserver.pid", apiserver)
+    cluster.wait_for(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False)
+                     .returncode == 0, timeout=60, what="the API server to come back")
+
+
+def _supervise(cluster: LocalCluster, stop: threading.Event) -> None:
+    """Restart controller-manager and scheduler whenever they exit (lost lease)."""
+    pids = cluster.kubeconfig.parent / "pids"
+    known = {c: _process(pids / f"{c}.pid") for c in ("kube-controller-manager", "kube-scheduler")}
+    while not stop.wait(0.5):
+        for component, how in known.items():
+            pid = int((pids / f"{component}.pid").read_text().strip())
+            if not Path(f"/proc/{pid}").exists():
+                _relaunch(pids / f"{component}.pid", how)
+
+
+@pytest.mark.skipif(bool(os.environ.get("HWTUNE_TEST_KUBECONFIG")),
+                    reason="restarts the local control plane's API server process")
+def test_study_completes_across_an_api_server_restart(
+        cluster: LocalCluster, namespace: str, operator: EmbeddedOperator) -> None:
+    name = "apiserver"
+    driver = TrialDriver(cluster.kubeconfig, namespace, epoch_seconds=0.05).start()
+    stop_supervisor = threading.Event()
+    supervisor = threading.Thread(target=_supervise, args=(cluster, stop_supervisor), daemon=True)
+    supervisor.start()
+    try:
+        apply(cluster, study_doc(name, max_trials=10, seed=7), namespace)
+        cluster.wait_for(lambda: (study_status(cluster, name, namespace).get("trials") or {})
+                         .get("total", 0) >= 5, timeout=120, what="five trials")
+        restart_api_server(cluster)
+        status = wait_completed(cluster, name, namespace, driver)
+        events = logged_events(cluster, name, namespace)
+    finally:
+        driver.stop()
+        stop_supervisor.set()
+        supervisor.join(timeout=10)
+    assert status["trials"]["total"] == 10
+    assert not driver.errors, driver.errors
+    answered = sorted((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    assert answered == sorted((e["trialId"], e["resource"], e["decision"]) for e in events
+                              if e["kind"] == "observed")
 
 
 def start_operator_process(cluster: LocalCluster, namespace: str, configuration: str,

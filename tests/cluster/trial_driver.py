@@ -55,7 +55,8 @@ class TrialDriver:
         self.report_url = report_url
         self.epoch_seconds = epoch_seconds
         self.played: dict[str, Played] = {}  # by pod uid
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # a trainer's failure (a refused or unanswered report)
+        self.list_failures = 0
         self.paused = threading.Event()  # set: play no new pods
         # trial id -> how many of its pods fail at once with exit 75 (preempted) before one runs
         self.fail_plan: dict[int, int] = {}
@@ -78,8 +79,8 @@ class TrialDriver:
             try:
                 pods = self.core.list_namespaced_pod(self.namespace,
                                                      label_selector="hwtune.io/study").items
-            except Exception as exc:  # noqa: BLE001 - the API server may restart
-                self.errors.append(f"list pods: {exc}")
+            except Exception:  # noqa: BLE001 - the API server may restart: look again
+                self.list_failures += 1
                 time.sleep(0.5)
                 continue
             for pod in pods:

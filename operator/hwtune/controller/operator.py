@@ -126,7 +126,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         return _connection_info(configuration)
 
     register_admission(registry, ignore_failures=settings.failure_policy is FailurePolicy.IGNORE)
-    register_studies(registry)
+    if settings.run_studies:
+        register_studies(registry)
     return registry
 
 

@@ -114,6 +114,9 @@ class OperatorSettings:
     ``hwtune operator`` defaults to 9090); None = no endpoint (embedded operators in tests)."""
     metrics_listen: str = "0.0.0.0"
     """Address the metrics endpoint binds."""
+    run_studies: bool = True
+    """Run TuningStudies (the daemon, finalizer and Job/pod watches); False: admission only
+    (tests of the webhook, or a webhook-only replica)."""
     trial_retry_limit: int = 3
     """Failed pods (crash, OOM, exit 75) a trial's Job replaces before the trial fails."""
     extra_sans: tuple[str, ...] = field(default=())

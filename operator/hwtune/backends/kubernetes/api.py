@@ -40,7 +40,8 @@ def _now() -> str:
 class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
-    def __init__(self, api_client: Any, *, workers: int = 16) -> None:
+    def __init__(self, api_client: Any, *, workers: int = 16,
+                 request_timeout: tuple[float, float] = (5.0, 30.0)) -> None:
         from kubernetes import client
 
         self.client = api_client
@@ -48,6 +49,9 @@ class KubeApi:
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-api")
+        # (connect, read): a call to an API server that restarted mid-request must fail and be
+        # retried, never hold a worker forever.
+        self.request_timeout = request_timeout
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -56,6 +60,7 @@ class KubeApi:
         from kubernetes.client.exceptions import ApiException
 
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
             return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
         except ApiException as exc:
