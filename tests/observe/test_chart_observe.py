@@ -38,6 +38,13 @@ def test_generated_chart_files_are_fresh(tmp_path):
             f"charts/hwtune/{rel} is stale: run hack/gen-observe.sh"
 
 
+def test_chart_lints_strictly_with_every_flag_on():
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION]
+    for value in ALL_ON:
+        args += ["--set", value]
+    assert "0 chart(s) failed" in helm(*args).stdout
+
+
 def test_default_values_render_no_observability_objects():
     kinds = {d["kind"] for d in render()}
     assert not kinds & {"PrometheusRule", "ServiceMonitor"}
