@@ -166,9 +166,10 @@ async def _start_report_endpoint(settings: OperatorSettings, sink: Any) -> tuple
     """The report endpoint in this event loop; returns its runner and the trainers' base URL."""
     from aiohttp import web
 
-    from hwtune.report.server import create_app
+    from hwtune.report.server import create_app, runner_options
 
-    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX), access_log=None)
+    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX),
+                           **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, settings.report_listen, settings.report_port or 0)
     await site.start()
