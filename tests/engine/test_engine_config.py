@@ -104,7 +104,7 @@ _DELETE = object()
         ("fidelity.reductionFactor", 1, "fidelity.reductionFactor", ">= 2"),
         ("fidelity.max", _DELETE, "fidelity.max", "required"),
         ("algorithm.scheduler", "bohb", "algorithm.scheduler", "unknown scheduler"),
-        ("algorithm.searcher", "tpe", "algorithm.searcher", "unknown searcher"),
+        ("algorithm.searcher", "bohb", "algorithm.searcher", "unknown searcher"),
         ("algorithm.seed", -1, "algorithm.seed", ">= 0"),
         ("algorithm.settings", [1], "algorithm.settings", "map"),
         ("budget.maxTrials", 0, "budget.maxTrials", "integer >= 1"),

@@ -32,6 +32,7 @@ from hwtune.space.errors import SpecError, join_path
 __all__ = [
     "SCHEDULER_KINDS",
     "SEARCHER_KINDS",
+    "TRANSFER_METHODS",
     "AlgorithmSpec",
     "FidelitySpec",
     "SpecError",
@@ -40,7 +41,12 @@ __all__ = [
 
 SCHEDULER_KINDS = ("fifo", "random", "asha", "asha-promotion", "hyperband", "mo-asha",
                    "mo-asha-promotion", "dyhpo")
-SEARCHER_KINDS = ("random", "grid", "dyhpo", "fms", "transfer")
+SEARCHER_KINDS = ("random", "grid", "tpe", "dyhpo", "fms", "transfer")
+# How searcher "transfer" uses transfer.fromStudies (transfer.method): HT-AA's baselines, or the
+# MO-ASHA paper's Pareto-front transfer from related tasks. Default: best-first-tpe.
+TRANSFER_METHODS = ("only-new", "drop-unimportant", "best-first", "transfer-tpe", "best-first-tpe",
+                    "mo-copula")
+DEFAULT_TRANSFER_METHOD = "best-first-tpe"
 
 _TOP_LEVEL = ("objectives", "parameters", "hardware", "fidelity", "algorithm", "transfer",
               "budget", "checkpoints", "trialTemplate")
@@ -123,6 +129,10 @@ class StudyConfig:
     budget: Budget = field(default_factory=Budget)
     algorithm: AlgorithmSpec = field(default_factory=AlgorithmSpec)
     transfer_from: tuple[str, ...] = ()
+    transfer_method: str = DEFAULT_TRANSFER_METHOD
+    # The earlier studies of transfer_from, loaded (hwtune.transfer.PastStudy): not part of the
+    # spec; the backend that can read them attaches them with ``with_transfer_studies``.
+    transfer_studies: tuple[Any, ...] = ()
     checkpoints: Mapping[str, Any] | None = None
     trial_template: Mapping[str, Any] | None = None
 
@@ -161,7 +171,7 @@ class StudyConfig:
         fidelity = FidelitySpec.from_spec(spec.get("fidelity"))
         budget = Budget.from_spec(spec.get("budget"))
         algorithm = AlgorithmSpec.from_spec(spec.get("algorithm"))
-        transfer_from = _parse_transfer(spec.get("transfer"))
+        transfer_from, transfer_method = _parse_transfer(spec.get("transfer"))
         if algorithm.searcher == "transfer" and not transfer_from:
             raise SpecError("transfer.fromStudies", "is required when algorithm.searcher is 'transfer'")
         checkpoints = spec.get("checkpoints")
@@ -174,13 +184,24 @@ class StudyConfig:
             raise SpecError("trialTemplate", "is required")
         return cls(objectives=objectives, space=space, hardware=hardware, hardware_model=model,
                    fidelity=fidelity, budget=budget, algorithm=algorithm,
-                   transfer_from=transfer_from, checkpoints=checkpoints, trial_template=template)
+                   transfer_from=transfer_from, transfer_method=transfer_method,
+                   checkpoints=checkpoints, trial_template=template)
+
+    def with_transfer_studies(self, studies: Any) -> "StudyConfig":
+        """This config with the loaded earlier studies of ``transfer.fromStudies``."""
+        import dataclasses
+
+        return dataclasses.replace(self, transfer_studies=tuple(studies))
 
     # -- building the algorithm ----------------------------------------------------------------
     def make_searcher(self, **extra: Any):
         """The searcher named by ``algorithm.searcher`` over this space and hardware."""
         from hwtune.optimize.searchers import make_searcher
 
+        extra.setdefault("objectives", self.objectives)
+        if self.algorithm.searcher == "transfer":
+            extra.setdefault("transfer_studies", self.transfer_studies)
+            extra.setdefault("transfer_method", self.transfer_method)
         return make_searcher(self.algorithm.searcher, self.space, self.hardware, seed=self.seed,
                              settings=self.algorithm.settings, **extra)
 
@@ -245,14 +266,18 @@ def _parse_objectives(spec: Any) -> tuple[Objective, ...]:
     return tuple(out)
 
 
-def _parse_transfer(spec: Any) -> tuple[str, ...]:
+def _parse_transfer(spec: Any) -> tuple[tuple[str, ...], str]:
     if spec is None:
-        return ()
-    _check_map(spec, "transfer", ("fromStudies", "mapping"))
+        return (), DEFAULT_TRANSFER_METHOD
+    _check_map(spec, "transfer", ("fromStudies", "mapping", "method"))
     names = spec.get("fromStudies") or []
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
         raise SpecError("transfer.fromStudies", f"must be a list of study names, got {names!r}")
-    return tuple(names)
+    method = spec.get("method", DEFAULT_TRANSFER_METHOD)
+    if method not in TRANSFER_METHODS:
+        raise SpecError("transfer.method",
+                        f"unknown method {method!r} (one of: {', '.join(TRANSFER_METHODS)})")
+    return tuple(names), method
 
 
 def _check_checkpoints(spec: Any) -> None:

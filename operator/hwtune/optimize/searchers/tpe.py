@@ -85,7 +85,12 @@ class _Dim:
         if not len(self.x) or rng.random() < self.prior_weight:
             return self.domain.sample(rng)
         i = int(rng.choice(len(self.x), p=self.w / self.w.sum()))
-        u = float(np.clip(rng.normal(self.x[i], self.sigma), 0.0, 1.0))
+        u = float(rng.normal(self.x[i], self.sigma))
+        for _ in range(8):  # truncated kernel: redraw rather than pile up on the bounds
+            if 0.0 <= u <= 1.0:
+                break
+            u = float(rng.normal(self.x[i], self.sigma))
+        u = min(1.0, max(0.0, u))
         return self.domain.decode(np.array([u]))
 
 
