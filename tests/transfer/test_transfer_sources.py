@@ -9,13 +9,13 @@ import pytest
 
 from hwtune.api.records import Decision, Hardware, TrialPhase
 from hwtune.backends.local.runner import EVENTS_FILE, STUDY_FILE, EventLog
+from hwtune.backends.local.studies import load_studies, load_workdir
 from hwtune.bench.table import BenchmarkTable, TableHeader, TableRun, TableWriter, load_table
 from hwtune.engine.events import EventKind, StudyEvent
 from hwtune.transfer import (
     TransferError,
     from_table,
     from_trial_objects,
-    load_workdir,
     resolve_local,
 )
 

@@ -5,7 +5,8 @@ Pure Python + numpy: never imports a Kubernetes client, kopf or torch (the clust
 TuningTrials lives in ``hwtune.backends.kubernetes``).
 
 - records: ``PastStudy`` / ``PastTrial``, the one record type of an earlier study;
-- sources: ``load_workdir``, ``from_table``, ``from_trial_objects``, ``from_events``;
+- sources: ``from_table``, ``from_trial_objects``, ``from_events`` (work directories:
+  ``hwtune.backends.local.studies.load_workdir``);
 - matching: ``match_spaces`` (shared / new / removed parameters, hardware included);
 - htaa: the baselines ``only-new``, ``drop-unimportant``, ``best-first``, ``transfer-tpe``,
   ``best-first-tpe``;
@@ -28,7 +29,6 @@ from hwtune.transfer.sources import (
     from_events,
     from_table,
     from_trial_objects,
-    load_workdir,
     resolve_local,
 )
 
@@ -45,7 +45,6 @@ __all__ = [
     "from_events",
     "from_table",
     "from_trial_objects",
-    "load_workdir",
     "make_transfer_searcher",
     "match_spaces",
     "resolve_local",

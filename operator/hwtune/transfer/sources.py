@@ -1,8 +1,9 @@
 """Loading earlier studies into ``PastStudy`` records, from three places:
 
-- ``load_workdir(path)``: a ``hwtune tune`` work directory (``study.json`` + ``events.jsonl``),
-  read through the local backend's ``EventLog`` and ``StudyEvent.from_dict`` (the engine's own
-  reader, so checksums and torn tails are handled once, there).
+- ``hwtune.backends.local.studies.load_workdir(path)``: a ``hwtune tune`` work directory
+  (``study.json`` + ``events.jsonl``), read through the local backend's ``EventLog`` (so
+  checksums and torn tails are handled once, there) and folded here by ``from_events``; it lives
+  with the local backend because that reader does.
 - ``from_table(table)``: a benchmark table (``hwtune.bench.table``): one trial per config, its
   curve at every epoch, ``runtime`` (and ``cost`` when a hardware model is given) accumulated from
   the table's ``epoch_runtime``.
@@ -21,7 +22,6 @@ study run from the same directory is found by its name).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -30,8 +30,7 @@ from hwtune.api.records import Goal, Hardware, Objective, TrialPhase
 from hwtune.engine.events import EventKind, StudyEvent
 from hwtune.transfer.records import PastStudy, PastTrial, TransferError
 
-__all__ = ["from_events", "from_table", "from_trial_objects", "load_workdir", "resolve_local",
-           "spec_summary"]
+__all__ = ["from_events", "from_table", "from_trial_objects", "resolve_local", "spec_summary"]
 
 
 # -- the spec ------------------------------------------------------------------------------------
@@ -105,33 +104,6 @@ def from_events(name: str, spec: Mapping[str, Any], events: Iterable[StudyEvent 
                   tuple(sorted(curves[tid].items())))
         for tid in sorted(configs))
     return PastStudy(name, source, parameters, objectives, hardware, max_resource, trials)
-
-
-def load_workdir(path: str | Path, name: str | None = None) -> PastStudy:
-    """The study a ``hwtune tune`` run left in ``path`` (finished or interrupted)."""
-    from hwtune.backends.local.runner import EVENTS_FILE, STUDY_FILE, EventLog, WorkdirError
-
-    path = Path(path)
-    study_file = path / STUDY_FILE
-    if not study_file.is_file():
-        raise TransferError(f"{path}: not a hwtune work directory (no {STUDY_FILE})")
-    try:
-        stored = json.loads(study_file.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise TransferError(f"{study_file}: not JSON: {exc}") from None
-    if not isinstance(stored, Mapping) or not isinstance(stored.get("spec"), Mapping):
-        raise TransferError(f"{study_file}: has no spec")
-    try:
-        events = EventLog(path / EVENTS_FILE).read()
-    except WorkdirError as exc:
-        raise TransferError(str(exc)) from None
-    try:
-        return from_events(name or str(stored.get("name") or path.name), stored["spec"], events,
-                           source=f"workdir:{path}", catalog=stored.get("pools") or {})
-    except ValueError as exc:
-        if isinstance(exc, TransferError):
-            raise
-        raise TransferError(f"{path / EVENTS_FILE}: {exc}") from None
 
 
 def resolve_local(name: str, search_dirs: Sequence[str | Path]) -> Path:
