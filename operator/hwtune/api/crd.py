@@ -85,6 +85,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "TransferMethod",
     "TransferSpec",
     "TrialCounts",
     "TrialTemplate",
@@ -453,6 +454,7 @@ class SearcherName(str, enum.Enum):
 
     RANDOM = "random"
     GRID = "grid"
+    TPE = "tpe"
     DYHPO = "dyhpo"
     FMS = "fms"
     TRANSFER = "transfer"
@@ -473,11 +475,23 @@ class AlgorithmSpec(CrdModel):
     scheduler: SchedulerName = SchedulerName.FIFO
     """fifo | random | asha | asha-promotion | hyperband | mo-asha | mo-asha-promotion | dyhpo."""
     searcher: SearcherName = SearcherName.RANDOM
-    """random | grid | dyhpo | fms | transfer."""
+    """random | grid | tpe | dyhpo | fms | transfer."""
     seed: NonNegInt | None = None
     """Seed of every random choice of the algorithm."""
     settings: FreeForm | None = None
     """Options of the scheduler and searcher (e.g. tieBreak: epsilon-net | crowding)."""
+
+
+class TransferMethod(str, enum.Enum):
+    """How searcher 'transfer' uses the earlier studies (HT-AA's baselines, or the MO-ASHA
+    paper's transfer of Pareto fronts from related tasks)."""
+
+    ONLY_NEW = "only-new"
+    DROP_UNIMPORTANT = "drop-unimportant"
+    BEST_FIRST = "best-first"
+    TRANSFER_TPE = "transfer-tpe"
+    BEST_FIRST_TPE = "best-first-tpe"
+    MO_COPULA = "mo-copula"
 
 
 class TransferSpec(CrdModel):
@@ -485,6 +499,9 @@ class TransferSpec(CrdModel):
 
     from_studies: unique_list(name_type(DNS_SUBDOMAIN, 253), min_items=1, max_items=16)
     """Names of TuningStudies in the same namespace."""
+    method: TransferMethod | None = None
+    """only-new | drop-unimportant | best-first | transfer-tpe | best-first-tpe (default) |
+    mo-copula; used by searcher 'transfer'."""
 
 
 class BudgetSpec(CrdModel):

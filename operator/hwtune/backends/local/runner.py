@@ -111,7 +111,8 @@ class LocalStudyRun:
     ``spec`` is the TuningStudy spec map; ``pools`` are HardwarePool specs by name that extend
     (or replace entries of) ``DEFAULT_CATALOG``; ``cwd`` is where trial processes start unless
     the container has a ``workingDir`` (relative ones are taken from ``base_dir``, the study
-    file's directory). ``on_iteration(run)`` is called after every tuner iteration."""
+    file's directory). ``on_iteration(run)`` is called after every tuner iteration. Earlier
+    studies named in ``transfer.fromStudies`` are work directories found by ``_load_transfer``."""
 
     def __init__(
         self,
@@ -126,6 +127,7 @@ class LocalStudyRun:
         base_dir: str | os.PathLike | None = None,
         on_iteration: Callable[["LocalStudyRun"], None] | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        transfer_search_dirs: list[str | os.PathLike] | None = None,
     ) -> None:
         self.name = name
         self.workdir = Path(workdir)
@@ -136,6 +138,9 @@ class LocalStudyRun:
             self.catalog[pool_name] = PoolSpec.from_spec(pool_spec, f"pools.{pool_name}")
         self.config = StudyConfig.from_spec(spec, catalog=self.catalog,
                                             require_trial_template=True)
+        if self.config.transfer_from:
+            self.config = self.config.with_transfer_studies(
+                self._load_transfer(transfer_search_dirs))
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
         self._check_workdir(name, spec, pools)
@@ -165,6 +170,22 @@ class LocalStudyRun:
         self.started_at = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------
+    def _load_transfer(self, search_dirs):
+        """transfer.fromStudies: earlier studies' work directories, looked up by name next to
+        this one (``<workdir>/../<name>``: ``.hwtune/<name>`` by default) or in
+        ``transfer_search_dirs``; a name may also be a work directory's path."""
+        from hwtune.backends.local.studies import load_studies
+        from hwtune.transfer import TransferError
+
+        dirs = list(search_dirs) if search_dirs else [self.workdir.parent]
+        try:
+            studies = load_studies(self.config.transfer_from, dirs)
+            # Unusable studies (another metric, no reports) fail here, not in the tuner.
+            self.config.with_transfer_studies(studies).make_searcher()
+        except TransferError as exc:
+            raise WorkdirError(str(exc)) from None
+        return studies
+
     def _check_workdir(self, name: str, spec: Mapping[str, Any],
                        pools: Mapping[str, Any]) -> None:
         study_file = self.workdir / STUDY_FILE

@@ -1,0 +1,69 @@
+"""A study with transfer.fromStudies runs under ``hwtune tune``: the earlier study is a work
+directory next to the new one's, and the transfer searcher starts from its best trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from hwtune.api.records import Objective
+from hwtune.backends.local.studies import load_workdir
+from hwtune.cli.main import app
+from tests.backends.local_support import toy_spec
+from tests.cli.test_cli import write_study
+
+runner = CliRunner()
+
+
+def _created(workdir: Path) -> list[dict]:
+    lines = (workdir / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["kind"] == "created"]
+
+
+def test_tune_with_transfer_from_an_earlier_work_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    old = toy_spec(max_trials=5, parallel=2)
+    result = runner.invoke(app, ["tune", str(write_study(tmp_path / "old.yaml", old, "old")), "-q"])
+    assert result.exit_code == 0, result.output
+    past = load_workdir(tmp_path / ".hwtune" / "old")
+    best = past.best(Objective("val_error"))
+    assert len(past.reported()) == 5 and best is not None
+
+    new = toy_spec(max_trials=4, parallel=1)
+    # The developer narrowed x and added y (the toy trainer ignores y).
+    new["parameters"] = {"x": {"type": "float", "min": 0.05, "max": 0.95},
+                         "y": {"type": "int", "min": 1, "max": 4}}
+    new["algorithm"].update(searcher="transfer", scheduler="asha")
+    new["transfer"] = {"fromStudies": ["old"], "method": "best-first-tpe"}
+    study_file = write_study(tmp_path / "new.yaml", new, "new")
+    result = runner.invoke(app, ["tune", str(study_file), "-q"])
+    assert result.exit_code == 0, result.output
+    created = _created(tmp_path / ".hwtune" / "new")
+    assert len(created) == 4
+    first = created[0]["config"]
+    assert first["x"] == min(0.95, max(0.05, best.config["x"])) and 1 <= first["y"] <= 4
+
+    # --resume rebuilds the same study with the same transfer (the searcher replays exactly).
+    result = runner.invoke(app, ["tune", str(study_file), "-q", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert _created(tmp_path / ".hwtune" / "new")[:4] == created
+
+
+def test_tune_names_a_missing_or_unusable_earlier_study(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    new = toy_spec(max_trials=2)
+    new["algorithm"]["searcher"] = "transfer"
+    new["transfer"] = {"fromStudies": ["gone"]}
+    result = runner.invoke(app, ["tune", str(write_study(tmp_path / "new.yaml", new, "new")), "-q"])
+    assert result.exit_code == 2
+    assert "earlier study 'gone' not found" in result.output and ".hwtune/gone" in result.output
+
+    # An earlier study that never got a report (stopped before its first epoch).
+    (tmp_path / ".hwtune" / "gone").mkdir(parents=True)
+    (tmp_path / ".hwtune" / "gone" / "study.json").write_text(
+        json.dumps({"name": "gone", "spec": toy_spec(), "pools": {}}))
+    result = runner.invoke(app, ["tune", str(tmp_path / "new.yaml"), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "earlier study 'gone'" in result.output and "has no trial with a report" in result.output
