@@ -170,3 +170,13 @@ def test_resolve_local_by_name_next_to_the_new_workdir(tmp_path: Path) -> None:
     assert resolve_local(str(tmp_path / ".hwtune" / "old"), []) == tmp_path / ".hwtune" / "old"
     with pytest.raises(TransferError, match=r"earlier study 'nope' not found .*\.hwtune/nope"):
         resolve_local("nope", [tmp_path / ".hwtune"])
+
+
+def test_records_round_trip_through_json(tmp_path: Path) -> None:
+    from hwtune.transfer import study_from_dict, study_to_dict
+
+    study = load_workdir(write_workdir(tmp_path / "old"))
+    again = study_from_dict(json.loads(json.dumps(study_to_dict(study))))
+    assert again == study
+    with pytest.raises(TransferError, match="snap: malformed earlier study"):
+        study_from_dict({"name": "x"}, "snap")

@@ -45,7 +45,10 @@ def test_tune_with_transfer_from_an_earlier_work_directory(tmp_path: Path, monke
     first = created[0]["config"]
     assert first["x"] == min(0.95, max(0.05, best.config["x"])) and 1 <= first["y"] <= 4
 
-    # --resume rebuilds the same study with the same transfer (the searcher replays exactly).
+    # --resume rebuilds the same study with the same transfer (the searcher replays exactly),
+    # from the snapshot of the earlier study, even when that study is gone by now.
+    assert (tmp_path / ".hwtune" / "new" / "transfer.json").is_file()
+    (tmp_path / ".hwtune" / "old").rename(tmp_path / "old-moved")
     result = runner.invoke(app, ["tune", str(study_file), "-q", "--resume"])
     assert result.exit_code == 0, result.output
     assert _created(tmp_path / ".hwtune" / "new")[:4] == created

@@ -24,7 +24,13 @@ from hwtune.optimize.searchers import register_searcher
 from hwtune.space import SearchSpace
 from hwtune.transfer.htaa import HTAA_METHODS, BestFirstSearcher, make_htaa_searcher
 from hwtune.transfer.matching import HARDWARE, SharedParameter, SpaceMatch, match_spaces
-from hwtune.transfer.records import PastStudy, PastTrial, TransferError
+from hwtune.transfer.records import (
+    PastStudy,
+    PastTrial,
+    TransferError,
+    study_from_dict,
+    study_to_dict,
+)
 from hwtune.transfer.sources import (
     from_events,
     from_table,
@@ -48,6 +54,8 @@ __all__ = [
     "make_transfer_searcher",
     "match_spaces",
     "resolve_local",
+    "study_from_dict",
+    "study_to_dict",
 ]
 
 METHODS = HTAA_METHODS + ("mo-copula",)

@@ -19,7 +19,7 @@ import numpy as np
 from hwtune.api.records import Goal, Hardware, Objective, TrialPhase
 from hwtune.space import SearchSpace
 
-__all__ = ["PastStudy", "PastTrial", "TransferError"]
+__all__ = ["PastStudy", "PastTrial", "TransferError", "study_from_dict", "study_to_dict"]
 
 
 class TransferError(ValueError):
@@ -111,3 +111,40 @@ class PastStudy:
     def subset(self, trials: Sequence[PastTrial]) -> "PastStudy":
         return PastStudy(self.name, self.source, self.parameters, self.objectives, self.hardware,
                          self.max_resource, tuple(trials))
+
+
+# -- a JSON form, so a study keeps exactly the data it transferred from (replays stay exact even
+# when the earlier study changes later) ------------------------------------------------------------
+def study_to_dict(study: PastStudy) -> dict[str, Any]:
+    return {
+        "name": study.name, "source": study.source,
+        "parameters": {k: dict(v) for k, v in study.parameters.items()},
+        "objectives": [{"metric": o.metric, "goal": o.goal.value} for o in study.objectives],
+        "hardware": [{"pool": h.pool, "gpuCount": h.gpu_count} for h in study.hardware],
+        "maxResource": study.max_resource,
+        "trials": [{"trialId": t.trial_id, "config": dict(t.config), "phase": t.phase.value,
+                    "hardware": None if t.hardware is None else {"pool": t.hardware.pool,
+                                                                 "gpuCount": t.hardware.gpu_count},
+                    "curve": [{"resource": r, "metrics": dict(m)} for r, m in t.curve]}
+                   for t in study.trials],
+    }
+
+
+def study_from_dict(data: Mapping[str, Any], where: str = "transfer snapshot") -> PastStudy:
+    try:
+        def hw(h: Any) -> Hardware | None:
+            return None if h is None else Hardware(str(h["pool"]), int(h.get("gpuCount", 1)))
+
+        trials = tuple(
+            PastTrial(int(t["trialId"]), dict(t["config"]), hw(t.get("hardware")),
+                      TrialPhase(t.get("phase", "Completed")),
+                      tuple((int(p["resource"]), {k: float(v) for k, v in p["metrics"].items()})
+                            for p in t.get("curve", ())))
+            for t in data["trials"])
+        return PastStudy(str(data["name"]), str(data.get("source", where)), dict(data["parameters"]),
+                         tuple(Objective(o["metric"], Goal(o.get("goal", "minimize")))
+                               for o in data.get("objectives", ())),
+                         tuple(h for h in map(hw, data.get("hardware", ())) if h is not None),
+                         int(data.get("maxResource", 1)), trials)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise TransferError(f"{where}: malformed earlier study: {exc}") from None

@@ -144,6 +144,10 @@ class LocalStudyRun:
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
         self._check_workdir(name, spec, pools)
+        if self.config.transfer_studies and not resume:
+            from hwtune.backends.local.studies import write_snapshot
+
+            write_snapshot(self.workdir, self.config.transfer_studies)
         self.events = EventLog(self.workdir / EVENTS_FILE)
         if resume:
             self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock())
@@ -173,13 +177,16 @@ class LocalStudyRun:
     def _load_transfer(self, search_dirs):
         """transfer.fromStudies: earlier studies' work directories, looked up by name next to
         this one (``<workdir>/../<name>``: ``.hwtune/<name>`` by default) or in
-        ``transfer_search_dirs``; a name may also be a work directory's path."""
-        from hwtune.backends.local.studies import load_studies
+        ``transfer_search_dirs``; a name may also be a work directory's path. A resumed study
+        uses the snapshot its first start wrote (``<workdir>/transfer.json``)."""
+        from hwtune.backends.local.studies import load_studies, read_snapshot
         from hwtune.transfer import TransferError
 
         dirs = list(search_dirs) if search_dirs else [self.workdir.parent]
         try:
-            studies = load_studies(self.config.transfer_from, dirs)
+            studies = read_snapshot(self.workdir) if self.resume else None
+            if studies is None:
+                studies = load_studies(self.config.transfer_from, dirs)
             # Unusable studies (another metric, no reports) fail here, not in the tuner.
             self.config.with_transfer_studies(studies).make_searcher()
         except TransferError as exc:

@@ -10,14 +10,19 @@ searches the parent of the new study's work directory (``.hwtune/`` by default).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from hwtune.backends.local.runner import EVENTS_FILE, STUDY_FILE, EventLog, WorkdirError
-from hwtune.transfer.records import PastStudy, TransferError
+from hwtune.transfer.records import PastStudy, TransferError, study_from_dict, study_to_dict
 from hwtune.transfer.sources import from_events, resolve_local
 
-__all__ = ["load_studies", "load_workdir"]
+__all__ = ["SNAPSHOT_FILE", "load_studies", "load_workdir", "read_snapshot", "write_snapshot"]
+
+# The earlier studies as this study first loaded them: a resumed study replays with exactly the
+# data its searcher was built from, even if an earlier study ran on since.
+SNAPSHOT_FILE = "transfer.json"
 
 
 def load_workdir(path: str | Path, name: str | None = None) -> PastStudy:
@@ -48,3 +53,28 @@ def load_workdir(path: str | Path, name: str | None = None) -> PastStudy:
 def load_studies(names: Sequence[str], search_dirs: Sequence[str | Path]) -> list[PastStudy]:
     """The earlier studies ``names`` (``transfer.fromStudies``), in order."""
     return [load_workdir(resolve_local(name, search_dirs), name=None) for name in names]
+
+
+def write_snapshot(workdir: str | Path, studies: Sequence[PastStudy]) -> Path:
+    path = Path(workdir) / SNAPSHOT_FILE
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump([study_to_dict(s) for s in studies], fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_snapshot(workdir: str | Path) -> list[PastStudy] | None:
+    """The snapshot in ``workdir``, or None when there is none."""
+    path = Path(workdir) / SNAPSHOT_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise TransferError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise TransferError(f"{path}: expected a list of studies")
+    return [study_from_dict(d, str(path)) for d in data]
