@@ -228,3 +228,18 @@ def test_every_baseline_runs_under_every_scheduler(scheduler, method) -> None:
     # The same calls rebuild the same study (the searcher is a deterministic function of them).
     rebuilt = Study.rebuild(config, [e.to_dict() for e in study.events])
     assert [t.config for t in rebuilt.trials] == [t.config for t in study.trials]
+
+
+def test_vectorised_candidate_scores_equal_one_by_one_scores() -> None:
+    params = {**NEW_PARAMS, "opt": {"type": "categorical", "values": ["sgd", "adam"]},
+              "mom": {"type": "float", "min": 0.0, "max": 1.0,
+                      "condition": {"parameter": "opt", "in": ["sgd"]}}}
+    space = SearchSpace.from_spec(params)
+    hw = [Hardware("t4"), Hardware("a100")]
+    s = TPESearcher(space, hw, seed=0, objective=ERR, n_startup=5)
+    feed(s, 12, lambda c: c["a"] + (0.5 if c.get("opt") == "sgd" else 0))
+    model = s._model()
+    rng = np.random.default_rng(0)
+    pool = [(space.sample(rng), hw[i % 2]) for i in range(30)]
+    one_by_one = [s._score(model, c, h) for c, h in pool]
+    assert np.allclose(s._score_many(model, pool), one_by_one)

@@ -30,7 +30,7 @@ from hwtune.optimize.searchers.random import as_hardware_space, check_candidates
 from hwtune.space import SearchSpace, config_key
 from hwtune.space.domains import CategoricalDomain, Domain
 
-__all__ = ["HARDWARE", "ParzenEstimator", "TPESearcher", "rank_split"]
+__all__ = ["HARDWARE", "ParzenEstimator", "TPESearcher", "encode_values", "rank_split"]
 
 HARDWARE = "__hardware__"
 
@@ -78,6 +78,17 @@ class _Dim:
             k = np.exp(-0.5 * ((u - self.x) / self.sigma) ** 2) / (self.sigma * math.sqrt(2 * math.pi))
             density += (1 - self.prior_weight) * float(np.sum(self.w * k) / np.sum(self.w))
         return math.log(max(density, 1e-300))
+
+    def logpdf_encoded(self, e: np.ndarray) -> np.ndarray:
+        """``logpdf`` of many values given as ``encode_values`` gives them."""
+        if self.categorical:
+            return np.log(self.probs[e.astype(int)])
+        density = np.full(len(e), self.prior_weight)
+        if len(self.x):
+            k = np.exp(-0.5 * ((e[:, None] - self.x[None, :]) / self.sigma) ** 2) / (
+                self.sigma * math.sqrt(2 * math.pi))
+            density += (1 - self.prior_weight) * (k @ self.w) / self.w.sum()
+        return np.log(np.maximum(density, 1e-300))
 
     def sample(self, rng: np.random.Generator) -> Any:
         if self.categorical:
@@ -128,6 +139,30 @@ class ParzenEstimator:
             elif name in config:
                 total += dim.logpdf(config[name])
         return total
+
+
+    def logpdf_encoded(self, encoded: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``logpdf`` of many points at once: ``encoded[name] = (values, active)`` as
+        ``encode_values`` gives them (``HARDWARE``: indices into this estimator's choices)."""
+        total = None
+        for name, dim in self.dims.items():
+            values, active = encoded[name]
+            part = np.where(active, dim.logpdf_encoded(np.where(active, values, 0)), 0.0)
+            total = part if total is None else total + part
+        n = len(next(iter(encoded.values()))[0]) if encoded else 0
+        return np.zeros(n) if total is None else total
+
+
+def encode_values(domain: Domain, values: Sequence[Any]) -> np.ndarray:
+    """Values as ``_Dim.logpdf_encoded`` reads them: unit encodings, or choice indices."""
+    if isinstance(domain, CategoricalDomain):
+        return np.asarray([domain.index(v) for v in values], dtype=float)
+    col = np.zeros(1)
+    out = np.empty(len(values))
+    for i, v in enumerate(values):
+        domain.encode(v, col)
+        out[i] = col[0]
+    return out
 
 
 def rank_split(n: int, gamma: float) -> int:
@@ -250,6 +285,23 @@ class TPESearcher(Searcher):
         self._seen.add((config_key(best[0]), best[1]))
         return best
 
+    def _score_many(self, model, pool) -> np.ndarray:
+        encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        names = set(model[0].dims) | set(model[1].dims)
+        for name in names:
+            if name == HARDWARE:
+                labels = [str(h) for h in self.hardware]
+                idx = np.asarray([labels.index(str(h)) if h is not None else 0 for _, h in pool], float)
+                encoded[name] = (idx, np.asarray([h is not None for _, h in pool]))
+                continue
+            active = np.asarray([name in c for c, _ in pool])
+            domain = self.space[name]
+            fill = domain.values[0] if isinstance(domain, CategoricalDomain) else None
+            vals = [c[name] if name in c else (fill if fill is not None else domain.decode(np.zeros(1)))
+                    for c, _ in pool]
+            encoded[name] = (encode_values(domain, vals), active)
+        return model[0].logpdf_encoded(encoded) - model[1].logpdf_encoded(encoded)
+
     def _fixed_distance(self, config: Mapping[str, Any]) -> float:
         d = 0.0
         for name, value in self.fixed.items():
@@ -276,7 +328,7 @@ class TPESearcher(Searcher):
         if model is None:
             choice = pool[int(self._rng.integers(len(pool)))]
         else:
-            scores = np.array([self._score(model, c, h) for c, h in pool])
+            scores = self._score_many(model, pool)
             best = np.flatnonzero(scores >= scores.max() - 1e-12)
             choice = pool[int(best[self._rng.integers(len(best))])]
         self._seen.add((config_key(choice[0]), choice[1]))
