@@ -130,3 +130,17 @@ def test_projected_values_validate_in_the_new_space(value) -> None:
     clipped, _ = m.project({"a": value, "b": int(value * 10)}, clip=True)
     assert new.validate(m.complete(clipped, np.random.default_rng(0))) == m.complete(
         clipped, np.random.default_rng(0))
+
+
+def test_renamed_parameters_are_shared_under_their_new_name() -> None:
+    old = space(learning_rate=f(0.001, 0.1), opt={"type": "categorical", "values": ["sgd", "adam"]},
+                mom=f(0, 1, condition={"parameter": "opt", "in": ["sgd"]}))
+    new = space(lr=f(0.01, 0.2), opt={"type": "categorical", "values": ["sgd", "adam"]},
+                mom=f(0, 1, condition={"parameter": "opt", "in": ["sgd"]}))
+    m = match_spaces(old, new, renames={"learning_rate": "lr"})
+    assert m.summary()["shared"] == {"lr": "shifted", "opt": "same", "mom": "same"}
+    assert m.new_names == () and m.removed == () and m.condition_changed == ()
+    assert m.project({"learning_rate": 0.05, "opt": "sgd", "mom": 0.9})[0] == {
+        "lr": 0.05, "opt": "sgd", "mom": 0.9}
+    with pytest.raises(ValueError, match="'nope' is not a parameter of the earlier study"):
+        match_spaces(old, new, renames={"nope": "lr"})

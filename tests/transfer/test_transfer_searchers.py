@@ -243,3 +243,12 @@ def test_vectorised_candidate_scores_equal_one_by_one_scores() -> None:
     pool = [(space.sample(rng), hw[i % 2]) for i in range(30)]
     one_by_one = [s._score(model, c, h) for c, h in pool]
     assert np.allclose(s._score_many(model, pool), one_by_one)
+
+
+def test_best_first_follows_a_renamed_parameter() -> None:
+    old = old_study()
+    renamed = SearchSpace.from_spec({"alpha": OLD_PARAMS["a"], "b": OLD_PARAMS["b"]})
+    s = make_transfer_searcher(renamed, None, 0, {}, objectives=(ERR,), transfer_studies=[old],
+                               transfer_method="best-first", transfer_renames={"a": "alpha"})
+    first = s.suggest()[0]
+    assert first == {"alpha": old.best(ERR).config["a"], "b": old.best(ERR).config["b"]}

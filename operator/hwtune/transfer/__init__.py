@@ -71,9 +71,11 @@ def make_transfer_searcher(
     transfer_studies: Sequence[PastStudy] = (),
     transfer_method: str | None = None,
     candidates: Sequence[Mapping[str, Any]] | None = None,
+    transfer_renames: Mapping[str, str] | None = None,
     **_: Any,
 ):
-    """The registry factory of searcher ``transfer``."""
+    """The registry factory of searcher ``transfer``. ``transfer_renames`` maps old parameter
+    names to new ones (what ``transfer.mapping`` will carry once the spec defines it)."""
     method = transfer_method or "best-first-tpe"
     if not transfer_studies:
         raise TransferError("transfer.fromStudies: the earlier studies were not loaded (the "
@@ -86,9 +88,10 @@ def make_transfer_searcher(
 
         return CopulaTransferSearcher(space, hardware, seed, objectives=objectives,
                                       studies=transfer_studies, settings=settings,
-                                      candidates=candidates)
+                                      candidates=candidates, renames=transfer_renames)
     return make_htaa_searcher(method, space, hardware, seed, objective=objectives[0],
-                              studies=transfer_studies, settings=settings, candidates=candidates)
+                              studies=transfer_studies, settings=settings, candidates=candidates,
+                              renames=transfer_renames)
 
 
 register_searcher("transfer", make_transfer_searcher)

@@ -50,7 +50,7 @@ class OldPoint:
 
 
 def old_points(studies: Sequence[PastStudy], space: SearchSpace, hardware: Sequence[Hardware],
-               objective: Objective) -> list[OldPoint]:
+               objective: Objective, renames: Mapping[str, str] | None = None) -> list[OldPoint]:
     """Every reported old trial, best quantile first."""
     if not studies:
         raise TransferError("transfer needs at least one earlier study")
@@ -58,7 +58,7 @@ def old_points(studies: Sequence[PastStudy], space: SearchSpace, hardware: Seque
     for study in studies:
         study.check_metric(objective.metric)
         match = match_spaces(study.space, space, old_hardware=study.hardware,
-                             new_hardware=tuple(hardware))
+                             new_hardware=tuple(hardware), renames=_renames_for(study, renames))
         ranked = [r for r in study.ranked(objective) if np.isfinite(r[1])]
         n = len(ranked)
         for i, (trial, _) in enumerate(ranked):
@@ -68,6 +68,11 @@ def old_points(studies: Sequence[PastStudy], space: SearchSpace, hardware: Seque
                                 i / max(1, n - 1), match))
     out.sort(key=lambda p: p.quantile)
     return out
+
+
+def _renames_for(study: PastStudy, renames: Mapping[str, str] | None) -> dict[str, str]:
+    # One mapping for all earlier studies: each uses the entries naming its own parameters.
+    return {k: v for k, v in (renames or {}).items() if k in study.parameters}
 
 
 class BestFirstSearcher(Searcher):
@@ -120,13 +125,15 @@ def make_htaa_searcher(
     studies: Sequence[PastStudy],
     settings: Mapping[str, Any] | None = None,
     candidates: Sequence[Mapping[str, Any]] | None = None,
+    renames: Mapping[str, str] | None = None,
 ) -> Searcher:
+    """``renames``: old parameter name -> new name, for parameters the developer renamed."""
     if method not in HTAA_METHODS:
         raise TransferError(f"unknown transfer method {method!r} (one of: {', '.join(HTAA_METHODS)})")
     settings = dict(settings or {})
     hw_space = as_hardware_space(hardware)
     rng = np.random.default_rng(None if seed is None else seed + 7919)
-    points = old_points(studies, space, hw_space, objective)
+    points = old_points(studies, space, hw_space, objective, renames)
     if not points:
         raise TransferError(f"earlier studies {', '.join(s.name for s in studies)} have no trial "
                             f"with a value of {objective.metric!r}")

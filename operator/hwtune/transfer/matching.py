@@ -135,6 +135,7 @@ class SpaceMatch:
     condition_changed: tuple[str, ...] = ()
     old_hardware: tuple[Hardware, ...] = ()
     new_hardware: tuple[Hardware, ...] = ()
+    renames: dict[str, str] = field(default_factory=dict)  # old name -> new name
 
     # -- hardware -------------------------------------------------------------------------------
     @property
@@ -158,6 +159,8 @@ class SpaceMatch:
         """The shared part of an old trial: values of shared parameters that were active in it
         and lie in the overlap (with ``clip``, values outside it move to the nearest overlap
         value instead of being dropped), and its hardware when the new study offers it."""
+        if self.renames:
+            old_config = {self.renames.get(k, k): v for k, v in old_config.items()}
         out: dict[str, Any] = {}
         for name, shared in self.shared.items():
             if name == HARDWARE or name not in old_config:
@@ -203,26 +206,35 @@ def _nearest(d: Domain, value: Any) -> Any:
 
 
 def match_spaces(old: SearchSpace, new: SearchSpace, *, old_hardware: Sequence[Hardware] = (),
-                 new_hardware: Sequence[Hardware] = ()) -> SpaceMatch:
+                 new_hardware: Sequence[Hardware] = (),
+                 renames: Mapping[str, str] | None = None) -> SpaceMatch:
+    """``renames`` maps old parameter names to new ones (a parameter the developer renamed)."""
+    renames = dict(renames or {})
+    unknown = sorted(k for k in renames if k not in old.names)
+    if unknown:
+        raise ValueError(f"renames: {unknown[0]!r} is not a parameter of the earlier study")
+    old_name = {new_name: o for o, new_name in renames.items()}
     shared: dict[str, SharedParameter] = {}
     new_names: list[str] = []
     vanished: list[str] = []
     cond_changed: list[str] = []
     for name in new.names:
-        if name not in old.names:
+        oname = old_name.get(name, name if name not in renames else None)
+        if oname is None or oname not in old.names:
             new_names.append(name)
             continue
-        overlap, change = overlap_domain(old[name], new[name])
+        overlap, change = overlap_domain(old[oname], new[name])
         if overlap is None:
             vanished.append(name)
             new_names.append(name)
             continue
         shared[name] = SharedParameter(name, overlap, change)
-        oc, nc = old[name].condition, new[name].condition
+        oc, nc = old[oname].condition, new[name].condition
         if (oc is None) != (nc is None) or (oc is not None and nc is not None and (
-                oc.parameter != nc.parameter or set(map(repr, oc.values)) != set(map(repr, nc.values)))):
+                renames.get(oc.parameter, oc.parameter) != nc.parameter or set(map(repr, oc.values)) != set(map(repr, nc.values)))):
             cond_changed.append(name)
-    removed = [n for n in old.names if n not in new.names] + vanished
+    mapped = {old_name.get(n, n if n not in renames else None) for n in new.names}
+    removed = [n for n in old.names if n not in mapped] + vanished
     old_hw, new_hw = tuple(old_hardware), tuple(new_hardware)
     if new_hw and old_hw:
         common = [h for h in new_hw if h in set(old_hw)]
@@ -239,4 +251,4 @@ def match_spaces(old: SearchSpace, new: SearchSpace, *, old_hardware: Sequence[H
     elif old_hw:
         removed.append(HARDWARE)
     return SpaceMatch(old, new, shared, tuple(new_names), tuple(removed), tuple(vanished),
-                      tuple(cond_changed), old_hw, new_hw)
+                      tuple(cond_changed), old_hw, new_hw, renames)

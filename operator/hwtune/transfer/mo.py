@@ -104,8 +104,10 @@ class CopulaTransferSearcher(Searcher):
         studies: Sequence[PastStudy],
         settings: Mapping[str, Any] | None = None,
         candidates: Sequence[Mapping[str, Any]] | None = None,
+        renames: Mapping[str, str] | None = None,
     ) -> None:
         settings = dict(settings or {})
+        self._renames = dict(renames or {})
         self.space = space
         self.hardware = as_hardware_space(hardware)
         self.objectives = tuple(objectives)
@@ -133,7 +135,8 @@ class CopulaTransferSearcher(Searcher):
         zs: list[list[float]] = [[] for _ in self.objectives]
         for study in studies:
             match = match_spaces(study.space, self.space, old_hardware=study.hardware,
-                                 new_hardware=tuple(self.hardware))
+                                 new_hardware=tuple(self.hardware),
+                                 renames={k: v for k, v in self._renames.items() if k in study.parameters})
             usable = []
             for t in study.reported():
                 shared, hw = match.project(t.config, t.hardware)
