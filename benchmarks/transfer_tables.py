@@ -257,6 +257,8 @@ def table_for(setup: Setup, n_configs: int, *, stream: int = 7, log: Callable[[s
         if writer.has(i, 0):
             continue
         curve = setup.train(config)
+        if len(curve) > setup.epochs:  # single fidelity: the trained model's error, all its time
+            curve = [(curve[-1][0], sum(sec for _, sec in curve))]
         writer.append(TableRun(i, 0, config, 0.0, {"val_error": [e for e, _ in curve],
                                                    RUNTIME_METRIC: [s for _, s in curve]}))
     if time.monotonic() - started > 1:
