@@ -72,6 +72,7 @@ def make_transfer_searcher(
     transfer_method: str | None = None,
     candidates: Sequence[Mapping[str, Any]] | None = None,
     transfer_renames: Mapping[str, str] | None = None,
+    context: Any = None,
     **_: Any,
 ):
     """The registry factory of searcher ``transfer``. ``transfer_renames`` maps old parameter
@@ -80,7 +81,8 @@ def make_transfer_searcher(
     if not transfer_studies:
         raise TransferError("transfer.fromStudies: the earlier studies were not loaded (the "
                             "backend attaches them with StudyConfig.with_transfer_studies)")
-    objectives = tuple(objectives or ())
+    # The study's objectives: given directly, or through the factories' SearchContext.
+    objectives = tuple(objectives or getattr(context, "objectives", None) or ())
     if not objectives:
         raise TransferError("searcher 'transfer' needs the study's objectives")
     if method == "mo-copula":

@@ -49,8 +49,10 @@ def _grid(space, hardware, seed, settings, *, candidates=None, **_: Any) -> Sear
                         shuffle=bool(_setting(settings, "gridShuffle", False)))
 
 
-def _tpe(space, hardware, seed, settings, *, candidates=None, objectives=None, **_: Any) -> Searcher:
+def _tpe(space, hardware, seed, settings, *, candidates=None, objectives=None, context=None,
+         **_: Any) -> Searcher:
     # TPE models one metric: the study's first objective.
+    objectives = objectives or getattr(context, "objectives", None)
     kwargs: dict[str, Any] = {}
     if "tpeStartup" in settings:
         kwargs["n_startup"] = int(settings["tpeStartup"])
