@@ -102,7 +102,8 @@ def test_only_new_fixes_shared_parameters_to_the_best_old_values() -> None:
     got = feed(s, 9, lambda c: abs(c["c"] - 5))
     assert all(c["a"] == best.config["a"] and c["b"] == best.config["b"] for c, _ in got)
     assert sorted(c["c"] for c, _ in got) == list(range(1, 10))  # the new one is searched
-    assert s.suggest() is None  # and nothing else is
+    config, _ = s.suggest()  # all tried: the pinned ones are searched too
+    assert (config["a"], config["b"]) != (best.config["a"], best.config["b"])
 
 
 def test_only_new_without_new_parameters_starts_from_the_best_then_searches_all() -> None:

@@ -12,7 +12,7 @@ Trials are ranked as in ``hwtune.transfer``: one that reached a higher resource 
 before one that stopped earlier, then by the loss of ``objective`` at its last report.
 
 Hooks for transfer (``hwtune.transfer``): ``fixed`` pins parameters to values (they are not
-searched); ``prior`` is a pair of densities (``ParzenEstimator``) over some parameters, learned
+searched until every combination of the free ones was tried); ``prior`` is a pair of densities (``ParzenEstimator``) over some parameters, learned
 from an earlier study, used instead of random search until this study has ``n_startup``
 reported trials.
 """
@@ -264,6 +264,15 @@ class TPESearcher(Searcher):
         return good.logpdf(config, hw) - bad.logpdf(config, hw)
 
     def suggest(self) -> tuple[dict[str, Any], Hardware | None] | None:
+        proposal = self._suggest()
+        if proposal is None and (self.fixed or self.fixed_hardware is not None):
+            # Every value of the free parameters was tried: search the pinned ones too.
+            self.fixed, self.fixed_hardware = {}, None
+            self._free = self._names
+            proposal = self._suggest()
+        return proposal
+
+    def _suggest(self) -> tuple[dict[str, Any], Hardware | None] | None:
         model = self._model()
         if self.candidates is not None:
             return self._suggest_from_candidates(model)
