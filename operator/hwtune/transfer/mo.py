@@ -57,22 +57,34 @@ class CopulaGP:
     LENGTHS = (0.15, 0.3, 0.6, 1.2)
     NOISES = (0.05, 0.2, 0.5)
 
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, y: np.ndarray,
+                 hyper: tuple[float, float] | None = None) -> None:
+        """``hyper``: (length scale, noise) to use instead of the grid search."""
         self.x, self.y = x, y
-        best = None
-        for ls in self.LENGTHS:
-            for noise in self.NOISES:
-                k = self._k(x, x, ls) + noise * np.eye(len(x))
-                try:
-                    chol = np.linalg.cholesky(k)
-                except np.linalg.LinAlgError:
-                    continue
-                alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, y))
-                lml = -0.5 * y @ alpha - np.log(np.diag(chol)).sum()
-                if best is None or lml > best[0]:
-                    best = (lml, ls, noise, chol, alpha)
+        best = self._fit(hyper) if hyper is not None else None
+        if best is None:  # no hyperparameters given, or they no longer fit: search the grid
+            for ls in self.LENGTHS:
+                for noise in self.NOISES:
+                    fit = self._fit((ls, noise))
+                    if fit is not None and (best is None or fit[0] > best[0]):
+                        best = fit
         assert best is not None
         _, self.length, self.noise, self._chol, self._alpha = best
+
+    def _fit(self, hyper: tuple[float, float]):
+        """(log marginal likelihood, length, noise, Cholesky factor, weights), or None."""
+        ls, noise = hyper
+        k = self._k(self.x, self.x, ls) + noise * np.eye(len(self.x))
+        try:
+            chol = np.linalg.cholesky(k)
+        except np.linalg.LinAlgError:
+            return None
+        alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, self.y))
+        return -0.5 * self.y @ alpha - np.log(np.diag(chol)).sum(), ls, noise, chol, alpha
+
+    @property
+    def hyper(self) -> tuple[float, float]:
+        return self.length, self.noise
 
     def _k(self, a: np.ndarray, b: np.ndarray, ls: float) -> np.ndarray:
         d2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
@@ -121,6 +133,7 @@ class CopulaTransferSearcher(Searcher):
         self._max_resource = 1
         self._fitted: tuple[int, list[CopulaGP]] | None = None
         self._results = 0  # observations seen (the fitted models are for this many)
+        self._hyper_n: int | None = None  # data size when the kernel hyperparameters were chosen
         # (x rows, z per objective) of the related studies, fixed once.
         self._past_x, self._past_z = self._past(studies)
 
@@ -223,7 +236,14 @@ class CopulaTransferSearcher(Searcher):
             return None
         x, z = self._training_set()
         if self._fitted is None or self._fitted[0] != self._results:  # refit on new data only
-            self._fitted = (self._results, [CopulaGP(x, z[:, j]) for j in range(z.shape[1])])
+            # Kernel hyperparameters are searched again only when the data grew by half.
+            research = self._hyper_n is None or len(x) >= 1.5 * self._hyper_n
+            old = self._fitted[1] if self._fitted is not None else None
+            gps = [CopulaGP(x, z[:, j], None if research or old is None else old[j].hyper)
+                   for j in range(z.shape[1])]
+            if research:
+                self._hyper_n = len(x)
+            self._fitted = (self._results, gps)
         xs = np.asarray([self._encode(c, h) for c, h in pool])
         samples = np.stack([gp.sample(xs, self._rng) for gp in self._fitted[1]], axis=1)
         front = np.flatnonzero(pareto_front_mask(samples))
