@@ -158,7 +158,9 @@ def make_htaa_searcher(
             numeric = {n: not isinstance(space[n], CategoricalDomain) for n in shared}
             own = [p for p in points if p.study == best.study]
             names = shared + ([HARDWARE] if HARDWARE in match.shared else [])
-            importance = main_effects([(p.config, p.hardware) for p in own],
+            renamed = [({p.match.renames.get(k, k): v for k, v in p.config.items()}, p.hardware)
+                       for p in own]
+            importance = main_effects(renamed,
                                       [p.quantile for p in own], names, numeric=numeric)
             threshold = float(settings.get("importanceThreshold", 0.1))
             fixed_names = [n for n in names if importance[n] < threshold]
