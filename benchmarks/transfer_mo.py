@@ -71,7 +71,7 @@ def transfer_method(related: list[PastStudy], candidates: int):
         return make_scheduler("mo-asha", searcher=searcher, objectives=config.objectives,
                               resource_min=config.fidelity.min, resource_max=config.fidelity.max,
                               reduction_factor=config.fidelity.reduction_factor, seed=seed,
-                              settings=dict(config.algorithm.settings))
+                              settings=config.settings)
     return build
 
 

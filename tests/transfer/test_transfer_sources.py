@@ -23,8 +23,8 @@ PARAMS = {
     "lr": {"type": "float", "min": 0.001, "max": 0.1, "scale": "log"},
     "depth": {"type": "int", "min": 1, "max": 4},
     "opt": {"type": "categorical", "values": ["sgd", "adam"]},
-    "momentum": {"type": "float", "min": 0.0, "max": 0.99,
-                 "condition": {"parameter": "opt", "in": ["sgd"]}},
+    # Unconditional: benchmark tables hold every parameter in every run.
+    "momentum": {"type": "float", "min": 0.0, "max": 0.99},
 }
 SPEC = {"objectives": [{"metric": "val_error"}, {"metric": "runtime"}],
         "parameters": PARAMS, "fidelity": {"resource": "epoch", "min": 1, "max": 3},
@@ -32,7 +32,7 @@ SPEC = {"objectives": [{"metric": "val_error"}, {"metric": "runtime"}],
 # Three trials: config, per-epoch val_error, per-epoch seconds (binary fractions: exact sums).
 TRIALS = [
     ({"lr": 0.01, "depth": 2, "opt": "sgd", "momentum": 0.5}, [0.5, 0.25, 0.125], [0.5, 0.5, 0.5]),
-    ({"lr": 0.05, "depth": 1, "opt": "adam"}, [0.75, 0.5, 0.375], [0.25, 0.25, 0.25]),
+    ({"lr": 0.05, "depth": 1, "opt": "adam", "momentum": 0.0}, [0.75, 0.5, 0.375], [0.25, 0.25, 0.25]),
     ({"lr": 0.002, "depth": 4, "opt": "sgd", "momentum": 0.25}, [0.875, 0.75, 0.625], [1.0, 1.0, 1.0]),
 ]
 
@@ -115,11 +115,12 @@ def test_workdir_keeps_stopped_and_unfinished_trials_and_ranks_them(tmp_path: Pa
     path = write_workdir(tmp_path / "old")
     log = EventLog(path / EVENTS_FILE)
     log.append(StudyEvent(seq=100, kind=EventKind.CREATED, trial_id=3, time=0.0,
-                          config={"lr": 0.09, "depth": 3, "opt": "adam"}, hardware=Hardware("t4", 2)))
+                          config={"lr": 0.09, "depth": 3, "opt": "adam", "momentum": 0.0},
+                          hardware=Hardware("t4", 2)))
     log.append(StudyEvent(seq=101, kind=EventKind.OBSERVED, trial_id=3, time=0.0, resource=1,
                           metrics={"val_error": 0.01, "runtime": 1.0}, decision=Decision.STOP))
     log.append(StudyEvent(seq=102, kind=EventKind.CREATED, trial_id=4, time=0.0,
-                          config={"lr": 0.09, "depth": 3, "opt": "adam"}))
+                          config={"lr": 0.09, "depth": 3, "opt": "adam", "momentum": 0.0}))
     log.close()
     study = load_workdir(path)
     assert [t.phase for t in study.trials][3:] == [TrialPhase.STOPPED, TrialPhase.PENDING]
@@ -148,7 +149,7 @@ def test_bad_sources_give_clear_errors(tmp_path: Path) -> None:
     objs[1]["status"]["learningCurve"][0]["metrics"]["val_error"] = "x"
     with pytest.raises(TransferError, match=r"learningCurve\[0\].metrics.val_error: must be a finite"):
         from_trial_objects("old", objs, study_spec=SPEC)
-    with pytest.raises(TransferError, match="invalid study spec: parameters.lr"):
+    with pytest.raises(TransferError, match=r"invalid study spec: spec.parameters\[lr\]"):
         from_trial_objects("old", [], study_spec={**SPEC, "parameters": {"lr": {"type": "float"}}})
     with pytest.raises(TransferError, match="never reported metric 'accuracy'"):
         load_workdir(write_workdir(tmp_path / "w")).check_metric("accuracy")

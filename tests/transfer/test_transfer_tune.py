@@ -38,6 +38,8 @@ def test_tune_with_transfer_from_an_earlier_work_directory(tmp_path: Path, monke
     new["algorithm"].update(searcher="transfer", scheduler="asha")
     new["transfer"] = {"fromStudies": ["old"], "method": "best-first-tpe"}
     study_file = write_study(tmp_path / "new.yaml", new, "new")
+    result = runner.invoke(app, ["validate", str(study_file)])  # no earlier study needed here
+    assert result.exit_code == 0 and "asha/transfer" in result.output, result.output
     result = runner.invoke(app, ["tune", str(study_file), "-q"])
     assert result.exit_code == 0, result.output
     created = _created(tmp_path / ".hwtune" / "new")

@@ -39,9 +39,9 @@ def spec_summary(spec: Mapping[str, Any], *, where: str, catalog: Mapping[str, A
     """(parameters, objectives, hardware choices, max resource) of a study spec. The spec is
     validated by the engine's parser when the pools are known (``catalog``), otherwise the
     hardware choices are the declared pools times GPU counts."""
+    from hwtune.api._base import ManifestError
     from hwtune.engine.config import StudyConfig
     from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
-    from hwtune.space.errors import SpecError
 
     if not isinstance(spec, Mapping) or not isinstance(spec.get("parameters"), Mapping):
         raise TransferError(f"{where}: the study spec has no parameters map")
@@ -51,9 +51,10 @@ def spec_summary(spec: Mapping[str, Any], *, where: str, catalog: Mapping[str, A
     try:
         config = StudyConfig.from_spec(spec, catalog=pools)
         hardware = tuple(config.hardware)
-    except SpecError as exc:
+    except ManifestError as exc:
         hw = spec.get("hardware")
-        declared_pools_unknown = isinstance(hw, Mapping) and exc.path.startswith("hardware")
+        declared_pools_unknown = isinstance(hw, Mapping) and all(
+            e.path.startswith("spec.hardware") for e in exc.errors)
         if not declared_pools_unknown:
             raise TransferError(f"{where}: invalid study spec: {exc}") from None
         # Pools of the cluster this loader does not know: take the declared choices.
@@ -62,7 +63,7 @@ def spec_summary(spec: Mapping[str, Any], *, where: str, catalog: Mapping[str, A
         stripped = {k: v for k, v in spec.items() if k != "hardware"}
         try:
             config = StudyConfig.from_spec(stripped)
-        except SpecError as exc2:
+        except ManifestError as exc2:
             raise TransferError(f"{where}: invalid study spec: {exc2}") from None
     return (dict(spec["parameters"]), tuple(config.objectives), hardware, config.max_resource)
 
