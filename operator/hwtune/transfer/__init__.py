@@ -76,7 +76,7 @@ def make_transfer_searcher(
     **_: Any,
 ):
     """The registry factory of searcher ``transfer``. ``transfer_renames`` maps old parameter
-    names to new ones (what ``transfer.mapping`` will carry once the spec defines it)."""
+    names to new ones (the study's ``transfer.mapping``)."""
     method = transfer_method or "best-first-tpe"
     if not transfer_studies:
         raise TransferError("transfer.fromStudies: the earlier studies were not loaded (the "
