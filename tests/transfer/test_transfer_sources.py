@@ -181,3 +181,15 @@ def test_records_round_trip_through_json(tmp_path: Path) -> None:
     assert again == study
     with pytest.raises(TransferError, match="snap: malformed earlier study"):
         study_from_dict({"name": "x"}, "snap")
+
+
+def test_trial_objects_without_builtins_in_the_curve_take_them_from_the_status() -> None:
+    objs = trial_objects()
+    for o in objs:
+        for point in o["status"]["learningCurve"]:
+            point["metrics"].pop("runtime")
+        o["status"]["costUSD"] = 0.5
+    study = from_trial_objects("old", objs, study_spec=SPEC)
+    for t, (_, errors, seconds) in zip(study.trials, TRIALS):
+        assert dict(t.final) == {"val_error": errors[-1], "runtime": sum(seconds), "cost": 0.5}
+        assert "runtime" not in t.curve[0][1]

@@ -223,6 +223,15 @@ def from_trial_objects(name: str, trials: Iterable[Mapping[str, Any]], *,
                     raise TransferError(f"{ppath}.metrics.{k}: must be a finite number, got {v!r}")
                 clean[str(k)] = float(v)
             curve[resource] = clean
+        if curve:
+            # The built-in metrics may live beside the curve (status.runtimeSeconds, costUSD):
+            # the last point gets them, as a work directory's last report has them.
+            last = curve[max(curve)]
+            for metric, key in (("runtime", "runtimeSeconds"), ("cost", "costUSD")):
+                value = status.get(key)
+                if metric not in last and isinstance(value, (int, float)) and not isinstance(
+                        value, bool) and math.isfinite(value):
+                    last[metric] = float(value)
         out[tid] = PastTrial(tid, dict(params), hardware_choice, phase, tuple(sorted(curve.items())))
     return PastStudy(name, source, parameters, objectives, hardware, max_resource,
                      tuple(out[t] for t in sorted(out)))
