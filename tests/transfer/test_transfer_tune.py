@@ -42,6 +42,7 @@ def test_tune_with_transfer_from_an_earlier_work_directory(tmp_path: Path, monke
     assert result.exit_code == 0 and "asha/transfer" in result.output, result.output
     result = runner.invoke(app, ["tune", str(study_file), "-q"])
     assert result.exit_code == 0, result.output
+    assert "transfer (best-first-tpe) from old: 5 trials with reports (workdir:" in result.output
     created = _created(tmp_path / ".hwtune" / "new")
     assert len(created) == 4
     first = created[0]["config"]
