@@ -16,7 +16,6 @@ grow with training: those are scaled to the study's full resource (``value * max
 
 from __future__ import annotations
 
-import math
 from statistics import NormalDist
 from typing import Any, Mapping, Sequence
 
