@@ -193,3 +193,19 @@ def test_trial_objects_without_builtins_in_the_curve_take_them_from_the_status()
     for t, (_, errors, seconds) in zip(study.trials, TRIALS):
         assert dict(t.final) == {"val_error": errors[-1], "runtime": sum(seconds), "cost": 0.5}
         assert "runtime" not in t.curve[0][1]
+
+
+def test_table_on_a_hardware_choice_prices_runtime_and_cost() -> None:
+    from hwtune.engine import StudyConfig
+
+    config = StudyConfig.from_spec({**SPEC, "hardware": {"pools": ["a100"], "gpuCounts": [2]}})
+    hw = Hardware("a100", 2)
+    study = from_table(make_table(), hardware=hw, hardware_model=config.hardware_model,
+                       config_indices=[2, 0])
+    assert [t.trial_id for t in study.trials] == [0, 1]
+    assert study.trials[0].config == TRIALS[2][0] and study.hardware == (hw,)
+    final = study.trials[0].final
+    expected = config.hardware_model.runtime(1.0, hw) * 3
+    assert final["runtime"] == pytest.approx(expected)
+    assert final["cost"] == pytest.approx(config.hardware_model.cost(expected, hw))
+    assert final["runtime"] < 3.0  # faster than the reference device
