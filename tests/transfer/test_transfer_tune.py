@@ -73,3 +73,26 @@ def test_tune_names_a_missing_or_unusable_earlier_study(tmp_path: Path, monkeypa
     result = runner.invoke(app, ["tune", str(tmp_path / "new.yaml"), "-q"])
     assert result.exit_code == 2, result.output
     assert "earlier study 'gone'" in result.output and "has no trial with a report" in result.output
+
+
+def test_the_transfer_example_validates_and_matches_its_first_version() -> None:
+    import yaml
+
+    from hwtune.engine import StudyConfig
+    from hwtune.engine.config import pool_catalog
+    from hwtune.transfer import HARDWARE, match_spaces
+    from tests.backends.local_support import REPO
+
+    result = runner.invoke(app, ["validate", str(REPO / "examples" / "local-transfer-study.yaml")])
+    assert result.exit_code == 0, result.output
+    specs = {}
+    for name in ("local-study.yaml", "local-transfer-study.yaml"):
+        docs = list(yaml.safe_load_all((REPO / "examples" / name).read_text()))
+        pools = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HardwarePool"}
+        specs[name] = StudyConfig.from_spec(docs[0]["spec"], catalog=pool_catalog(pools))
+    old, new = specs["local-study.yaml"], specs["local-transfer-study.yaml"]
+    assert new.transfer_from == ("digits-mlp",) and new.transfer_method == "best-first-tpe"
+    m = match_spaces(old.space, new.space, old_hardware=tuple(old.hardware),
+                     new_hardware=tuple(new.hardware))
+    assert m.new_names == ("activation",) and m.removed == ("layers",)
+    assert m.shared["lr"].change == "shifted" and m.shared[HARDWARE].change == "choices-removed"
