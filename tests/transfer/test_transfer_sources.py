@@ -114,12 +114,13 @@ def test_three_sources_give_the_same_records(tmp_path: Path) -> None:
 def test_workdir_keeps_stopped_and_unfinished_trials_and_ranks_them(tmp_path: Path) -> None:
     path = write_workdir(tmp_path / "old")
     log = EventLog(path / EVENTS_FILE)
-    log.append(StudyEvent(seq=100, kind=EventKind.CREATED, trial_id=3, time=0.0,
+    seq = len(log.read())  # sequence numbers run on without gaps
+    log.append(StudyEvent(seq=seq, kind=EventKind.CREATED, trial_id=3, time=0.0,
                           config={"lr": 0.09, "depth": 3, "opt": "adam", "momentum": 0.0},
                           hardware=Hardware("t4", 2)))
-    log.append(StudyEvent(seq=101, kind=EventKind.OBSERVED, trial_id=3, time=0.0, resource=1,
+    log.append(StudyEvent(seq=seq + 1, kind=EventKind.OBSERVED, trial_id=3, time=0.0, resource=1,
                           metrics={"val_error": 0.01, "runtime": 1.0}, decision=Decision.STOP))
-    log.append(StudyEvent(seq=102, kind=EventKind.CREATED, trial_id=4, time=0.0,
+    log.append(StudyEvent(seq=seq + 2, kind=EventKind.CREATED, trial_id=4, time=0.0,
                           config={"lr": 0.09, "depth": 3, "opt": "adam", "momentum": 0.0}))
     log.close()
     study = load_workdir(path)
@@ -134,7 +135,7 @@ def test_workdir_keeps_stopped_and_unfinished_trials_and_ranks_them(tmp_path: Pa
 def test_torn_last_line_is_dropped_through_the_engine_reader(tmp_path: Path) -> None:
     path = write_workdir(tmp_path / "old")
     with open(path / EVENTS_FILE, "a") as fh:
-        fh.write('{"seq": 999, "kind": "crea')
+        fh.write('{"seq": 18, "kind": "crea')
     assert len(load_workdir(path).trials) == 3
 
 
