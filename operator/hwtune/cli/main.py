@@ -243,10 +243,27 @@ def operator_command(
         False, "--standalone", help="No peering with other replicas (one replica only)"),
     priority: int = typer.Option(
         0, "--priority", help="Peering priority: the highest-priority replica works"),
+    peering_name: str = typer.Option(
+        "hwtune", "--peering-name",
+        help="ClusterKopfPeering (or KopfPeering with --namespace) the replicas share"),
+    report_port: int = typer.Option(
+        8080, "--report-port", min=0, max=65535,
+        help="Port of the report endpoint trainers POST to (0: any free port)"),
+    report_listen: str = typer.Option("0.0.0.0", "--report-listen",
+                                      help="Address the report endpoint binds"),
+    report_url: Optional[str] = typer.Option(
+        None, "--report-url",
+        help="Base URL trainers reach the endpoint at, e.g. "
+             "http://hwtune.hwtune-system.svc:8080 [default: http://127.0.0.1:<port>]"),
+    trial_retry_limit: int = typer.Option(
+        3, "--trial-retry-limit", min=0, max=100,
+        help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
+             "trial fails"),
     log_format: str = typer.Option("plain", "--log-format", help="json | plain"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the Kubernetes operator (admission webhook for TuningStudies) until SIGTERM."""
+    """Run the Kubernetes operator until SIGTERM: admission webhook for TuningStudies, study
+    reconciliation (TuningTrials and Jobs) and the report endpoint."""
     from hwtune.controller import OperatorSettings, SettingsError
     from hwtune.controller.operator import run_operator
 
@@ -257,7 +274,10 @@ def operator_command(
             webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
             failure_policy=failure_policy,
-            standalone=standalone, priority=priority, log_format=log_format, verbose=verbose)
+            standalone=standalone, priority=priority, peering_name=peering_name,
+            log_format=log_format, verbose=verbose,
+            report_port=report_port or None, report_listen=report_listen, report_url=report_url,
+            trial_retry_limit=trial_retry_limit)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)
