@@ -1,6 +1,7 @@
-"""Loading an earlier study from the local control plane: a TuningStudy and TuningTrials with
-status written through the status subresource, read back as the same records as a work
-directory gives (tests/transfer/test_transfer_sources.py)."""
+"""Transfer on the local control plane: an earlier study read back from its TuningStudy and
+TuningTrials (status written through the status subresource) as the same records a work
+directory gives (tests/transfer/test_transfer_sources.py); the embedded operator running a study
+that transfers from one it finished, and failing one whose earlier study does not exist."""
 
 from __future__ import annotations
 
@@ -16,18 +17,14 @@ from tests.transfer.test_transfer_sources import SPEC, TRIALS, _curve, trial_obj
 
 pytestmark = pytest.mark.cluster
 
+# The operator tests' fixtures (the CRDs and pools installed; an embedded operator).
+from tests.cluster.test_operator_studies import cluster, operator  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def crds(kube: Any) -> Any:
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                 "crd/tuningstudies.hwtune.io", "crd/tuningtrials.hwtune.io")
-    return kube
-
-
-def test_load_a_finished_study_from_its_trial_objects(crds: Any, namespace: str) -> None:
+def test_load_a_finished_study_from_its_trial_objects(cluster: Any, namespace: str) -> None:
+    crds = cluster
     from kubernetes import config
 
     from hwtune.backends.kubernetes.transfer import load_cluster_study
@@ -60,3 +57,52 @@ def test_load_a_finished_study_from_its_trial_objects(crds: Any, namespace: str)
                    for tid, (c, e, s) in enumerate(TRIALS)]
     with pytest.raises(TransferError, match=f"TuningStudy {namespace}/missing not found"):
         load_cluster_study(api, namespace, "missing")
+
+
+def test_operator_runs_a_study_that_transfers_from_a_finished_one(
+        cluster: Any, namespace: str, operator: Any) -> None:
+    """Two studies through the embedded operator: the second names the first in
+    transfer.fromStudies and starts with its best trial (method best-first)."""
+    from kubernetes import config
+
+    from hwtune.api.records import Objective
+    from hwtune.backends.kubernetes.transfer import load_cluster_study
+    from tests.cluster import test_operator_studies as ops
+    from tests.cluster.trial_driver import TrialDriver
+
+    old = ops.study_doc("old", max_trials=6, parallel=3)
+    new = ops.study_doc("new", max_trials=4, parallel=2)
+    new["spec"]["algorithm"]["searcher"] = "transfer"
+    new["spec"]["transfer"] = {"fromStudies": ["old"], "method": "best-first"}
+    driver = TrialDriver(cluster.kubeconfig, namespace).start()
+    try:
+        ops.apply(cluster, old, namespace)
+        ops.wait_completed(cluster, "old", namespace, driver)
+        ops.apply(cluster, new, namespace)
+        status = ops.wait_completed(cluster, "new", namespace, driver)
+    finally:
+        driver.stop()
+    assert not driver.errors, driver.errors
+    assert status["trials"]["total"] == 4
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    best = load_cluster_study(api, namespace, "old").best(Objective("val_error"))
+    first = next(t for t in ops.get(cluster, "tuningtrials", namespace, "hwtune.io/study=new")
+                 if t["spec"]["trialId"] == 0)
+    assert first["spec"]["parameters"] == dict(best.config)
+    assert first["spec"]["hardware"] == {"pool": best.hardware.pool,
+                                         "gpuCount": best.hardware.gpu_count}
+
+
+def test_operator_fails_a_study_whose_earlier_study_is_missing(
+        cluster: Any, namespace: str, operator: Any) -> None:
+    from tests.cluster import test_operator_studies as ops
+
+    doc = ops.study_doc("orphan", max_trials=2, parallel=2)
+    doc["spec"]["algorithm"]["searcher"] = "transfer"
+    doc["spec"]["transfer"] = {"fromStudies": ["never-ran"]}
+    ops.apply(cluster, doc, namespace)
+    cluster.wait_for(lambda: ops.study_status(cluster, "orphan", namespace).get("phase") == "Failed",
+                     timeout=120, what="the study to fail")
+    text = json.dumps(ops.study_status(cluster, "orphan", namespace))
+    assert f"TuningStudy {namespace}/never-ran not found" in text
+    assert not ops.get(cluster, "tuningtrials", namespace, "hwtune.io/study=orphan")
