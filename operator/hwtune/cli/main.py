@@ -167,6 +167,9 @@ def tune(
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    for past in run.config.transfer_studies:
+        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+                      f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
             result = run.run()
