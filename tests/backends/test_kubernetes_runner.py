@@ -176,3 +176,24 @@ def test_log_chunks_stay_small_and_reload_in_order() -> None:
     del store.chunks[0]["e000000003"]
     with pytest.raises(Exception, match="gap at event 3"):
         parse_chunks(store.chunks.items())
+
+
+def test_status_stays_bounded_front_and_curve_are_capped(monkeypatch) -> None:
+    from hwtune.backends.kubernetes import runner as runner_module
+
+    assert runner_module._bounded_curve(list(range(1000)))[::99] == [0, 999]
+    assert len(runner_module._bounded_curve(list(range(1000)))) == runner_module.MAX_CURVE_POINTS
+    monkeypatch.setattr(runner_module, "MAX_FRONT_POINTS", 2)
+    kube = FakeKube()
+    trainers = FakeTrainers(kube)
+    runner = make_runner(kube)
+
+    async def main() -> None:
+        task = await play(kube, trainers, runner)
+        await runner.flush_status()
+        assert task.result()
+
+    asyncio.run(main())
+    status = kube.study_status
+    assert status["frontSize"] >= 2 and len(status["paretoFront"]) == 2
+    assert len(json.dumps(status)) < 100 * 1024

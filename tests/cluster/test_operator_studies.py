@@ -259,7 +259,7 @@ def test_reports_need_the_trials_own_token(
     assert post(0, None) == 401
     assert post(0, "not-the-token") == 401
     assert post(0, token[1]) == 401  # another trial's token
-    assert post(99, token[0]) == 404
+    assert post(99, token[0]) == 401  # an unknown trial is answered like a wrong token
     assert post(0, token[0]) == 200  # the right one is accepted
     # The token is never in the pod's env nor in any status.
     for job in get(cluster, "jobs", namespace, f"hwtune.io/study={name}"):

@@ -4,10 +4,12 @@
   live view, then print the Pareto front and write its plot.
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
+- ``hwtune observe generate|render``: the chart's dashboard/alerts; the dashboard as a PNG.
 - ``hwtune version``.
 
-Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 130 interrupted
-(continue with ``--resume``).
+Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 75 the machine
+failed (a full disk; continue with ``--resume`` once fixed), 130 interrupted (continue with
+``--resume``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: try again (--resume) once the machine is fixed
 EXIT_INTERRUPTED = 130
 
 console = Console()
@@ -103,9 +106,23 @@ def tune(
     cwd: Optional[Path] = typer.Option(
         None, "--cwd", help="Directory trials start in [default: the current directory]"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view"),
+    trial_inactivity: Optional[str] = typer.Option(
+        None, "--trial-inactivity",
+        help="Stop and fail a trial that has not reported for this long: seconds (600), or a "
+             "multiple of its usual time per level (10x) [default: 10x, at least 120 s; "
+             "3600 s until its pace is known]"),
+    trial_log_max_bytes: Optional[int] = typer.Option(
+        None, "--trial-log-max-bytes", min=4096,
+        help="Keep only the last part of a trial's log beyond this size [default: 10 MiB]"),
 ) -> None:
     """Run a study on this machine: trials are local processes, GPU pools are simulated."""
-    from hwtune.backends.local import LocalStudyRun, StudyInterrupted, WorkdirError
+    from hwtune.backends.local import (
+        InactivityLimit,
+        InfrastructureError,
+        LocalStudyRun,
+        StudyInterrupted,
+        WorkdirError,
+    )
     from hwtune.cli.plot import plot_front
     from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
 
@@ -125,16 +142,34 @@ def tune(
         live.update(progress_view(run.study, name=study.name, workdir=str(workdir),
                                   started=started, pools=run.simulated_pools))
 
+    backend_options: dict = {}
+    if trial_inactivity is not None:
+        try:
+            backend_options["inactivity"] = InactivityLimit.parse(trial_inactivity)
+        except ValueError as exc:
+            raise _fail(f"--trial-inactivity {exc}") from None
+    if trial_log_max_bytes is not None:
+        backend_options["log_max_bytes"] = trial_log_max_bytes
+    restart = f"hwtune tune {study_file} --workdir {workdir} --resume"
     try:
         run = LocalStudyRun(study.name, study.spec, config=study.config, workdir=workdir,
                             pools=study.pools,
                             resume=resume, max_parallel=max_parallel, cwd=cwd,
-                            base_dir=study_file.resolve().parent, on_iteration=draw)
+                            base_dir=study_file.resolve().parent, on_iteration=draw,
+                            backend_options=backend_options)
     except WorkdirError as exc:
         raise _fail(str(exc)) from None
+    except InfrastructureError as exc:
+        raise _fail(f"{exc}\nFix that, then run: {restart}", EXIT_INFRASTRUCTURE) from None
+    except OSError as exc:  # the work directory cannot be created or written
+        raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}",
+                    EXIT_INFRASTRUCTURE) from None
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    for past in run.config.transfer_studies:
+        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+                      f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
             result = run.run()
@@ -146,8 +181,13 @@ def tune(
                                                started=started, pools=run.simulated_pools))
     except StudyInterrupted:
         errors.print(f"interrupted: trial processes stopped, checkpoints kept. Continue with\n"
-                     f"  hwtune tune {study_file} --workdir {workdir} --resume", highlight=False)
+                     f"  {restart}", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except InfrastructureError as exc:
+        raise _fail(f"{exc}\nThen run: {restart}", EXIT_INFRASTRUCTURE) from None
+    except OSError as exc:  # a file of hwtune's own (trial directories, logs) on a broken disk
+        raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}\nThen run: {restart}",
+                    EXIT_INFRASTRUCTURE) from None
 
     wall = time.monotonic() - started
     summary = result.summary
@@ -163,8 +203,13 @@ def tune(
         first_line = record.reason.splitlines()[0] if record.reason else "failed"
         errors.print(f"trial {record.trial_id} failed: {first_line} (log: "
                      f"{run.backend.log_path(record.trial_id)})", highlight=False)
-    written = plot_front(run.study, plot)
-    console.print(f"plot: {written}", highlight=False)
+    try:
+        written = plot_front(run.study, plot)
+    except OSError as exc:  # the study is done and saved; only its picture is missing
+        errors.print(f"warning: could not write the plot {plot}: {exc.strerror or exc}",
+                     highlight=False)
+    else:
+        console.print(f"plot: {written}", highlight=False)
 
 
 @app.command("operator")
@@ -211,6 +256,11 @@ def operator_command(
         None, "--report-url",
         help="Base URL trainers reach the endpoint at, e.g. "
              "http://hwtune.hwtune-system.svc:8080 [default: http://127.0.0.1:<port>]"),
+    metrics_port: int = typer.Option(
+        9090, "--metrics-port", min=0, max=65535,
+        help="Port of the Prometheus endpoint /metrics (0: no endpoint)"),
+    metrics_listen: str = typer.Option("0.0.0.0", "--metrics-listen",
+                                       help="Address the metrics endpoint binds"),
     trial_retry_limit: int = typer.Option(
         3, "--trial-retry-limit", min=0, max=100,
         help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
@@ -233,10 +283,62 @@ def operator_command(
             standalone=standalone, priority=priority, peering_name=peering_name,
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
+            metrics_port=metrics_port or None, metrics_listen=metrics_listen,
             trial_retry_limit=trial_retry_limit)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)
+
+
+observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",
+                          no_args_is_help=True)
+app.add_typer(observe_app, name="observe")
+
+
+@observe_app.command("generate")
+def observe_generate(
+    chart: Path = typer.Option(Path("charts/hwtune"), "--chart", help="The Helm chart to update"),
+) -> None:
+    """Write the chart's PrometheusRule template and Grafana dashboard JSON (dev extra)."""
+    from hwtune.observe.chartgen import write_chart_files
+
+    if not (chart / "Chart.yaml").is_file():
+        raise _fail(f"--chart: {chart} has no Chart.yaml")
+    try:
+        for path in write_chart_files(chart):
+            typer.echo(f"wrote {path}")
+    except ImportError as exc:
+        raise _fail(f"the dashboard needs the dev extra (pip install 'hwtune[dev]'): {exc}") from None
+
+
+@observe_app.command("render")
+def observe_render(
+    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+    prometheus: Optional[str] = typer.Option(
+        None, "--prometheus", help="Prometheus base URL, e.g. http://127.0.0.1:9090"),
+    namespace: str = typer.Option("default", "--namespace", "-n"),
+    study: Optional[str] = typer.Option(None, "--study"),
+    quality: str = typer.Option("", "--quality", help="Quality objective [default: the first]"),
+    hours: float = typer.Option(1.0, "--hours", min=0.01, help="Time range of the time series"),
+    demo: bool = typer.Option(False, "--demo", help="Run a simulated study scraped by a local "
+                              "Prometheus (needs the prometheus binary) and render that"),
+) -> None:
+    """Render the dashboard's panels from real Prometheus query results to a PNG."""
+    from hwtune.observe.promserver import PrometheusError
+    from hwtune.observe.render import render_dashboard, run_demo
+
+    try:
+        if demo:
+            path = run_demo(out)
+        else:
+            if prometheus is None or study is None:
+                raise _fail("--prometheus and --study are needed (or --demo)")
+            now = time.time()
+            path = render_dashboard(prometheus.rstrip("/"), namespace, study, out, quality=quality,
+                                    start=now - hours * 3600, end=now)
+    except (PrometheusError, OSError) as exc:
+        raise _fail(f"render: {exc}", code=1) from None
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console script entry point is ``app``

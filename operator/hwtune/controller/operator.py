@@ -31,6 +31,7 @@ from hwtune.controller.admission import (
     StudyAdmission,
     register_admission,
 )
+from hwtune.controller.metrics import start_metrics_endpoint
 from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
 from hwtune.controller.studies import REPORT_ROUTE_PREFIX, StudyHandlers, register_studies
 from hwtune.controller.tls import write_self_signed_certificate
@@ -165,9 +166,10 @@ async def _start_report_endpoint(settings: OperatorSettings, sink: Any) -> tuple
     """The report endpoint in this event loop; returns its runner and the trainers' base URL."""
     from aiohttp import web
 
-    from hwtune.report.server import create_app
+    from hwtune.report.server import create_app, runner_options
 
-    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX), access_log=None)
+    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX),
+                           **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, settings.report_listen, settings.report_port or 0)
     await site.start()
@@ -197,6 +199,7 @@ async def serve(
     kube = KubeApi(api_client)
     studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube)
     report_runner, studies.report_url = await _start_report_endpoint(settings, studies.router)
+    metrics_server = start_metrics_endpoint(settings, studies)
     if on_report_url is not None:
         on_report_url(studies.report_url)
     try:
@@ -230,6 +233,8 @@ async def serve(
             finally:
                 kopf_settings.execution.executor.shutdown(wait=True)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await report_runner.cleanup()
         kube.close()
         api_client.close()
