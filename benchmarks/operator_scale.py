@@ -63,7 +63,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_OPERATOR_CMD = (
     "hwtune operator --kubeconfig {kubeconfig} --namespace {namespace} --standalone "
-    "--webhook-host 127.0.0.1 --webhook-port {webhook_port} --report-port {report_port}")
+    "--webhook-host 127.0.0.1 --webhook-port {webhook_port} --report-port {report_port} "
+    "--metrics-port {metrics_port}")
 
 GPUS_PER_TRIAL = 2
 GOALS = {"launches_per_second": 20.0, "p99_ms": 200.0, "largest_study": 20000}
@@ -240,8 +241,8 @@ class _Operator:
                  log_dir: Path) -> None:
         self.report_port, self.webhook_port = _free_port(), _free_port()
         self.command = shlex.split(cfg.operator_cmd.format(
-            kubeconfig=cluster.kubeconfig, namespace=namespace,
-            report_port=self.report_port, webhook_port=self.webhook_port))
+            kubeconfig=cluster.kubeconfig, namespace=namespace, report_port=self.report_port,
+            webhook_port=self.webhook_port, metrics_port=_free_port()))
         self.env = cluster.env()
         self.log_dir = log_dir
         self.process: subprocess.Popen | None = None

@@ -73,10 +73,12 @@ fi
 
 report_port=$(free_port)
 webhook_port=$(free_port)
+metrics=()
+[[ "$operator_help" == *--metrics-port* ]] && metrics=(--metrics-port "$(free_port)")
 echo "operator: report endpoint on 127.0.0.1:$report_port (log: $out/operator.log)"
 hwtune operator --kubeconfig "$KUBECONFIG" --namespace "$namespace" --standalone \
   --webhook-host 127.0.0.1 --webhook-port "$webhook_port" --report-port "$report_port" \
-  > "$out/operator.log" 2>&1 &
+  "${metrics[@]}" > "$out/operator.log" 2>&1 &
 pids+=($!)
 echo "simulated trainer: time scale $time_scale (log: $out/simtrainer.log)"
 python -m hwtune.testing.simtrainer --kubeconfig "$KUBECONFIG" --namespace "$namespace" \
