@@ -64,6 +64,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)
+    # Tests that restart control-plane components of the shared session cluster run last, so
+    # a component that comes back slowly (a loaded CI machine) cannot fail every later test.
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -331,7 +331,7 @@ def restart_api_server(cluster: LocalCluster) -> None:
         time.sleep(0.1)
     _relaunch(pids / "kube-apiserver.pid", apiserver)
     cluster.wait_for(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False)
-                     .returncode == 0, timeout=60, what="the API server to come back")
+                     .returncode == 0, timeout=180, what="the API server to come back")
 
 
 def _supervise(cluster: LocalCluster, stop: threading.Event) -> None:
@@ -345,6 +345,7 @@ def _supervise(cluster: LocalCluster, stop: threading.Event) -> None:
                 _relaunch(pids / f"{component}.pid", how)
 
 
+@pytest.mark.disruptive
 @pytest.mark.skipif(bool(os.environ.get("HWTUNE_TEST_KUBECONFIG")),
                     reason="restarts the local control plane's API server process")
 def test_study_completes_across_an_api_server_restart(
