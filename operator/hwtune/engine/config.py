@@ -40,7 +40,9 @@ __all__ = [
 
 SCHEDULER_KINDS = ("fifo", "random", "asha", "asha-promotion", "hyperband", "mo-asha",
                    "mo-asha-promotion", "dyhpo")
-SEARCHER_KINDS = ("random", "grid", "dyhpo", "fms", "transfer")
+# dyhpo / fms and its ablations (fms-flat: flattened weights, fms-nocurve: no learning-curve
+# CNN) are hwtune.surrogate's (see docs/surrogate.md).
+SEARCHER_KINDS = ("random", "grid", "dyhpo", "fms", "fms-flat", "fms-nocurve", "transfer")
 
 _TOP_LEVEL = ("objectives", "parameters", "hardware", "fidelity", "algorithm", "transfer",
               "budget", "checkpoints", "trialTemplate")
@@ -177,28 +179,47 @@ class StudyConfig:
                    transfer_from=transfer_from, checkpoints=checkpoints, trial_template=template)
 
     # -- building the algorithm ----------------------------------------------------------------
-    def make_searcher(self, **extra: Any):
+    def search_context(self, study_view=None, *, study_name: str = "", checkpoint_locator=None):
+        """The ``SearchContext`` handed to searcher and scheduler factories. ``study_view`` (a
+        ``StudyView``) is attached by ``Study``; without one a fresh, unattached view is used."""
+        from hwtune.optimize.context import FidelityInfo, SearchContext, StudyView
+
+        view = study_view if study_view is not None else StudyView(self.objectives, checkpoint_locator)
+        f = self.fidelity
+        return SearchContext(
+            objectives=self.objectives, space=self.space, hardware=self.hardware,
+            hardware_model=self.hardware_model,
+            fidelity=FidelityInfo(f.resource, f.min, f.max, f.reduction_factor),
+            seed=self.seed, settings=dict(self.algorithm.settings), study=view,
+            study_name=study_name, checkpoints=self.checkpoints)
+
+    def make_searcher(self, *, context=None, **extra: Any):
         """The searcher named by ``algorithm.searcher`` over this space and hardware."""
         from hwtune.optimize.searchers import make_searcher
 
         return make_searcher(self.algorithm.searcher, self.space, self.hardware, seed=self.seed,
-                             settings=self.algorithm.settings, **extra)
+                             settings=self.algorithm.settings,
+                             context=context if context is not None else self.search_context(),
+                             **extra)
 
-    def make_scheduler(self, searcher=None):
-        """The scheduler named by ``algorithm.scheduler`` (H3b's ``make_scheduler``), owning
-        ``searcher`` or a fresh one from ``make_searcher()``. A fresh call gives a fresh scheduler
-        in its initial state: what ``Study.rebuild`` replays into."""
+    def make_scheduler(self, searcher=None, *, context=None):
+        """The scheduler named by ``algorithm.scheduler``, owning ``searcher`` or a fresh one
+        from ``make_searcher()``; both get the same ``context`` (default: a fresh, unattached
+        one). A fresh call gives a fresh scheduler in its initial state: what ``Study.rebuild``
+        replays into."""
         from hwtune.optimize.schedulers import make_scheduler
 
+        context = context if context is not None else self.search_context()
         return make_scheduler(
             self.algorithm.scheduler,
-            searcher=searcher if searcher is not None else self.make_searcher(),
+            searcher=searcher if searcher is not None else self.make_searcher(context=context),
             objectives=self.objectives,
             resource_min=self.fidelity.min,
             resource_max=self.fidelity.max,
             reduction_factor=self.fidelity.reduction_factor,
             seed=self.seed,
             settings=dict(self.algorithm.settings),
+            context=context,
         )
 
 

@@ -13,10 +13,17 @@ call the study when something happens and act on what it answers:
   the completion and budget rules, records the event and returns CONTINUE / PAUSE / STOP.
 - ``complete_trial`` / ``fail_trial`` / ``stop_trial`` / ``pause_trial``: life-cycle facts.
 
+Algorithms see the study through ``self.context`` (``hwtune.optimize.context.SearchContext``):
+objectives, fidelity, hardware model and a read-only view of the trials (learning curves, latest
+checkpoint URIs via ``checkpoint_locator``). What a searcher ``note()``s there is attached to the
+next event (``extra["notes"]``).
+
 Every change appends one ``StudyEvent``; listeners (``add_listener``) see each one, which is how
 the local backend writes its JSON-lines log and the operator its TuningTrial objects.
 ``Study.rebuild(config, events)`` replays the log through a fresh scheduler and returns a study
-whose future decisions equal the original's.
+whose future decisions equal the original's. Schedulers that set
+``reuses_recorded_suggestions`` get the logged suggestions back (``replay_suggestion``) instead
+of being asked again, so a model-based scheduler is not refitted once per past trial.
 
 Completion: a report at the study's maximum resource completes the trial (phase Completed,
 ``scheduler.on_trial_complete``) and is answered STOP, because there is nothing left to train.
@@ -47,6 +54,7 @@ from hwtune.engine.budget import Spend
 from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.optimize.context import SearchContext, StudyView
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
@@ -91,7 +99,9 @@ class Study:
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
     reports none, and the deadline (the simulator passes its simulated clock). The deadline
     (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
-    event."""
+    event. ``checkpoint_locator(trial) -> uri`` tells searchers where a trial's latest checkpoint
+    is (default: ``<spec.checkpoints.uri>/<trial id>`` when the study sets a URI, as the local
+    backend stores them); backends that know better pass their own."""
 
     def __init__(
         self,
@@ -100,9 +110,25 @@ class Study:
         *,
         clock: Clock | None = None,
         start_time: float | None = None,
+        checkpoint_locator: Callable[[TrialRecord], str | None] | None = None,
+        name: str = "",
     ) -> None:
         self.config = config
-        self.scheduler = scheduler if scheduler is not None else config.make_scheduler()
+        self._notes: list[str] = []
+        view: StudyView | None = None
+        if scheduler is not None:
+            # A scheduler built outside (benchmarks, tests) may carry an unattached context.
+            context = getattr(scheduler, "context", None)
+            if isinstance(context, SearchContext) and not context.study.attached:
+                view = context.study
+        if view is None:
+            view = StudyView(config.objectives)
+        if view.checkpoint_locator is None:
+            view.checkpoint_locator = checkpoint_locator or _default_locator(config)
+        view.attach(self)
+        self.view = view
+        self.context: SearchContext = config.search_context(view, study_name=name)
+        self.scheduler = scheduler if scheduler is not None else config.make_scheduler(context=self.context)
         self.clock: Clock = clock if clock is not None else SystemClock()
         # The deadline counts from here; by default from the first event (the first trial's
         # creation), which the log holds, so a rebuilt study keeps the same deadline.
@@ -188,6 +214,12 @@ class Study:
     def stop_reason(self) -> str | None:
         """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
         return self.config.budget.running_stop_reason(self._spend())
+
+    def note(self, message: str) -> None:
+        """Something the user should see (a searcher's fallback, a degraded mode): attached to
+        the next recorded event as ``extra["notes"]``."""
+        if message and message not in self._notes:
+            self._notes.append(str(message))
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` for every event appended from now on (not during replay)."""
@@ -282,6 +314,7 @@ class Study:
                              f"{record.last_resource + 1}..{self.config.max_resource}, got {max_resource}")
         record.phase = TrialPhase.PENDING
         record.reason = ""
+        self.scheduler.on_trial_resume(record)
         self._target[trial_id] = max_resource
         now = self.now()
         self._segment_start[trial_id] = now
@@ -416,6 +449,8 @@ class Study:
             answer = decision
         if answer.halts:
             self._segment_start.pop(record.trial_id, None)
+        if answer is Decision.PAUSE:
+            self.scheduler.on_trial_pause(record)
         self._emit(StudyEvent(seq=0, kind=EventKind.OBSERVED, trial_id=record.trial_id, time=now,
                               resource=resource, metrics=dict(metrics), runtime_seconds=runtime,
                               decision=answer, reason=record.reason if answer.halts else ""))
@@ -453,6 +488,7 @@ class Study:
         record = self._halt(trial_id, runtime_seconds, "pause")
         record.phase = TrialPhase.PAUSED
         record.reason = reason or "paused"
+        self.scheduler.on_trial_pause(record)
         self._emit_halt(EventKind.PAUSED, record)
 
     def _halt(self, trial_id: int, runtime_seconds: float | None, verb: str, *,
@@ -474,6 +510,9 @@ class Study:
             self.start_time = event.time
         # Events are built with seq=0 and numbered here, the one place that appends.
         object.__setattr__(event, "seq", len(self._events))
+        if self._notes:
+            object.__setattr__(event, "extra", {**event.extra, "notes": list(self._notes)})
+            self._notes.clear()
         self._events.append(event)
         if self._replay_time is None:
             for listener in self._listeners:
@@ -516,11 +555,14 @@ class Study:
         clock: Clock | None = None,
         start_time: float | None = None,
         strict: bool = False,
+        checkpoint_locator: Callable[[TrialRecord], str | None] | None = None,
+        name: str = "",
     ) -> "Study":
         """Recreate a study from its event log (``StudyEvent``s or their ``to_dict()`` form).
 
         Events are replayed in ``seq`` order through a fresh scheduler (``config.make_scheduler()``
-        unless given): suggested trials are asked of the scheduler again, observations are fed to
+        unless given): suggested trials are asked of the scheduler again (or, when it sets
+        ``reuses_recorded_suggestions``, handed to its ``replay_suggestion``), observations are fed to
         it with their recorded metrics, so its state ends where the original's was. Where the
         replayed scheduler answers differently from the log (a nondeterministic scheduler, a
         changed algorithm), the log wins and the difference is listed in ``replay_mismatches``
@@ -528,7 +570,8 @@ class Study:
         when it was set explicitly; by default both count from the first event."""
         ordered = sorted((e if isinstance(e, StudyEvent) else StudyEvent.from_dict(e) for e in events),
                          key=lambda e: e.seq)
-        study = cls(config, scheduler, clock=clock, start_time=start_time)
+        study = cls(config, scheduler, clock=clock, start_time=start_time,
+                    checkpoint_locator=checkpoint_locator, name=name)
         try:
             for event in ordered:
                 study._replay_time = event.time
@@ -545,8 +588,16 @@ class Study:
 
     def _replay(self, event: StudyEvent, strict: bool) -> None:
         kind, tid = event.kind, event.trial_id
+        self._notes = list((event.extra or {}).get("notes") or [])  # keep what was noted
+        reuse = self.scheduler.reuses_recorded_suggestions
+        if kind is EventKind.CREATED and event.suggested and reuse:
+            assert event.config is not None
+            self.scheduler.replay_suggestion(TrialSuggestion.new(event.config, event.hardware,
+                                                                 event.max_resource))
+        elif kind is EventKind.RESUMED and event.suggested and reuse:
+            self.scheduler.replay_suggestion(TrialSuggestion.resume(tid, event.max_resource))
         if kind is EventKind.CREATED:
-            if event.suggested:
+            if event.suggested and not reuse:
                 suggestion = self.scheduler.suggest()
                 expected = (dict(event.config or {}), event.hardware, event.max_resource)
                 got = None if suggestion is None else (
@@ -559,7 +610,7 @@ class Study:
             self._create(event.config, event.hardware, event.max_resource,
                          suggested=event.suggested, trial_id=tid)
         elif kind is EventKind.RESUMED:
-            if event.suggested:
+            if event.suggested and not reuse:
                 suggestion = self._ask_scheduler()
                 if suggestion is None or suggestion.resume_trial_id != tid \
                         or suggestion.max_resource != event.max_resource:
@@ -590,6 +641,14 @@ class Study:
             self.pause_trial(tid, event.reason, event.runtime_seconds)
         else:  # pragma: no cover - EventKind is closed
             raise StudyError(f"unknown event kind {kind!r}")
+
+
+def _default_locator(config: StudyConfig) -> Callable[[TrialRecord], str | None] | None:
+    uri = (config.checkpoints or {}).get("uri")
+    if not uri:
+        return None
+    root = str(uri).rstrip("/")
+    return lambda trial: f"{root}/{trial.trial_id}"
 
 
 def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:

@@ -16,7 +16,14 @@ hyperband            several ASHA brackets (stopping variant) with different min
 mo-asha              MO-ASHA, stopping variant: the rung ranking is non-dominated sorting
                      over all objectives with an epsilon-net (or crowding) tie-break
 mo-asha-promotion    MO-ASHA, promotion variant
+dyhpo                freeze-thaw (DyHPO): every trial PAUSEs after each step; a surrogate
+                     (the searcher name picks it: dyhpo, fms, fms-flat, fms-nocurve)
+                     picks by multi-fidelity EI whether a paused trial trains one step
+                     more or a new one starts (``hwtune.surrogate``, needs torch)
 ==================== ===================================================================
+
+Schedulers of other packages plug in with :func:`register_scheduler`; factories get the study's
+``SearchContext`` (``hwtune.optimize.context``) as ``context=``.
 
 Scheduler options come from ``algorithm.settings`` (camelCase keys):
 ``tieBreak`` (``epsilon-net`` | ``crowding``, MO-ASHA only) and ``brackets`` (int >= 1,
@@ -26,8 +33,9 @@ ignored here.
 
 from __future__ import annotations
 
+import importlib
 import numbers
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from hwtune.api.records import Objective
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
@@ -40,6 +48,7 @@ __all__ = [
     "Scheduler",
     "TrialSuggestion",
     "make_scheduler",
+    "register_scheduler",
 ]
 
 SCHEDULER_KINDS = (
@@ -50,7 +59,19 @@ SCHEDULER_KINDS = (
     "hyperband",
     "mo-asha",
     "mo-asha-promotion",
+    "dyhpo",
 )
+
+# name -> factory(searcher=, objectives=, resource_min=, resource_max=, reduction_factor=, seed=,
+# settings=, context=) for schedulers that live outside this package.
+_REGISTRY: dict[str, Callable[..., Scheduler]] = {}
+# Importing the module registers the scheduler (it needs torch, so it is not imported eagerly).
+_PROVIDERS = {"dyhpo": "hwtune.surrogate"}
+
+
+def register_scheduler(name: str, factory: Callable[..., Scheduler]) -> None:
+    """Make ``make_scheduler(name, ...)`` call ``factory(**the same keyword arguments)``."""
+    _REGISTRY[name] = factory
 
 
 def _setting(settings: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -67,6 +88,7 @@ def make_scheduler(
     reduction_factor: float = 3,
     seed: int = 0,
     settings: Mapping[str, Any] | None = None,
+    context: Any = None,
 ) -> Scheduler:
     """Build the scheduler named ``kind`` (see the module docstring for the kinds and settings).
 
@@ -75,7 +97,7 @@ def make_scheduler(
     a trial completes. ``seed`` makes every random choice (Hyperband's bracket draw) repeatable.
     """
     settings = dict(settings or {})
-    if not isinstance(kind, str) or kind.lower() not in SCHEDULER_KINDS:
+    if not isinstance(kind, str) or (kind.lower() not in SCHEDULER_KINDS and kind not in _REGISTRY):
         raise ValueError(
             f"algorithm.scheduler: unknown scheduler {kind!r}; expected one of "
             f"{', '.join(SCHEDULER_KINDS)}"
@@ -83,6 +105,16 @@ def make_scheduler(
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"algorithm.seed: must be an integer, got {seed!r}")
     kind = kind.lower()
+    if kind in _PROVIDERS and kind not in _REGISTRY:
+        try:
+            importlib.import_module(_PROVIDERS[kind])
+        except ImportError as exc:
+            raise ValueError(f"algorithm.scheduler: {kind!r} needs {_PROVIDERS[kind]}, which "
+                             f"failed to import: {exc}") from exc
+    if kind in _REGISTRY:
+        return _REGISTRY[kind](searcher=searcher, objectives=objectives, resource_min=resource_min,
+                               resource_max=resource_max, reduction_factor=reduction_factor,
+                               seed=int(seed), settings=settings, context=context)
     fidelity = dict(
         resource_min=resource_min, resource_max=resource_max, reduction_factor=reduction_factor
     )

@@ -21,7 +21,8 @@ SearcherFactory = Callable[..., Searcher]
 # name -> factory(space, hardware, seed, settings, **kwargs)
 _REGISTRY: dict[str, SearcherFactory] = {}
 # Where searchers of other packages live; importing the module registers them.
-_PROVIDERS = {"dyhpo": "hwtune.surrogate", "fms": "hwtune.surrogate", "transfer": "hwtune.transfer"}
+_PROVIDERS = {"dyhpo": "hwtune.surrogate", "fms": "hwtune.surrogate", "fms-flat": "hwtune.surrogate",
+              "fms-nocurve": "hwtune.surrogate", "transfer": "hwtune.transfer"}
 
 
 def register_searcher(name: str, factory: SearcherFactory) -> None:
@@ -64,7 +65,9 @@ def make_searcher(
     """A searcher by name. ``settings`` is the study's ``algorithm.settings`` (keys a searcher
     does not know are ignored: they may be the scheduler's); random reads ``maxRetries``, grid
     ``gridPoints`` and ``gridShuffle``. ``kwargs`` go to the factory (e.g. ``candidates=`` a
-    benchmark table's configs, so every suggestion is in the table)."""
+    benchmark table's configs, so every suggestion is in the table) and ``context=`` the study's
+    ``SearchContext`` (objectives, fidelity, hardware model, a read-only view of the trials;
+    ``hwtune.optimize.context``) when the study builds it."""
     if name not in _REGISTRY and name in _PROVIDERS:
         try:
             importlib.import_module(_PROVIDERS[name])
