@@ -99,9 +99,10 @@ class Study:
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
     reports none, and the deadline (the simulator passes its simulated clock). The deadline
     (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
-    event. ``checkpoint_locator(trial) -> uri`` tells searchers where a trial's latest checkpoint
-    is (default: ``<spec.checkpoints.uri>/<trial id>`` when the study sets a URI, as the local
-    backend stores them); backends that know better pass their own."""
+    event. ``checkpoint_locator(trial, resource) -> location`` tells searchers where a trial's
+    checkpoint at a level is (default: ``<spec.checkpoints.uri>/<trial id>`` for the latest level
+    when the study sets a URI, as the local backend stores them); backends that know better pass
+    their own."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class Study:
         *,
         clock: Clock | None = None,
         start_time: float | None = None,
-        checkpoint_locator: Callable[[TrialRecord], str | None] | None = None,
+        checkpoint_locator: Callable[[TrialRecord, int], str | None] | None = None,
         name: str = "",
     ) -> None:
         self.config = config
@@ -149,6 +150,7 @@ class Study:
         self._trials_started = 0
         self._reports = 0
         self._replay_time: float | None = None
+        self._replay_event: StudyEvent | None = None
 
     # -- reading ----------------------------------------------------------------------------
     def now(self) -> float:
@@ -214,6 +216,13 @@ class Study:
     def stop_reason(self) -> str | None:
         """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
         return self.config.budget.running_stop_reason(self._spend())
+
+    def recorded_suggestion(self) -> tuple[dict[str, Any], Hardware | None] | None:
+        """During rebuild, the (config, hardware) of the suggested creation being replayed."""
+        e = self._replay_event
+        if e is None or e.kind is not EventKind.CREATED or not e.suggested:
+            return None
+        return dict(e.config or {}), e.hardware
 
     def note(self, message: str) -> None:
         """Something the user should see (a searcher's fallback, a degraded mode): attached to
@@ -555,7 +564,7 @@ class Study:
         clock: Clock | None = None,
         start_time: float | None = None,
         strict: bool = False,
-        checkpoint_locator: Callable[[TrialRecord], str | None] | None = None,
+        checkpoint_locator: Callable[[TrialRecord, int], str | None] | None = None,
         name: str = "",
     ) -> "Study":
         """Recreate a study from its event log (``StudyEvent``s or their ``to_dict()`` form).
@@ -575,9 +584,11 @@ class Study:
         try:
             for event in ordered:
                 study._replay_time = event.time
+                study._replay_event = event
                 study._replay(event, strict)
         finally:
             study._replay_time = None
+            study._replay_event = None
         return study
 
     def _mismatch(self, message: str, strict: bool) -> None:
@@ -643,12 +654,14 @@ class Study:
             raise StudyError(f"unknown event kind {kind!r}")
 
 
-def _default_locator(config: StudyConfig) -> Callable[[TrialRecord], str | None] | None:
+def _default_locator(config: StudyConfig) -> Callable[[TrialRecord, int], str | None] | None:
     uri = (config.checkpoints or {}).get("uri")
     if not uri:
         return None
     root = str(uri).rstrip("/")
-    return lambda trial: f"{root}/{trial.trial_id}"
+    # One checkpoint per trial, overwritten each level: only the latest level has one.
+    return lambda trial, level: (f"{root}/{trial.trial_id}"
+                                 if level >= 1 and level == trial.last_resource else None)
 
 
 def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:

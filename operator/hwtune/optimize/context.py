@@ -27,7 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FidelityInfo", "SearchContext", "StudyView"]
 
-CheckpointLocator = Callable[[TrialRecord], "str | None"]
+# (trial, resource level) -> the URI of the checkpoint taken at that level, or None.
+CheckpointLocator = Callable[[TrialRecord, int], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,29 @@ class StudyView:
         return [(o.resource, float(o.metrics[metric])) for o in record.observations
                 if metric in o.metrics]
 
-    def checkpoint_uri(self, trial: TrialRecord | int) -> str | None:
-        """Where the trial's latest checkpoint lives (fsspec URI or local path), or None when
-        the backend keeps none / the trial has not reported yet."""
+    def checkpoint_uri(self, trial: TrialRecord | int, resource: int | None = None) -> str | None:
+        """Where the trial's checkpoint at ``resource`` (default: its latest report) lives, as a
+        checkpoint location (``hwtune.trainer.checkpoint.CheckpointStore``: a directory or an
+        fsspec URI), or None when the backend keeps none. Most backends keep only the latest
+        checkpoint; benchmark tables keep one per level.
+        Level 0 means the weights a trial starts from (a pretrained model), when the locator
+        knows them; ``trial`` may then be a not-yet-created candidate (trial id -1)."""
         record = self.trial(trial) if isinstance(trial, int) else trial
-        if self.checkpoint_locator is None or not record.observations:
+        level = record.last_resource if resource is None else int(resource)
+        if self.checkpoint_locator is None or level < 0:
             return None
-        return self.checkpoint_locator(record)
+        return self.checkpoint_locator(record, level)
+
+    def target_resource(self, trial: TrialRecord | int) -> int | None:
+        """The level the trial runs to before the scheduler decides (None: the maximum)."""
+        tid = trial if isinstance(trial, int) else trial.trial_id
+        return None if self._source is None else self._source.target_resource(tid)
+
+    def recorded_suggestion(self) -> "tuple[Mapping[str, Any], Hardware | None] | None":
+        """While ``Study.rebuild`` replays a suggested trial's creation: its (config, hardware),
+        so a model-based searcher under a scheduler that asks it again can answer with the log
+        instead of refitting. None otherwise."""
+        return None if self._source is None else self._source.recorded_suggestion()
 
 
 @dataclass(frozen=True)
