@@ -100,9 +100,9 @@ class Study:
     reports none, and the deadline (the simulator passes its simulated clock). The deadline
     (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
     event. ``checkpoint_locator(trial, resource) -> location`` tells searchers where a trial's
-    checkpoint at a level is (default: ``<spec.checkpoints.uri>/<trial id>`` for the latest level
-    when the study sets a URI, as the local backend stores them); backends that know better pass
-    their own."""
+    checkpoint at a level is or was (default: ``<spec.checkpoints.uri>/<trial id>`` when the study
+    sets a URI, as the local backend stores them, overwritten at every level: readers check the
+    level they find there); backends that know better pass their own."""
 
     def __init__(
         self,
@@ -659,9 +659,8 @@ def _default_locator(config: StudyConfig) -> Callable[[TrialRecord, int], str | 
     if not uri:
         return None
     root = str(uri).rstrip("/")
-    # One checkpoint per trial, overwritten each level: only the latest level has one.
-    return lambda trial, level: (f"{root}/{trial.trial_id}"
-                                 if level >= 1 and level == trial.last_resource else None)
+    # One checkpoint location per trial, overwritten each level: readers check the level.
+    return lambda trial, level: f"{root}/{trial.trial_id}" if level >= 1 and trial.trial_id >= 0 else None
 
 
 def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:

@@ -86,10 +86,11 @@ class StudyView:
                 if metric in o.metrics]
 
     def checkpoint_uri(self, trial: TrialRecord | int, resource: int | None = None) -> str | None:
-        """Where the trial's checkpoint at ``resource`` (default: its latest report) lives, as a
-        checkpoint location (``hwtune.trainer.checkpoint.CheckpointStore``: a directory or an
-        fsspec URI), or None when the backend keeps none. Most backends keep only the latest
-        checkpoint; benchmark tables keep one per level.
+        """Where the trial's checkpoint at ``resource`` (default: its latest report) lives or
+        lived, as a checkpoint location (``hwtune.trainer.checkpoint.CheckpointStore``: a
+        directory or an fsspec URI), or None when the backend keeps none. Most backends keep only
+        the latest checkpoint in one place (a reader checks the level it finds); benchmark
+        tables keep one per level.
         Level 0 means the weights a trial starts from (a pretrained model), when the locator
         knows them; ``trial`` may then be a not-yet-created candidate (trial id -1)."""
         record = self.trial(trial) if isinstance(trial, int) else trial
