@@ -127,6 +127,7 @@ class Study:
         if view.checkpoint_locator is None:
             view.checkpoint_locator = checkpoint_locator or _default_locator(config)
         view.attach(self)
+        view.name = view.name or name
         self.view = view
         self.context: SearchContext = config.search_context(view, study_name=name)
         self.scheduler = scheduler if scheduler is not None else config.make_scheduler(context=self.context)

@@ -52,6 +52,7 @@ class StudyView:
         self._objectives = tuple(objectives)
         self._source: Any = None  # the Study (duck-typed: .trials, .trial(id), .note(msg))
         self.checkpoint_locator = checkpoint_locator
+        self.name = ""  # the study's name, set by the Study that attaches itself
 
     def attach(self, study: Any) -> None:
         self._source = study
@@ -129,6 +130,11 @@ class SearchContext:
     @property
     def max_resource(self) -> int:
         return self.fidelity.max
+
+    @property
+    def name(self) -> str:
+        """The study's name (models in the surrogate service are kept per study)."""
+        return self.study_name or self.study.name
 
     def note(self, message: str) -> None:
         """Tell the user something (fallbacks, degraded modes): recorded with the study's next

@@ -59,7 +59,7 @@ __all__ = ["DyHPOScheduler", "SurrogateCore", "SurrogateSearcher", "expected_imp
 log = logging.getLogger(__name__)
 
 SETTINGS = {"freshCandidates": 64, "initialTrials": 3, "maxPoints": 512, "stepSize": 1,
-            "maxFullFitPoints": 256}
+            "maxFullFitPoints": 256, "surrogateRetryAfter": 5}
 MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "lr")
 
 
@@ -94,6 +94,10 @@ class SurrogateCore:
         self.max_points = _int_setting(s, "maxPoints", 8)
         self.step = _int_setting(s, "stepSize", 1)
         self.max_full = _int_setting(s, "maxFullFitPoints", 2)
+        # After the service failed, this many suggestions go straight to the fallback, so a
+        # slow service costs one timeout now and then, not one per suggestion.
+        self.retry_after = _int_setting(s, "surrogateRetryAfter", 0)
+        self._skip = 0
         self.model_settings = {k: s[k] for k in MODEL_SETTINGS if k in s}
         self.candidates = [dict(c) for c in candidates] if candidates is not None else None
         self._predictor = predictor
@@ -274,17 +278,24 @@ class SurrogateCore:
     def ask(self, train: PointBlock, y: np.ndarray, full: PointBlock, full_y: np.ndarray,
             test: PointBlock, dx: int) -> dict[str, Any] | None:
         request = {
-            "version": PROTOCOL_VERSION, "study": self.context.study_name or "study",
+            "version": PROTOCOL_VERSION, "study": self.context.name or "study",
             "variant": self.variant, "seed": int(self.context.seed), "dx": int(dx),
             "curveLength": int(self.context.max_resource), "settings": self.model_settings,
             "train": train.to_json(), "y": y.tolist(),
             "fullFit": {"points": full.to_json(), "y": full_y.tolist()},
             "test": test.to_json(),
         }
+        if self._skip > 0:
+            self._skip -= 1
+            self.fallbacks += 1
+            self.context.note("surrogate: still falling back to random search after a failure "
+                              f"({self._skip + 1} more suggestions before trying again)")
+            return None
         try:
             answer = self.predictor.predict(request)
         except PredictorUnavailable as exc:
             self.fallbacks += 1
+            self._skip = self.retry_after
             self.context.note(f"surrogate: {exc}; this suggestion fell back to random search")
             log.warning("surrogate unavailable, falling back to random: %s", exc)
             return None

@@ -27,7 +27,7 @@ numpy only; ``to_pyg`` converts to a torch-geometric ``Data`` (torch imported th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -228,12 +228,3 @@ def _take(t: Any, perm: np.ndarray | None, axis: int) -> Any:
 
         return t.index_select(axis, torch.as_tensor(perm, dtype=torch.long)).clone()
     return np.take(np.asarray(t), perm, axis=axis)
-
-
-def graphs_equal_up_to_order(a: ParamGraph, b: ParamGraph) -> bool:  # pragma: no cover - debug aid
-    return a.num_nodes == b.num_nodes and a.edge_attr.shape == b.edge_attr.shape
-
-
-def sizes_of(state_dict: Mapping[str, Any]) -> Sequence[int]:
-    layers = layers_of(state_dict)
-    return [layers[0].n_in] + [layer.n_out for layer in layers]

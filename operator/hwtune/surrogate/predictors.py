@@ -30,7 +30,10 @@ class LocalPredictor:
         self.store = store.ModelStore(device=device)
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return self.store.handle(request)
+        try:
+            return self.store.handle(request)
+        except Exception as exc:  # a model failure must not end the study: the searcher falls back
+            raise PredictorUnavailable(f"in-process surrogate failed: {type(exc).__name__}: {exc}") from exc
 
     def describe(self) -> str:
         return f"in-process ({self.store.device})"
