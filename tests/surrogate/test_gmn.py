@@ -11,7 +11,7 @@ from torch_geometric.data import Batch
 
 from hwtune.surrogate import hub
 from hwtune.surrogate.graph import EDGE_FEATURES, NODE_FEATURES, layers_of, param_graph, permute_hidden
-from hwtune.surrogate.models import GMN, flat_weights
+from hwtune.surrogate.models import GMN, flat_weights, to_pyg
 
 
 def _state(arch: str, seed: int = 0) -> dict:
@@ -40,7 +40,7 @@ def test_gmn_output_is_invariant_to_hidden_neuron_permutations(arch):
     for seed in range(3):
         graphs.append(param_graph(permute_hidden(state, np.random.default_rng(seed), hint), hint))
     with torch.no_grad():
-        out = gmn(Batch.from_data_list([g.to_pyg() for g in graphs]))
+        out = gmn(Batch.from_data_list([to_pyg(g) for g in graphs]))
     for k in range(1, len(graphs)):
         assert torch.allclose(out[k], out[0], atol=1e-5), (arch, out[k] - out[0])
     # The flat ablation is not invariant (that is the point of comparing them).
@@ -49,7 +49,7 @@ def test_gmn_output_is_invariant_to_hidden_neuron_permutations(arch):
     # A different network gives a different embedding.
     other = param_graph(_state(arch, 9), hint)
     with torch.no_grad():
-        out2 = gmn(Batch.from_data_list([other.to_pyg()]))
+        out2 = gmn(Batch.from_data_list([to_pyg(other)]))
     assert not torch.allclose(out2[0], out[0], atol=1e-4)
 
 

@@ -21,7 +21,7 @@ Other tensors (batch-norm statistics, embeddings) are ignored. Residual structur
 state dict: a checkpoint may carry ``arch = {"residual": [[a, b], ...]}`` meaning the output of
 layer ``a`` (or the network input when a == -1) is added to the output of layer ``b``.
 
-numpy only; ``to_pyg`` converts to a torch-geometric ``Data`` (torch imported there).
+numpy only; ``hwtune.surrogate.models.to_pyg`` converts a graph for torch-geometric.
 """
 
 from __future__ import annotations
@@ -69,13 +69,6 @@ class ParamGraph:
     def num_nodes(self) -> int:
         return int(self.x.shape[0])
 
-    def to_pyg(self):
-        import torch
-        from torch_geometric.data import Data
-
-        return Data(x=torch.as_tensor(self.x, dtype=torch.float32),
-                    edge_index=torch.as_tensor(self.edge_index, dtype=torch.long),
-                    edge_attr=torch.as_tensor(self.edge_attr, dtype=torch.float32))
 
 
 def _numpy(t: Any) -> np.ndarray:
@@ -223,8 +216,6 @@ def permute_hidden(state_dict: Mapping[str, Any], rng: np.random.Generator,
 def _take(t: Any, perm: np.ndarray | None, axis: int) -> Any:
     if perm is None:
         return t
-    if hasattr(t, "index_select"):
-        import torch
-
-        return t.index_select(axis, torch.as_tensor(perm, dtype=torch.long)).clone()
+    if hasattr(t, "index_select"):  # a torch tensor: index it with its own methods (no import)
+        return t[(slice(None),) * axis + (perm.tolist(),)]
     return np.take(np.asarray(t), perm, axis=axis)

@@ -29,12 +29,13 @@ import gpytorch
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing, global_max_pool, global_mean_pool
 
 from hwtune.surrogate.graph import EDGE_FEATURES, NODE_FEATURES, ParamGraph
 
-__all__ = ["FLAT_DIM", "VARIANTS", "FitResult", "GMN", "Points", "SurrogateNet", "fit", "predict"]
+__all__ = ["FLAT_DIM", "VARIANTS", "FitResult", "GMN", "Points", "SurrogateNet", "fit", "predict",
+           "to_pyg"]
 
 VARIANTS = ("dyhpo", "fms", "fms-flat", "fms-nocurve", "gp")
 FLAT_DIM = 256
@@ -56,6 +57,12 @@ class Points:
     def take(self, idx: Sequence[int] | np.ndarray) -> "Points":
         idx = np.asarray(idx, dtype=int)
         return Points(self.x[idx], self.budget[idx], self.curve[idx], self.mask[idx], self.graph[idx])
+
+
+def to_pyg(graph: ParamGraph) -> Data:
+    return Data(x=torch.as_tensor(graph.x, dtype=torch.float32),
+                edge_index=torch.as_tensor(graph.edge_index, dtype=torch.long),
+                edge_attr=torch.as_tensor(graph.edge_attr, dtype=torch.float32))
 
 
 class EdgeConv(MessagePassing):
@@ -195,7 +202,7 @@ class SurrogateNet(nn.Module):
         self._wcache = None
         weights = None if self.net is None else self.net.weights
         if weights == "gmn" and graphs:
-            self._graph_batch = Batch.from_data_list([g.to_pyg() for g in graphs]).to(self.device)
+            self._graph_batch = Batch.from_data_list([to_pyg(g) for g in graphs]).to(self.device)
         elif weights == "flat" and graphs:
             self._flat = t(np.stack([flat_weights(g) for g in graphs]))
 
