@@ -113,7 +113,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         loss.backward()
         opt.step()
-        total += float(loss) * len(idx)
+        total += loss.item() * len(idx)
     return total / len(x)
 
 
