@@ -29,6 +29,8 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     for name in ("FMS-GMN", "DyHPO", "GP", "random", "ASHA"):
         assert re.search(rf"^\s+{name}\s", text, re.M), name
     assert "0.88 / 0.92" in text and "Suggestion latency" in text
+    assert re.search(r"^\s+DyHPO \(random scal.\)\s+\d", text, re.M)  # multi-objective section
+    assert set(numbers["multiObjective"]) == {"random", "asha", "dyhpo"}
     # A second run reuses the cached table instead of training again.
     mtime = path.stat().st_mtime
     bench.build_table(bench.QUICK, log=lambda m: None)

@@ -177,12 +177,20 @@ def load_checkpoints(table_path: Path) -> dict[int, tuple[str, list[str]]]:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-def _spec(table, scheduler: str, searcher: str, seed: int, settings: Mapping[str, Any]) -> dict:
-    return {"objectives": [{"metric": "val_error"}], "parameters": table.space_spec(),
+MO_HARDWARE = {"pools": ["t4", "a100"], "gpuCounts": [1, 2]}
+
+
+def _spec(table, scheduler: str, searcher: str, seed: int, settings: Mapping[str, Any],
+          mo: bool = False) -> dict:
+    spec = {"objectives": [{"metric": "val_error"}], "parameters": table.space_spec(),
             "fidelity": table.fidelity_spec(3),
             "algorithm": {"scheduler": scheduler, "searcher": searcher, "seed": seed,
                           "settings": dict(settings)},
             "budget": {"maxParallelTrials": 1}}
+    if mo:  # quality and cost, with the hardware searched too
+        spec["objectives"] = [{"metric": "val_error"}, {"metric": "cost"}]
+        spec["hardware"] = dict(MO_HARDWARE)
+    return spec
 
 
 @dataclass
@@ -194,21 +202,22 @@ class RunOutcome:
     seconds: float
     suggestions: int = 0
     fallbacks: int = 0
+    points: list[tuple[int, float, float]] = field(default_factory=list)  # (spent, val_error, cost)
 
 
 def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
-               variant: str | None = None) -> RunOutcome:
+               variant: str | None = None, mo: bool = False) -> RunOutcome:
     from scipy.stats import kendalltau
 
     from hwtune.backends.simulated import SimulatedBackend
     from hwtune.engine import Study, StudyConfig, Tuner
 
     if method == "random":
-        spec = _spec(table, "fifo", "random", seed, {})
+        spec = _spec(table, "fifo", "random", seed, {}, mo)
     elif method == "asha":
-        spec = _spec(table, "asha", "random", seed, {})
+        spec = _spec(table, "mo-asha" if mo else "asha", "random", seed, {}, mo)
     else:
-        spec = _spec(table, "dyhpo", "dyhpo" if variant == "gp" else variant, seed, cfg.model)
+        spec = _spec(table, "dyhpo", "dyhpo" if variant == "gp" else variant, seed, cfg.model, mo)
     config = StudyConfig.from_spec(spec)
     backend = SimulatedBackend(table, config.hardware_model, n_workers=1, seed=seed)
     configs = table.configs()
@@ -223,6 +232,7 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
 
     ctx = config.search_context(checkpoint_locator=locator)
     searcher = config.make_searcher(context=ctx, candidates=configs)
+    points: list[tuple[int, float, float]] = []
     scheduler = config.make_scheduler(searcher, context=ctx)
     if variant == "gp":
         scheduler.core.variant = "gp"
@@ -241,9 +251,10 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
             return
         best = min(best, float(event.metrics["val_error"]))
         spent = study.reports
+        points.append((spent, float(event.metrics["val_error"]), float(event.metrics["cost"])))
         if spent in cfg.regret_at:
             best_at[spent] = best
-        if spent in cfg.tau_at and variant is not None:
+        if spent in cfg.tau_at and variant is not None and not mo:
             pred = scheduler.core.predict_final([(c, None) for c in configs])
             if pred is not None:
                 tau_at[spent] = float(kendalltau(pred, true_final).statistic)
@@ -255,7 +266,7 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
     core = getattr(scheduler, "core", None)
     return RunOutcome(method, seed, best_at, tau_at, time.perf_counter() - started,
                       suggestions=0 if core is None else core.count,
-                      fallbacks=0 if core is None else core.fallbacks)
+                      fallbacks=0 if core is None else core.fallbacks, points=points)
 
 
 # -- latency ---------------------------------------------------------------------------------------
@@ -323,15 +334,22 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
             outcomes.append(run_method(table, ckpts, variant, seed, cfg, variant=variant))
             log(f"  {SURROGATES[variant]} seed {seed}: tau {outcomes[-1].tau_at}, "
                 f"{outcomes[-1].seconds:.0f} s")
+    mo_runs: list[RunOutcome] = []
+    for seed in range(seeds):
+        for method, variant in (("random", None), ("asha", None), ("dyhpo", "dyhpo")):
+            mo_runs.append(run_method(table, ckpts, method, seed, cfg, variant=variant, mo=True))
+    log(f"multi-objective runs done ({time.perf_counter() - t0:.0f} s)")
     best = float(table.metric_array("val_error")[:, 0, :].min())
     lat = measure_latency((100, 500, 2000) if not quick else (100,), repeats=3 if not quick else 1,
                           settings=None if not quick else {"fullFitSteps": 30, "refitSteps": 5}
                           ) if latency else {}
     text = _format(cfg, table, outcomes, best, lat, surrogates, seeds)
+    text += "\n\n" + _format_mo(cfg, mo_runs)
     if json_path is not None:
         json_path.write_text(json.dumps({
             "config": cfg.name, "seeds": seeds, "tableBest": best,
-            "runs": [o.__dict__ for o in outcomes], "latency": lat}, indent=1, default=str))
+            "runs": [{k: v for k, v in o.__dict__.items() if k != "points"} for o in outcomes],
+            "multiObjective": _mo_numbers(cfg, mo_runs), "latency": lat}, indent=1, default=str))
     return text
 
 
@@ -383,4 +401,41 @@ def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
         lines.append("  warm = the full fit for the current full-fit set is cached (a running study); "
                      "cold = it is computed now (first suggestion after a restart). Past 512 "
                      "observations the GP is fit on a subset (each trial's latest point first).")
+    return "\n".join(lines)
+
+
+def _mo_numbers(cfg: BenchConfig, runs: list[RunOutcome]) -> dict[str, dict[int, list[float]]]:
+    """Hypervolume of the (val error, cost) points observed by each spent budget, both
+    objectives normalised to [0, 1] over every run's points, reference point (1.1, 1.1)."""
+    from hwtune.optimize.pareto import hypervolume
+
+    every = np.array([(e, c) for r in runs for _, e, c in r.points]) if runs else np.zeros((0, 2))
+    if not len(every):
+        return {}
+    lo, hi = every.min(axis=0), every.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    out: dict[str, dict[int, list[float]]] = {}
+    for r in runs:
+        for c in cfg.regret_at:
+            pts = np.array([(e, k) for s, e, k in r.points if s <= c])
+            if not len(pts) or r.points[-1][0] < c and c != cfg.regret_at[0]:
+                continue
+            hv = hypervolume((pts - lo) / span, [1.1, 1.1])
+            out.setdefault(r.method, {}).setdefault(c, []).append(float(hv))
+    return out
+
+
+def _format_mo(cfg: BenchConfig, runs: list[RunOutcome]) -> str:
+    numbers = _mo_numbers(cfg, runs)
+    lines = ["Multi-objective (val error and cost; hardware t4/a100 x 1/2 GPUs searched too): "
+             "hypervolume of the observed points (normalised, reference 1.1, 1.1; higher is better) "
+             "over spent epochs, mean of runs. DyHPO scalarises the two losses with random "
+             "augmented-Chebyshev weights drawn per suggestion (ParEGO-style).",
+             "  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>10}" for c in cfg.regret_at)]
+    for m, name in (("random", "random"), ("asha", "MO-ASHA"), ("dyhpo", "DyHPO (random scal.)")):
+        cells = []
+        for c in cfg.regret_at:
+            vals = numbers.get(m, {}).get(c, [])
+            cells.append(f"{statistics.mean(vals):>10.4f}" if vals else f"{'n/a':>10}")
+        lines.append("  " + f"{name:<20}" + "".join(cells))
     return "\n".join(lines)
