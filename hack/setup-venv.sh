@@ -13,8 +13,10 @@ fi
 [[ -x "$VENV/bin/python" ]] || python3.11 -m venv "$VENV" 1>&2
 "$VENV/bin/python" -m pip install -q --upgrade pip 1>&2
 "$VENV/bin/python" -m pip install -q --progress-bar off -e "$root[all]" 1>&2
-# Syne Tune 0.13 (the last release with instance-type tuning) pins numpy<1.27 for extras we do
-# not use; its schedulers run on numpy 2, so it goes in without its dependency pins.
-"$VENV/bin/python" -m pip install -q --no-deps syne-tune==0.13.0 1>&2
+# Syne Tune 0.13 (the last release with instance-type tuning; pinned in the bench extra of
+# pyproject.toml) pins numpy<1.27 for parts we do not use; its schedulers run on numpy 2, so it
+# goes in without its dependency pins ([all] lists every other bench dependency).
+syne=$(grep -o 'syne-tune==[0-9.]*' "$root/pyproject.toml" | head -n 1)
+"$VENV/bin/python" -m pip install -q --no-deps "$syne" 1>&2
 echo "$want" > "$stamp"
 echo "$VENV"

@@ -178,6 +178,16 @@ STUDY_CASES = [
          "spec.parameters[batch_size].default", server="default must be one of values"),
     Case("default-outside-range", "study", {P + ("lr", "default"): 0.5},
          "spec.parameters[lr].default", server="default must be one of values"),
+    Case("parameter-named-like-builtin-metric", "study",
+         {P + ("runtime",): {"type": "float", "min": 0.1, "max": 1.0}}, "spec.parameters",
+         server="parameter runtime is named like a built-in metric"),
+    Case("transfer-mapping-bad-name", "study",
+         {S + ("transfer",): {"fromStudies": ["old"], "mapping": {"learning-rate": "lr"}}},
+         "spec.transfer.mapping", server="parameter name learning-rate must match"),
+    Case("transfer-mapping-bad-target", "study",
+         {S + ("transfer",): {"fromStudies": ["old"], "mapping": {"learning_rate": "l-r"}}},
+         "spec.transfer.mapping[learning_rate]", server="should match",
+         model="should match pattern"),
     Case("condition-unknown-parameter", "study",
          {P + ("momentum", "condition", "parameter"): "optimiser"}, "spec.parameters",
          server="condition of parameter momentum refers to unknown parameter optimiser"),
@@ -237,8 +247,18 @@ STUDY_CASES = [
          model="Input should be 'fifo'"),
     Case("mo-asha-without-fidelity", "study", {S + ("fidelity",): DELETE}, "spec.fidelity",
          server="this scheduler needs fidelity"),
-    Case("transfer-without-sources", "study", {S + ("algorithm", "searcher"): "transfer"},
-         "spec.transfer", server="searcher 'transfer' needs transfer.fromStudies"),
+    # Only names with a registered factory are listed (hwtune.api.algorithms): fms is not yet.
+    Case("searcher-nothing-runs", "study", {S + ("algorithm", "searcher"): "fms"},
+         "spec.algorithm.searcher", server='Unsupported value: "fms"',
+         model="Input should be 'random' or 'grid'"),
+    Case("scheduler-nothing-runs", "study", {S + ("algorithm", "scheduler"): "dyhpo"},
+         "spec.algorithm.scheduler", server='Unsupported value: "dyhpo"',
+         model="Input should be 'fifo'"),
+    # One metric-name rule for the schema and the report protocol (which refuses ':').
+    Case("metric-name-with-colon", "study", {S + ("objectives", 0, "metric"): "val:err"},
+         "spec.objectives[0].metric", server="should match", model="should match pattern"),
+    Case("fidelity-resource-with-colon", "study", {S + ("fidelity", "resource"): "ep:och"},
+         "spec.fidelity.resource", server="should match", model="should match pattern"),
     Case("checkpoints-pvc-and-uri", "study", {S + ("checkpoints", "uri"): "s3://bucket/ckpt"},
          "spec.checkpoints", server="set exactly one of persistentVolumeClaim or uri"),
     Case("checkpoints-path-with-uri", "study",
@@ -279,3 +299,96 @@ TRIAL_CASES = [
 ]
 
 ALL_CASES = STUDY_CASES + POOL_CASES + TRIAL_CASES
+
+
+# ---------------------------------------------------------------------------------------------
+# Files, not decoded documents: what the YAML reader itself must refuse (or accept) the way
+# kubectl and the API server do. ``path``/``model`` as above for the offline refusal (empty path:
+# the file as a whole); ``refused`` is the verdict both sides must reach.
+
+
+@dataclass(frozen=True)
+class YamlCase:
+    id: str
+    build: Any  # () -> str: the file's text
+    refused: bool
+    path: str = ""
+    model: str = ""
+
+
+def _study_text(name: str) -> str:
+    doc = example_study()
+    doc["metadata"]["name"] = name
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _replace_once(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def _yaml_number() -> str:
+    # min: 1e-4 is a float in YAML 1.2 and for kubectl; PyYAML 1.1 made it a string.
+    return _replace_once(_study_text("yaml-number"), "min: 0.0001", "min: 1e-4")
+
+
+def _duplicate_key() -> str:
+    return _replace_once(_study_text("yaml-duplicate"), "      min: 0.0001\n",
+                         "      min: 0.0001\n      min: 0.5\n")
+
+
+def _duplicate_parameter() -> str:
+    text = _study_text("yaml-duplicate-param")
+    lines = text.splitlines(keepends=True)
+    start = lines.index("    lr:\n")
+    block = [lines[start]]
+    for line in lines[start + 1:]:
+        if not line.startswith("      "):
+            break
+        block.append(line)
+    return "".join(lines[:start] + block + block + lines[start + len(block):])
+
+
+def _nan_max() -> str:
+    return _replace_once(_study_text("yaml-nan"), "      max: 0.1\n", "      max: .nan\n")
+
+
+def _billion_laughs() -> str:
+    lines = ["lol: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 9):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    doc = _study_text("yaml-bomb")
+    # The bomb sits in free-form pod metadata, where a schema cannot refuse it.
+    return _replace_once(doc, "  trialTemplate:\n",
+                         "  trialTemplate:\n    metadata:\n      bomb:\n" +
+                         "".join(f"        {line}\n" for line in lines))
+
+
+def _deep_nesting() -> str:
+    # In a typed field the API server refuses it too; in a free-form field (pod template extras)
+    # the server accepts up to its own 10,000 levels while hwtune stops at 100 (it serialises
+    # specs with Python's recursive JSON encoder): deliberately stricter, and never a traceback.
+    return _replace_once(_study_text("yaml-deep"), "    maxTrials: 200\n",
+                         "    maxTrials: " + "[" * 1000 + "]" * 1000 + "\n")
+
+
+def _oversized() -> str:
+    # Not a comment: kubectl drops comments, the request must really be large.
+    return _replace_once(_study_text("yaml-large"), "  trialTemplate:\n",
+                         "  trialTemplate:\n    metadata:\n      padding: " + "x" * (3 * 1024 * 1024 + 100)
+                         + "\n")
+
+
+YAML_CASES = [
+    YamlCase("yaml-1.2-number", _yaml_number, refused=False),
+    YamlCase("yaml-duplicate-field", _duplicate_key, refused=True,
+             path="spec.parameters[lr].min", model="duplicate key 'min'"),
+    YamlCase("yaml-duplicate-parameter", _duplicate_parameter, refused=True,
+             path="spec.parameters[lr]", model="duplicate key 'lr'"),
+    YamlCase("yaml-nan", _nan_max, refused=True, path="spec.parameters[lr].max",
+             model="finite number"),
+    YamlCase("yaml-billion-laughs", _billion_laughs, refused=True,
+             path="spec.trialTemplate.metadata.bomb", model="aliases expand"),
+    YamlCase("yaml-1000-levels", _deep_nesting, refused=True, model="nested more than"),
+    YamlCase("yaml-over-3-mib", _oversized, refused=True, model="3 MiB"),
+]

@@ -16,7 +16,15 @@ from hwtune.api.crd import (
     parse_spec,
     validation_errors,
 )
-from invalid_manifests import ALL_CASES, EXAMPLES, Case, example_study, example_trial
+from invalid_manifests import (
+    ALL_CASES,
+    EXAMPLES,
+    YAML_CASES,
+    Case,
+    YamlCase,
+    example_study,
+    example_trial,
+)
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=lambda c: c.id)
@@ -169,3 +177,19 @@ def test_trial_parameter_names_are_checked_offline() -> None:
     doc["spec"]["parameters"]["batch-size"] = 64
     assert [str(e) for e in validation_errors(doc)] == [
         "spec.parameters: parameter name batch-size must match ^[A-Za-z_][A-Za-z0-9_]*$"]
+
+
+@pytest.mark.parametrize("case", YAML_CASES, ids=lambda c: c.id)
+def test_yaml_file_verdicts(case: YamlCase) -> None:
+    """The reader's verdict on each file; tests/cluster/test_crds.py gets the same from kubectl."""
+    try:
+        docs = load_documents(case.build(), "study.yaml")
+        errors = [e for doc in docs for e in validation_errors(doc)]
+        source = "study.yaml"
+    except ManifestError as exc:
+        errors, source = exc.errors, exc.source
+    assert bool(errors) == case.refused, [str(e) for e in errors]
+    if case.refused:
+        assert source == "study.yaml"
+        assert any(e.path.startswith(case.path) and case.model in e.message for e in errors), \
+            [str(e) for e in errors]

@@ -109,17 +109,17 @@ def test_expand_k8s_vars():
 @pytest.mark.parametrize(
     "template, field",
     [
-        (None, "trialTemplate"),
-        ({"spec": {"containers": []}}, "trialTemplate.spec.containers"),
+        (None, "spec.trialTemplate"),
+        ({"spec": {"containers": []}}, "spec.trialTemplate.spec.containers"),
         ({"spec": {"containers": [{"name": "t", "image": "i"}]}},
-         "trialTemplate.spec.containers[0].command"),
+         "spec.trialTemplate.spec.containers[0].command"),
         ({"spec": {"containers": [{"name": "t", "image": "i", "command": "python x.py"}]}},
-         "trialTemplate.spec.containers[0].command"),
+         "spec.trialTemplate.spec.containers[0].command"),
         ({"spec": {"containers": [{"name": "t", "image": "i", "args": ["--lr=1"]}]}},
-         "trialTemplate.spec.containers[0].command"),
+         "spec.trialTemplate.spec.containers[0].command"),
         ({"spec": {"containers": [{"name": "t", "image": "i", "command": ["x"],
                                    "env": [{"name": "K", "valueFrom": {"secretKeyRef": {}}}]}]}},
-         "trialTemplate.spec.containers[0].env[0].valueFrom"),
+         "spec.trialTemplate.spec.containers[0].env[0].valueFrom"),
     ],
 )
 def test_template_errors_name_the_field(template, field):

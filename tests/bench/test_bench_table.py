@@ -218,3 +218,34 @@ def test_writer_refuses_a_different_header(tmp_path: Path, table: BenchmarkTable
 def test_run_to_json_rounds_but_keeps_seven_digits() -> None:
     run = TableRun(0, 0, {"lr": 0.1}, 1.0, {"epoch_runtime": [0.123456789]})
     assert run.to_json()["metrics"]["epoch_runtime"] == [0.1234568]
+
+
+def test_config_missing_a_header_parameter_names_file_and_line(table_file: Path) -> None:
+    lines = _lines(table_file)
+    missing = next(iter(lines[2]["config"]))
+    del lines[2]["config"][missing]
+    _rewrite(table_file, lines)
+    with pytest.raises(TableFormatError,
+                       match=rf"t\.jsonl:3\.config: missing parameter '{missing}' of the header"):
+        load_table(table_file)
+
+
+def test_all_zero_runtime_is_refused(table_file: Path) -> None:
+    lines = _lines(table_file)
+    lines[4]["metrics"]["epoch_runtime"] = [0.0] * len(lines[4]["metrics"]["epoch_runtime"])
+    _rewrite(table_file, lines)
+    with pytest.raises(TableFormatError,
+                       match=r"t\.jsonl:5\.metrics\.epoch_runtime: every epoch takes 0 seconds"):
+        load_table(table_file)
+
+
+@pytest.mark.parametrize("name", ["runtime", "cost"])
+def test_metrics_named_like_builtins_are_refused(table_file: Path, name: str) -> None:
+    lines = _lines(table_file)
+    lines[0]["metrics"][name] = {"unit": "s", "goal": "minimize"}
+    for run in lines[1:]:
+        run["metrics"][name] = list(run["metrics"]["val_error"])
+    _rewrite(table_file, lines)
+    with pytest.raises(TableFormatError,
+                       match=rf"t\.jsonl:1 header\.metrics\.{name}: named like hwtune's built-in"):
+        load_table(table_file)

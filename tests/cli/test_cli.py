@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,3 +165,134 @@ def test_progress_view_and_front_table_render(tmp_path):
     assert f"Pareto front ({len(result.front)} of 2 trials)" in text
     for point in result.front:
         assert f"#{point.trial_id} x=" in text
+
+
+def test_a_searcher_nothing_runs_is_refused_before_anything_is_written(tmp_path):
+    spec = toy_spec()
+    spec["algorithm"]["searcher"] = "tpe"  # no such searcher
+    path = write_study(tmp_path / "s.yaml", spec)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert ("spec.algorithm.searcher: Input should be 'random', 'grid', 'dyhpo', 'fms', "
+            "'fms-flat' or 'fms-nocurve'") in result.output
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
+    assert result.exit_code == 2 and not workdir.exists()
+
+
+def test_the_surrogate_algorithms_validate(tmp_path):
+    spec = toy_spec()
+    spec["algorithm"].update({"scheduler": "dyhpo", "searcher": "fms"})
+    result = runner.invoke(app, ["validate", str(write_study(tmp_path / "s.yaml", spec))])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_scheduler_that_fails_to_build_writes_nothing(tmp_path, monkeypatch):
+    # A listed name whose provider cannot be imported (e.g. a missing optional dependency):
+    # refused by validate, and tune leaves no study.json that would block a rerun.
+    from hwtune.api import algorithms
+    from hwtune.optimize import schedulers
+
+    ghost = algorithms.Algorithm("fifo", "hwtune.no_such_module", "test only")
+    monkeypatch.setattr(algorithms, "SCHEDULERS", (ghost,) + tuple(
+        a for a in algorithms.SCHEDULERS if a.name != "fifo"))
+    registry = dict(schedulers._REGISTRY)
+    registry.pop("fifo")
+    monkeypatch.setattr(schedulers, "_REGISTRY", registry)
+    path = write_study(tmp_path / "s.yaml", toy_spec())
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "spec.algorithm: scheduler 'fifo' needs hwtune.no_such_module" in result.output
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
+    assert result.exit_code == 2 and not (workdir / "study.json").exists()
+
+
+def test_a_command_is_a_check_of_tune_not_of_the_schema(tmp_path):
+    spec = toy_spec()
+    del spec["trialTemplate"]["spec"]["containers"][0]["command"]
+    path = write_study(tmp_path / "s.yaml", spec)
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0  # fine for a cluster
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(tmp_path / "w")])
+    assert result.exit_code == 2
+    assert "spec.trialTemplate.spec.containers[0].command: is required to run the trainer " \
+           "locally" in result.output
+    assert "hwtune tune starts each trial as a local process" in result.output
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # YAML 1.2 numbers, as kubectl reads them
+        (None, None),
+        ("spec:\n  objectives: [{metric: a}]\n  objectives: [{metric: b}]\n",
+         "spec.objectives: duplicate key 'objectives'"),
+        ("x: &a [1, 2]\n" + "".join(f"x{i}: &x{i} [" + ", ".join([f"*{'a' if i == 0 else f'x{i-1}'}"] * 9)
+                                    + "]\n" for i in range(8)),
+         "aliases expand the document past"),
+        ("spec: " + "[" * 1000 + "]" * 1000 + "\n", "nested more than 100 levels deep"),
+    ],
+)
+def test_yaml_is_read_as_the_api_server_reads_it(tmp_path, text, expected):
+    path = tmp_path / "s.yaml"
+    if text is None:  # min: 1e-4 is a number (YAML 1.2), not the string PyYAML 1.1 makes of it
+        spec = toy_spec()
+        write_study(path, spec)
+        path.write_text(path.read_text().replace("min: 0.0", "min: 1e-4"))
+        result = runner.invoke(app, ["validate", str(path)])
+        assert result.exit_code == 0, result.output
+        return
+    path.write_text(text)
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{path}: " in result.output and expected in result.output, result.output
+
+
+def test_a_file_over_the_request_limit_is_refused(tmp_path):
+    path = write_study(tmp_path / "s.yaml", toy_spec())
+    with path.open("a") as fh:
+        fh.write("# " + "x" * (3 * 1024 * 1024) + "\n")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and "3 MiB" in result.output
+
+
+def test_resume_after_a_day_does_not_charge_the_day(tmp_path, monkeypatch):
+    # Ctrl-C a real run with trials mid-epoch, then resume "a day later" (the wall clock of the
+    # resumed process is a day ahead): the trials paused by the shutdown are charged what they
+    # ran, not the day.
+    spec = toy_spec(max_trials=2, parallel=2, max_epochs=3, env={"TOY_SLEEP": "0.4"})
+    spec["hardware"] = {"pools": ["a100"], "gpuCounts": [8]}  # $32.8/h: a day would be ~$787
+    path = write_study(tmp_path / "s.yaml", spec)
+    workdir = tmp_path / "w"
+    command = [sys.executable, "-m", "hwtune.cli.main", "tune", str(path), "--workdir",
+               str(workdir), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = workdir / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if events.exists() and events.read_text().count('"observed"') >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+
+    import hwtune.backends.local.runner as local_runner
+    from hwtune.api.clock import WallClock
+
+    class DayLater(WallClock):
+        def now(self) -> float:
+            return super().now() + 86400.0
+
+    monkeypatch.setattr(local_runner, "WallClock", DayLater)
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "--quiet",
+                                 "--resume"])
+    assert result.exit_code == 0, result.output
+    final = [json.loads(line) for line in events.open()]
+    paused = [e for e in final if e["kind"] == "paused" and "interrupted" in (e.get("reason") or "")]
+    assert paused, "no trial was running at the interruption"
+    for event in paused:
+        assert event["runtimeSeconds"] < 60, event  # seconds of training, not a day
+    spent = re.search(r"spent \$([0-9.e+-]+)", result.output)
+    assert spent and float(spent.group(1)) < 5.0, result.output

@@ -12,7 +12,10 @@ import importlib.util
 import json
 import re
 import secrets
+import ssl
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -299,3 +302,32 @@ def test_short_names_and_category(crds: Any, namespace: str) -> None:
                         ("ttrial", "tuningtrial.hwtune.io/resnet-cifar-7")]:
         assert crds.kubectl("-n", namespace, "get", short, "-o", "name").stdout.split() == [name]
     assert "hardwarepool.hwtune.io/t4" in crds.kubectl("get", "hwp", "-o", "name").stdout.split()
+
+
+def post_yaml(kube: Any, path: str, text: str) -> tuple[int, str]:
+    """POST ``text`` to the API server as application/yaml: the server reads the YAML itself
+    (kubectl would convert it to JSON first and silently keep the later of two duplicate keys)."""
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
+    context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    context.load_cert_chain(user["client-certificate"], user["client-key"])
+    request = urllib.request.Request(
+        cluster["server"] + path, data=text.encode(), method="POST",
+        headers={"Content-Type": "application/yaml", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.mark.parametrize("case", cases.YAML_CASES, ids=lambda c: c.id)
+def test_yaml_file_verdicts_agree_with_the_api_server(
+        crds: Any, cases_namespace: str, case: Any) -> None:
+    """The same files as tests/api/test_validation.py::test_yaml_file_verdicts, read by the API
+    server itself (strict field validation, dry run): refused by both or accepted by both."""
+    status, body = post_yaml(
+        crds, f"/apis/hwtune.io/v1alpha1/namespaces/{cases_namespace}/tuningstudies"
+              "?dryRun=All&fieldValidation=Strict", case.build())
+    assert status < 500, f"{case.id}: {status} {body[:1000]}"
+    assert (status >= 400) == case.refused, f"{case.id}: the API server said {status}: {body[:1000]}"

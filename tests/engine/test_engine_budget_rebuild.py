@@ -37,7 +37,7 @@ def spend_crossing(study, limit, field):
         hw = study.trial(e.trial_id).hardware
         value = model.cost(e.runtime_seconds, hw) if field == "cost" else model.gpu_hours(e.runtime_seconds, hw)
         per_trial[e.trial_id] = value
-        if sum(per_trial.values()) >= limit:
+        if sum(per_trial.values()) >= limit - 1e-9:
             return i
     raise AssertionError("the limit was never reached")
 
@@ -63,7 +63,8 @@ def test_spend_budgets_stop_running_trials(key, limit, field):
     study, backend, result, _ = run_simulated(config(budget={"maxTrials": 200, "maxParallelTrials": 3, key: limit}))
     assert key in result.stop_reason
     spent = result.spend.cost_usd if field == "cost" else result.spend.gpu_hours
-    assert spent >= limit
+    # Running trials are charged as time passes: the tuner stops them at the crossing itself.
+    assert spent == pytest.approx(limit)
     crossing = spend_crossing(study, limit, field)
     crossed_at = study.events[crossing].time
     later = study.events[crossing + 1:]
@@ -77,7 +78,7 @@ def test_spend_budgets_stop_running_trials(key, limit, field):
 
 
 def test_deadline_on_the_simulated_clock():
-    deadline = 1000.0
+    deadline = 1000  # an integer, as the CRD says
     study, backend, result, _ = run_simulated(config(budget={"maxTrials": 200, "maxParallelTrials": 3,
                                                              "maxDurationSeconds": deadline}))
     assert "maxDurationSeconds" in result.stop_reason
@@ -127,7 +128,8 @@ def state(study: Study) -> list[tuple]:
 TINY = {"tiny-fifo": TinyFIFO, "tiny-stateful": StatefulFIFO}
 
 
-@pytest.mark.parametrize("kind", [*TINY, *SCHEDULER_KINDS])
+# dyhpo (a torch model per suggestion) has its own rebuild tests in tests/surrogate/.
+@pytest.mark.parametrize("kind", [*TINY, *(k for k in SCHEDULER_KINDS if k != "dyhpo")])
 def test_rebuild_then_continue_decides_the_same(kind):
     c = config(algorithm={"scheduler": "fifo" if kind in TINY else kind, "seed": 5},
                budget={"maxTrials": 40})

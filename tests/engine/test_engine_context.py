@@ -6,9 +6,10 @@ from __future__ import annotations
 from hwtune.api.records import Decision, TrialRecord
 from hwtune.engine import Study, StudyConfig
 from hwtune.optimize.context import SearchContext
-from hwtune.optimize.schedulers import register_scheduler
+import pytest
+
+from hwtune.optimize import schedulers, searchers
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
-from hwtune.optimize.searchers import register_searcher
 from hwtune.optimize.searchers.base import Searcher
 
 from tests.engine.engine_helpers import ManualClock, config
@@ -83,17 +84,18 @@ class ContextSearcher(Searcher):
         self.used.add(tuple(sorted(trial.config.items())))
 
 
-register_searcher("test-context", lambda space, hw, seed, settings, *, context=None, **_:
-                  ContextSearcher(space, context))
-register_scheduler("test-freeze-thaw", lambda *, searcher, context, **_: FreezeThaw(searcher, context))
+@pytest.fixture(autouse=True)
+def test_factories(monkeypatch):
+    """The study names fifo/random; the factories behind those names are the test's here."""
+    monkeypatch.setitem(searchers._REGISTRY, "random",
+                        lambda space, hw, seed, settings, *, context=None, **_:
+                        ContextSearcher(space, context))
+    monkeypatch.setitem(schedulers._REGISTRY, "fifo",
+                        lambda *, searcher, context, **_: FreezeThaw(searcher, context))
 
 
 def _config() -> StudyConfig:
-    cfg = config(checkpoints={"uri": "s3://bucket/ckpt/"})
-    # The algorithm names are validated by the spec; these test-only ones are swapped in here.
-    from dataclasses import replace
-    return replace(cfg, algorithm=replace(cfg.algorithm, scheduler="test-freeze-thaw",
-                                          searcher="test-context"))
+    return config(checkpoints={"uri": "s3://bucket/ckpt/"})
 
 
 def _drive(study: Study, steps: int) -> None:
@@ -154,7 +156,8 @@ def test_rebuild_reuses_recorded_suggestions_and_decides_the_same():
         (b.trial.trial_id, b.resumed, dict(b.trial.config))
 
 
-def test_schedulers_that_do_not_opt_in_are_asked_again_on_rebuild():
+def test_schedulers_that_do_not_opt_in_are_asked_again_on_rebuild(monkeypatch):
+    monkeypatch.undo()  # the real factories
     cfg = config(algorithm={"scheduler": "asha-promotion", "seed": 1})
     study = Study(cfg, clock=ManualClock())
     for _ in range(5):
@@ -164,7 +167,8 @@ def test_schedulers_that_do_not_opt_in_are_asked_again_on_rebuild():
     assert [t.phase for t in rebuilt.trials] == [t.phase for t in study.trials]
 
 
-def test_default_view_without_checkpoint_store_has_no_uri():
+def test_default_view_without_checkpoint_store_has_no_uri(monkeypatch):
+    monkeypatch.undo()
     study = Study(config(), clock=ManualClock())
     start = study.start_next()
     study.report(start.trial.trial_id, 1, {"val_error": 0.3})

@@ -105,15 +105,15 @@ def test_all_pools_when_pools_omitted_and_overrides():
 @pytest.mark.parametrize(
     ("spec", "path", "words"),
     [
-        ({"pools": ["t4", "v100"]}, "hardware.pools[1]", "unknown pool 'v100'"),
-        ({"pools": ["t4"], "gpuCounts": [2, 4]}, "hardware.gpuCounts", "no (pool, GPU count) choice remains"),
-        ({"gpuCounts": [0]}, "hardware.gpuCounts[0]", "integer >= 1"),
-        ({"gpuCounts": [1, 1]}, "hardware.gpuCounts", "unique"),
-        ({"scalingEfficiency": 1.5}, "hardware.scalingEfficiency", "(0, 1]"),
-        ({"overrides": {"tpu": {"pricePerGPUHour": 1}}}, "hardware.overrides.tpu", "unknown pool"),
-        ({"overrides": {"t4": {"relativeThroughput": 0}}}, "hardware.overrides.t4.relativeThroughput", "> 0"),
-        ({"overrides": {"t4": {"speed": 2}}}, "hardware.overrides.t4.speed", "unknown field"),
-        ({"pool": ["t4"]}, "hardware.pool", "unknown field"),
+        ({"pools": ["t4", "v100"]}, "spec.hardware.pools[1]", "unknown pool 'v100'"),
+        ({"pools": ["t4"], "gpuCounts": [2, 4]}, "spec.hardware.gpuCounts", "no (pool, GPU count) choice remains"),
+        ({"gpuCounts": [0]}, "spec.hardware.gpuCounts[0]", "integer >= 1"),
+        ({"gpuCounts": [1, 1]}, "spec.hardware.gpuCounts", "unique"),
+        ({"scalingEfficiency": 1.5}, "spec.hardware.scalingEfficiency", "(0, 1]"),
+        ({"overrides": {"tpu": {"pricePerGPUHour": 1}}}, "spec.hardware.overrides[tpu]", "unknown pool"),
+        ({"overrides": {"t4": {"relativeThroughput": 0}}}, "spec.hardware.overrides[t4].relativeThroughput", "> 0"),
+        ({"overrides": {"t4": {"speed": 2}}}, "spec.hardware.overrides[t4].speed", "unknown field"),
+        ({"pool": ["t4"]}, "spec.hardware.pool", "unknown field"),
     ],
 )
 def test_bad_hardware_blocks_name_the_field(spec, path, words):
@@ -130,12 +130,12 @@ def test_pool_spec_round_trip_and_errors():
     assert pool.to_spec() == {**spec, "relativeThroughput": 1.0}
     assert catalog_from_specs({"a100": spec})["a100"] == pool
     for bad, path in [
-        ({**spec, "pricePerNodeHour": 30.0}, "pools.x.pricePerGPUHour"),
-        ({k: v for k, v in spec.items() if k != "pricePerGPUHour"}, "pools.x.pricePerGPUHour"),
-        ({**spec, "gpuMemoryGiB": 0}, "pools.x.gpuMemoryGiB"),
-        ({**spec, "gpusPerNode": 0}, "pools.x.gpusPerNode"),
-        ({**spec, "maxNodes": 1.5}, "pools.x.maxNodes"),
-        ({k: v for k, v in spec.items() if k != "gpuType"}, "pools.x.gpuType"),
+        ({**spec, "pricePerNodeHour": 30.0}, "pools[x].pricePerGPUHour"),
+        ({k: v for k, v in spec.items() if k != "pricePerGPUHour"}, "pools[x].pricePerGPUHour"),
+        ({**spec, "gpuMemoryGiB": 0}, "pools[x].gpuMemoryGiB"),
+        ({**spec, "gpusPerNode": 0}, "pools[x].gpusPerNode"),
+        ({**spec, "maxNodes": 1.5}, "pools[x].maxNodes"),
+        ({k: v for k, v in spec.items() if k != "gpuType"}, "pools[x].gpuType"),
     ]:
         with pytest.raises(SpecError) as info:
             catalog_from_specs({"x": bad})

@@ -93,14 +93,18 @@ def test_make_searcher_by_name_and_settings():
     assert isinstance(grid, GridSearcher) and grid.size() == 2 * 2 * 2
     rnd = make_searcher("random", SPACE, list(HW), seed=0, candidates=[{"lr": 0.01, "opt": "sgd"}])
     assert isinstance(rnd, RandomSearcher) and len(drain(rnd)) == 2
-    with pytest.raises(ValueError, match="unknown searcher 'tpe'.*grid, random"):
+    with pytest.raises(ValueError, match="unknown searcher 'tpe'.*random, grid"):
         make_searcher("tpe", SPACE)
 
 
 def test_register_searcher(monkeypatch):
     import hwtune.optimize.searchers as searchers
 
+    from hwtune.api import algorithms
+
     monkeypatch.setattr(searchers, "_REGISTRY", dict(searchers._REGISTRY))  # undone after the test
+    monkeypatch.setattr(algorithms, "SEARCHERS", algorithms.SEARCHERS + (
+        algorithms.Algorithm("test-only", "hwtune.optimize.searchers", "test only"),))
     calls = []
 
     def factory(space, hardware, seed, settings, **kwargs):

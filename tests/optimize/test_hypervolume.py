@@ -113,3 +113,29 @@ def test_default_reference_point_pushes_out_by_the_range():
     assert ref.tolist() == [3.0, 10.5]
     with pytest.raises(ValueError, match="infinite"):
         default_reference_point([[0, np.inf]])
+
+
+def test_no_points_have_zero_hypervolume():
+    from hwtune.optimize.pareto.hypervolume import hypervolume
+
+    assert hypervolume([], [1.0, 1.0]) == 0.0
+    assert hypervolume([], [1.0, 1.0, 1.0]) == 0.0
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("seed", range(4))
+def test_moocore_path_agrees_with_the_python_code(m, seed):
+    """The fast path (moocore) and the pure-Python sweep give the same volume and front."""
+    from hwtune.optimize.pareto import nondominated as nd
+    from hwtune.optimize.pareto.hypervolume import _python_hypervolume
+
+    rng = np.random.default_rng(seed)
+    n = 60 if m == 4 else 400
+    points = np.round(rng.random((n, m)) * 8) / 8  # ties and duplicates
+    points[: n // 2, -1] = 1.0 - points[: n // 2, :-1].sum(axis=1) / (m - 1)  # a big front
+    reference = np.full(m, 1.2)
+    assert hypervolume(points, reference) == pytest.approx(
+        _python_hypervolume(points[np.all(points < reference, axis=1)], reference), rel=1e-12)
+    if m >= 3:
+        order = np.lexsort(points.T[::-1])
+        assert (nd.pareto_front_mask(points) == nd._front_mask_by_pruning(points, order)).all()

@@ -18,6 +18,7 @@ from hwtune.space import (
     SpecError,
     config_key,
 )
+from hwtune.space.errors import ManifestError
 
 SPEC = {
     "lr": {"type": "float", "min": 1.0e-4, "max": 1.0e-1, "scale": "log"},
@@ -49,36 +50,48 @@ def test_parses_every_kind(space):
 @pytest.mark.parametrize(
     ("spec", "path", "words"),
     [
-        ({"lr": {"type": "float", "min": 0.1, "max": 0.01}}, "parameters.lr.max", "must be > min"),
-        ({"lr": {"type": "float", "min": 0.0, "max": 1.0, "scale": "log"}}, "parameters.lr.min", "> 0"),
-        ({"lr": {"type": "float", "min": 0.1, "max": 1.0, "scale": "ln"}}, "parameters.lr.scale", "linear or log"),
-        ({"lr": {"type": "float", "max": 1.0}}, "parameters.lr.min", "is required"),
-        ({"lr": {"type": "double", "min": 0, "max": 1}}, "parameters.lr.type", "float, int or categorical"),
-        ({"n": {"type": "int", "min": 1.5, "max": 4}}, "parameters.n.min", "integer"),
-        ({"n": {"type": "int", "values": [1, 2.5]}}, "parameters.n.values[1]", "integer"),
-        ({"n": {"type": "int", "values": [1, 1]}}, "parameters.n.values", "unique"),
-        ({"n": {"type": "int", "values": [1, 2], "min": 1}}, "parameters.n.min", "cannot be combined"),
-        ({"c": {"type": "categorical", "values": []}}, "parameters.c.values", "at least one"),
-        ({"c": {"type": "categorical"}}, "parameters.c.values", "is required"),
-        ({"c": {"type": "categorical", "values": ["a"], "min": 0}}, "parameters.c.min", "unknown field"),
-        ({"c": {"type": "categorical", "values": ["a", "b"], "default": "z"}}, "parameters.c.default", "one of"),
-        ({"1bad": {"type": "int", "min": 0, "max": 1}}, "parameters.1bad", "must match"),
+        # Field rules come from the CRD's ParameterSpec: the API server's words and paths.
+        ({"lr": {"type": "float", "min": 0.1, "max": 0.01}}, "spec.parameters[lr].min",
+         "min must be less than max"),
+        ({"lr": {"type": "float", "min": 0.0, "max": 1.0, "scale": "log"}},
+         "spec.parameters[lr].min", "log scale needs min > 0"),
+        ({"lr": {"type": "float", "min": 0.1, "max": 1.0, "scale": "ln"}},
+         "spec.parameters[lr].scale", "'linear' or 'log'"),
+        ({"lr": {"type": "float", "max": 1.0}}, "spec.parameters[lr].max", "set together"),
+        ({"lr": {"type": "double", "min": 0, "max": 1}}, "spec.parameters[lr].type",
+         "'float', 'int' or 'categorical'"),
+        ({"lr": {"type": "float", "min": 0.1, "max": math.nan}}, "spec.parameters[lr].max",
+         "finite number"),
+        ({"n": {"type": "int", "min": 1.5, "max": 4}}, "spec.parameters[n].min", "integer"),
+        ({"n": {"type": "int", "values": [1, 2.5]}}, "spec.parameters[n].values", "integers"),
+        ({"n": {"type": "int", "values": [1, 1]}}, "spec.parameters[n].values", "unique"),
+        ({"n": {"type": "int", "values": [1, 2], "min": 1}}, "spec.parameters[n].max",
+         "set together"),
+        ({"c": {"type": "categorical", "values": []}}, "spec.parameters[c].values",
+         "at least 1 item"),
+        ({"c": {"type": "categorical"}}, "spec.parameters[c].values", "needs values"),
+        ({"c": {"type": "categorical", "values": ["a"], "x": 0}}, "spec.parameters[c].x",
+         "unknown field"),
+        ({"c": {"type": "categorical", "values": ["a", "b"], "default": "z"}},
+         "spec.parameters[c].default", "one of values"),
+        ({"1bad": {"type": "int", "min": 0, "max": 1}}, "spec.parameters[1bad]", "must match"),
+        # What only the whole space can see.
         ({"m": {"type": "float", "min": 0, "max": 1, "condition": {"parameter": "opt", "in": ["sgd"]}}},
-         "parameters.m.condition.parameter", "unknown parameter"),
+         "spec.parameters[m].condition.parameter", "unknown parameter"),
         ({"opt": {"type": "categorical", "values": ["sgd"]},
           "m": {"type": "float", "min": 0, "max": 1, "condition": {"parameter": "opt", "in": ["rmsprop"]}}},
-         "parameters.m.condition.in[0]", "one of"),
+         "spec.parameters[m].condition.in[0]", "one of"),
         ({"a": {"type": "int", "values": [1, 2], "condition": {"parameter": "b", "in": [1]}},
           "b": {"type": "int", "values": [1, 2], "condition": {"parameter": "a", "in": [1]}}},
-         "condition", "cycle"),
-        ({}, "parameters", "at least one"),
+         "spec.parameters[a].condition", "cycle"),
+        ({}, "spec.parameters", "at least one"),
     ],
 )
 def test_bad_specs_name_the_field(spec, path, words):
-    with pytest.raises(SpecError) as info:
+    with pytest.raises(ManifestError) as info:
         SearchSpace.from_spec(spec)
-    assert info.value.path.startswith(path) or path in info.value.path, info.value
-    assert words in str(info.value)
+    assert info.value.path == path, info.value
+    assert words in info.value.reason, info.value
 
 
 def test_sampling_respects_conditions(space):

@@ -45,9 +45,12 @@ __all__ = [
     "JsonScalar",
     "ManifestError",
     "Reason",
+    "SpecError",
     "Rule",
     "StatusModel",
     "field_errors",
+    "join_key",
+    "join_path",
     "unique_list",
 ]
 
@@ -246,13 +249,55 @@ class FieldError:
 
 
 class ManifestError(ValueError):
-    """A manifest failed validation; ``errors`` lists every refusal."""
+    """The one error type for bad input (a manifest, a study spec, a pool, a YAML file): ``errors``
+    lists every refusal as (field path, reason); ``source`` names the file (and document)."""
 
     def __init__(self, errors: Sequence[FieldError], source: str = "") -> None:
         self.errors = list(errors)
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(where + "; ".join(str(e) for e in self.errors))
+
+    @property
+    def path(self) -> str:
+        """Field path of the first refusal."""
+        return self.errors[0].path if self.errors else ""
+
+    @property
+    def reason(self) -> str:
+        """Reason of the first refusal."""
+        return self.errors[0].message if self.errors else str(self)
+
+    def lines(self) -> list[str]:
+        """``file: field path: reason``, one refusal a line."""
+        where = f"{self.source}: " if self.source else ""
+        return [f"{where}{e}" for e in self.errors]
+
+    def in_source(self, source: str) -> "ManifestError":
+        """The same refusals, said of ``source`` (a file name)."""
+        return ManifestError(self.errors, source)
+
+
+class SpecError(ManifestError):
+    """One refusal of one field, raised where input is turned into engine objects:
+    ``SpecError("spec.parameters[lr].min", "must be > 0 for scale: log")``."""
+
+    def __init__(self, path: str, reason: str, source: str = "") -> None:
+        super().__init__([FieldError(path, reason)], source)
+
+
+def join_path(prefix: str, key: str | int) -> str:
+    """A field below ``prefix``: ``join_path("spec.budget", "maxTrials")`` is
+    ``spec.budget.maxTrials``; an int is a list index: ``spec.objectives[1]``."""
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def join_key(prefix: str, key: Any) -> str:
+    """An entry of a map below ``prefix``, as the API server writes it:
+    ``join_key("spec.parameters", "lr")`` is ``spec.parameters[lr]``."""
+    return f"{prefix}[{key}]"
 
 
 def _unwrap(tp: Any) -> Any:

@@ -1,8 +1,10 @@
 """The custom resources of hwtune (group ``hwtune.io``, version ``v1alpha1``) as pydantic models.
 
 These models are the single source of truth of the API: ``hwtune.api.crdgen`` turns them into the
-CRDs in ``crds/`` (OpenAPI schema + CEL rules), the CLI validates YAML offline with them, and the
-operator reads and writes objects through them.
+CRDs in ``crds/`` (OpenAPI schema + CEL rules), the CLI and the operator's admission webhook
+validate with them, and the engine runs the validated ``TuningStudySpec``
+(``hwtune.engine.StudyConfig.from_model``). The status models are the shape the operator writes
+once it runs studies (being built; today the operator is the admission webhook only).
 
 - ``TuningStudy`` (namespaced): what to tune, on which hardware, within which budget; its status
   is the study's public progress report (counts, spend, hypervolume, Pareto front).
@@ -25,8 +27,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal, Mapping
 
-import yaml
 from pydantic import Field, StrictFloat, StrictInt, ValidationError
+
+# JSON has no NaN or Infinity, so the API server never sees one: refuse them offline too, on the
+# field that holds them.
+FiniteFloat = typing.Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 from hwtune.api._base import (
     DNS_LABEL,
@@ -44,7 +49,17 @@ from hwtune.api._base import (
     name_type,
     unique_list,
 )
-from hwtune.api.records import Goal, Hardware, Objective, TrialPhase
+from hwtune.api import algorithms
+from hwtune.api.yamlio import load_manifests
+from hwtune.api.records import (
+    BUILTIN_METRICS,
+    METRIC_NAME_MAX_LENGTH,
+    METRIC_NAME_PATTERN,
+    Goal,
+    Hardware,
+    Objective,
+    TrialPhase,
+)
 
 __all__ = [
     "API_VERSION",
@@ -97,6 +112,7 @@ __all__ = [
     "load_documents",
     "parse_manifest",
     "parse_spec",
+    "parse_study_spec",
     "validation_errors",
 ]
 
@@ -105,17 +121,17 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-METRIC_NAME = r"^[A-Za-z_][A-Za-z0-9_./:-]*$"
+METRIC_NAME = METRIC_NAME_PATTERN  # the report protocol's rule too
 MAX_PARAMETERS = 64
 MAX_VALUES = 128
 MAX_OBJECTIVES = 8
 
 ParameterName = name_type(PARAMETER_NAME, 63)
-MetricName = name_type(METRIC_NAME, 128)
+MetricName = name_type(METRIC_NAME, METRIC_NAME_MAX_LENGTH)
 PoolName = name_type(DNS_LABEL, 63)
 ObjectName = name_type(DNS_SUBDOMAIN, 253)
-NonNegFloat = typing.Annotated[StrictFloat, Field(ge=0)]
-PosFloat = typing.Annotated[StrictFloat, Field(gt=0)]
+NonNegFloat = typing.Annotated[FiniteFloat, Field(ge=0)]
+PosFloat = typing.Annotated[FiniteFloat, Field(gt=0)]
 NonNegInt = typing.Annotated[StrictInt, Field(ge=0)]
 
 
@@ -215,9 +231,9 @@ class ParameterSpec(CrdModel):
 
     type: ParameterType
     """``float``, ``int`` or ``categorical``."""
-    min: StrictFloat | None = None
+    min: FiniteFloat | None = None
     """Lower bound (inclusive) of a float or int range."""
-    max: StrictFloat | None = None
+    max: FiniteFloat | None = None
     """Upper bound (inclusive) of a float or int range."""
     scale: Scale | None = None
     """``linear`` (the default) or ``log`` (needs min > 0); ranges only."""
@@ -394,7 +410,7 @@ class HardwareSpec(CrdModel):
                             max_items=16) | None = None
     """GPU counts to search over (default [1]); counts above a pool's gpusPerNode are skipped
     for that pool."""
-    scaling_efficiency: typing.Annotated[StrictFloat, Field(gt=0, le=1)] | None = None
+    scaling_efficiency: typing.Annotated[FiniteFloat, Field(gt=0, le=1)] | None = None
     """Multi-GPU speedup model: n GPUs run n * efficiency^(log2 n) times faster than one."""
     overrides: typing.Annotated[
         dict[str, PoolOverride] | None, Field(max_length=32)] = None
@@ -431,49 +447,62 @@ class FidelitySpec(CrdModel):
     )
 
 
-class SchedulerName(str, enum.Enum):
-    """Decides continue / pause / stop at each reported resource level."""
+class _AlgorithmName(str, enum.Enum):
+    """Base of the two name enums, built from the one list in ``hwtune.api.algorithms``."""
 
-    FIFO = "fifo"
-    RANDOM = "random"
-    ASHA = "asha"
-    ASHA_PROMOTION = "asha-promotion"
-    HYPERBAND = "hyperband"
-    MO_ASHA = "mo-asha"
-    MO_ASHA_PROMOTION = "mo-asha-promotion"
-    DYHPO = "dyhpo"
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        raise NotImplementedError
 
     @property
     def needs_fidelity(self) -> bool:
-        return self not in (SchedulerName.FIFO, SchedulerName.RANDOM)
-
-
-class SearcherName(str, enum.Enum):
-    """Proposes configurations (hardware included)."""
-
-    RANDOM = "random"
-    GRID = "grid"
-    DYHPO = "dyhpo"
-    FMS = "fms"
-    TRANSFER = "transfer"
+        return self.entry.needs_fidelity
 
     @property
-    def needs_fidelity(self) -> bool:
-        return self in (SearcherName.DYHPO, SearcherName.FMS)
+    def needs_transfer(self) -> bool:
+        return self.entry.needs_transfer
 
 
-_SINGLE_FIDELITY_SCHEDULERS = ", ".join(
-    f"'{s.value}'" for s in SchedulerName if not s.needs_fidelity)
-_MULTI_FIDELITY_SEARCHERS = ", ".join(f"'{s.value}'" for s in SearcherName if s.needs_fidelity)
+class _SchedulerBase(_AlgorithmName):
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        return algorithms.scheduler(self.value)
+
+
+class _SearcherBase(_AlgorithmName):
+    @property
+    def entry(self) -> algorithms.Algorithm:
+        return algorithms.searcher(self.value)
+
+
+def _member(name: str) -> str:
+    return name.upper().replace("-", "_")
+
+
+# Decides continue / pause / stop at each reported resource level.
+SchedulerName = _SchedulerBase(
+    "SchedulerName", [(_member(n), n) for n in algorithms.scheduler_names()], module=__name__)
+# Proposes configurations (hardware included).
+SearcherName = _SearcherBase(
+    "SearcherName", [(_member(n), n) for n in algorithms.searcher_names()], module=__name__)
+
+
+def _cel_list(names: list[str]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+_SINGLE_FIDELITY_SCHEDULERS = [a.name for a in algorithms.SCHEDULERS if not a.needs_fidelity]
+_MULTI_FIDELITY_SEARCHERS = [a.name for a in algorithms.SEARCHERS if a.needs_fidelity]
+_TRANSFER_SEARCHERS = [a.name for a in algorithms.SEARCHERS if a.needs_transfer]
 
 
 class AlgorithmSpec(CrdModel):
     """The scheduler and searcher, and their options."""
 
-    scheduler: SchedulerName = SchedulerName.FIFO
-    """fifo | random | asha | asha-promotion | hyperband | mo-asha | mo-asha-promotion | dyhpo."""
-    searcher: SearcherName = SearcherName.RANDOM
-    """random | grid | dyhpo | fms | transfer."""
+    scheduler: SchedulerName = SchedulerName.FIFO  # type: ignore[valid-type]
+    """A scheduler of hwtune.api.algorithms (the enum lists them)."""
+    searcher: SearcherName = SearcherName.RANDOM  # type: ignore[valid-type]
+    """A searcher of hwtune.api.algorithms (the enum lists them)."""
     seed: NonNegInt | None = None
     """Seed of every random choice of the algorithm."""
     settings: FreeForm | None = None
@@ -485,6 +514,14 @@ class TransferSpec(CrdModel):
 
     from_studies: unique_list(name_type(DNS_SUBDOMAIN, 253), min_items=1, max_items=16)
     """Names of TuningStudies in the same namespace."""
+    mapping: typing.Annotated[
+        dict[str, ParameterName] | None, Field(max_length=MAX_PARAMETERS)] = None
+    """Renamed parameters: name in the earlier studies -> name in this study. Parameters with
+    the same name in both need no entry."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        _keys_rule("mapping", PARAMETER_NAME, "parameter name", lambda t: t.mapping),
+    )
 
 
 class BudgetSpec(CrdModel):
@@ -567,6 +604,23 @@ class TrialTemplate(CrdModel):
     """The pod spec."""
 
 
+# Rules that exist only while some listed searcher needs them (an empty CEL list says nothing).
+_SEARCHER_RULES: tuple[Rule, ...] = tuple(rule for names, rule in (
+    (_MULTI_FIDELITY_SEARCHERS, Rule(
+        "this searcher needs fidelity", field="fidelity", reason=Reason.REQUIRED,
+        cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+            f"!(self.algorithm.searcher in {_cel_list(_MULTI_FIDELITY_SEARCHERS)})",
+        check=lambda s: s.fidelity is not None or s.algorithm is None
+        or not s.algorithm.searcher.needs_fidelity)),
+    (_TRANSFER_SEARCHERS, Rule(
+        "this searcher needs transfer.fromStudies", field="transfer", reason=Reason.REQUIRED,
+        cel="has(self.transfer) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
+            f"!(self.algorithm.searcher in {_cel_list(_TRANSFER_SEARCHERS)})",
+        check=lambda s: s.transfer is not None or s.algorithm is None
+        or not s.algorithm.searcher.needs_transfer)),
+) if names)
+
+
 class TuningStudySpec(CrdModel):
     """What to tune, on which hardware, and within which budget."""
 
@@ -626,27 +680,26 @@ class TuningStudySpec(CrdModel):
                                 f"' lists a value that parameter ' + {_CONDITION_TARGET} + "
                                 "' does not take')[0]",
              check=_condition_values),
+        Rule(f"parameter names must differ from the built-in metrics "
+             f"{', '.join(BUILTIN_METRICS)}", field="parameters",
+             cel="self.parameters.all(name, !(name in "
+                 f"{_cel_list(list(BUILTIN_METRICS))}))",
+             message_expression="'parameter ' + self.parameters.filter(name, name in "
+                                f"{_cel_list(list(BUILTIN_METRICS))})[0] + ' is named like a "
+                                "built-in metric; pick another name'",
+             check=lambda s: next((f"parameter {n} is named like a built-in metric; pick "
+                                   "another name" for n in s.parameters
+                                   if n in BUILTIN_METRICS), True)),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
-        Rule(f"this scheduler needs fidelity (only {_SINGLE_FIDELITY_SCHEDULERS} run without)",
+        Rule(f"this scheduler needs fidelity (only {', '.join(_SINGLE_FIDELITY_SCHEDULERS)} "
+             "run without)",
              field="fidelity", reason=Reason.REQUIRED,
              cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.scheduler) || "
-                 f"self.algorithm.scheduler in [{_SINGLE_FIDELITY_SCHEDULERS}]",
+                 f"self.algorithm.scheduler in {_cel_list(_SINGLE_FIDELITY_SCHEDULERS)}",
              check=lambda s: s.fidelity is not None or s.algorithm is None
              or not s.algorithm.scheduler.needs_fidelity),
-        Rule(f"searchers {_MULTI_FIDELITY_SEARCHERS} need fidelity", field="fidelity",
-             reason=Reason.REQUIRED,
-             cel="has(self.fidelity) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
-                 f"!(self.algorithm.searcher in [{_MULTI_FIDELITY_SEARCHERS}])",
-             check=lambda s: s.fidelity is not None or s.algorithm is None
-             or not s.algorithm.searcher.needs_fidelity),
-        Rule("searcher 'transfer' needs transfer.fromStudies", field="transfer",
-             reason=Reason.REQUIRED,
-             cel="has(self.transfer) || !has(self.algorithm) || !has(self.algorithm.searcher) || "
-                 "self.algorithm.searcher != 'transfer'",
-             check=lambda s: s.transfer is not None or s.algorithm is None
-             or s.algorithm.searcher is not SearcherName.TRANSFER),
-    )
+    ) + _SEARCHER_RULES
 
     def objective_records(self) -> list[Objective]:
         return [o.to_record() for o in self.objectives]
@@ -711,7 +764,7 @@ class FrontPoint(StatusModel):
     """Where the trial ran."""
     parameters: dict[str, JsonScalar] = Field(default_factory=dict)
     """The trial's configuration."""
-    objectives: dict[str, StrictFloat] = Field(default_factory=dict)
+    objectives: dict[str, FiniteFloat] = Field(default_factory=dict)
     """Objective values by metric (in the metric's own direction)."""
 
 
@@ -720,7 +773,7 @@ class BestValue(StatusModel):
 
     trial: ObjectName
     trial_id: NonNegInt
-    value: StrictFloat
+    value: FiniteFloat
     hardware: HardwareChoice | None = None
 
 
@@ -739,7 +792,7 @@ class TuningStudyStatus(StatusModel):
     """Money spent so far (USD), from the runtime trials really had."""
     gpu_hours: NonNegFloat | None = Field(default=None, alias="gpuHours")
     """GPU-hours used so far."""
-    hypervolume: StrictFloat | None = None
+    hypervolume: FiniteFloat | None = None
     """Hypervolume of the current front (normalised objectives, fixed reference point)."""
     front_size: NonNegInt | None = None
     """Number of trials on the Pareto front."""
@@ -785,7 +838,7 @@ class LearningCurvePoint(StatusModel):
     """Metrics the trainer reported at one resource level."""
 
     resource: typing.Annotated[StrictInt, Field(ge=1)]
-    metrics: dict[str, StrictFloat]
+    metrics: dict[str, FiniteFloat]
     time: dt.datetime | None = None
 
 
@@ -1071,22 +1124,24 @@ def parse_spec(model: type[CrdModel], spec: Any, prefix: str = "spec") -> Any:
         raise ManifestError(field_errors(exc, model, prefix)) from None
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's SafeLoader reads ``1e-4`` as a string (YAML 1.1); kubectl reads it as a number.
-    This loader agrees with kubectl so offline validation sees what the API server would."""
+class _StudySpecWithoutTemplate(TuningStudySpec):
+    """TuningStudySpec for benchmarks and tests that never start a pod: the same fields and
+    rules, only ``trialTemplate`` may be left out."""
+
+    __rules__ = TuningStudySpec.__rules__
+    trial_template: TrialTemplate | None = None
 
 
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
+def parse_study_spec(spec: Any, *, require_trial_template: bool = True) -> TuningStudySpec:
+    """Validate a TuningStudy ``spec`` map: the one entry point of every spec the engine runs
+    (the operator, ``hwtune tune`` and the benchmarks). Raises ManifestError with ``spec.``
+    field paths."""
+    model = TuningStudySpec if require_trial_template else _StudySpecWithoutTemplate
+    return parse_spec(model, spec)
 
 
-def load_documents(text: str) -> list[Any]:
-    """Decode a multi-document YAML string the way kubectl does (empty documents skipped)."""
-    return [doc for doc in yaml.load_all(text, Loader=_Yaml12Loader) if doc is not None]
+def load_documents(text: str, source: str = "") -> list[Any]:
+    """Decode a multi-document YAML string the way kubectl does (empty documents skipped, YAML
+    1.2 numbers, duplicate keys refused, size, nesting and aliases bounded): see
+    ``hwtune.api.yamlio``. Raises ManifestError."""
+    return load_manifests(text, source)

@@ -1,10 +1,10 @@
 """Checks of a TuningStudy against the HardwarePools that exist: what no schema can see.
 
 A CRD schema (and a ValidatingAdmissionPolicy) sees one object at a time, so "the study names a
-pool that does not exist" cannot be refused at admission without a validating webhook. The operator
-calls ``validate_study_against_pools`` when it reconciles a study and reports the errors as the
-study's ``Valid`` condition and an event; the CLI calls it with the pools of the YAML files it was
-given (or the default catalog).
+pool that does not exist" cannot be refused at admission without a validating webhook. The
+operator's admission webhook (``hwtune.controller.admission``) calls ``validate_study_against_pools``
+with the pools it watches; the CLI calls it with the pools of the YAML files it was given (or the
+default catalog).
 """
 
 from __future__ import annotations

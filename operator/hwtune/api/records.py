@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import enum
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping
+
+from hwtune.api.clock import Clock, WallClock
 
 __all__ = [
     "BUILTIN_METRICS",
+    "METRIC_NAME_MAX_LENGTH",
+    "METRIC_NAME_PATTERN",
     "Clock",
     "Decision",
     "Goal",
@@ -29,6 +32,11 @@ __all__ = [
 # Metrics every backend measures itself: wall-clock seconds the trial really ran, and that
 # runtime priced by the hardware it ran on. Users name them as objectives like any other metric.
 BUILTIN_METRICS = ("runtime", "cost")
+
+# The one rule for metric names, shared by the CRD schema (objectives, fidelity.resource) and the
+# report protocol: a name the schema admits is a name a trainer can report.
+METRIC_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]*$"
+METRIC_NAME_MAX_LENGTH = 128
 
 
 class Goal(str, enum.Enum):
@@ -135,12 +143,5 @@ class TrialRecord:
         return None
 
 
-class Clock(Protocol):
-    """Injected time source: the real clock, or the simulated backend's."""
-
-    def now(self) -> float: ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.monotonic()
+# The clock lives in hwtune.api.clock; these names stay importable from here.
+SystemClock = WallClock

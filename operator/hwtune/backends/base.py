@@ -1,4 +1,5 @@
-"""The template every backend (local, simulated, kubernetes) is built on.
+"""The template every backend is built on (local and simulated today; the kubernetes backend is
+being built on it).
 
 A backend runs trials; it never decides. The split follows the Syne Tune trial backend: the
 public methods below do the bookkeeping (which trials this backend has, in which phase, how often
@@ -199,6 +200,13 @@ class Backend(abc.ABC):
         """Let trials progress for at most ``timeout`` seconds (None: until something happens,
         if anything can). True if a report or an exit was delivered."""
         return self._wait(timeout)
+
+    def running_runtimes(self) -> Mapping[int, float]:
+        """Total runtime on its hardware, right now, of each running trial this backend can
+        measure between reports (trial id -> seconds). The tuner charges it to the budget as
+        time passes, so a trial that never reports cannot outrun maxCostUSD. Trials left out are
+        timed by the study's clock."""
+        return {}
 
     def close(self) -> None:
         """Kill everything still running and release resources. Idempotent. The study is not

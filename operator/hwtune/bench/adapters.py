@@ -6,8 +6,10 @@
 - :class:`SyneTuneMOASHA`: Syne Tune 0.13's ``MOASHA`` (syne_tune.optimizer.schedulers.
   multiobjective). Its config space is the table's config index plus the hardware as a
   categorical ``instance_type`` — the way Syne Tune tunes instance types — both drawn at random
-  by Syne Tune itself, so its sampling matches :class:`TableSearcher` and only the stopping rule
-  differs.
+  by Syne Tune itself. Released MOASHA samples *with* replacement (11-21% of its trials repeated a
+  (config, hardware) pair already run in our probes); the adapter redraws a repeated pair
+  (``without_replacement=True``, the default), so its sampling matches :class:`TableSearcher`
+  and only the stopping rule differs. ``without_replacement=False`` runs it as released.
 - :class:`OptunaScheduler`: an Optuna study (NSGA-II or multi-objective TPE) through ask/tell.
   Optuna samples the table's real parameter space plus a categorical hardware choice; the config
   is mapped to the nearest table config (``BenchmarkTable.nearest_index``) and each trial runs to
@@ -156,14 +158,22 @@ class SyneTuneMOASHA(Scheduler):
     that uses ``np.random`` is disturbed. Syne Tune prints a line per added trial; that output is
     swallowed. A STOP at the maximum resource (Syne Tune's way to end a trial) is answered
     CONTINUE, since the engine completes the trial there anyway.
+
+    ``without_replacement`` (default True): a drawn (config, hardware) pair that was already
+    suggested is drawn again by Syne Tune (its ``suggest`` only samples), so no pair runs twice,
+    as with hwtune's searchers; once every pair was suggested, ``suggest`` returns None.
+    ``repeats`` counts the redraws.
     """
+
+    MAX_REDRAWS = 10_000
 
     INSTANCE_TYPE = "instance_type"
     CONFIG_INDEX = "config_index"
 
     def __init__(self, table: BenchmarkTable, hardware: Sequence[Hardware], objectives: Sequence[Objective],
                  *, resource_min: int = 1, resource_max: int, reduction_factor: float = 3, seed: int = 0,
-                 resource_attr: str = "epoch", rank_fix: bool = False):
+                 resource_attr: str = "epoch", rank_fix: bool = False,
+                 without_replacement: bool = True):
         from syne_tune.config_space import choice, randint
         from syne_tune.optimizer.schedulers.multiobjective import MOASHA
 
@@ -183,6 +193,10 @@ class SyneTuneMOASHA(Scheduler):
                               reduction_factor=reduction_factor,
                               multiobjective_priority=_ranked_priority() if rank_fix else None)
         self._next_st_id = 0
+        self.without_replacement = without_replacement
+        self._suggested: set[tuple[int, str | None]] = set()
+        self._pairs = len(table) * max(1, len(self._hardware))
+        self.repeats = 0  # pairs Syne Tune drew again (redrawn, or run twice when allowed)
         self._pending = _PendingAdds()
         self._st_trials: dict[int, Any] = {}
         self._last_result: dict[int, dict[str, Any]] = {}
@@ -199,11 +213,23 @@ class SyneTuneMOASHA(Scheduler):
             np.random.set_state(saved)
 
     def suggest(self) -> TrialSuggestion | None:
-        with self._private_random():
-            st_suggestion = self._st.suggest(self._next_st_id)
-        if st_suggestion is None:
+        if self.without_replacement and len(self._suggested) >= self._pairs:
             return None
-        st_config = dict(st_suggestion.config)
+        for _ in range(self.MAX_REDRAWS):
+            with self._private_random():
+                st_suggestion = self._st.suggest(self._next_st_id)
+            if st_suggestion is None:
+                return None
+            st_config = dict(st_suggestion.config)
+            pair = (int(st_config[self.CONFIG_INDEX]), st_config.get(self.INSTANCE_TYPE))
+            if pair not in self._suggested:
+                break
+            self.repeats += 1
+            if not self.without_replacement:
+                break
+        else:
+            return None  # a near-exhausted space: stop rather than spin
+        self._suggested.add(pair)
         config = self.table.config(int(st_config[self.CONFIG_INDEX]))
         hardware = self._hardware[st_config[self.INSTANCE_TYPE]] if self._hardware else None
         self._pending.push((self._next_st_id, st_config))

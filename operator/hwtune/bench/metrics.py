@@ -190,12 +190,14 @@ def _axis(trace: Trace, axis: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean and standard deviation over seeds of the finite values, and how many were finite."""
+    """Mean, standard deviation and median over seeds of the finite values, and how many were
+    finite (for a speedup: how many seeds reached the target)."""
 
     mean: float
     std: float
     finite: int
     total: int
+    median: float = math.nan
 
     def __str__(self) -> str:
         if self.finite == 0:
@@ -210,5 +212,5 @@ def summarize(values: Iterable[float]) -> Summary:
     if len(finite) == 0:
         return Summary(math.nan, math.nan, 0, len(vals))
     return Summary(float(finite.mean()), float(finite.std(ddof=1)) if len(finite) > 1 else 0.0,
-                   len(finite), len(vals))
+                   len(finite), len(vals), float(np.median(finite)))
 

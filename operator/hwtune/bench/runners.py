@@ -27,6 +27,7 @@ random, the MO-ASHA paper's metric), and the decision overhead per report.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ def _ours(kind: str) -> SchedulerFactory:
         return make_scheduler(kind, searcher=searcher, objectives=config.objectives,
                               resource_min=config.fidelity.min, resource_max=config.fidelity.max,
                               reduction_factor=config.fidelity.reduction_factor, seed=seed,
-                              settings=dict(config.algorithm.settings))
+                              settings=config.settings)
     return build
 
 
@@ -137,8 +138,6 @@ class BenchmarkSetup:
 
     def spec(self, seed: int, scheduler: str = "fifo") -> dict[str, Any]:
         budget: dict[str, Any] = {"maxParallelTrials": self.max_parallel}
-        if self.max_duration_seconds is not None:
-            budget["maxDurationSeconds"] = float(self.max_duration_seconds)
         if self.max_trials is not None:
             budget["maxTrials"] = int(self.max_trials)
             budget["maxParallelTrials"] = min(self.max_parallel, int(self.max_trials))
@@ -155,7 +154,13 @@ class BenchmarkSetup:
         return "minimize" if metric in _LOG_NORMALISED else self.table.goal(metric)
 
     def study_config(self, seed: int, scheduler: str = "fifo") -> StudyConfig:
-        return StudyConfig.from_spec(self.spec(seed, scheduler))
+        config = StudyConfig.from_spec(self.spec(seed, scheduler))
+        if self.max_duration_seconds is None:
+            return config
+        # Simulated deadlines may be fractions of a second (tiny tables); the CRD's
+        # maxDurationSeconds is whole seconds, so the deadline goes on the engine's Budget.
+        return dataclasses.replace(config, budget=dataclasses.replace(
+            config.budget, max_duration_seconds=float(self.max_duration_seconds)))
 
     def objective_list(self) -> tuple[Objective, ...]:
         return self.study_config(0).objectives
@@ -403,16 +408,27 @@ def format_comparison(cmp: Comparison) -> str:
     header = ["method"] + [f"HV@${c:.4g}" for c in cmp.cost_checkpoints]
     rows = [[m] + [str(x) for x in s.hv_at_cost] for m, s in cmp.stats.items()]
     lines += _table(header, rows) + [""]
-    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time)", "of means",
-              f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost)", "of means"]
-    rows = [[m, str(s.time_to_target), str(s.time_speedup), f"{s.time_speedup_of_means:.3g}",
-             str(s.cost_to_target), str(s.cost_speedup), f"{s.cost_speedup_of_means:.3g}"]
+    header = ["method", f"time to {cmp.baseline}'s final HV (s)", "speedup (time) mean",
+              "median", "seeds reached", "of means"]
+    rows = [[m, str(s.time_to_target), str(s.time_speedup), _median(s.time_speedup),
+             f"{s.time_speedup.finite}/{s.time_speedup.total}", f"{s.time_speedup_of_means:.3g}"]
+            for m, s in cmp.stats.items()]
+    lines += _table(header, rows) + [""]
+    header = ["method", f"cost to {cmp.baseline}'s final HV ($)", "speedup (cost) mean",
+              "median", "seeds reached", "of means"]
+    rows = [[m, str(s.cost_to_target), str(s.cost_speedup), _median(s.cost_speedup),
+             f"{s.cost_speedup.finite}/{s.cost_speedup.total}", f"{s.cost_speedup_of_means:.3g}"]
             for m, s in cmp.stats.items()]
     lines += _table(header, rows)
-    lines.append("speedup: per seed, the baseline's time (cost) to its own final HV over the method's time "
-                 "(cost) to reach it; 'of means': ratio of the sums over the seeds that reached it. "
-                 "(k/n): only k of n seeds reached it. 'never': none did.")
+    lines.append("speedup: per seed, the baseline's time (cost) to its own final HV over the method's "
+                 "time (cost) to reach it; mean and median over the seeds that reached it, and how "
+                 "many did; 'of means': ratio of the sums over those seeds only (it leaves out the "
+                 "seeds that never reached the target, so read it beside 'seeds reached').")
     return "\n".join(lines)
+
+
+def _median(summary: Any) -> str:
+    return "never" if summary.finite == 0 else f"{summary.median:.3g}"
 
 
 def _budget_text(setup: BenchmarkSetup) -> str:

@@ -23,6 +23,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from hwtune.api.records import BUILTIN_METRICS
+
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -151,6 +153,12 @@ class TableHeader:
             if meta.get("goal", "minimize") not in ("minimize", "maximize"):
                 raise TableFormatError(
                     f"{where}.metrics.{mname}.goal: must be minimize or maximize, got {meta.get('goal')!r}")
+        clash = [m for m in metrics if m in BUILTIN_METRICS]
+        if clash:
+            raise TableFormatError(
+                f"{where}.metrics.{clash[0]}: named like hwtune's built-in {clash[0]!r} (measured "
+                "by the backend from the epoch runtimes), so it would be silently replaced; "
+                "rename it")
         if RUNTIME_METRIC not in metrics:
             raise TableFormatError(
                 f"{where}.metrics: must include {RUNTIME_METRIC!r} (seconds per epoch on the reference device)")
@@ -244,6 +252,10 @@ def _parse_run(data: Any, header: TableHeader, where: str) -> TableRun:
     config = data.get("config")
     if not isinstance(config, dict):
         raise TableFormatError(f"{where}.config: must be an object")
+    lacking = [p for p in header.parameters if p not in config]
+    if lacking:
+        raise TableFormatError(f"{where}.config: missing parameter {lacking[0]!r} of the header "
+                               f"(every run holds all of {', '.join(header.parameters)})")
     for pname, value in config.items():
         if pname not in header.parameters:
             raise TableFormatError(f"{where}.config.{pname}: not a parameter of the header")
@@ -271,6 +283,11 @@ def _parse_run(data: Any, header: TableHeader, where: str) -> TableRun:
                     f"{where}.metrics.{mname}[{i}] ({header.resource} {i + 1}): must be a finite number, got {v!r}")
     if any(v < 0 for v in metrics[RUNTIME_METRIC]):
         raise TableFormatError(f"{where}.metrics.{RUNTIME_METRIC}: seconds must be >= 0")
+    if all(v == 0 for v in metrics[RUNTIME_METRIC]):
+        # Epochs that take no time never move the simulated clock: deadlines and speedups
+        # would mean nothing.
+        raise TableFormatError(f"{where}.metrics.{RUNTIME_METRIC}: every epoch takes 0 seconds; "
+                               "record the measured seconds per epoch")
     return TableRun(cid, seed, config, float(memory), metrics)
 
 

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from hwtune.api.records import TrialPhase
-from hwtune.cli.studyfile import StudyFileError, load_study_file
+from hwtune.cli.studyfile import StudyFileError, check_runs_locally, load_study_file
 
 app = typer.Typer(
     name="hwtune",
@@ -49,9 +49,12 @@ def _fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(path: Path):
+def _load(path: Path, *, locally: bool = False):
     try:
-        return load_study_file(path)
+        study = load_study_file(path)
+        if locally:
+            check_runs_locally(study)
+        return study
     except StudyFileError as exc:
         for problem in exc.problems:
             errors.print(f"[bold red]error:[/] {escape(f'{exc.path}: {problem}')}",
@@ -80,8 +83,9 @@ def validate(
         f"[green]ok[/]: TuningStudy [bold]{study.name}[/]: {len(config.space.names)} parameters, "
         f"{len(config.hardware) or 'no'} hardware choices, "
         f"{len(config.objectives)} objectives ({', '.join(o.metric for o in config.objectives)}), "
-        f"{config.algorithm.scheduler}/{config.algorithm.searcher}, "
-        f"{fidelity.resource} {fidelity.min}..{fidelity.max}"
+        f"{config.scheduler_name}/{config.searcher_name}, "
+        + (f"{fidelity.resource} {fidelity.min}..{fidelity.max}" if config.fidelity_declared
+           else "one report per trial")
         + (f", {len(study.pools)} HardwarePools" if study.pools else ""),
         highlight=False)
 
@@ -108,7 +112,7 @@ def tune(
     from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    study = _load(study_file)
+    study = _load(study_file, locally=True)
     workdir = workdir or Path(".hwtune") / study.name
     plot = plot or workdir / "front.png"
     started = time.monotonic()
@@ -124,7 +128,8 @@ def tune(
                                   started=started, pools=run.simulated_pools))
 
     try:
-        run = LocalStudyRun(study.name, study.spec, workdir=workdir, pools=study.pools,
+        run = LocalStudyRun(study.name, study.spec, config=study.config, workdir=workdir,
+                            pools=study.pools,
                             resume=resume, max_parallel=max_parallel, cwd=cwd,
                             base_dir=study_file.resolve().parent, on_iteration=draw)
     except WorkdirError as exc:

@@ -1,6 +1,11 @@
-"""Reading a study file: YAML documents, one TuningStudy plus optional HardwarePools, validated
-with the same pydantic models as the CRDs, then with the engine's own parser. Every problem is a
-``StudyFileError`` listing ``file: field path: reason`` lines."""
+"""Reading a study file: YAML documents read as kubectl reads them (``hwtune.api.yamlio``), one
+TuningStudy plus optional HardwarePools, validated once by the CRD models, checked against the
+pools, then turned into the engine's ``StudyConfig`` from that same validated model. Every
+problem is a ``StudyFileError`` listing ``file: field path: reason`` lines.
+
+``check_runs_locally`` is what only ``hwtune tune`` needs (a command to start a local process);
+``hwtune validate`` judges the study as the cluster would and does not ask for it.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from hwtune.api.crd import HardwarePool, ManifestError, TuningStudy, parse_manifest
 from hwtune.api.pools import validate_study_against_pools
+from hwtune.api.yamlio import read_manifest_file
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import StudyConfig
-from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
-from hwtune.space.errors import SpecError
+from hwtune.engine.config import pool_catalog
+from hwtune.optimize.hardware import DEFAULT_CATALOG
 
-__all__ = ["StudyFile", "StudyFileError", "load_study_file"]
+__all__ = ["StudyFile", "StudyFileError", "check_runs_locally", "load_study_file"]
 
 
 class StudyFileError(ValueError):
@@ -33,51 +37,39 @@ class StudyFileError(ValueError):
 class StudyFile:
     path: Path
     name: str
-    spec: Mapping[str, Any]  # the TuningStudy's spec, as written
+    study: TuningStudy  # the validated model
+    spec: Mapping[str, Any]  # the TuningStudy's spec, as written (kept in the work directory)
+    config: StudyConfig  # the engine's view of ``study.spec``
     pools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # HardwarePool specs
-    config: StudyConfig | None = None
-
-    @property
-    def catalog(self) -> dict[str, PoolSpec]:
-        catalog = dict(DEFAULT_CATALOG)
-        for name, spec in self.pools.items():
-            catalog[name] = PoolSpec.from_spec(spec, f"pools.{name}")
-        return catalog
 
 
-def _yaml_documents(path: Path) -> list[Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StudyFileError(str(path), ["no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyFileError(str(path), [f"cannot read: {exc}"]) from None
-    try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise StudyFileError(str(path), [f"{where}not valid YAML: {problem}"]) from None
+def _problems(exc: ManifestError, path: Path) -> list[str]:
+    # The file is named once by StudyFileError; keep the document when the error names one.
+    where = exc.source[len(str(path)):].lstrip(", ") if exc.source.startswith(str(path)) \
+        else exc.source
+    prefix = f"{where}: " if where else ""
+    return [f"{prefix}{error}" for error in exc.errors]
 
 
 def load_study_file(path: str | Path) -> StudyFile:
     """Parse and validate ``path``. Raises ``StudyFileError`` with every problem found."""
     path = Path(path)
-    docs = _yaml_documents(path)
+    try:
+        docs = read_manifest_file(str(path))
+    except ManifestError as exc:
+        raise StudyFileError(str(path), _problems(exc, path)) from None
     problems: list[str] = []
-    studies: list[tuple[int, TuningStudy, Mapping[str, Any]]] = []
+    studies: list[tuple[TuningStudy, Mapping[str, Any]]] = []
     pools: dict[str, Mapping[str, Any]] = {}
     for index, doc in enumerate(docs, 1):
-        where = f"document {index}" if len(docs) > 1 else ""
-        prefix = f"{where}: " if where else ""
+        prefix = f"document {index}: " if len(docs) > 1 else ""
         try:
             manifest = parse_manifest(doc)
         except ManifestError as exc:
             problems.extend(f"{prefix}{error}" for error in exc.errors)
             continue
         if isinstance(manifest, TuningStudy):
-            studies.append((index, manifest, doc["spec"]))
+            studies.append((manifest, doc["spec"]))
         elif isinstance(manifest, HardwarePool):
             name = manifest.metadata.name
             if name in pools:
@@ -90,17 +82,28 @@ def load_study_file(path: str | Path) -> StudyFile:
         problems.append(f"expected exactly one TuningStudy, found {len(studies)}")
     if problems:
         raise StudyFileError(str(path), problems)
-    _, study, spec = studies[0]
+    study, spec = studies[0]
     catalog_specs = {name: pool.to_spec() for name, pool in DEFAULT_CATALOG.items()}
     catalog_specs.update(pools)
-    problems.extend(str(error) for error in validate_study_against_pools(spec, catalog_specs))
+    problems.extend(str(error) for error in validate_study_against_pools(study.spec, catalog_specs))
     if problems:
         raise StudyFileError(str(path), problems)
-    result = StudyFile(path=path, name=study.metadata.name or path.stem, spec=spec, pools=pools)
     try:
-        config = StudyConfig.from_spec(spec, catalog=result.catalog, require_trial_template=True)
-        ProcessTemplate.from_trial_template(spec.get("trialTemplate"))
-    except SpecError as exc:
-        raise StudyFileError(str(path), [f"spec.{exc.path}: {exc.reason}" if exc.path
-                                         else f"spec: {exc.reason}"]) from None
-    return StudyFile(path=path, name=result.name, spec=spec, pools=pools, config=config)
+        config = StudyConfig.from_model(study.spec, catalog=pool_catalog(pools))
+        config.check_algorithm()
+    except ManifestError as exc:
+        raise StudyFileError(str(path), _problems(exc, path)) from None
+    return StudyFile(path=path, name=study.metadata.name or path.stem, study=study, spec=spec,
+                     config=config, pools=pools)
+
+
+def check_runs_locally(study: StudyFile) -> ProcessTemplate:
+    """What ``hwtune tune`` needs beyond a valid study: the first container must say how to
+    start the trainer as a local process. Raises ``StudyFileError`` worded as such."""
+    try:
+        return ProcessTemplate.from_trial_template(study.spec.get("trialTemplate"),
+                                                   base_dir=str(study.path.resolve().parent))
+    except ManifestError as exc:
+        raise StudyFileError(str(study.path), [
+            f"{error.path}: {error.message} (hwtune tune starts each trial as a local process; "
+            "the study itself is valid for a cluster)" for error in exc.errors]) from None

@@ -2,14 +2,14 @@
 
 Typical use::
 
-    config = StudyConfig.from_spec(spec)            # spec = a TuningStudy's spec map
+    config = StudyConfig.from_model(study.spec)     # a validated hwtune.api.crd.TuningStudySpec
     study = Study(config, clock=backend.clock)      # scheduler from config.make_scheduler()
     result = Tuner(study, backend).run()
     later = Study.rebuild(config, study.events)     # same state, same future decisions
 """
 
 from hwtune.engine.budget import Budget, Spend
-from hwtune.engine.config import AlgorithmSpec, FidelitySpec, StudyConfig
+from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
 from hwtune.engine.study import FrontPoint, Study, StudySummary, TrialStart
@@ -17,10 +17,8 @@ from hwtune.engine.tuner import Tuner, TuningResult
 from hwtune.space.errors import SpecError
 
 __all__ = [
-    "AlgorithmSpec",
     "Budget",
     "EventKind",
-    "FidelitySpec",
     "FrontPoint",
     "InvalidReportError",
     "Spend",

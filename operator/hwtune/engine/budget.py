@@ -63,7 +63,7 @@ class Budget:
             value = getattr(self, attr)
             if value is None:
                 continue
-            path = join_path("budget", key)
+            path = join_path("spec.budget", key)
             integral = attr in ("max_trials", "max_parallel_trials")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SpecError(path, f"must be a number, got {value!r}")
@@ -75,11 +75,20 @@ class Budget:
                 object.__setattr__(self, attr, int(value))
         if (self.max_trials is not None and self.max_parallel_trials is not None
                 and self.max_parallel_trials > self.max_trials):
-            raise SpecError("budget.maxParallelTrials",
+            raise SpecError("spec.budget.maxParallelTrials",
                             f"must be <= maxTrials ({self.max_trials}), got {self.max_parallel_trials}")
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any] | None, path: str = "budget") -> "Budget":
+    def from_model(cls, spec: Any) -> "Budget":
+        """From a validated ``hwtune.api.crd.BudgetSpec`` (None: unlimited)."""
+        if spec is None:
+            return cls()
+        return cls(max_trials=spec.max_trials, max_parallel_trials=spec.max_parallel_trials,
+                   max_cost_usd=spec.max_cost_usd, max_gpu_hours=spec.max_gpu_hours,
+                   max_duration_seconds=spec.max_duration_seconds)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None, path: str = "spec.budget") -> "Budget":
         if spec is None:
             return cls()
         if not isinstance(spec, Mapping):

@@ -1,8 +1,8 @@
 """``Study``: the state of one tuning study, and the one place that changes it.
 
 A study holds the trial records, the ordered event log, the spend, and the scheduler that
-decides. Backends (local processes, the simulator, Kubernetes Jobs) never decide anything; they
-call the study when something happens and act on what it answers:
+decides. Backends (local processes, the simulator; Kubernetes Jobs once that backend exists)
+never decide anything; they call the study when something happens and act on what it answers:
 
 - ``start_next()``: ask the scheduler for the next trial (new or resumed) and record it. Returns
   None when the budget forbids new trials or the scheduler has nothing to run now.
@@ -54,6 +54,7 @@ from hwtune.engine.budget import Spend
 from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
+from hwtune.engine.gcpace import GcPacer
 from hwtune.optimize.context import SearchContext, StudyView
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
@@ -144,14 +145,23 @@ class Study:
         # segment began (only used when the backend does not measure runtime itself).
         self._runtime: dict[int, float] = {}
         self._segment_start: dict[int, float] = {}
+        # After a rebuild: the last moment the log shows the study alive. A trial that was
+        # running then is charged up to there, never for the time the tuner was down.
+        self._segment_cap: dict[int, float] = {}
+        # Spend of running trials since their last report (see ``accrue``), over what is
+        # accounted. Not in the event log, so decisions replayed from the log never read it.
+        self._live_cost: dict[int, float] = {}
+        self._live_gpu_hours: dict[int, float] = {}
         self._cost: dict[int, float] = {}
         self._gpu_hours: dict[int, float] = {}
         self._total_cost = 0.0
         self._total_gpu_hours = 0.0
         self._trials_started = 0
         self._reports = 0
+        self._failed_unreported = 0  # trials that failed before their first report
         self._replay_time: float | None = None
         self._replay_event: StudyEvent | None = None
+        self._gc = GcPacer()
 
     # -- reading ----------------------------------------------------------------------------
     def now(self) -> float:
@@ -194,21 +204,31 @@ class Study:
 
     @property
     def spend(self) -> Spend:
+        """What was used, running trials' spend since their last report included."""
         return self._spend(running=len(self.active_trials()))
 
-    def _spend(self, running: int = 0) -> Spend:
+    def _spend(self, running: int = 0, *, live: bool = True) -> Spend:
         # Budget checks run on every report: they skip the O(trials) count of active trials.
+        cost, gpu_hours = self._total_cost, self._total_gpu_hours
+        if live:
+            cost += sum(self._live_cost.values())
+            gpu_hours += sum(self._live_gpu_hours.values())
         return Spend(
             trials_started=self._trials_started,
             running=running,
-            cost_usd=self._total_cost,
-            gpu_hours=self._total_gpu_hours,
+            cost_usd=cost,
+            gpu_hours=gpu_hours,
             elapsed_seconds=0.0 if self.start_time is None else max(0.0, self.now() - self.start_time),
         )
 
     @property
     def reports(self) -> int:
         return self._reports
+
+    @property
+    def failed_before_reporting(self) -> int:
+        """Trials that failed without a single report (a launch error, out of memory)."""
+        return self._failed_unreported
 
     def new_trial_block(self) -> str | None:
         """Why no trial (new or resumed) may start now, or None."""
@@ -217,6 +237,51 @@ class Study:
     def stop_reason(self) -> str | None:
         """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
         return self.config.budget.running_stop_reason(self._spend())
+
+    def accrue(self, runtimes: Mapping[int, float] | None = None) -> None:
+        """Charge running trials' spend as time passes, not only at their reports, so a trial
+        that never reports cannot run past maxCostUSD or maxGPUHours. ``runtimes`` is what the
+        backend measured (trial id -> total runtime on its hardware); running trials it leaves
+        out are timed by the study's clock. The next report or halt of a trial replaces this
+        provisional charge with the accounted one."""
+        runtimes = runtimes or {}
+        model = self.config.hardware_model
+        now = self.now()
+        for tid, start in self._segment_start.items():
+            record = self._trials[tid]
+            runtime = runtimes.get(tid)
+            if runtime is None:
+                if record.phase is not TrialPhase.RUNNING:
+                    continue  # pending: nothing runs (yet)
+                end = min(now, self._segment_cap.get(tid, now))
+                runtime = self._runtime[tid] + max(0.0, end - start)
+            runtime = max(float(runtime), self._runtime[tid])
+            self._live_cost[tid] = model.cost(runtime, record.hardware) - self._cost[tid]
+            self._live_gpu_hours[tid] = (model.gpu_hours(runtime, record.hardware)
+                                         - self._gpu_hours[tid])
+
+    def seconds_until_budget(self) -> float | None:
+        """Seconds of the clock until the running trials, at the rate they spend now, reach
+        maxCostUSD or maxGPUHours (0 when reached; None when neither budget is set or nothing
+        runs). The tuner waits no longer than this, so the simulator's clock stops there."""
+        budget = self.config.budget
+        if (budget.max_cost_usd is None and budget.max_gpu_hours is None) \
+                or not self._segment_start:
+            return None
+        model = self.config.hardware_model
+        cost_rate = gpu_rate = 0.0
+        for tid in self._segment_start:
+            record = self._trials[tid]
+            if record.phase is TrialPhase.RUNNING:
+                cost_rate += model.cost(3600.0, record.hardware) / 3600.0
+                gpu_rate += model.gpu_hours(3600.0, record.hardware) / 3600.0
+        spend = self._spend()
+        waits = []
+        if budget.max_cost_usd is not None and cost_rate > 0:
+            waits.append(max(0.0, budget.max_cost_usd - spend.cost_usd) / cost_rate)
+        if budget.max_gpu_hours is not None and gpu_rate > 0:
+            waits.append(max(0.0, budget.max_gpu_hours - spend.gpu_hours) / gpu_rate)
+        return min(waits) if waits else None
 
     def recorded_suggestion(self) -> tuple[dict[str, Any], Hardware | None] | None:
         """During rebuild, the (config, hardware) of the suggested creation being replayed."""
@@ -328,6 +393,7 @@ class Study:
         self._target[trial_id] = max_resource
         now = self.now()
         self._segment_start[trial_id] = now
+        self._segment_cap.pop(trial_id, None)
         self._emit(StudyEvent(seq=0, kind=EventKind.RESUMED, trial_id=trial_id, time=now,
                               max_resource=max_resource, suggested=suggested))
         return record
@@ -343,6 +409,7 @@ class Study:
         record.phase = TrialPhase.RUNNING
         now = self.now()
         self._segment_start[trial_id] = now
+        self._segment_cap.pop(trial_id, None)
         self._emit(StudyEvent(seq=0, kind=EventKind.RUNNING, trial_id=trial_id, time=now))
 
     # -- reports ------------------------------------------------------------------------------
@@ -405,7 +472,9 @@ class Study:
     def _check_runtime(self, record: TrialRecord, runtime_seconds: float | None) -> float:
         tid = record.trial_id
         if runtime_seconds is None:
-            return self._runtime[tid] + max(0.0, self.now() - self._segment_start.get(tid, self.now()))
+            now = self.now()
+            end = min(now, self._segment_cap.get(tid, now))  # not the time the tuner was down
+            return self._runtime[tid] + max(0.0, end - self._segment_start.get(tid, end))
         if isinstance(runtime_seconds, bool) or not isinstance(runtime_seconds, (int, float, np.number)) \
                 or not math.isfinite(float(runtime_seconds)) or runtime_seconds < 0:
             raise InvalidReportError(f"runtime_seconds must be a finite number >= 0, got {runtime_seconds!r}")
@@ -423,6 +492,9 @@ class Study:
         self._cost[trial_id] = cost
         self._gpu_hours[trial_id] = gpu_hours
         self._segment_start[trial_id] = self.now()
+        self._segment_cap.pop(trial_id, None)
+        self._live_cost.pop(trial_id, None)
+        self._live_gpu_hours.pop(trial_id, None)
 
     def _observe(self, record: TrialRecord, resource: int, metrics: dict[str, float],
                  runtime: float) -> Decision:
@@ -435,7 +507,8 @@ class Study:
         decision = self.scheduler.on_trial_result(record, observation)
         if not isinstance(decision, Decision):
             raise StudyError(f"scheduler returned {decision!r}, not a Decision")
-        budget_reason = self.stop_reason()
+        # Accounted spend only: this decision is replayed from the log, which holds no accruals.
+        budget_reason = self.config.budget.running_stop_reason(self._spend(live=False))
         if resource >= self.config.max_resource:
             record.phase = TrialPhase.COMPLETED
             record.reason = f"completed: reached {self.config.fidelity.resource} {resource}"
@@ -478,6 +551,8 @@ class Study:
     def fail_trial(self, trial_id: int, reason: str, runtime_seconds: float | None = None) -> None:
         """The trial crashed, ran out of memory, or was evicted without a checkpoint."""
         record = self._halt(trial_id, runtime_seconds, "fail")
+        if not record.observations:
+            self._failed_unreported += 1
         record.phase = TrialPhase.FAILED
         record.reason = reason or "failed"
         self.scheduler.on_trial_error(record)
@@ -524,6 +599,7 @@ class Study:
             object.__setattr__(event, "extra", {**event.extra, "notes": list(self._notes)})
             self._notes.clear()
         self._events.append(event)
+        self._gc.tick()  # bounded GC pauses however long the log grows (engine/gcpace.py)
         if self._replay_time is None:
             for listener in self._listeners:
                 listener(event)
@@ -574,6 +650,9 @@ class Study:
         unless given): suggested trials are asked of the scheduler again (or, when it sets
         ``reuses_recorded_suggestions``, handed to its ``replay_suggestion``), observations are fed to
         it with their recorded metrics, so its state ends where the original's was. Where the
+        log says what was suggested, the scheduler may apply it instead of searching again
+        (``Scheduler.replay_new_suggestion`` / ``replay_resume``: a promotion scheduler does
+        not re-rank its rungs for every resume), which keeps a 20,000-trial rebuild fast. Where the
         replayed scheduler answers differently from the log (a nondeterministic scheduler, a
         changed algorithm), the log wins and the difference is listed in ``replay_mismatches``
         (``strict=True`` raises ``StudyError`` instead). Pass the original's ``start_time``
@@ -590,6 +669,10 @@ class Study:
         finally:
             study._replay_time = None
             study._replay_event = None
+        if ordered:
+            # Trials the log leaves running ran at most until its last event, as far as anyone
+            # knows: whoever resumes the study must not charge them the time it was down.
+            study._segment_cap = {tid: ordered[-1].time for tid in study._segment_start}
         return study
 
     def _mismatch(self, message: str, strict: bool) -> None:
@@ -610,7 +693,7 @@ class Study:
             self.scheduler.replay_suggestion(TrialSuggestion.resume(tid, event.max_resource))
         if kind is EventKind.CREATED:
             if event.suggested and not reuse:
-                suggestion = self.scheduler.suggest()
+                suggestion = self.scheduler.replay_new_suggestion()
                 expected = (dict(event.config or {}), event.hardware, event.max_resource)
                 got = None if suggestion is None else (
                     None if suggestion.is_resume else
@@ -622,7 +705,8 @@ class Study:
             self._create(event.config, event.hardware, event.max_resource,
                          suggested=event.suggested, trial_id=tid)
         elif kind is EventKind.RESUMED:
-            if event.suggested and not reuse:
+            if event.suggested and not reuse \
+                    and not self.scheduler.replay_resume(tid, event.max_resource):
                 suggestion = self._ask_scheduler()
                 if suggestion is None or suggestion.resume_trial_id != tid \
                         or suggestion.max_resource != event.max_resource:

@@ -20,14 +20,35 @@ the study (whose clock the simulator replaces), so the same code runs in real an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, ContextManager, Mapping, Protocol
 
 from hwtune.api.records import TrialRecord
-from hwtune.backends.base import Backend
 from hwtune.engine.budget import Spend
 from hwtune.engine.study import FrontPoint, Study, StudySummary
 
-__all__ = ["FROM_BACKEND", "Tuner", "TuningResult"]
+__all__ = ["FROM_BACKEND", "TrialBackend", "Tuner", "TuningResult"]
+
+
+class TrialBackend(Protocol):
+    """What the tuner needs of a backend. ``hwtune.backends.base.Backend`` (the template every
+    backend is built on) satisfies it; the engine names only this protocol, so ``backends``
+    imports ``engine`` and never the other way round (an import-linter layers contract)."""
+
+    lock: ContextManager[Any]
+    capacity: int | None
+    poll_seconds: float | None
+
+    def bind(self, sink: Study) -> None: ...
+
+    def active_trial_ids(self) -> list[int]: ...
+
+    def start_trial(self, start: Any) -> None: ...
+
+    def stop_trial(self, trial_id: int, reason: str) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def running_runtimes(self) -> Mapping[int, float]: ...
 
 FROM_BACKEND = object()  # default of Tuner(poll_seconds=...): use the backend's poll_seconds
 
@@ -48,11 +69,12 @@ class Tuner:
     ``poll_seconds`` (None for the simulator: wait for the next event however far away)."""
 
     MAX_FAILED_LAUNCHES = 20  # consecutive trials that end at launch before the loop gives up
+    BUDGET_WAKE_FLOOR = 1e-6  # seconds: the shortest wait for a spend budget
 
     def __init__(
         self,
         study: Study,
-        backend: Backend,
+        backend: TrialBackend,
         *,
         max_parallel: int | None = None,
         poll_seconds: float | None | object = FROM_BACKEND,
@@ -73,6 +95,9 @@ class Tuner:
         self.on_iteration = on_iteration
         self.iterations = 0
         self._stop_requested: str | None = None
+        # Trials in a row that failed before reporting, and the counters it is measured by.
+        self._failure_streak = 0
+        self._seen = (study.reports, study.failed_before_reporting)
         backend.bind(study)
 
     @property
@@ -91,6 +116,8 @@ class Tuner:
         """One iteration; returns why the loop is over, or None to go on."""
         study, backend = self.study, self.backend
         with backend.lock:
+            # Running trials' spend grows between reports: charge it before judging the budget.
+            study.accrue(getattr(backend, "running_runtimes", dict)())
             reason = self._stop_requested or study.stop_reason()
             if reason is not None:
                 for trial_id in backend.active_trial_ids():
@@ -99,7 +126,7 @@ class Tuner:
             failed_launches = 0
             while True:
                 started = self._fill()
-                if backend.active_trial_ids():
+                if backend.active_count:  # a count, not the sorted id list: once per step
                     break
                 if started == 0:
                     return study.new_trial_block() or "the scheduler has no more trials to run"
@@ -114,7 +141,25 @@ class Tuner:
         self.iterations += 1
         if self.on_iteration is not None:
             self.on_iteration(study)
-        return None
+        return self._check_failure_streak()
+
+    def _check_failure_streak(self) -> str | None:
+        """End the loop when trial after trial fails before its first report with no report in
+        between (every launch fails at once: no pool has the memory, the command is missing).
+        Without this a simulated study would start failing trials forever at time 0."""
+        reports, failed = self.study.reports, self.study.failed_before_reporting
+        if reports > self._seen[0]:
+            self._failure_streak = 0
+        self._failure_streak += failed - self._seen[1]
+        self._seen = (reports, failed)
+        if self._failure_streak < self.MAX_FAILED_LAUNCHES:
+            return None
+        reason = (f"{self._failure_streak} trials in a row failed before their first report "
+                  "(see their reasons); stopping instead of starting more")
+        with self.backend.lock:
+            for trial_id in self.backend.active_trial_ids():
+                self.backend.stop_trial(trial_id, reason)
+        return reason
 
     def run(self, max_iterations: int | None = None) -> TuningResult:
         reason: str | None = None
@@ -133,7 +178,7 @@ class Tuner:
 
     def _fill(self) -> int:
         """Start trials into the free slots; returns how many were started."""
-        free = self.parallel_limit - len(self.backend.active_trial_ids())
+        free = self.parallel_limit - self.backend.active_count
         started = 0
         while free > 0:
             start = self.study.start_next()
@@ -150,4 +195,10 @@ class Tuner:
         if deadline is not None:
             left = max(0.0, deadline - self.study.spend.elapsed_seconds)
             timeout = left if timeout is None else min(timeout, left)
+        # Wake when running trials would reach a spend budget, even if none of them reports
+        # (a floor keeps float rounding from stalling a simulated clock).
+        until_budget = self.study.seconds_until_budget()
+        if until_budget is not None:
+            until_budget = max(until_budget, self.BUDGET_WAKE_FLOOR)
+            timeout = until_budget if timeout is None else min(timeout, until_budget)
         return timeout

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from hwtune.api.records import Hardware
-from hwtune.space.errors import SpecError, join_path
+from hwtune.space.errors import SpecError, join_key, join_path
 
 __all__ = [
     "DEFAULT_CATALOG",
@@ -208,7 +208,7 @@ REFERENCE_POOL = PoolSpec(gpu_type="reference", gpu_memory_gib=math.inf, gpus_pe
 def catalog_from_specs(specs: Mapping[str, Any], path: str = "pools") -> dict[str, PoolSpec]:
     """Pools from HardwarePool specs by name (``{name: spec}``), e.g. the HardwarePool documents
     next to a study in a YAML file. Merge with ``DEFAULT_CATALOG`` yourself if wanted."""
-    return {name: PoolSpec.from_spec(spec, join_path(path, name)) for name, spec in specs.items()}
+    return {name: PoolSpec.from_spec(spec, join_key(path, name)) for name, spec in specs.items()}
 
 
 class OutOfMemory(Exception):
@@ -355,7 +355,7 @@ _HARDWARE_FIELDS = ("pools", "gpuCounts", "scalingEfficiency", "overrides")
 
 
 def resolve_hardware(spec: Any, catalog: Mapping[str, PoolSpec] = DEFAULT_CATALOG,
-                     path: str = "hardware") -> tuple[HardwareSpace, HardwareModel]:
+                     path: str = "spec.hardware") -> tuple[HardwareSpace, HardwareModel]:
     """The hardware choices and model of a study's ``hardware`` block over ``catalog``.
 
     Omitted block: no hardware dimension (trials get no hardware, run on ``DEFAULT_POOL``).
@@ -377,7 +377,7 @@ def resolve_hardware(spec: Any, catalog: Mapping[str, PoolSpec] = DEFAULT_CATALO
     if not isinstance(overrides, Mapping):
         raise SpecError(join_path(path, "overrides"), "must be a map of pool name -> fields")
     for name, fields_ in overrides.items():
-        opath = join_path(join_path(path, "overrides"), str(name))
+        opath = join_key(join_path(path, "overrides"), name)
         if name not in pools:
             raise SpecError(opath, f"unknown pool {name!r} (known: {', '.join(sorted(pools))})")
         pools[name] = pools[name].with_overrides(fields_, opath)

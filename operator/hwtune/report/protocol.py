@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hwtune.api.records import BUILTIN_METRICS, Decision
+from hwtune.api.records import BUILTIN_METRICS, METRIC_NAME_MAX_LENGTH, Decision
+from hwtune.api.records import METRIC_NAME_PATTERN as _METRIC_NAME_RULE
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -44,7 +45,8 @@ PROTOCOL_VERSION = 1
 # A report is a handful of numbers; anything near this size is a bug in the trainer.
 MAX_BODY_BYTES = 64 * 1024
 MAX_METRICS = 256
-METRIC_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,127}$")
+# The CRD schema's rule (hwtune.api.records), so every objective a study names can be reported.
+METRIC_NAME_PATTERN = re.compile(_METRIC_NAME_RULE)
 _KNOWN_FIELDS = frozenset({"protocolVersion", "resource", "metrics"})
 
 
@@ -146,7 +148,8 @@ def check_metrics(metrics: Any) -> dict[str, float]:
     checked: dict[str, float] = {}
     for name, value in metrics.items():
         field = f"metrics.{name}"
-        if not isinstance(name, str) or not METRIC_NAME_PATTERN.match(name):
+        if (not isinstance(name, str) or not METRIC_NAME_PATTERN.fullmatch(name)
+                or len(name) > METRIC_NAME_MAX_LENGTH):
             raise ProtocolError(
                 "metric names start with a letter or '_' and hold letters, digits, '_', '.', "
                 "'-' or '/' (at most 128 characters)", field=field)

@@ -7,6 +7,7 @@ from hwtune.space.domains import (
     FloatDomain,
     IntDomain,
     OrdinalDomain,
+    domain_from_model,
     domain_from_spec,
 )
 from hwtune.space.errors import SpecError
@@ -22,5 +23,6 @@ __all__ = [
     "SearchSpace",
     "SpecError",
     "config_key",
+    "domain_from_model",
     "domain_from_spec",
 ]

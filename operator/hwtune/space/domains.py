@@ -33,11 +33,11 @@ __all__ = [
     "FloatDomain",
     "IntDomain",
     "OrdinalDomain",
+    "domain_from_model",
     "domain_from_spec",
 ]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SCALES = ("linear", "log")
 
 
 def _is_number(value: Any) -> bool:
@@ -70,7 +70,8 @@ class Domain(abc.ABC):
     def __init__(self, name: str, *, default: Any = None, condition: Condition | None = None) -> None:
         self.name = name
         self.condition = condition
-        self.default = None if default is None else self.validate(default, f"parameters.{name}.default")
+        self.default = None if default is None else self.validate(
+            default, f"spec.parameters[{name}].default")
 
     # -- values ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -133,7 +134,7 @@ class _RangeDomain(Domain):
     """Shared by float and int ranges: bounds and a linear or log scale."""
 
     def __init__(self, name: str, low: float, high: float, log: bool, **kwargs: Any) -> None:
-        path = f"parameters.{name}"
+        path = f"spec.parameters[{name}]"
         if not low < high:
             raise SpecError(join_path(path, "max"), f"must be > min ({low}), got {high}")
         if log and low <= 0:
@@ -229,7 +230,7 @@ class OrdinalDomain(Domain):
     the choices; encoded by position, so neighbours are close for a model."""
 
     def __init__(self, name: str, values: Sequence[Any], *, integer: bool, **kwargs: Any) -> None:
-        path = f"parameters.{name}.values"
+        path = f"spec.parameters[{name}].values"
         if not values:
             raise SpecError(path, "must list at least one value")
         clean = []
@@ -285,7 +286,7 @@ class CategoricalDomain(Domain):
     type_name = "categorical"
 
     def __init__(self, name: str, values: Sequence[Any], **kwargs: Any) -> None:
-        path = f"parameters.{name}.values"
+        path = f"spec.parameters[{name}].values"
         if not values:
             raise SpecError(path, "must list at least one value")
         for i, v in enumerate(values):
@@ -338,68 +339,30 @@ class CategoricalDomain(Domain):
         return {"values": list(self.values)}
 
 
-_FIELDS = {
-    "float": {"type", "min", "max", "scale", "values", "default", "condition"},
-    "int": {"type", "min", "max", "scale", "values", "default", "condition"},
-    "categorical": {"type", "values", "default", "condition"},
-}
+def domain_from_model(name: str, p: Any) -> Domain:
+    """One validated ``hwtune.api.crd.ParameterSpec`` as a domain: the CRD model has checked
+    every field, so nothing here validates the spec again."""
+    from hwtune.api.crd import ParameterType, Scale
+
+    condition = (Condition(p.condition.parameter, tuple(p.condition.in_))
+                 if p.condition is not None else None)
+    common: dict[str, Any] = {"default": p.default, "condition": condition}
+    if p.type is ParameterType.CATEGORICAL:
+        return CategoricalDomain(name, p.values, **common)
+    if p.values is not None:
+        return OrdinalDomain(name, p.values, integer=p.type is ParameterType.INT, **common)
+    log = p.scale is Scale.LOG
+    if p.type is ParameterType.INT:
+        return IntDomain(name, int(p.min), int(p.max), log=log, **common)
+    return FloatDomain(name, p.min, p.max, log=log, **common)
 
 
 def domain_from_spec(name: str, spec: Any, path: str) -> Domain:
-    """Parse one ``parameters.<name>`` entry. The condition's parent is checked by the space."""
+    """Parse one ``parameters.<name>`` map: validated by the CRD's ``ParameterSpec`` (the same
+    rules and messages as ``hwtune validate`` and the API server), then ``domain_from_model``.
+    The condition's parent is checked by the space."""
+    from hwtune.api.crd import PARAMETER_NAME, ParameterSpec, parse_spec
+
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise SpecError(path, f"parameter names must match {NAME_PATTERN.pattern}, got {name!r}")
-    if not isinstance(spec, Mapping):
-        raise SpecError(path, f"must be a map with a type, got {type(spec).__name__}")
-    kind = spec.get("type")
-    if kind not in _FIELDS:
-        raise SpecError(join_path(path, "type"), f"must be float, int or categorical, got {kind!r}")
-    unknown = sorted(str(k) for k in spec if k not in _FIELDS[kind])
-    if unknown:
-        raise SpecError(join_path(path, unknown[0]),
-                        f"unknown field for type {kind} (known: {', '.join(sorted(_FIELDS[kind]))})")
-    condition = _condition_from_spec(spec.get("condition"), join_path(path, "condition"))
-    common = {"default": spec.get("default"), "condition": condition}
-    if kind == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, (list, tuple)):
-            raise SpecError(join_path(path, "values"), "is required for type categorical (a list)")
-        return CategoricalDomain(name, values, **common)
-    if "values" in spec:
-        for field in ("min", "max", "scale"):
-            if field in spec:
-                raise SpecError(join_path(path, field), "cannot be combined with values")
-        values = spec["values"]
-        if not isinstance(values, (list, tuple)):
-            raise SpecError(join_path(path, "values"), f"must be a list, got {type(values).__name__}")
-        return OrdinalDomain(name, values, integer=(kind == "int"), **common)
-    for field in ("min", "max"):
-        if field not in spec:
-            raise SpecError(join_path(path, field), f"is required for type {kind} (or give values)")
-        value = spec[field]
-        if kind == "int" and not _is_integral(value):
-            raise SpecError(join_path(path, field), f"must be an integer, got {value!r}")
-        if not _is_number(value) or not math.isfinite(float(value)):
-            raise SpecError(join_path(path, field), f"must be a finite number, got {value!r}")
-    scale = spec.get("scale", "linear")
-    if scale not in _SCALES:
-        raise SpecError(join_path(path, "scale"), f"must be linear or log, got {scale!r}")
-    cls = FloatDomain if kind == "float" else IntDomain
-    return cls(name, spec["min"], spec["max"], log=(scale == "log"), **common)
-
-
-def _condition_from_spec(spec: Any, path: str) -> Condition | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, Mapping):
-        raise SpecError(path, f"must be a map {{parameter, in}}, got {type(spec).__name__}")
-    unknown = sorted(str(k) for k in spec if k not in ("parameter", "in"))
-    if unknown:
-        raise SpecError(join_path(path, unknown[0]), "unknown field (known: parameter, in)")
-    parent = spec.get("parameter")
-    if not isinstance(parent, str) or not parent:
-        raise SpecError(join_path(path, "parameter"), f"must name a parameter, got {parent!r}")
-    values = spec.get("in")
-    if not isinstance(values, (list, tuple)) or not values:
-        raise SpecError(join_path(path, "in"), "must be a non-empty list of the parent's values")
-    return Condition(parent, tuple(values))
+        raise SpecError(path, f"parameter names must match {PARAMETER_NAME}, got {name!r}")
+    return domain_from_model(name, parse_spec(ParameterSpec, spec, prefix=path))

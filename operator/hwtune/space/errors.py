@@ -1,28 +1,12 @@
-"""The one error type for a bad study spec: it names the field path and the reason.
+"""The one error type for bad input, re-exported where the space raises it.
 
-``SpecError("parameters.lr.min", "must be < max (0.1)")`` prints as
-``parameters.lr.min: must be < max (0.1)``. The CLI, the operator's admission messages and the
-tests read ``path`` and ``reason`` separately.
+``SpecError("spec.parameters[lr].min", "must be > 0 for scale: log")`` is a
+``hwtune.api.ManifestError`` with one (field path, reason); paths use the API server's notation
+(``spec.parameters[lr].min``, ``spec.objectives[1].goal``).
 """
 
 from __future__ import annotations
 
-__all__ = ["SpecError", "join_path"]
+from hwtune.api._base import ManifestError, SpecError, join_key, join_path
 
-
-class SpecError(ValueError):
-    """A study (or pool) spec field is invalid. ``path`` is dotted (``budget.maxTrials``,
-    ``parameters.lr.scale``, ``objectives[1].goal``)."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path}: {reason}" if path else reason)
-
-
-def join_path(prefix: str, key: str | int) -> str:
-    """``join_path("objectives", 1) == "objectives[1]"``; ``join_path("budget", "maxTrials")``
-    is ``"budget.maxTrials"``."""
-    if isinstance(key, int):
-        return f"{prefix}[{key}]"
-    return f"{prefix}.{key}" if prefix else key
+__all__ = ["ManifestError", "SpecError", "join_key", "join_path"]

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from hwtune.space.domains import Condition, Domain, domain_from_spec
-from hwtune.space.errors import SpecError, join_path
+from hwtune.space.errors import SpecError, join_key, join_path
 
 __all__ = ["SearchSpace", "config_key"]
 
@@ -30,13 +30,13 @@ class SearchSpace:
     """Domains in spec order, with conditions resolved. Build with ``from_spec`` or from
     ``Domain`` objects."""
 
-    def __init__(self, domains: Sequence[Domain], *, path: str = "parameters") -> None:
+    def __init__(self, domains: Sequence[Domain], *, path: str = "spec.parameters") -> None:
         if not domains:
             raise SpecError(path, "must define at least one parameter")
         self._domains: dict[str, Domain] = {}
         for d in domains:
             if d.name in self._domains:
-                raise SpecError(join_path(path, d.name), "is defined twice")
+                raise SpecError(join_key(path, d.name), "is defined twice")
             self._domains[d.name] = d
         self._check_conditions(path)
         self._order = self._topological_order(path)
@@ -49,11 +49,12 @@ class SearchSpace:
         self.dim = start
 
     @classmethod
-    def from_spec(cls, spec: Any, path: str = "parameters") -> "SearchSpace":
-        """Parse a study's ``parameters`` map (name -> domain spec)."""
+    def from_spec(cls, spec: Any, path: str = "spec.parameters") -> "SearchSpace":
+        """Parse a study's ``parameters`` map (name -> domain spec), each validated by the CRD's
+        ParameterSpec (``hwtune.api.crd``)."""
         if not isinstance(spec, Mapping):
             raise SpecError(path, f"must be a map of parameter name -> domain, got {type(spec).__name__}")
-        return cls([domain_from_spec(name, s, join_path(path, str(name))) for name, s in spec.items()],
+        return cls([domain_from_spec(name, s, join_key(path, name)) for name, s in spec.items()],
                    path=path)
 
     def to_spec(self) -> dict[str, dict[str, Any]]:
@@ -88,7 +89,7 @@ class SearchSpace:
         for d in self._domains.values():
             if d.condition is None:
                 continue
-            cpath = join_path(join_path(path, d.name), "condition")
+            cpath = join_path(join_key(path, d.name), "condition")
             parent = self._domains.get(d.condition.parameter)
             if parent is None:
                 raise SpecError(join_path(cpath, "parameter"),
@@ -108,7 +109,8 @@ class SearchSpace:
                 return
             if state.get(name) == 1:
                 cycle = " -> ".join(chain + (name,))
-                raise SpecError(join_path(join_path(path, name), "condition"), f"conditions form a cycle: {cycle}")
+                raise SpecError(join_path(join_key(path, name), "condition"),
+                                f"conditions form a cycle: {cycle}")
             state[name] = 1
             cond = self._domains[name].condition
             if cond is not None:

@@ -25,24 +25,42 @@ __all__ = ["SURROGATE_SEARCHERS"]
 SURROGATE_SEARCHERS = ("dyhpo", "fms", "fms-flat", "fms-nocurve")
 
 
+def _bare_context(space, hardware, seed, settings, objectives=None, resource_min=1,
+                  resource_max=1, reduction_factor=3):
+    """A context for a searcher built outside a study (no trials, so it proposes random configs
+    until a study gives it data). Studies always pass their own."""
+    from hwtune.api.records import Objective
+    from hwtune.optimize.context import FidelityInfo, SearchContext
+    from hwtune.optimize.searchers.random import as_hardware_space
+
+    return SearchContext(objectives=tuple(objectives or (Objective("objective"),)), space=space,
+                         hardware=as_hardware_space(hardware),
+                         fidelity=FidelityInfo("epoch", resource_min, resource_max,
+                                               int(reduction_factor)),
+                         seed=int(seed or 0), settings=dict(settings or {}))
+
+
 def _searcher_factory(variant: str):
     def build(space, hardware, seed, settings, *, context=None, candidates=None, predictor=None,
               **_: Any):
         from hwtune.surrogate.freeze_thaw import SurrogateSearcher
 
-        if context is None:
-            raise ValueError(f"searcher {variant!r} needs the study's context "
-                             "(build it with StudyConfig.make_searcher / make_scheduler)")
+        context = context or _bare_context(space, hardware, seed, settings)
         return SurrogateSearcher(context, variant, candidates=candidates, predictor=predictor)
     return build
 
 
-def _dyhpo_scheduler(*, searcher, context=None, **_: Any):
-    from hwtune.surrogate.freeze_thaw import DyHPOScheduler
+def _dyhpo_scheduler(*, searcher, objectives, resource_min, resource_max, reduction_factor, seed,
+                     settings, context=None, **_: Any):
+    from hwtune.surrogate.freeze_thaw import DyHPOScheduler, SurrogateSearcher
 
     if context is None:
-        raise ValueError("scheduler 'dyhpo' needs the study's context "
-                         "(build it with StudyConfig.make_scheduler)")
+        if isinstance(searcher, SurrogateSearcher):
+            context = searcher.context
+        else:
+            context = _bare_context(getattr(searcher, "space"), getattr(searcher, "hardware", ()),
+                                    seed, settings, objectives, resource_min, resource_max,
+                                    reduction_factor)
     return DyHPOScheduler(searcher, context)
 
 

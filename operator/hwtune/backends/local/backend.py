@@ -254,6 +254,11 @@ class LocalBackend(Backend):
         measured = max(0.0, (self._clock() if until is None else until) - launch.started)
         return launch.base_runtime + self.hardware_model.runtime(measured, launch.hardware)
 
+    def running_runtimes(self) -> dict[int, float]:
+        """Runtime so far of every live process, on the trial's hardware (for the budget)."""
+        with self.lock:
+            return {tid: self._runtime(launch) for tid, launch in self._launches.items()}
+
     def _stop(self, trial: BackendTrial) -> float | None:
         launch = self._launches.pop(trial.trial_id, None)
         if launch is None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from hwtune.api.clock import WallClock
 from hwtune.backends.local.backend import LocalBackend
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
@@ -47,14 +48,6 @@ class WorkdirError(RuntimeError):
 
 class StudyInterrupted(Exception):
     """Ctrl-C / SIGTERM: trials were stopped to be resumed later with ``--resume``."""
-
-
-class WallClock:
-    """Wall-clock time: a resumed study's deadline counts from its first start, across
-    processes (the monotonic clock of a previous process means nothing here)."""
-
-    def now(self) -> float:
-        return time.time()
 
 
 class EventLog:
@@ -111,13 +104,15 @@ class LocalStudyRun:
     ``spec`` is the TuningStudy spec map; ``pools`` are HardwarePool specs by name that extend
     (or replace entries of) ``DEFAULT_CATALOG``; ``cwd`` is where trial processes start unless
     the container has a ``workingDir`` (relative ones are taken from ``base_dir``, the study
-    file's directory). ``on_iteration(run)`` is called after every tuner iteration."""
+    file's directory). ``on_iteration(run)`` is called after every tuner iteration. ``config`` is
+    ``StudyConfig.from_model`` of the validated study when the caller has it."""
 
     def __init__(
         self,
         name: str,
         spec: Mapping[str, Any],
         *,
+        config: StudyConfig | None = None,
         workdir: str | os.PathLike,
         pools: Mapping[str, Mapping[str, Any]] | None = None,
         resume: bool = False,
@@ -134,8 +129,10 @@ class LocalStudyRun:
         self.catalog: dict[str, PoolSpec] = dict(DEFAULT_CATALOG)
         for pool_name, pool_spec in pools.items():
             self.catalog[pool_name] = PoolSpec.from_spec(pool_spec, f"pools.{pool_name}")
-        self.config = StudyConfig.from_spec(spec, catalog=self.catalog,
-                                            require_trial_template=True)
+        # ``config``: the engine's view of the already validated study (hwtune tune passes it);
+        # otherwise the spec is validated here by the same CRD model.
+        self.config = config if config is not None else StudyConfig.from_spec(
+            spec, catalog=self.catalog, require_trial_template=True)
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
         self._check_workdir(name, spec, pools)
@@ -168,6 +165,10 @@ class LocalStudyRun:
         self._interrupted = threading.Event()
         self.tuner = Tuner(self.study, self.backend, max_parallel=max_parallel,
                            on_iteration=self._iteration)
+        if not resume:
+            # Only now that everything the study needs was built: a study that cannot start
+            # leaves no study.json behind to block the next attempt.
+            self._write_study_record(name, spec, pools)
         self.resumed_trials: list[int] = []
         self.started_at = time.monotonic()
 
@@ -195,8 +196,13 @@ class LocalStudyRun:
         if (self.workdir / EVENTS_FILE).exists() or study_file.exists():
             raise WorkdirError(f"{self.workdir} already holds a study; continue it with "
                                "--resume or pick another --workdir")
+
+    def _write_study_record(self, name: str, spec: Mapping[str, Any],
+                            pools: Mapping[str, Any]) -> None:
+        record = {"name": name, "spec": spec, "pools": pools}
         self.workdir.mkdir(parents=True, exist_ok=True)
-        study_file.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
+        (self.workdir / STUDY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True),
+                                               encoding="utf-8")
 
     def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
         checkpoints = spec.get("checkpoints") or {}

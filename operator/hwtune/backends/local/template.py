@@ -24,7 +24,7 @@ __all__ = ["ProcessTemplate", "expand_k8s_vars"]
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 _PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
-_PATH = "trialTemplate.spec.containers[0]"
+_PATH = "spec.trialTemplate.spec.containers[0]"
 
 
 def expand_k8s_vars(text: str, env: Mapping[str, str]) -> str:
@@ -51,13 +51,13 @@ class ProcessTemplate:
         """Parse the first container; errors name the field. A relative ``workingDir`` is taken
         relative to ``base_dir`` (the study file's directory)."""
         if not isinstance(template, Mapping):
-            raise SpecError("trialTemplate", "is required: the local backend runs its first "
+            raise SpecError("spec.trialTemplate", "is required: the local backend runs its first "
                                              "container's command as a process")
         spec = template.get("spec")
         containers = spec.get("containers") if isinstance(spec, Mapping) else None
         if not isinstance(containers, Sequence) or not containers \
                 or not isinstance(containers[0], Mapping):
-            raise SpecError("trialTemplate.spec.containers", "needs at least one container")
+            raise SpecError("spec.trialTemplate.spec.containers", "needs at least one container")
         container = containers[0]
         command = container.get("command") or []
         args = container.get("args") or []
@@ -66,8 +66,8 @@ class ProcessTemplate:
                     or not all(isinstance(v, (str, int, float)) for v in value):
                 raise SpecError(f"{_PATH}.{name}", "must be a list of strings")
         if not command:
-            raise SpecError(f"{_PATH}.command", "is required for the local backend (it has no "
-                                                "image entrypoint to fall back on)")
+            raise SpecError(f"{_PATH}.command", "is required to run the trainer locally (there is "
+                                                "no image entrypoint to fall back on)")
         argv = [str(v) for v in [*command, *args]]
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable

@@ -22,26 +22,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from hwtune.api.records import BUILTIN_METRICS, Decision, Hardware
+from hwtune.api.clock import SimulatedClock
 from hwtune.backends.base import Backend, BackendTrial
 from hwtune.backends.simulated.table import MEMORY_KEY, RUNTIME_KEY, TableProtocol
 from hwtune.optimize.hardware import HardwareModel
 
 __all__ = ["SimulatedBackend", "SimulatedClock"]
-
-
-class SimulatedClock:
-    """A clock that only moves when told; satisfies ``hwtune.api.records.Clock``."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
-
-    def now(self) -> float:
-        return self._now
-
-    def advance_to(self, time: float) -> None:
-        if time < self._now:
-            raise ValueError(f"the simulated clock cannot go back from {self._now} to {time}")
-        self._now = float(time)
 
 
 @dataclass
@@ -160,6 +146,11 @@ class SimulatedBackend(Backend):
             run.runtime += max(0.0, self.clock.now() - run.segment_start)
             run.in_flight = False
         return run.runtime
+
+    def running_runtimes(self) -> dict[int, float]:
+        now = self.clock.now()
+        return {tid: run.runtime + max(0.0, now - run.segment_start)
+                for tid, run in self._runs.items() if run.in_flight}
 
     def _stop(self, trial: BackendTrial) -> float | None:
         return self._halt(trial)

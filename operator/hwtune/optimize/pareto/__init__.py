@@ -16,6 +16,7 @@ from hwtune.optimize.pareto.nondominated import (
     to_loss_matrix,
 )
 from hwtune.optimize.pareto.tiebreak import (
+    EpsilonNet,
     TieBreak,
     crowding_distance,
     crowding_order,
@@ -27,6 +28,7 @@ from hwtune.optimize.pareto.tiebreak import (
 )
 
 __all__ = [
+    "EpsilonNet",
     "TieBreak",
     "as_loss_matrix",
     "crowding_distance",

@@ -11,7 +11,13 @@ fronts < k. Identical points never dominate each other and so always share a fro
 The sort builds the boolean dominance matrix (``n*n`` bytes, in row blocks so the temporary
 arrays stay small) and peels fronts off with domination counts: O(m n^2) vectorised work. 5000
 points x 3 objectives take well under a second (see benchmarks/bench_pareto.py); the memory
-bound is the matrix, 100 MB at 10 000 points.
+bound is the matrix, 100 MB at 10 000 points. (The MO-ASHA rungs do not use it: they keep front
+indices incrementally, see ``hwtune.optimize.schedulers.rungs``.)
+
+Front filtering (:func:`pareto_front_mask`) is O(n log n) for two objectives (one sort and a
+running minimum, numpy) and, with the ``moocore`` package installed (a dependency of hwtune),
+O(n log n) for three (its dimension sweep, in C) and O(n log^(m-2) n) beyond; without moocore
+it falls back to head elimination plus a blocked dominance check.
 """
 
 from __future__ import annotations
@@ -38,6 +44,15 @@ __all__ = [
 _BLOCK_ROWS = 1024
 # Head-elimination rounds in pareto_front_mask before it switches to a dominance check.
 _PRUNE_ROUNDS = 32
+
+
+def _moocore():
+    """The moocore module (C implementations of front filtering and hypervolume), or None."""
+    try:
+        import moocore
+    except ImportError:  # pragma: no cover - moocore is a dependency; the fallback stays correct
+        return None
+    return moocore
 
 
 def as_loss_matrix(losses: object, *, name: str = "losses") -> np.ndarray:
@@ -192,6 +207,16 @@ def pareto_front_mask(losses: object) -> np.ndarray:
         dominated = (best_before < y) | ((best_before == y) & (x_of_best < x))
         mask[order] = ~dominated
         return mask
+    fast = _moocore()
+    if fast is not None:
+        # keep_weakly: duplicates of a front point do not dominate each other, all stay.
+        return np.asarray(fast.is_nondominated(L, keep_weakly=True), dtype=bool)
+    return _front_mask_by_pruning(L, order)
+
+
+def _front_mask_by_pruning(L: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """m >= 3 without moocore: head elimination, then one dominance check among survivors."""
+    mask = np.zeros(L.shape[0], dtype=bool)
     candidates = order
     for _ in range(_PRUNE_ROUNDS):
         if candidates.size == 0:

@@ -28,6 +28,7 @@ from hwtune.optimize.pareto.nondominated import (
 )
 
 __all__ = [
+    "EpsilonNet",
     "TieBreak",
     "crowding_distance",
     "crowding_order",
@@ -37,6 +38,9 @@ __all__ = [
     "rank_multiobjective",
     "within_cutoff",
 ]
+
+# Largest front for which epsilon_net_order builds the pairwise distance table (8 n^2 bytes).
+_PAIRWISE_MAX = 1024
 
 
 class TieBreak(str, enum.Enum):
@@ -105,12 +109,117 @@ def epsilon_net_order(
     # Squared distances: same argmax, no square roots.
     nearest = np.square(X - X[start]).sum(axis=1)
     nearest[start] = -1.0  # chosen points get -1 so argmax (first maximum) never picks them again
+    if picks > 16 and n <= _PAIRWISE_MAX:
+        # Many picks on a small front: one pairwise table makes each pick two numpy calls
+        # (the same sums of the same squares, so the same order to the last bit).
+        pairwise = np.square(X[:, None, :] - X[None, :, :]).sum(axis=2)
+        for step in range(1, picks):
+            pick = int(nearest.argmax())
+            order[step] = pick
+            np.minimum(nearest, pairwise[pick], out=nearest)
+            nearest[pick] = -1.0
+        return order
     for step in range(1, picks):
         pick = int(nearest.argmax())
         order[step] = pick
         np.minimum(nearest, np.square(X - X[pick]).sum(axis=1), out=nearest)
         nearest[pick] = -1.0
     return order
+
+
+class EpsilonNet:
+    """The :func:`epsilon_net_order` of one front, computed lazily and kept while points join.
+
+    ``prefix(k)`` runs the greedy only as far as asked. ``add(row, loss)`` takes a point that
+    joins the front (with a row id above every other, as arrivals are) and keeps the state
+    when the order before it cannot change: the new point leaves the per-objective ranges of
+    the front as they were (so no coordinate is rescaled) and does not become the start. Then
+    the greedy up to the step where the new point would win is the old one (the new point,
+    last in index order, loses ties); that step is found from its distances to the picks made
+    so far in O(k m). Anything else returns False and the caller builds a new net. Same
+    arithmetic as epsilon_net_order, so the same order to the last bit."""
+
+    def __init__(self, rows: np.ndarray, losses: np.ndarray):
+        raw = as_loss_matrix(losses, name="points")
+        self._rows = [int(r) for r in rows]
+        self._X = normalize_columns(raw)
+        n, m = self._X.shape
+        self._columns = []
+        for k in range(m):
+            finite = raw[np.isfinite(raw[:, k]), k]
+            self._columns.append((float(finite.min()), float(finite.max())) if finite.size else None)
+        keys = [self._X[:, k] for k in reversed(range(1, m))] + [self._X[:, 0]]
+        start = int(np.lexsort(keys)[0])
+        self._order = [start]
+        self._gaps = [np.inf]  # distance of each pick to the picks before it, when picked
+        self._nearest = np.square(self._X - self._X[start]).sum(axis=1)
+        self._nearest[start] = -1.0
+        self._ordered_rows = np.empty(0, dtype=np.int64)  # rows of self._order, rebuilt lazily
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def prefix(self, k: int | None = None) -> np.ndarray:
+        """Rows of the first ``k`` points of the order (all with None)."""
+        k = len(self._rows) if k is None else min(k, len(self._rows))
+        X, nearest = self._X, self._nearest
+        while len(self._order) < k:
+            pick = int(nearest.argmax())
+            self._gaps.append(float(nearest[pick]))
+            self._order.append(pick)
+            np.minimum(nearest, np.square(X - X[pick]).sum(axis=1), out=nearest)
+            nearest[pick] = -1.0
+        if self._ordered_rows.size != len(self._order):
+            rows = np.asarray(self._rows, dtype=np.int64)
+            self._ordered_rows = rows[np.asarray(self._order, dtype=np.int64)]
+        return self._ordered_rows[:k]
+
+    def _scaled(self, loss: np.ndarray) -> np.ndarray | None:
+        """The new point's normalised coordinates, or None if it would rescale a column."""
+        out = np.empty(loss.shape[0], dtype=float)
+        for k, value in enumerate(loss.tolist()):
+            bounds = self._columns[k]
+            if value == np.inf or value == -np.inf:
+                out[k] = 2.0 if value > 0 else -1.0
+                continue
+            if bounds is None or not bounds[0] <= value <= bounds[1]:
+                return None
+            low, high = bounds
+            span = np.float64(high) - np.float64(low)
+            out[k] = (np.float64(value) - np.float64(low)) / span if span > 0 else 0.0
+        return out
+
+    def add(self, row: int, loss: np.ndarray) -> bool:
+        x = self._scaled(np.asarray(loss, dtype=float).reshape(-1))
+        if x is None:
+            return False
+        X = self._X
+        if tuple(x.tolist()) < tuple(X[self._order[0]].tolist()):
+            return False  # it would be the new start
+        index = len(self._rows)
+        picks = np.asarray(self._order, dtype=np.int64)
+        to_picks = np.minimum.accumulate(np.square(X[picks] - x).sum(axis=1))
+        # Step t >= 1 takes the new point iff its distance to picks 0..t-1 beats the gap of
+        # the old pick t strictly (ties go to the lower index, never the new point).
+        wins = np.flatnonzero(to_picks[:-1] > np.asarray(self._gaps[1:]))
+        self._rows.append(int(row))
+        self._X = X = np.vstack([X, x[None, :]])
+        if wins.size == 0:
+            self._nearest = np.append(self._nearest, to_picks[-1])
+            return True
+        t = int(wins[0]) + 1
+        self._order = self._order[:t] + [index]
+        self._ordered_rows = np.empty(0, dtype=np.int64)
+        self._gaps = self._gaps[:t] + [float(to_picks[t - 1])]
+        picks = np.asarray(self._order, dtype=np.int64)
+        nearest = np.full(len(self._rows), np.inf)
+        for start in range(0, picks.size, 64):
+            chunk = X[picks[start:start + 64]]
+            np.minimum(nearest, np.square(X[None, :, :] - chunk[:, None, :]).sum(axis=2).min(axis=0),
+                       out=nearest)
+        nearest[picks] = -1.0
+        self._nearest = nearest
+        return True
 
 
 def crowding_distance(points: object) -> np.ndarray:

@@ -22,8 +22,7 @@ dyhpo                freeze-thaw (DyHPO): every trial PAUSEs after each step; a 
                      more or a new one starts (``hwtune.surrogate``, needs torch)
 ==================== ===================================================================
 
-Schedulers of other packages plug in with :func:`register_scheduler`; factories get the study's
-``SearchContext`` (``hwtune.optimize.context``) as ``context=``.
+Factories also get the study's ``SearchContext`` (``hwtune.optimize.context``) as ``context=``.
 
 Scheduler options come from ``algorithm.settings`` (camelCase keys):
 ``tieBreak`` (``epsilon-net`` | ``crowding``, MO-ASHA only) and ``brackets`` (int >= 1,
@@ -37,6 +36,7 @@ import importlib
 import numbers
 from typing import Any, Callable, Mapping, Sequence
 
+from hwtune.api import algorithms
 from hwtune.api.records import Objective
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 from hwtune.optimize.schedulers.fifo import FIFOScheduler
@@ -46,36 +46,80 @@ __all__ = [
     "SCHEDULER_KINDS",
     "FIFOScheduler",
     "Scheduler",
+    "SchedulerFactory",
     "TrialSuggestion",
     "make_scheduler",
     "register_scheduler",
+    "scheduler_names",
 ]
 
-SCHEDULER_KINDS = (
-    "fifo",
-    "random",
-    "asha",
-    "asha-promotion",
-    "hyperband",
-    "mo-asha",
-    "mo-asha-promotion",
-    "dyhpo",
-)
+# The names a study may use; the one list lives in hwtune.api.algorithms.
+SCHEDULER_KINDS = algorithms.scheduler_names()
 
-# name -> factory(searcher=, objectives=, resource_min=, resource_max=, reduction_factor=, seed=,
-# settings=, context=) for schedulers that live outside this package.
-_REGISTRY: dict[str, Callable[..., Scheduler]] = {}
-# Importing the module registers the scheduler (it needs torch, so it is not imported eagerly).
-_PROVIDERS = {"dyhpo": "hwtune.surrogate"}
+# factory(searcher=, objectives=, resource_min=, resource_max=, reduction_factor=, seed=,
+# settings=, context=) -> Scheduler; every argument is passed by keyword.
+SchedulerFactory = Callable[..., Scheduler]
+_REGISTRY: dict[str, SchedulerFactory] = {}
 
 
-def register_scheduler(name: str, factory: Callable[..., Scheduler]) -> None:
-    """Make ``make_scheduler(name, ...)`` call ``factory(**the same keyword arguments)``."""
+def register_scheduler(name: str, factory: SchedulerFactory) -> None:
+    """Make ``make_scheduler(name, ...)`` call ``factory(**arguments)`` (see SchedulerFactory).
+    The name must also be listed in ``hwtune.api.algorithms.SCHEDULERS``."""
     _REGISTRY[name] = factory
+
+
+def scheduler_names() -> tuple[str, ...]:
+    return algorithms.scheduler_names()
 
 
 def _setting(settings: Mapping[str, Any], key: str, default: Any) -> Any:
     return settings[key] if key in settings else default
+
+
+def _fifo(*, searcher, objectives, resource_min, resource_max, **_: Any) -> Scheduler:
+    return FIFOScheduler(searcher, objectives, resource_min=resource_min,
+                         resource_max=resource_max)
+
+
+def _asha(promotion: bool) -> SchedulerFactory:
+    def build(*, searcher, objectives, resource_min, resource_max, reduction_factor,
+              **_: Any) -> Scheduler:
+        # Imported here so that the light FIFO path does not pull the Pareto machinery in.
+        from hwtune.optimize.schedulers.asha import ASHAScheduler
+
+        return ASHAScheduler(searcher, objectives, promotion=promotion, resource_min=resource_min,
+                             resource_max=resource_max, reduction_factor=reduction_factor)
+    return build
+
+
+def _hyperband(*, searcher, objectives, resource_min, resource_max, reduction_factor, seed,
+               settings, **_: Any) -> Scheduler:
+    from hwtune.optimize.schedulers.hyperband import HyperbandScheduler
+
+    return HyperbandScheduler(searcher, objectives, brackets=_setting(settings, "brackets", None),
+                              seed=int(seed), resource_min=resource_min,
+                              resource_max=resource_max, reduction_factor=reduction_factor)
+
+
+def _moasha(promotion: bool) -> SchedulerFactory:
+    def build(*, searcher, objectives, resource_min, resource_max, reduction_factor, settings,
+              **_: Any) -> Scheduler:
+        from hwtune.optimize.schedulers.moasha import MOASHAScheduler
+
+        return MOASHAScheduler(searcher, objectives, promotion=promotion,
+                               tie_break=_setting(settings, "tieBreak", "epsilon-net"),
+                               resource_min=resource_min, resource_max=resource_max,
+                               reduction_factor=reduction_factor)
+    return build
+
+
+register_scheduler("fifo", _fifo)
+register_scheduler("random", _fifo)
+register_scheduler("asha", _asha(promotion=False))
+register_scheduler("asha-promotion", _asha(promotion=True))
+register_scheduler("hyperband", _hyperband)
+register_scheduler("mo-asha", _moasha(promotion=False))
+register_scheduler("mo-asha-promotion", _moasha(promotion=True))
 
 
 def make_scheduler(
@@ -96,53 +140,25 @@ def make_scheduler(
     ``resource_min`` is ASHA's grace period (the first rung), ``resource_max`` the level at which
     a trial completes. ``seed`` makes every random choice (Hyperband's bracket draw) repeatable.
     """
-    settings = dict(settings or {})
-    if not isinstance(kind, str) or (kind.lower() not in SCHEDULER_KINDS and kind not in _REGISTRY):
+    if not isinstance(kind, str) or kind.lower() not in algorithms.scheduler_names():
         raise ValueError(
             f"algorithm.scheduler: unknown scheduler {kind!r}; expected one of "
-            f"{', '.join(SCHEDULER_KINDS)}"
+            f"{', '.join(algorithms.scheduler_names())}"
         )
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"algorithm.seed: must be an integer, got {seed!r}")
     kind = kind.lower()
-    if kind in _PROVIDERS and kind not in _REGISTRY:
+    entry = algorithms.scheduler(kind)
+    if kind not in _REGISTRY:
         try:
-            importlib.import_module(_PROVIDERS[kind])
+            importlib.import_module(entry.provider)
         except ImportError as exc:
-            raise ValueError(f"algorithm.scheduler: {kind!r} needs {_PROVIDERS[kind]}, which "
-                             f"failed to import: {exc}") from exc
-    if kind in _REGISTRY:
-        return _REGISTRY[kind](searcher=searcher, objectives=objectives, resource_min=resource_min,
-                               resource_max=resource_max, reduction_factor=reduction_factor,
-                               seed=int(seed), settings=settings, context=context)
-    fidelity = dict(
-        resource_min=resource_min, resource_max=resource_max, reduction_factor=reduction_factor
-    )
-    if kind in ("fifo", "random"):
-        return FIFOScheduler(
-            searcher, objectives, resource_min=resource_min, resource_max=resource_max
-        )
-    # Imported here so that the light FIFO path does not pull the Pareto machinery in.
-    from hwtune.optimize.schedulers.asha import ASHAScheduler
-    from hwtune.optimize.schedulers.hyperband import HyperbandScheduler
-    from hwtune.optimize.schedulers.moasha import MOASHAScheduler
-
-    if kind in ("asha", "asha-promotion"):
-        return ASHAScheduler(
-            searcher, objectives, promotion=kind == "asha-promotion", **fidelity
-        )
-    if kind == "hyperband":
-        return HyperbandScheduler(
-            searcher,
-            objectives,
-            brackets=_setting(settings, "brackets", None),
-            seed=int(seed),
-            **fidelity,
-        )
-    return MOASHAScheduler(
-        searcher,
-        objectives,
-        promotion=kind == "mo-asha-promotion",
-        tie_break=_setting(settings, "tieBreak", "epsilon-net"),
-        **fidelity,
-    )
+            raise ValueError(f"scheduler {kind!r} needs {entry.provider}, which failed to "
+                             f"import: {exc}") from exc
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        raise ValueError(f"scheduler {kind!r} is listed but {entry.provider} registered no "
+                         "factory for it")
+    return factory(searcher=searcher, objectives=objectives, resource_min=resource_min,
+                   resource_max=resource_max, reduction_factor=reduction_factor, seed=int(seed),
+                   settings=dict(settings or {}), context=context)

@@ -109,6 +109,24 @@ class ASHAScheduler(SearcherScheduler):
         to a new trial. Stopping variant: None (nothing is ever paused)."""
         return self._promote() if self.promotion else None
 
+    def replay_new_suggestion(self) -> TrialSuggestion | None:
+        # suggest() found nothing to promote then (a promotion has side effects only when it
+        # succeeds), so the same searcher call follows.
+        if not self.promotion:
+            return self._new_trial(max_resource=None)
+        return self._new_trial(max_resource=self.levels[0] if self.levels else self.resource_max)
+
+    def replay_resume(self, trial_id: int, max_resource: int | None) -> bool:
+        if not self.promotion or trial_id not in self._bracket_of:
+            return False
+        rungs = self._brackets[self._bracket_of[trial_id]]
+        for k, rung in enumerate(rungs):
+            target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
+            if target == max_resource and trial_id in rung and not rung.is_promoted(trial_id):
+                rung.mark_promoted(trial_id)
+                return True
+        return False
+
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
         self._forward_result(trial, observation)
         self._records[trial.trial_id] = trial
@@ -117,7 +135,7 @@ class ASHAScheduler(SearcherScheduler):
         # Reporting past a rung where the trial is recorded means it was let through.
         for rung in rungs:
             if rung.level < resource and trial.trial_id in rung:
-                rung.promoted.add(trial.trial_id)
+                rung.mark_promoted(trial.trial_id)
         if resource >= self.resource_max:
             return Decision.CONTINUE
         rung = self._rung_reached(rungs, trial.trial_id, resource)
@@ -158,12 +176,12 @@ class ASHAScheduler(SearcherScheduler):
                 quota = rung.promotion_quota(self.reduction_factor)
                 if quota == 0:
                     continue
-                for trial_id in rung.ranked_trial_ids(limit=quota):
-                    if trial_id in rung.promoted or not self._resumable(trial_id):
-                        continue
-                    rung.promoted.add(trial_id)
-                    target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
-                    return TrialSuggestion.resume(trial_id, max_resource=target)
+                trial_id = rung.first_promotable(quota, self._resumable)
+                if trial_id is None:
+                    continue
+                rung.mark_promoted(trial_id)
+                target = rungs[k + 1].level if k + 1 < len(rungs) else self.resource_max
+                return TrialSuggestion.resume(trial_id, max_resource=target)
         return None
 
     def describe_rungs(self, bracket: int = 0) -> list[dict[str, object]]:

@@ -69,6 +69,20 @@ class Scheduler(abc.ABC):
     def on_trial_add(self, trial: TrialRecord) -> None:
         """A trial was created from one of this scheduler's suggestions."""
 
+    # -- rebuild (``Study.rebuild``): apply what the log says was suggested ---------------------
+    def replay_new_suggestion(self) -> TrialSuggestion | None:
+        """The log says this scheduler's next suggestion was a new trial: return it as
+        ``suggest()`` did. A scheduler may skip work that could only have found something else
+        (a promotion scheduler need not look for a paused trial to resume). Default:
+        ``suggest()``."""
+        return self.suggest()
+
+    def replay_resume(self, trial_id: int, max_resource: int | None) -> bool:
+        """The log says this scheduler resumed ``trial_id`` up to ``max_resource`` here. Return
+        True after updating the state as that suggestion did, without searching again; False
+        (the default) makes the study ask ``suggest()`` and compare."""
+        return False
+
     @abc.abstractmethod
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
         """Decide for one reported observation; ``trial.observations`` already holds it."""

@@ -1,12 +1,13 @@
 """Searchers propose (config, hardware) pairs; schedulers own one. ``make_searcher`` builds one
-by name; model-based searchers (dyhpo, fms, transfer) register themselves with
-``register_searcher`` when their package is imported."""
+by name. The names a study may use are listed once, in ``hwtune.api.algorithms``; each entry
+names the module whose import calls ``register_searcher`` for it (this one for random and grid)."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable, Mapping, Sequence
 
+from hwtune.api import algorithms
 from hwtune.api.records import Hardware
 from hwtune.optimize.searchers.base import Searcher
 from hwtune.optimize.searchers.grid import GridSearcher
@@ -20,9 +21,6 @@ SearcherFactory = Callable[..., Searcher]
 
 # name -> factory(space, hardware, seed, settings, **kwargs)
 _REGISTRY: dict[str, SearcherFactory] = {}
-# Where searchers of other packages live; importing the module registers them.
-_PROVIDERS = {"dyhpo": "hwtune.surrogate", "fms": "hwtune.surrogate", "fms-flat": "hwtune.surrogate",
-              "fms-nocurve": "hwtune.surrogate", "transfer": "hwtune.transfer"}
 
 
 def register_searcher(name: str, factory: SearcherFactory) -> None:
@@ -31,7 +29,8 @@ def register_searcher(name: str, factory: SearcherFactory) -> None:
 
 
 def searcher_names() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
+    """The names a study may use (``hwtune.api.algorithms``)."""
+    return algorithms.searcher_names()
 
 
 def _setting(settings: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -68,13 +67,16 @@ def make_searcher(
     benchmark table's configs, so every suggestion is in the table) and ``context=`` the study's
     ``SearchContext`` (objectives, fidelity, hardware model, a read-only view of the trials;
     ``hwtune.optimize.context``) when the study builds it."""
-    if name not in _REGISTRY and name in _PROVIDERS:
+    entry = algorithms.searcher(name)  # ValueError naming the searchers that exist
+    if name not in _REGISTRY:
         try:
-            importlib.import_module(_PROVIDERS[name])
+            importlib.import_module(entry.provider)
         except ImportError as exc:
-            raise ValueError(f"searcher {name!r} needs {_PROVIDERS[name]}, which failed to import: {exc}") from exc
+            raise ValueError(f"searcher {name!r} needs {entry.provider}, which failed to import: "
+                             f"{exc}") from exc
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown searcher {name!r} (available: {', '.join(searcher_names())})") from None
+        raise ValueError(f"searcher {name!r} is listed but {entry.provider} registered no "
+                         "factory for it") from None
     return factory(space, hardware, seed, dict(settings or {}), **kwargs)

@@ -1,5 +1,6 @@
-"""The searcher contract: proposes (config, hardware) pairs. Schedulers own a searcher; the
-surrogate (DyHPO/FMS) and transfer searchers plug in here."""
+"""The searcher contract: proposes (config, hardware) pairs. Schedulers own a searcher. Today
+``random`` and ``grid`` implement it; a new searcher implements it, registers a factory with
+``register_searcher`` and is listed in ``hwtune.api.algorithms``."""
 
 from __future__ import annotations
 
