@@ -332,10 +332,11 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
     for seed in range(seeds):
         for method in ("random", "asha"):
             outcomes.append(run_method(table, ckpts, method, seed, cfg))
+            log(f"  {method} seed {seed}: best {outcomes[-1].best_at}")
         for variant in surrogates:
             outcomes.append(run_method(table, ckpts, variant, seed, cfg, variant=variant))
-            log(f"  {SURROGATES[variant]} seed {seed}: tau {outcomes[-1].tau_at}, "
-                f"{outcomes[-1].seconds:.0f} s")
+            log(f"  {SURROGATES[variant]} seed {seed}: tau {outcomes[-1].tau_at}, best "
+                f"{outcomes[-1].best_at}, {outcomes[-1].seconds:.0f} s")
     mo_runs: list[RunOutcome] = []
     for seed in range(seeds):
         for method, variant in (("random", None), ("asha", None), ("dyhpo", "dyhpo")):
