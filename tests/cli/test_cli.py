@@ -169,12 +169,12 @@ def test_progress_view_and_front_table_render(tmp_path):
 
 def test_a_searcher_nothing_runs_is_refused_before_anything_is_written(tmp_path):
     spec = toy_spec()
-    spec["algorithm"]["searcher"] = "tpe"  # no such searcher
+    spec["algorithm"]["searcher"] = "bohb"  # no such searcher
     path = write_study(tmp_path / "s.yaml", spec)
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert ("spec.algorithm.searcher: Input should be 'random', 'grid', 'dyhpo', 'fms', "
-            "'fms-flat' or 'fms-nocurve'") in result.output
+    assert ("spec.algorithm.searcher: Input should be 'random', 'grid', 'tpe', 'transfer', "
+            "'dyhpo', 'fms', 'fms-flat' or 'fms-nocurve'") in result.output
     workdir = tmp_path / "w"
     result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
     assert result.exit_code == 2 and not workdir.exists()

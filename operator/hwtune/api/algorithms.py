@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_TRANSFER_METHOD",
+    "TRANSFER_METHODS",
     "Algorithm",
     "SCHEDULERS",
     "SEARCHERS",
@@ -50,12 +52,22 @@ _SURROGATE = "hwtune.surrogate"  # needs the torch extra (in process) or surroga
 SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("random", _SEARCH, "uniform random configurations (hardware included)"),
     Algorithm("grid", _SEARCH, "a grid over the space (gridPoints per range, gridShuffle)"),
+    Algorithm("tpe", _SEARCH, "TPE over (config, hardware), on the first objective (tpeStartup, "
+              "tpeGamma, tpeCandidates)"),
+    Algorithm("transfer", "hwtune.transfer", "warm start from transfer.fromStudies, by "
+              "transfer.method (HT-AA baselines, mo-copula)", needs_transfer=True),
     Algorithm("dyhpo", _SURROGATE, "DyHPO deep-kernel GP over hyperparameters, budget and "
               "learning curve (new configs by EI; the surrogate of scheduler dyhpo)"),
     Algorithm("fms", _SURROGATE, "FMS: DyHPO plus a graph metanetwork over checkpoint weights"),
     Algorithm("fms-flat", _SURROGATE, "FMS ablation: flattened weights instead of the GMN"),
     Algorithm("fms-nocurve", _SURROGATE, "FMS ablation: no learning-curve CNN"),
 )
+
+# How searcher 'transfer' uses the earlier studies (``transfer.method``): HT-AA's baselines,
+# or the MO-ASHA paper's transfer of Pareto fronts from related tasks (docs/transfer.md).
+TRANSFER_METHODS: tuple[str, ...] = ("only-new", "drop-unimportant", "best-first", "transfer-tpe",
+                                     "best-first-tpe", "mo-copula")
+DEFAULT_TRANSFER_METHOD = "best-first-tpe"
 
 SCHEDULERS: tuple[Algorithm, ...] = (
     Algorithm("fifo", _SCHED, "every trial runs to the maximum resource"),
