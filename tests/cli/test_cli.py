@@ -169,14 +169,22 @@ def test_progress_view_and_front_table_render(tmp_path):
 
 def test_a_searcher_nothing_runs_is_refused_before_anything_is_written(tmp_path):
     spec = toy_spec()
-    spec["algorithm"]["searcher"] = "fms"  # reserved for the surrogate; no factory yet
+    spec["algorithm"]["searcher"] = "bohb"  # no such searcher
     path = write_study(tmp_path / "s.yaml", spec)
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert "spec.algorithm.searcher: Input should be 'random', 'grid', 'tpe' or 'transfer'" in result.output
+    assert ("spec.algorithm.searcher: Input should be 'random', 'grid', 'tpe', 'transfer', "
+            "'dyhpo', 'fms', 'fms-flat' or 'fms-nocurve'") in result.output
     workdir = tmp_path / "w"
     result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
     assert result.exit_code == 2 and not workdir.exists()
+
+
+def test_the_surrogate_algorithms_validate(tmp_path):
+    spec = toy_spec()
+    spec["algorithm"].update({"scheduler": "dyhpo", "searcher": "fms"})
+    result = runner.invoke(app, ["validate", str(write_study(tmp_path / "s.yaml", spec))])
+    assert result.exit_code == 0, result.output
 
 
 def test_a_scheduler_that_fails_to_build_writes_nothing(tmp_path, monkeypatch):

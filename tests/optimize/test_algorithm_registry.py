@@ -62,19 +62,19 @@ def test_crd_enums_and_models_come_from_the_list() -> None:
 
 
 def test_unlisted_name_is_refused_naming_what_exists() -> None:
-    with pytest.raises(ValueError, match=r"unknown searcher 'fms' \(one of: random, grid, tpe, transfer\)"):
-        make_searcher("fms", SPACE)
-    with pytest.raises(ValueError, match="unknown scheduler 'dyhpo'.*fifo, random, asha"):
-        make_scheduler("dyhpo", searcher=make_searcher("random", SPACE), objectives=OBJECTIVES,
+    with pytest.raises(ValueError, match=r"unknown searcher 'bohb' \(one of: random, grid, tpe, transfer, dyhpo"):
+        make_searcher("bohb", SPACE)
+    with pytest.raises(ValueError, match="unknown scheduler 'pbt'.*fifo, random, asha"):
+        make_scheduler("pbt", searcher=make_searcher("random", SPACE), objectives=OBJECTIVES,
                        resource_max=9)
     spec = {"objectives": [{"metric": "loss"}], "parameters": {"x": {"type": "float", "min": 0.0,
-            "max": 1.0}}, "algorithm": {"searcher": "fms"},
+            "max": 1.0}}, "algorithm": {"searcher": "bohb"},
             "trialTemplate": {"spec": {"containers": [{"name": "t", "image": "i"}]}}}
     with pytest.raises(ManifestError) as info:
         parse_spec(TuningStudySpec, spec)
     (error,) = info.value.errors
     assert error.path == "spec.algorithm.searcher"
-    assert "'random', 'grid', 'tpe' or 'transfer'" in error.message
+    assert "'random', 'grid', 'tpe', 'transfer', 'dyhpo', 'fms', 'fms-flat' or 'fms-nocurve'" in error.message
 
 
 def test_adding_a_name_is_one_entry_plus_a_registered_factory(monkeypatch) -> None:
@@ -95,7 +95,7 @@ def test_adding_a_name_is_one_entry_plus_a_registered_factory(monkeypatch) -> No
     scheduler = make_scheduler("tiny-fifo", searcher=make_searcher("random", SPACE),
                                objectives=OBJECTIVES, resource_max=3)
     assert isinstance(scheduler, schedulers.FIFOScheduler)
-    assert built == [["objectives", "reduction_factor", "resource_max", "resource_min",
+    assert built == [["context", "objectives", "reduction_factor", "resource_max", "resource_min",
                       "searcher", "seed", "settings"]]
 
 

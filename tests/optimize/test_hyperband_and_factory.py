@@ -92,13 +92,13 @@ def test_make_scheduler_builds_every_kind(kind, cls, promotion):
     if promotion is not None:
         assert scheduler.promotion is promotion
     assert set(SCHEDULER_KINDS) == {"fifo", "random", "asha", "asha-promotion", "hyperband",
-                                    "mo-asha", "mo-asha-promotion"}
+                                    "mo-asha", "mo-asha-promotion", "dyhpo"}
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"kind": "dyhpo"}, "algorithm.scheduler: unknown scheduler 'dyhpo'"),
+        ({"kind": "bogus"}, "algorithm.scheduler: unknown scheduler 'bogus'"),
         ({"resource_min": 0}, "resource_min: must be an integer >= 1"),
         ({"resource_max": 0}, r"resource_max: must be an integer >= resource_min \(1\)"),
         ({"reduction_factor": 1}, "reduction_factor: must be a number > 1"),

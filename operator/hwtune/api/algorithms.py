@@ -47,6 +47,7 @@ class Algorithm:
 
 _SEARCH = "hwtune.optimize.searchers"
 _SCHED = "hwtune.optimize.schedulers"
+_SURROGATE = "hwtune.surrogate"  # needs the torch extra (in process) or surrogateUrl
 
 SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("random", _SEARCH, "uniform random configurations (hardware included)"),
@@ -55,6 +56,11 @@ SEARCHERS: tuple[Algorithm, ...] = (
               "tpeGamma, tpeCandidates)"),
     Algorithm("transfer", "hwtune.transfer", "warm start from transfer.fromStudies, by "
               "transfer.method (HT-AA baselines, mo-copula)", needs_transfer=True),
+    Algorithm("dyhpo", _SURROGATE, "DyHPO deep-kernel GP over hyperparameters, budget and "
+              "learning curve (new configs by EI; the surrogate of scheduler dyhpo)"),
+    Algorithm("fms", _SURROGATE, "FMS: DyHPO plus a graph metanetwork over checkpoint weights"),
+    Algorithm("fms-flat", _SURROGATE, "FMS ablation: flattened weights instead of the GMN"),
+    Algorithm("fms-nocurve", _SURROGATE, "FMS ablation: no learning-curve CNN"),
 )
 
 # How searcher 'transfer' uses the earlier studies (``transfer.method``): HT-AA's baselines,
@@ -73,6 +79,9 @@ SCHEDULERS: tuple[Algorithm, ...] = (
     Algorithm("mo-asha", _SCHED, "MO-ASHA: non-dominated sorting at each rung, stopping",
               needs_fidelity=True),
     Algorithm("mo-asha-promotion", _SCHED, "MO-ASHA, promotion variant", needs_fidelity=True),
+    Algorithm("dyhpo", _SURROGATE, "freeze-thaw: one step at a time, the next step chosen by "
+              "multi-fidelity EI of the searcher's surrogate (dyhpo, fms, ...)",
+              needs_fidelity=True),
 )
 
 

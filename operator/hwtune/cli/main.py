@@ -4,6 +4,8 @@
   live view, then print the Pareto front and write its plot.
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
+- ``hwtune surrogate serve``: the DyHPO/FMS surrogate service (docs/surrogate-protocol.md).
+- ``hwtune surrogate bench``: the FMS benchmark (model hub, Kendall tau, regret, latency).
 - ``hwtune observe generate|render``: the chart's dashboard/alerts; the dashboard as a PNG.
 - ``hwtune version``.
 
@@ -288,6 +290,53 @@ def operator_command(
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)
+
+
+surrogate_app = typer.Typer(help="The DyHPO / FMS surrogate: service and benchmarks.",
+                            no_args_is_help=True)
+app.add_typer(surrogate_app, name="surrogate")
+
+
+@surrogate_app.command("serve")
+def surrogate_serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = typer.Option(8470, "--port", min=0, max=65535),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="cpu | cuda [default: cuda when torch sees a GPU]"),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads per request"),
+    workers: int = typer.Option(2, "--workers", min=1, help="Requests fitted in parallel"),
+    max_body_mib: int = typer.Option(64, "--max-body-mib", min=1),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Serve surrogate suggestions over HTTP + JSON until interrupted."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise _fail(f"--device: must be cpu or cuda, got {device!r}")
+    try:
+        from hwtune.surrogate.service import serve_forever
+    except ImportError as exc:
+        raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
+    serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024)
+
+
+@surrogate_app.command("bench")
+def surrogate_bench(
+    quick: bool = typer.Option(False, "--quick", help="The CI-sized configuration (< 60 s)"),
+    seeds: int = typer.Option(0, "--seeds", min=0, help="Runs per method [default: 1 quick, 3 full]"),
+    latency: bool = typer.Option(True, "--latency/--no-latency",
+                                 help="Also time suggestions at 100/500/2000 observations"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers here"),
+) -> None:
+    """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
+    the FMS paper's numbers."""
+    try:
+        from hwtune.surrogate.bench import run_benchmark
+    except ImportError as exc:
+        raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
+    text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 3), latency=latency,
+                         json_path=json_out, log=lambda m: errors.print(m, highlight=False))
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",

@@ -182,8 +182,29 @@ class StudyConfig:
                               catalog=catalog)
 
     # -- building the algorithm ----------------------------------------------------------------
-    def make_searcher(self, **extra: Any):
-        """The searcher named by ``algorithm.searcher`` over this space and hardware."""
+    @property
+    def checkpoints(self) -> dict[str, Any] | None:
+        """``spec.checkpoints`` as a map (``uri`` or ``persistentVolumeClaim`` + ``path``)."""
+        c = self.spec.checkpoints
+        return None if c is None else c.to_dict()
+
+    def search_context(self, study_view=None, *, study_name: str = "", checkpoint_locator=None):
+        """The ``SearchContext`` handed to searcher and scheduler factories. ``study_view`` (a
+        ``StudyView``) is attached by ``Study``; without one a fresh, unattached view is used."""
+        from hwtune.optimize.context import FidelityInfo, SearchContext, StudyView
+
+        view = study_view if study_view is not None else StudyView(self.objectives, checkpoint_locator)
+        f = self.fidelity
+        return SearchContext(
+            objectives=self.objectives, space=self.space, hardware=self.hardware,
+            hardware_model=self.hardware_model,
+            fidelity=FidelityInfo(f.resource, f.min, f.max, f.reduction_factor),
+            seed=self.seed, settings=self.settings, study=view, study_name=study_name,
+            checkpoints=self.checkpoints)
+
+    def make_searcher(self, *, context=None, **extra: Any):
+        """The searcher named by ``algorithm.searcher`` over this space and hardware, given
+        ``context`` (default: a fresh, unattached one)."""
         from hwtune.optimize.searchers import make_searcher
 
         extra.setdefault("objectives", self.objectives)
@@ -192,23 +213,28 @@ class StudyConfig:
             extra.setdefault("transfer_method", self.transfer_method)
             extra.setdefault("transfer_renames", self.transfer_renames)
         return make_searcher(self.searcher_name, self.space, self.hardware, seed=self.seed,
-                             settings=self.settings, **extra)
+                             settings=self.settings,
+                             context=context if context is not None else self.search_context(),
+                             **extra)
 
-    def make_scheduler(self, searcher=None):
+    def make_scheduler(self, searcher=None, *, context=None):
         """The scheduler named by ``algorithm.scheduler``, owning ``searcher`` or a fresh one
-        from ``make_searcher()``. A fresh call gives a fresh scheduler in its initial state:
-        what ``Study.rebuild`` replays into."""
+        from ``make_searcher()``; both get the same ``context`` (default: a fresh, unattached
+        one). A fresh call gives a fresh scheduler in its initial state: what ``Study.rebuild``
+        replays into."""
         from hwtune.optimize.schedulers import make_scheduler
 
+        context = context if context is not None else self.search_context()
         return make_scheduler(
             self.scheduler_name,
-            searcher=searcher if searcher is not None else self.make_searcher(),
+            searcher=searcher if searcher is not None else self.make_searcher(context=context),
             objectives=self.objectives,
             resource_min=self.fidelity.min,
             resource_max=self.fidelity.max,
             reduction_factor=self.fidelity.reduction_factor,
             seed=self.seed,
             settings=self.settings,
+            context=context,
         )
 
     def check_algorithm(self) -> None:

@@ -13,10 +13,17 @@ never decide anything; they call the study when something happens and act on wha
   the completion and budget rules, records the event and returns CONTINUE / PAUSE / STOP.
 - ``complete_trial`` / ``fail_trial`` / ``stop_trial`` / ``pause_trial``: life-cycle facts.
 
+Algorithms see the study through ``self.context`` (``hwtune.optimize.context.SearchContext``):
+objectives, fidelity, hardware model and a read-only view of the trials (learning curves, latest
+checkpoint URIs via ``checkpoint_locator``). What a searcher ``note()``s there is attached to the
+next event (``extra["notes"]``).
+
 Every change appends one ``StudyEvent``; listeners (``add_listener``) see each one, which is how
 the local backend writes its JSON-lines log and the operator its TuningTrial objects.
 ``Study.rebuild(config, events)`` replays the log through a fresh scheduler and returns a study
-whose future decisions equal the original's.
+whose future decisions equal the original's. Schedulers that set
+``reuses_recorded_suggestions`` get the logged suggestions back (``replay_suggestion``) instead
+of being asked again, so a model-based scheduler is not refitted once per past trial.
 
 Completion: a report at the study's maximum resource completes the trial (phase Completed,
 ``scheduler.on_trial_complete``) and is answered STOP, because there is nothing left to train.
@@ -48,6 +55,7 @@ from hwtune.engine.config import StudyConfig
 from hwtune.engine.errors import InvalidReportError, StudyError, TrialStateError, UnknownTrialError
 from hwtune.engine.events import EventKind, StudyEvent
 from hwtune.engine.gcpace import GcPacer
+from hwtune.optimize.context import SearchContext, StudyView
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
@@ -92,7 +100,10 @@ class Study:
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
     reports none, and the deadline (the simulator passes its simulated clock). The deadline
     (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
-    event."""
+    event. ``checkpoint_locator(trial, resource) -> location`` tells searchers where a trial's
+    checkpoint at a level is or was (default: ``<spec.checkpoints.uri>/<trial id>`` when the study
+    sets a URI, as the local backend stores them, overwritten at every level: readers check the
+    level they find there); backends that know better pass their own."""
 
     def __init__(
         self,
@@ -101,9 +112,26 @@ class Study:
         *,
         clock: Clock | None = None,
         start_time: float | None = None,
+        checkpoint_locator: Callable[[TrialRecord, int], str | None] | None = None,
+        name: str = "",
     ) -> None:
         self.config = config
-        self.scheduler = scheduler if scheduler is not None else config.make_scheduler()
+        self._notes: list[str] = []
+        view: StudyView | None = None
+        if scheduler is not None:
+            # A scheduler built outside (benchmarks, tests) may carry an unattached context.
+            context = getattr(scheduler, "context", None)
+            if isinstance(context, SearchContext) and not context.study.attached:
+                view = context.study
+        if view is None:
+            view = StudyView(config.objectives)
+        if view.checkpoint_locator is None:
+            view.checkpoint_locator = checkpoint_locator or _default_locator(config)
+        view.attach(self)
+        view.name = view.name or name
+        self.view = view
+        self.context: SearchContext = config.search_context(view, study_name=name)
+        self.scheduler = scheduler if scheduler is not None else config.make_scheduler(context=self.context)
         self.clock: Clock = clock if clock is not None else SystemClock()
         # The deadline counts from here; by default from the first event (the first trial's
         # creation), which the log holds, so a rebuilt study keeps the same deadline.
@@ -132,6 +160,7 @@ class Study:
         self._reports = 0
         self._failed_unreported = 0  # trials that failed before their first report
         self._replay_time: float | None = None
+        self._replay_event: StudyEvent | None = None
         self._gc = GcPacer()
 
     # -- reading ----------------------------------------------------------------------------
@@ -261,6 +290,19 @@ class Study:
             waits.append(max(0.0, budget.max_gpu_hours - spend.gpu_hours) / gpu_rate)
         return min(waits) if waits else None
 
+    def recorded_suggestion(self) -> tuple[dict[str, Any], Hardware | None] | None:
+        """During rebuild, the (config, hardware) of the suggested creation being replayed."""
+        e = self._replay_event
+        if e is None or e.kind is not EventKind.CREATED or not e.suggested:
+            return None
+        return dict(e.config or {}), e.hardware
+
+    def note(self, message: str) -> None:
+        """Something the user should see (a searcher's fallback, a degraded mode): attached to
+        the next recorded event as ``extra["notes"]``."""
+        if message and message not in self._notes:
+            self._notes.append(str(message))
+
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` for every event appended from now on (not during replay)."""
         self._listeners.append(listener)
@@ -354,6 +396,7 @@ class Study:
                              f"{record.last_resource + 1}..{self.config.max_resource}, got {max_resource}")
         record.phase = TrialPhase.PENDING
         record.reason = ""
+        self.scheduler.on_trial_resume(record)
         self._target[trial_id] = max_resource
         now = self.now()
         self._segment_start[trial_id] = now
@@ -496,6 +539,8 @@ class Study:
             answer = decision
         if answer.halts:
             self._segment_start.pop(record.trial_id, None)
+        if answer is Decision.PAUSE:
+            self.scheduler.on_trial_pause(record)
         self._emit(StudyEvent(seq=0, kind=EventKind.OBSERVED, trial_id=record.trial_id, time=now,
                               resource=resource, metrics=dict(metrics), runtime_seconds=runtime,
                               decision=answer, reason=record.reason if answer.halts else ""))
@@ -542,6 +587,7 @@ class Study:
         record = self._halt(trial_id, runtime_seconds, "pause")
         record.phase = TrialPhase.PAUSED
         record.reason = reason or "paused"
+        self.scheduler.on_trial_pause(record)
         self._emit_halt(EventKind.PAUSED, record)
 
     def _halt(self, trial_id: int, runtime_seconds: float | None, verb: str, *,
@@ -563,6 +609,9 @@ class Study:
             self.start_time = event.time
         # Events are built with seq=0 and numbered here, the one place that appends.
         object.__setattr__(event, "seq", len(self._events))
+        if self._notes:
+            object.__setattr__(event, "extra", {**event.extra, "notes": list(self._notes)})
+            self._notes.clear()
         self._events.append(event)
         self._gc.tick()  # bounded GC pauses however long the log grows (engine/gcpace.py)
         if self._replay_time is None:
@@ -606,11 +655,14 @@ class Study:
         clock: Clock | None = None,
         start_time: float | None = None,
         strict: bool = False,
+        checkpoint_locator: Callable[[TrialRecord, int], str | None] | None = None,
+        name: str = "",
     ) -> "Study":
         """Recreate a study from its event log (``StudyEvent``s or their ``to_dict()`` form).
 
         Events are replayed in ``seq`` order through a fresh scheduler (``config.make_scheduler()``
-        unless given): suggested trials are asked of the scheduler again, observations are fed to
+        unless given): suggested trials are asked of the scheduler again (or, when it sets
+        ``reuses_recorded_suggestions``, handed to its ``replay_suggestion``), observations are fed to
         it with their recorded metrics, so its state ends where the original's was. Where the
         log says what was suggested, the scheduler may apply it instead of searching again
         (``Scheduler.replay_new_suggestion`` / ``replay_resume``: a promotion scheduler does
@@ -621,14 +673,17 @@ class Study:
         when it was set explicitly; by default both count from the first event."""
         ordered = sorted((e if isinstance(e, StudyEvent) else StudyEvent.from_dict(e) for e in events),
                          key=lambda e: e.seq)
-        study = cls(config, scheduler, clock=clock, start_time=start_time)
+        study = cls(config, scheduler, clock=clock, start_time=start_time,
+                    checkpoint_locator=checkpoint_locator, name=name)
         try:
             for event in ordered:
                 study._replay_time = event.time
+                study._replay_event = event
                 study._replay(event, strict)
             study.scheduler.replay_done()
         finally:
             study._replay_time = None
+            study._replay_event = None
         if ordered:
             # Trials the log leaves running ran at most until its last event, as far as anyone
             # knows: whoever resumes the study must not charge them the time it was down.
@@ -643,8 +698,16 @@ class Study:
 
     def _replay(self, event: StudyEvent, strict: bool) -> None:
         kind, tid = event.kind, event.trial_id
+        self._notes = list((event.extra or {}).get("notes") or [])  # keep what was noted
+        reuse = self.scheduler.reuses_recorded_suggestions
+        if kind is EventKind.CREATED and event.suggested and reuse:
+            assert event.config is not None
+            self.scheduler.replay_suggestion(TrialSuggestion.new(event.config, event.hardware,
+                                                                 event.max_resource))
+        elif kind is EventKind.RESUMED and event.suggested and reuse:
+            self.scheduler.replay_suggestion(TrialSuggestion.resume(tid, event.max_resource))
         if kind is EventKind.CREATED:
-            if event.suggested:
+            if event.suggested and not reuse:
                 suggestion = self.scheduler.replay_new_suggestion()
                 expected = (dict(event.config or {}), event.hardware, event.max_resource)
                 got = None if suggestion is None else (
@@ -657,7 +720,8 @@ class Study:
             self._create(event.config, event.hardware, event.max_resource,
                          suggested=event.suggested, trial_id=tid)
         elif kind is EventKind.RESUMED:
-            if event.suggested and not self.scheduler.replay_resume(tid, event.max_resource):
+            if event.suggested and not reuse \
+                    and not self.scheduler.replay_resume(tid, event.max_resource):
                 suggestion = self._ask_scheduler()
                 if suggestion is None or suggestion.resume_trial_id != tid \
                         or suggestion.max_resource != event.max_resource:
@@ -688,6 +752,15 @@ class Study:
             self.pause_trial(tid, event.reason, event.runtime_seconds)
         else:  # pragma: no cover - EventKind is closed
             raise StudyError(f"unknown event kind {kind!r}")
+
+
+def _default_locator(config: StudyConfig) -> Callable[[TrialRecord, int], str | None] | None:
+    uri = (config.checkpoints or {}).get("uri")
+    if not uri:
+        return None
+    root = str(uri).rstrip("/")
+    # One checkpoint location per trial, overwritten each level: readers check the level.
+    return lambda trial, level: f"{root}/{trial.trial_id}" if level >= 1 and trial.trial_id >= 0 else None
 
 
 def _point(trial: TrialRecord, obs: Observation, objectives: Sequence[Any]) -> FrontPoint:

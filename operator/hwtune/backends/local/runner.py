@@ -114,10 +114,17 @@ class LocalStudyRun:
                backend_options: Mapping[str, Any] | None) -> None:
         self._check_workdir(name, spec, pools)
         self.events = EventLog(self.workdir / EVENTS_FILE)
+        root = self._checkpoint_root(spec)
+
+        def locator(trial, level: int) -> str | None:
+            # One location per trial, overwritten at every level (readers check the level).
+            return f"{root}/{trial.trial_id}" if level >= 1 and trial.trial_id >= 0 else None
+
         if self.resume:
-            self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock())
+            self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock(),
+                                       checkpoint_locator=locator, name=name)
         else:
-            self.study = Study(self.config, clock=WallClock())
+            self.study = Study(self.config, clock=WallClock(), checkpoint_locator=locator, name=name)
         self.study.add_listener(self.events.append)
         self.backend = LocalBackend(
             template,

@@ -16,7 +16,13 @@ hyperband            several ASHA brackets (stopping variant) with different min
 mo-asha              MO-ASHA, stopping variant: the rung ranking is non-dominated sorting
                      over all objectives with an epsilon-net (or crowding) tie-break
 mo-asha-promotion    MO-ASHA, promotion variant
+dyhpo                freeze-thaw (DyHPO): every trial PAUSEs after each step; a surrogate
+                     (the searcher name picks it: dyhpo, fms, fms-flat, fms-nocurve)
+                     picks by multi-fidelity EI whether a paused trial trains one step
+                     more or a new one starts (``hwtune.surrogate``, needs torch)
 ==================== ===================================================================
+
+Factories also get the study's ``SearchContext`` (``hwtune.optimize.context``) as ``context=``.
 
 Scheduler options come from ``algorithm.settings`` (camelCase keys):
 ``tieBreak`` (``epsilon-net`` | ``crowding``, MO-ASHA only) and ``brackets`` (int >= 1,
@@ -51,7 +57,7 @@ __all__ = [
 SCHEDULER_KINDS = algorithms.scheduler_names()
 
 # factory(searcher=, objectives=, resource_min=, resource_max=, reduction_factor=, seed=,
-# settings=) -> Scheduler; every argument is passed by keyword.
+# settings=, context=) -> Scheduler; every argument is passed by keyword.
 SchedulerFactory = Callable[..., Scheduler]
 _REGISTRY: dict[str, SchedulerFactory] = {}
 
@@ -126,6 +132,7 @@ def make_scheduler(
     reduction_factor: float = 3,
     seed: int = 0,
     settings: Mapping[str, Any] | None = None,
+    context: Any = None,
 ) -> Scheduler:
     """Build the scheduler named ``kind`` (see the module docstring for the kinds and settings).
 
@@ -154,4 +161,4 @@ def make_scheduler(
                          "factory for it")
     return factory(searcher=searcher, objectives=objectives, resource_min=resource_min,
                    resource_max=resource_max, reduction_factor=reduction_factor, seed=int(seed),
-                   settings=dict(settings or {}))
+                   settings=dict(settings or {}), context=context)

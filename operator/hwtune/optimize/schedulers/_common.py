@@ -134,6 +134,12 @@ class SearcherScheduler(Scheduler):
         self._check_known(trial)
         self._finish(trial)
 
+    def on_trial_pause(self, trial: TrialRecord) -> None:
+        self.searcher.on_trial_pause(trial)
+
+    def on_trial_resume(self, trial: TrialRecord) -> None:
+        self.searcher.on_trial_resume(trial)
+
     def _forward_result(self, trial: TrialRecord, observation: Observation) -> None:
         self._check_known(trial)
         if trial.trial_id in self._finished:

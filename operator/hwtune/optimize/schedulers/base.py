@@ -108,3 +108,24 @@ class Scheduler(abc.ABC):
 
     def on_trial_remove(self, trial: TrialRecord) -> None:
         """The trial was stopped from outside (user, budget)."""
+
+    def on_trial_pause(self, trial: TrialRecord) -> None:
+        """The trial is Paused now (this scheduler's PAUSE, or from outside: a user, a
+        preemption with a checkpoint). Informational; called after the phase changed."""
+
+    def on_trial_resume(self, trial: TrialRecord) -> None:
+        """A paused trial was resumed (this scheduler's suggestion, or from outside)."""
+
+    # -- rebuild ----------------------------------------------------------------------------
+    #: True when ``Study.rebuild`` must not call ``suggest()`` again for past trials but hand
+    #: the recorded suggestion to ``replay_suggestion`` (model-based schedulers, whose
+    #: ``suggest()`` is expensive: a GP refit per call). Their state after a suggestion must
+    #: then depend only on the suggestion itself and the trial records, never on how it was
+    #: computed (e.g. draw random numbers from a generator seeded by (seed, suggestion count)).
+    reuses_recorded_suggestions: bool = False
+
+    def replay_suggestion(self, suggestion: TrialSuggestion) -> None:
+        """Rebuild: the log says this scheduler suggested ``suggestion`` at this point. Bring
+        the state where ``suggest()`` returning it would have. Only called when
+        ``reuses_recorded_suggestions`` is True."""
+        raise NotImplementedError(f"{type(self).__name__} does not replay recorded suggestions")

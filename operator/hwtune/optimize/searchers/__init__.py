@@ -79,7 +79,9 @@ def make_searcher(
     """A searcher by name. ``settings`` is the study's ``algorithm.settings`` (keys a searcher
     does not know are ignored: they may be the scheduler's); random reads ``maxRetries``, grid
     ``gridPoints`` and ``gridShuffle``. ``kwargs`` go to the factory (e.g. ``candidates=`` a
-    benchmark table's configs, so every suggestion is in the table)."""
+    benchmark table's configs, so every suggestion is in the table) and ``context=`` the study's
+    ``SearchContext`` (objectives, fidelity, hardware model, a read-only view of the trials;
+    ``hwtune.optimize.context``) when the study builds it."""
     entry = algorithms.searcher(name)  # ValueError naming the searchers that exist
     if name not in _REGISTRY:
         try:

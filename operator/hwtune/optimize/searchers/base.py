@@ -25,3 +25,10 @@ class Searcher(abc.ABC):
 
     def on_trial_complete(self, trial: TrialRecord) -> None:
         """The trial will report no more."""
+
+    def on_trial_pause(self, trial: TrialRecord) -> None:
+        """The trial paused with a checkpoint (by a decision or from outside); it may resume."""
+
+    def on_trial_resume(self, trial: TrialRecord) -> None:
+        """A paused trial was resumed from its checkpoint (it reports again after
+        ``trial.last_resource``)."""

@@ -1,0 +1,164 @@
+"""``hwtune surrogate serve``: the surrogate model behind HTTP + JSON (docs/surrogate-protocol.md).
+
+Endpoints (version 1):
+
+- ``POST /v1/predict``: one study's points in, posterior mean and std of the candidates out
+  (``hwtune.surrogate.store``). 400 for a malformed request (the body names the field), 413 for
+  a body over ``--max-body-mib``, 415 for a non-JSON content type.
+- ``GET /v1/studies``: the studies with a model in memory; ``DELETE /v1/studies/{study}`` drops
+  them (a finished study).
+- ``GET /healthz``: ``{"status": "ok", "protocolVersion": 1, "device": "cuda"|"cpu"}``.
+
+Models are fitted in a thread pool (torch releases the GIL), one lock per study, so studies do not
+wait for each other. GPU when torch sees one, CPU otherwise (``--device`` overrides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from hwtune.surrogate.points import PROTOCOL_VERSION, RequestError
+from hwtune.surrogate.store import ModelStore
+
+__all__ = ["SurrogateServer", "create_app"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message, "protocolVersion": PROTOCOL_VERSION}, status=status)
+
+
+def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_MAX_BODY
+               ) -> web.Application:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-surrogate")
+
+    async def predict(request: web.Request) -> web.Response:
+        if request.content_type not in ("application/json", ""):
+            return _error(415, f"content type must be application/json, got {request.content_type}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body exceeds {max_body} bytes")
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        loop = asyncio.get_running_loop()
+        try:
+            answer = await loop.run_in_executor(pool, store.handle, body)
+        except RequestError as exc:
+            return _error(400, str(exc))
+        except Exception as exc:  # a model failure is the service's fault: say so, never a bare 500
+            log.exception("surrogate: predict failed")
+            return _error(503, f"the model failed on this request: {type(exc).__name__}: {exc}")
+        return web.json_response(answer)
+
+    async def studies(_: web.Request) -> web.Response:
+        return web.json_response({"studies": store.studies()})
+
+    async def forget(request: web.Request) -> web.Response:
+        return web.json_response({"forgotten": store.forget(request.match_info["study"])})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "protocolVersion": PROTOCOL_VERSION,
+                                  "device": store.device})
+
+    async def close_pool(_: web.Application) -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = web.Application(client_max_size=max_body)
+    app.router.add_post("/v1/predict", predict)
+    app.router.add_get("/v1/studies", studies)
+    app.router.add_delete("/v1/studies/{study}", forget)
+    app.router.add_get("/healthz", healthz)
+    app.on_cleanup.append(close_pool)
+    return app
+
+
+class SurrogateServer:
+    """Serves ``create_app(store)`` from a daemon thread (tests, benchmarks); ``url`` once
+    started. ``hwtune surrogate serve`` runs the same app in the foreground."""
+
+    def __init__(self, store: ModelStore | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 workers: int = 2, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.store = store or ModelStore()
+        self.host, self.port, self.workers, self.max_body = host, port, workers, max_body
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self.bound_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        if self.bound_port is None:
+            raise RuntimeError("the surrogate server is not started")
+        return f"http://{self.host}:{self.bound_port}"
+
+    def start(self) -> "SurrogateServer":
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                assert self._runner is not None
+                loop.run_until_complete(self._runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=serve, name="hwtune-surrogate-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread = None
+            raise RuntimeError(f"surrogate server failed to start on {self.host}:{self.port}") from failure[0]
+        return self
+
+    async def _open(self) -> None:
+        self._runner = web.AppRunner(create_app(self.store, workers=self.workers,
+                                                   max_body=self.max_body), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.bound_port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = None
+        self.bound_port = None
+
+    def __enter__(self) -> "SurrogateServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_forever(host: str, port: int, device: str | None, threads: int, workers: int,
+                  max_body: int) -> None:
+    store = ModelStore(device=device, threads=threads)
+    log.info("surrogate service on %s:%d (device %s)", host, port, store.device)
+    web.run_app(create_app(store, workers=workers, max_body=max_body), host=host, port=port,
+                print=None, access_log=None)

@@ -1,0 +1,302 @@
+"""The model side: answers surrogate requests (in process, or behind ``hwtune surrogate serve``).
+
+A request (``docs/surrogate-protocol.md``) carries one study's training points in arrival
+order with their targets, the points to predict, and the *full-fit set*: the first t points
+(t = the largest power of two <= min(n, 256)). The store keeps, per study, the state of the full
+fit for each t (``fullFitSteps`` Adam steps from a seeded start), and for every request runs a
+short refit (``refitSteps``) from that state on the current points, then predicts. When the refit
+diverges (NaN, failed Cholesky) it fits from scratch instead. Because the full fit depends only
+on the first t points and the refit only on the full fit and the current points, the answer to a
+request is a function of the request alone: a restarted operator or service gives the same
+suggestions. That is also why there is no cache of refits.
+
+FMS variants: the GMN is trained end to end in the full fits, on at most ``gmnPoints`` of the
+points (message passing over every checkpoint graph at every Adam step is the expensive part on
+a CPU); refits keep it frozen and train the rest (feature head, curve CNN, GP) on all points.
+
+Checkpoints are read by location (a directory or fsspec URI holding an hwtune checkpoint, or a
+file written with ``torch.save``); unreadable ones count as "no checkpoint" and are reported in
+``checkpointsMissing``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from hwtune.surrogate.graph import ParamGraph, param_graph, state_of_checkpoint
+from hwtune.surrogate.models import VARIANTS, Points, SurrogateNet, fit, predict
+from hwtune.surrogate.points import PROTOCOL_VERSION, PointBlock, RequestError, block_from_json
+
+__all__ = ["ModelStore", "load_graph"]
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"fullFitSteps": 300, "refitSteps": 30, "gmnPoints": 64, "lr": 0.01}
+_MAX_GRAPHS = 4096
+
+
+def load_graph(location: str, level: int | None = None) -> ParamGraph:
+    """The parameter graph of the checkpoint at ``location``. With ``level``, an hwtune
+    checkpoint there must be of that level (one overwritten since is refused)."""
+    from hwtune.trainer.checkpoint import CheckpointStore
+
+    if location.endswith((".pt", ".pth")):
+        import fsspec
+
+        with fsspec.open(location, "rb") as fh:
+            record = torch.load(fh, map_location="cpu", weights_only=False)
+        state = record.get("state", record) if isinstance(record, Mapping) else record
+    else:
+        checkpoint = CheckpointStore(location).load()
+        if checkpoint is None:
+            raise FileNotFoundError(f"no checkpoint at {location}")
+        if level is not None and level >= 1 and checkpoint.resource != level:
+            raise FileNotFoundError(f"the checkpoint at {location} is of level "
+                                    f"{checkpoint.resource} now, not {level}")
+        state = checkpoint.state
+    model, arch = state_of_checkpoint(state)
+    return param_graph(model, arch)
+
+
+class _StudyModel:
+    def __init__(self, net: SurrogateNet) -> None:
+        self.net = net
+        self.full: dict[str, dict[str, Any]] = {}  # digest of the full-fit set -> fit state
+        self.lock = threading.Lock()
+
+
+class ModelStore:
+    """Per-study models. Thread-safe: one lock per study (the service runs requests of different
+    studies in parallel threads)."""
+
+    def __init__(self, device: str | None = None, max_studies: int = 64,
+                 threads: int | None = None) -> None:
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # The nets are tiny: more CPU threads only add contention (a shared node, the operator's
+        # own threads). HWTUNE_SURROGATE_THREADS or ``threads`` overrides the default of 1.
+        threads = threads or int(os.environ.get("HWTUNE_SURROGATE_THREADS", "1"))
+        torch.set_num_threads(max(1, threads))
+        self.max_studies = max_studies
+        self._studies: OrderedDict[tuple, _StudyModel] = OrderedDict()
+        self._graphs: OrderedDict[str, ParamGraph | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- requests -------------------------------------------------------------------------------
+    def handle(self, request: Any) -> dict[str, Any]:
+        """Answer a ``predict`` request (see the module docstring); ``RequestError`` for bad
+        input, naming the field."""
+        started = time.perf_counter()
+        req = _parse(request)
+        model = self._model(req)
+        with model.lock:
+            graphs, index, missing = self._graphs_for(req)
+            answer = self._fit_and_predict(model, req, graphs, index)
+        answer.update({"version": PROTOCOL_VERSION, "checkpointsMissing": missing,
+                       "device": self.device, "seconds": time.perf_counter() - started})
+        return answer
+
+    def forget(self, study: str) -> int:
+        with self._lock:
+            keys = [k for k in self._studies if k[0] == study]
+            for k in keys:
+                del self._studies[k]
+        return len(keys)
+
+    def studies(self) -> list[str]:
+        with self._lock:
+            return sorted({k[0] for k in self._studies})
+
+    # -- internals --------------------------------------------------------------------------------
+    def _model(self, req: dict[str, Any]) -> _StudyModel:
+        key = (req["study"], req["variant"], req["dx"], req["curveLength"], req["seed"])
+        with self._lock:
+            model = self._studies.get(key)
+            if model is None:
+                torch.manual_seed(req["seed"])
+                model = _StudyModel(SurrogateNet(req["dx"], req["curveLength"], req["variant"],
+                                                 device=self.device))
+                self._studies[key] = model
+                while len(self._studies) > self.max_studies:
+                    self._studies.popitem(last=False)
+            self._studies.move_to_end(key)
+            return model
+
+    def _graph(self, location: str, level: int) -> ParamGraph | None:
+        key = f"{location}@{level}"
+        with self._lock:
+            if key in self._graphs:  # misses too: an overwritten level never comes back
+                self._graphs.move_to_end(key)
+                return self._graphs[key]
+        try:
+            graph: ParamGraph | None = load_graph(location, level)
+        except Exception as exc:  # unreadable checkpoint: predict without it, report it
+            log.debug("surrogate: cannot read checkpoint %s (level %s): %s", location, level, exc)
+            graph = None
+        with self._lock:
+            self._graphs[key] = graph
+            while len(self._graphs) > _MAX_GRAPHS:
+                self._graphs.popitem(last=False)
+        return graph
+
+    def _graphs_for(self, req: dict[str, Any]) -> tuple[list[ParamGraph], dict[Any, int], int]:
+        graphs: list[ParamGraph] = []
+        index: dict[Any, int] = {}
+        missing = 0
+        if req["variant"] not in ("fms", "fms-flat", "fms-nocurve"):
+            return graphs, index, 0
+        for block in (req["full"], req["train"], req["test"]):
+            for loc in block.checkpoint:
+                if loc is None or loc in index:
+                    continue
+                g = self._graph(*loc)
+                if g is None:
+                    missing += 1
+                    index[loc] = -1
+                else:
+                    index[loc] = len(graphs)
+                    graphs.append(g)
+        return graphs, index, missing
+
+    def _fit_and_predict(self, model: _StudyModel, req: dict[str, Any], graphs: list[ParamGraph],
+                         index: dict[Any, int]) -> dict[str, Any]:
+        s = req["settings"]
+        net = model.net
+        uses_gmn = req["variant"] in ("fms", "fms-nocurve")
+        full_block, full_y = req["full"], req["fullY"]
+        digest = req["fullDigest"]
+        info: dict[str, Any] = {"points": len(req["train"]), "fullFitPoints": len(full_block)}
+        state = model.full.get(digest)
+        if state is None:
+            rows = np.arange(len(full_block))
+            if uses_gmn and len(rows) > s["gmnPoints"]:
+                rng = np.random.default_rng([req["seed"], len(full_block)])
+                rows = np.sort(rng.choice(rows, size=s["gmnPoints"], replace=False))
+            y, mu, sd = _standardise(full_y[rows])
+            net.set_points(_points(full_block.take(rows), index, mu, sd), graphs)
+            result = fit(net, y, steps=s["fullFitSteps"], seed=_seed(req["seed"], len(full_block)),
+                         lr=s["lr"])
+            if result.diverged:  # one retry from another seed
+                result = fit(net, y, steps=s["fullFitSteps"],
+                             seed=_seed(req["seed"], len(full_block) + 7919), lr=s["lr"])
+            state = result.state
+            model.full[digest] = state
+            info["fullFit"] = {"mllStart": result.mll_start, "mllEnd": result.mll_end,
+                               "diverged": result.diverged}
+        train, test = req["train"], req["test"]
+        y, mu, sd = _standardise(req["y"])
+        both = _concat(train, test)
+        net.set_points(_points(both, index, mu, sd), graphs)
+        refit = fit(net, y, steps=s["refitSteps"], seed=_seed(req["seed"], len(train)), init=state,
+                    lr=s["lr"], freeze_encoder=uses_gmn)
+        kind = "refit"
+        if refit.diverged or refit.mll_end < refit.mll_start - 1.0:
+            # Diverged (or got much worse): fit from scratch on the current points.
+            refit = fit(net, y, steps=s["fullFitSteps"], seed=_seed(req["seed"], len(train) + 1),
+                        lr=s["lr"])
+            kind = "scratch"
+        info["refit"] = {"kind": kind, "mllStart": refit.mll_start, "mllEnd": refit.mll_end,
+                         "diverged": refit.diverged}
+        rows = np.arange(len(train), len(train) + len(test))
+        if len(test) == 0:
+            mean, std = np.zeros(0), np.zeros(0)
+        else:
+            mean, std = predict(net, y, refit.state, rows)
+        return {"mean": (mean * sd + mu).tolist(), "std": (std * sd).tolist(), "fit": info}
+
+
+def _seed(base: int, n: int) -> int:
+    return int(np.random.default_rng([base, n]).integers(2 ** 31))
+
+
+def _standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    mu = float(np.mean(y)) if len(y) else 0.0
+    sd = float(np.std(y)) if len(y) > 1 else 1.0
+    sd = sd if sd > 1e-9 else 1.0
+    return (y - mu) / sd, mu, sd
+
+
+def _concat(a: PointBlock, b: PointBlock) -> PointBlock:
+    return PointBlock(np.concatenate([a.x, b.x]), np.concatenate([a.budget, b.budget]),
+                      np.concatenate([a.curve, b.curve]), np.concatenate([a.mask, b.mask]),
+                      a.checkpoint + b.checkpoint)
+
+
+def _points(block: PointBlock, index: Mapping[Any, int], mu: float, sd: float) -> Points:
+    curve = np.where(block.mask > 0, (block.curve - mu) / sd, 0.0)
+    graph = np.array([-1 if c is None else index.get(c, -1) for c in block.checkpoint], dtype=int)
+    return Points(block.x, block.budget, curve, block.mask, graph)
+
+
+def _parse(request: Any) -> dict[str, Any]:
+    if not isinstance(request, Mapping):
+        raise RequestError("request: must be a JSON object")
+    version = request.get("version")
+    if version != PROTOCOL_VERSION:
+        raise RequestError(f"version: this service speaks version {PROTOCOL_VERSION}, got {version!r}")
+    study = request.get("study")
+    if not isinstance(study, str) or not study:
+        raise RequestError("study: must be a non-empty string")
+    variant = request.get("variant")
+    if variant not in VARIANTS:
+        raise RequestError(f"variant: must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    out: dict[str, Any] = {"study": study, "variant": variant}
+    for key in ("dx", "curveLength", "seed"):
+        value = request.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise RequestError(f"{key}: must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+        out[key] = value
+    settings = dict(DEFAULTS)
+    raw = request.get("settings") or {}
+    if not isinstance(raw, Mapping):
+        raise RequestError("settings: must be an object")
+    for key, value in raw.items():
+        if key not in DEFAULTS:
+            raise RequestError(f"settings.{key}: unknown (known: {', '.join(DEFAULTS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value <= 0 or (key != "lr" and not float(value).is_integer()) \
+                or (key != "lr" and value > 100_000):
+            raise RequestError(f"settings.{key}: must be a positive {'number' if key == 'lr' else 'integer'}"
+                               f"{'' if key == 'lr' else ' <= 100000'}, got {value!r}")
+        settings[key] = int(value) if key != "lr" else float(value)
+    out["settings"] = settings
+    dx, length = out["dx"], out["curveLength"]
+    out["train"] = block_from_json(request.get("train"), "train", dx, length)
+    out["test"] = block_from_json(request.get("test"), "test", dx, length)
+    full = request.get("fullFit")
+    if not isinstance(full, Mapping):
+        raise RequestError("fullFit: must be an object with points and y")
+    out["full"] = block_from_json(full.get("points"), "fullFit.points", dx, length)
+    out["fullY"] = _vector(full, "y", "fullFit", len(out["full"]))
+    out["y"] = _vector(request, "y", "", len(out["train"]))
+    if len(out["train"]) < 1 or len(out["full"]) < 1:
+        raise RequestError("train: at least one training point is required")
+    digest = hashlib.sha1(json.dumps({"p": full.get("points"), "y": full.get("y")}, sort_keys=True)
+                          .encode()).hexdigest()
+    out["fullDigest"] = digest
+    return out
+
+
+def _vector(data: Mapping[str, Any], key: str, path: str, n: int) -> np.ndarray:
+    where = f"{path}.{key}" if path else key
+    if key not in data:
+        raise RequestError(f"{where}: is required")
+    try:
+        arr = np.asarray(data[key], dtype=float)
+    except (TypeError, ValueError):
+        raise RequestError(f"{where}: must be a list of numbers") from None
+    if arr.ndim != 1 or len(arr) != n:
+        raise RequestError(f"{where}: expected a list of {n} numbers")
+    if not np.all(np.isfinite(arr)):
+        raise RequestError(f"{where}: values must be finite")
+    return arr
