@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ __all__ = [
     "HardwareSpec",
     "LearningCurvePoint",
     "ManifestError",
+    "MetricStrategy",
+    "MetricsCollectorKind",
+    "MetricsCollectorSpec",
     "ObjectMeta",
     "ObjectiveSpec",
     "ParameterSpec",
@@ -112,6 +116,7 @@ __all__ = [
     "load_documents",
     "parse_manifest",
     "parse_spec",
+    "param_env_name",
     "parse_study_spec",
     "validation_errors",
 ]
@@ -120,7 +125,10 @@ GROUP = "hwtune.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# ``-`` is allowed because Katib specs use it (``learning-rate``); the env name replaces it by
+# ``_`` and upper-cases (HWTUNE_PARAM_LEARNING_RATE), and two names may not map to one env name.
+PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+MAX_STEP_VALUES = 10000  # grid points a stepped range may have (it becomes an ordinal domain)
 METRIC_NAME = METRIC_NAME_PATTERN  # the report protocol's rule too
 MAX_PARAMETERS = 64
 MAX_VALUES = 128
@@ -143,6 +151,14 @@ def _absent(*values: Any) -> bool:
 # TuningStudy spec
 
 
+class MetricStrategy(str, enum.Enum):
+    """Which value of a metric's learning curve counts."""
+
+    LATEST = "latest"
+    MIN = "min"
+    MAX = "max"
+
+
 class ObjectiveSpec(CrdModel):
     """One objective: a metric the trainer reports (or the built-in ``runtime``/``cost``)."""
 
@@ -150,7 +166,15 @@ class ObjectiveSpec(CrdModel):
     """Metric name as the trainer reports it; ``runtime`` (seconds the trial really ran) and
     ``cost`` (runtime priced by its hardware) are measured by hwtune itself."""
     goal: Goal = Goal.MINIMIZE
-    """``minimize`` or ``maximize``."""
+    """``minimize`` or ``maximize`` (Katib's ``objective.type``)."""
+    target: FiniteFloat | None = None
+    """Stop the study once a trial's value reaches this (``<=`` when minimising, ``>=`` when
+    maximising; Katib's ``objective.goal``). With several targets, the study stops when one
+    observation of one trial reaches every target that is set."""
+    strategy: MetricStrategy | None = None
+    """Which value of the learning curve counts at each report: ``latest`` (default: the value just
+    reported), ``min`` or ``max`` (best so far over the trial's curve). Schedulers, the front and
+    the target all see the value this picks (Katib's ``metricStrategies``)."""
 
     def to_record(self) -> Objective:
         return Objective(metric=self.metric, goal=self.goal)
@@ -240,6 +264,9 @@ class ParameterSpec(CrdModel):
     values: typing.Annotated[
         list[JsonScalar] | None, Field(min_length=1, max_length=MAX_VALUES)] = None
     """The choices: strings, numbers or booleans for categorical; numbers (ordinal) for int/float."""
+    step: PosFloat | None = None
+    """Grid of a min/max range: only min, min + step, ... (up to max) are tried (Katib's
+    ``feasibleSpace.step``); linear ranges only, an integer for int parameters."""
     default: JsonScalar | None = None
     """Value to try first; must lie in the domain."""
     condition: ConditionSpec | None = None
@@ -267,6 +294,20 @@ class ParameterSpec(CrdModel):
                  "(!has(self.max) || self.max == double(int(self.max))))",
              check=lambda p: p.type is not ParameterType.INT
              or all(v is None or float(v).is_integer() for v in (p.min, p.max))),
+        Rule("step applies to a linear min/max range only", field="step",
+             reason=Reason.FORBIDDEN,
+             cel="!has(self.step) || (has(self.min) && (!has(self.scale) || self.scale != 'log'))",
+             check=lambda p: p.step is None or (p.min is not None and p.scale is not Scale.LOG)),
+        Rule("an int parameter needs an integer step", field="step",
+             cel="!has(self.step) || self.type != 'int' || self.step == double(int(self.step))",
+             check=lambda p: p.step is None or p.type is not ParameterType.INT
+             or float(p.step).is_integer()),
+        Rule(f"step must leave at most {MAX_STEP_VALUES} values between min and max",
+             field="step",
+             cel=f"!has(self.step) || !has(self.min) || !has(self.max) || "
+                 f"(self.max - self.min) / self.step < {MAX_STEP_VALUES}.0",
+             check=lambda p: p.step is None or p.min is None or p.max is None
+             or (p.max - p.min) / p.step < MAX_STEP_VALUES),
         # ``values``, ``default`` and ``condition.in`` mix strings and floats, so the schema leaves
         # them untyped and CRD rules cannot read them: the admission policy checks these.
         Rule("a categorical parameter needs values", field="values", reason=Reason.REQUIRED,
@@ -297,6 +338,16 @@ class ParameterSpec(CrdModel):
                  "self.default >= self.min && self.default <= self.max))",
              check=_default_in_domain),
     )
+
+    def step_values(self) -> list[int | float] | None:
+        """The grid of a stepped range (min, min + step, ... <= max), None without ``step``."""
+        if self.step is None or self.min is None or self.max is None:
+            return None
+        count = int(math.floor((self.max - self.min) / self.step + 1e-9)) + 1
+        if self.type is ParameterType.INT:
+            return [int(round(self.min + k * self.step)) for k in range(count)]
+        # Rounded so that 0.1 + 2 * 0.1 prints as 0.3 in the trial's env and args.
+        return [round(self.min + k * self.step, 12) for k in range(count)]
 
 
 def _keys_matching(pattern: str, what: str) -> Any:
@@ -349,6 +400,22 @@ def _condition_values(spec: "TuningStudySpec") -> bool | str:
         if any((type(v).__name__, v) not in allowed for v in p.condition.in_):
             return (f"condition of parameter {name} lists a value that parameter "
                     f"{p.condition.parameter} does not take")
+    return True
+
+
+def param_env_name(name: str) -> str:
+    """The ``HWTUNE_PARAM_`` suffix of a parameter (``learning-rate`` -> ``LEARNING_RATE``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def _env_names_unique(spec: "TuningStudySpec") -> bool | str:
+    seen: dict[str, str] = {}
+    for name in spec.parameters:
+        env = param_env_name(name)
+        if env in seen:
+            return (f"parameters {seen[env]} and {name} both become env variable "
+                    f"HWTUNE_PARAM_{env}; rename one")
+        seen[env] = name
     return True
 
 
@@ -537,6 +604,9 @@ class BudgetSpec(CrdModel):
     """Most GPU-hours to use."""
     max_duration_seconds: NonNegInt | None = None
     """Deadline in seconds after the study started."""
+    max_failed_trials: NonNegInt | None = None
+    """The study fails (phase Failed, with the reason) once more than this many trials failed
+    (Katib's ``maxFailedTrialCount``); 0 fails it at the first failure."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule("maxParallelTrials must not exceed maxTrials", field="maxParallelTrials",
@@ -565,6 +635,59 @@ class CheckpointSpec(CrdModel):
         Rule("path applies to persistentVolumeClaim only", field="path", reason=Reason.FORBIDDEN,
              cel="!has(self.path) || has(self.persistentVolumeClaim)",
              check=lambda c: c.path is None or c.persistent_volume_claim is not None),
+    )
+
+
+class MetricsCollectorKind(str, enum.Enum):
+    """How a trial's metrics reach hwtune."""
+
+    SDK = "sdk"  # the trainer calls hwtune.trainer (decisions reach it: pause with a checkpoint)
+    STDOUT = "stdout"  # ``name=value`` pairs in the output, as Katib's StdOut collector reads
+    JSON = "json"  # one JSON object per line: {"epoch": 3, "loss": 0.25}
+    REGEX = "regex"  # the user's pattern with named groups
+
+
+def _regex_error(pattern: str | None) -> bool | str:
+    if pattern is None:
+        return True
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return f"pattern is not a valid regular expression: {exc}"
+    groups = set(compiled.groupindex)
+    if not groups:
+        return "pattern needs named groups: (?P<name>...) and (?P<value>...), or one per metric"
+    if ("name" in groups) != ("value" in groups):
+        return "pattern must have both groups name and value, or neither"
+    return True
+
+
+class MetricsCollectorSpec(CrdModel):
+    """Where metrics come from. Anything but ``sdk`` is parsed from the trainer's output
+    (stdout and stderr) by hwtune, outside the trainer: any language, any image, unchanged.
+    Without the SDK a trainer cannot checkpoint on request, so a scheduler's pause or stop
+    ends its process and the trial is stopped (``hwtune.report.collector``)."""
+
+    kind: MetricsCollectorKind = MetricsCollectorKind.SDK
+    """``sdk`` (default), ``stdout`` (``loss=0.3`` pairs), ``json`` (JSON lines) or ``regex``."""
+    pattern: typing.Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """``regex`` only, Python syntax: groups ``name`` and ``value`` (one metric per match, many
+    matches per line), or one group per metric name (``(?P<epoch>\\d+) .* (?P<loss>\\S+)``)."""
+    resource_metric: MetricName | None = None
+    """A printed metric whose value is the resource level (e.g. ``epoch``). Omitted: levels are
+    counted, one per group of lines that gives every objective a new value."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("pattern is required with kind regex and applies to it only", field="pattern",
+             cel="has(self.pattern) == (has(self.kind) && self.kind == 'regex')",
+             check=lambda c: (c.pattern is not None) == (c.kind is MetricsCollectorKind.REGEX)),
+        Rule("resourceMetric applies to a collector that parses output (not sdk)",
+             field="resourceMetric", reason=Reason.FORBIDDEN,
+             cel="!has(self.resourceMetric) || (has(self.kind) && self.kind != 'sdk')",
+             check=lambda c: c.resource_metric is None
+             or c.kind is not MetricsCollectorKind.SDK),
+        Rule("pattern must be a valid regular expression with named groups", field="pattern",
+             enforced_by=Enforcement.OPERATOR, check=lambda c: _regex_error(c.pattern)),
     )
 
 
@@ -642,6 +765,8 @@ class TuningStudySpec(CrdModel):
     """When to stop."""
     checkpoints: CheckpointSpec | None = None
     """Where checkpoints live."""
+    metrics_collector: MetricsCollectorSpec | None = None
+    """How metrics are collected: the SDK (default) or parsed from the trainer's output."""
     trial_template: TrialTemplate
     """Pod template of the trials."""
 
@@ -690,6 +815,18 @@ class TuningStudySpec(CrdModel):
              check=lambda s: next((f"parameter {n} is named like a built-in metric; pick "
                                    "another name" for n in s.parameters
                                    if n in BUILTIN_METRICS), True)),
+        Rule("parameter names must stay distinct as env names (- becomes _, upper case)",
+             field="parameters",
+             cel="self.parameters.all(a, self.parameters.exists_one(b, "
+                 "b.upperAscii().replace('-', '_') == a.upperAscii().replace('-', '_')))",
+             check=_env_names_unique),
+        Rule("metricsCollector.resourceMetric must not be an objective metric",
+             field="metricsCollector.resourceMetric",
+             cel="!has(self.metricsCollector) || !has(self.metricsCollector.resourceMetric) || "
+                 "self.objectives.all(o, o.metric != self.metricsCollector.resourceMetric)",
+             check=lambda s: s.metrics_collector is None
+             or s.metrics_collector.resource_metric is None
+             or all(o.metric != s.metrics_collector.resource_metric for o in s.objectives)),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
         Rule(f"this scheduler needs fidelity (only {', '.join(_SINGLE_FIDELITY_SCHEDULERS)} "
