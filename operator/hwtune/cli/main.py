@@ -6,8 +6,9 @@
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
 - ``hwtune version``.
 
-Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 130 interrupted
-(continue with ``--resume``).
+Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 3 the study
+failed (more failed trials than budget.maxFailedTrials, or no trial reported its objectives), 130
+interrupted (continue with ``--resume``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+EXIT_STUDY_FAILED = 3  # the study ran and failed (maxFailedTrials, no trial reported)
 EXIT_INTERRUPTED = 130
 
 console = Console()
@@ -165,6 +167,14 @@ def tune(
                      f"{run.backend.log_path(record.trial_id)})", highlight=False)
     written = plot_front(run.study, plot)
     console.print(f"plot: {written}", highlight=False)
+    if result.failed:
+        raise _fail(f"study {study.name} {result.stop_reason}", EXIT_STUDY_FAILED)
+    if summary.reports == 0 and result.trials:
+        # Never a silent success with no data.
+        from hwtune.engine.study import no_report_advice
+
+        raise _fail(f"study {study.name} got no report from any trial: "
+                    f"{no_report_advice(run.study.config)}", EXIT_STUDY_FAILED)
 
 
 @app.command("operator")

@@ -87,12 +87,39 @@ class StudySummary:
     reports: int
 
 
+def no_report_advice(config: StudyConfig) -> str:
+    """What to fix when trainers end without reporting, in the words of the study's collector."""
+    metrics = [o.metric for o in config.objectives if o.metric not in BUILTIN_METRICS]
+    collector = config.spec.metrics_collector
+    kind = "sdk" if collector is None else collector.kind.value
+    names = ", ".join(metrics) or "the objectives"
+    if kind == "sdk":
+        return (f"the trainer must report {names} with the hwtune SDK (hwtune.trainer), or set "
+                f"spec.metricsCollector (kind stdout reads lines like "
+                f"'{' '.join(m + '=0.3' for m in metrics)}')")
+    if kind == "stdout":
+        return (f"spec.metricsCollector kind stdout found no line giving {names} as "
+                f"name=value ('{' '.join(m + '=0.3' for m in metrics)}')"
+                + (f" together with {collector.resource_metric}=<level>"
+                   if collector.resource_metric else "")
+                + "; check that the trainer prints them (to stdout or stderr) under these names")
+    if kind == "json":
+        return (f"spec.metricsCollector kind json found no JSON line with numbers for {names}"
+                + (f" and {collector.resource_metric}" if collector.resource_metric else ""))
+    return (f"spec.metricsCollector pattern {collector.pattern!r} matched no line giving "
+            f"{names}; fix the pattern or what the trainer prints")
+
+
 class Study:
     """One study's state. Build it with a ``StudyConfig``; the scheduler defaults to
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
     reports none, and the deadline (the simulator passes its simulated clock). The deadline
     (``budget.maxDurationSeconds``) counts from ``start_time``, by default the time of the first
     event."""
+
+    #: Trials that exit cleanly without a report, with no report at all in the study, after
+    #: which the study fails with advice (a trainer that never reports is a setup mistake).
+    NO_REPORT_LIMIT = 3
 
     def __init__(
         self,
@@ -131,6 +158,9 @@ class Study:
         self._trials_started = 0
         self._reports = 0
         self._failed_unreported = 0  # trials that failed before their first report
+        self._ended_unreported = 0  # trials whose trainer exited 0 without reporting
+        self._failed = 0  # trials failed, for budget.maxFailedTrials
+        self._target_reached: str | None = None  # why the objective targets count as reached
         self._replay_time: float | None = None
         self._gc = GcPacer()
 
@@ -201,13 +231,38 @@ class Study:
         """Trials that failed without a single report (a launch error, out of memory)."""
         return self._failed_unreported
 
+    @property
+    def ended_without_reporting(self) -> int:
+        """Trials whose trainer exited cleanly without a single report (failed for it)."""
+        return self._ended_unreported
+
     def new_trial_block(self) -> str | None:
         """Why no trial (new or resumed) may start now, or None."""
-        return self.config.budget.new_trial_block(self._spend())
+        return self.failure_reason() or self._target_reached \
+            or self.config.budget.new_trial_block(self._spend())
 
     def stop_reason(self) -> str | None:
-        """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
-        return self.config.budget.running_stop_reason(self._spend())
+        """Why running trials must be stopped now (the study failed, its objective targets
+        were reached, cost, GPU-hours, deadline), or None."""
+        return self.failure_reason() or self._target_reached \
+            or self.config.budget.running_stop_reason(self._spend())
+
+    def failure_reason(self) -> str | None:
+        """Why the study has failed (phase Failed), or None: more trials failed than
+        ``budget.maxFailedTrials`` allows, or the first trials all ended without reporting."""
+        limit = self.config.budget.max_failed_trials
+        if limit is not None and self._failed > limit:
+            return (f"failed: {self._failed} trials failed, more than budget.maxFailedTrials "
+                    f"({limit}); see the trials' reasons")
+        if self._reports == 0 and self._ended_unreported >= self.NO_REPORT_LIMIT:
+            return (f"failed: the first {self._ended_unreported} trials ended without "
+                    f"reporting their objectives; {no_report_advice(self.config)}")
+        return None
+
+    @property
+    def target_reached(self) -> str | None:
+        """Why the objectives' ``target``s count as reached, or None."""
+        return self._target_reached
 
     def accrue(self, runtimes: Mapping[int, float] | None = None) -> None:
         """Charge running trials' spend as time passes, not only at their reports, so a trial
@@ -458,6 +513,8 @@ class Study:
         now = self.now()
         if record.phase is TrialPhase.PENDING:
             record.phase = TrialPhase.RUNNING
+        raw = metrics
+        metrics = self._by_strategy(record, metrics)
         observation = Observation(trial_id=record.trial_id, resource=resource, metrics=metrics, time=now)
         record.observations.append(observation)
         self._reports += 1
@@ -489,14 +546,55 @@ class Study:
             answer = decision
         if answer.halts:
             self._segment_start.pop(record.trial_id, None)
+        if self._target_reached is None:
+            self._target_reached = self._targets_met(record.trial_id, metrics)
+        # The log keeps what was reported; a replay applies the strategies again.
         self._emit(StudyEvent(seq=0, kind=EventKind.OBSERVED, trial_id=record.trial_id, time=now,
-                              resource=resource, metrics=dict(metrics), runtime_seconds=runtime,
+                              resource=resource, metrics=dict(raw), runtime_seconds=runtime,
                               decision=answer, reason=record.reason if answer.halts else ""))
         return answer
 
+    def _by_strategy(self, record: TrialRecord, metrics: dict[str, float]) -> dict[str, float]:
+        """Objective values as their ``strategy`` reads the curve: the latest value, or the
+        min/max over the trial's reports so far (the previous observation already holds it)."""
+        previous = record.observations[-1].metrics if record.observations else None
+        out = dict(metrics)
+        for spec in self.config.spec.objectives:
+            strategy = spec.strategy.value if spec.strategy is not None else "latest"
+            if strategy == "latest" or previous is None or spec.metric not in out \
+                    or spec.metric not in previous:
+                continue
+            pick = min if strategy == "min" else max
+            out[spec.metric] = pick(out[spec.metric], float(previous[spec.metric]))
+        return out
+
+    def _targets_met(self, trial_id: int, metrics: Mapping[str, float]) -> str | None:
+        """Every objective ``target`` that is set, reached by this one observation."""
+        reached = []
+        for spec in self.config.spec.objectives:
+            if spec.target is None:
+                continue
+            value = metrics.get(spec.metric)
+            if value is None:
+                return None
+            ok = value <= spec.target if spec.goal.value == "minimize" else value >= spec.target
+            if not ok:
+                return None
+            reached.append(f"{spec.metric} {value:.6g} {'<=' if spec.goal.value == 'minimize' else '>='} "
+                           f"{spec.target:.6g}")
+        if not reached:
+            return None
+        return f"objective target reached by trial {trial_id}: {', '.join(reached)}"
+
     # -- life-cycle facts ---------------------------------------------------------------------
     def complete_trial(self, trial_id: int, runtime_seconds: float | None = None) -> None:
-        """The trial ended normally before the study maximum (the trainer's loop finished)."""
+        """The trial ended normally before the study maximum (the trainer's loop finished). A
+        trial that never reported fails instead: its objectives are unknown."""
+        if self.trial(trial_id).phase.is_active() and not self.trial(trial_id).observations:
+            self._ended_unreported += 1
+            self.fail_trial(trial_id, "ended without reporting its objectives: "
+                            + no_report_advice(self.config), runtime_seconds)
+            return
         record = self._halt(trial_id, runtime_seconds, "complete")
         record.phase = TrialPhase.COMPLETED
         record.reason = "completed: the trainer finished"
@@ -508,6 +606,7 @@ class Study:
         record = self._halt(trial_id, runtime_seconds, "fail")
         if not record.observations:
             self._failed_unreported += 1
+        self._failed += 1
         record.phase = TrialPhase.FAILED
         record.reason = reason or "failed"
         self.scheduler.on_trial_error(record)
@@ -666,6 +765,8 @@ class Study:
             self.complete_trial(tid, event.runtime_seconds)
             self.trial(tid).reason = event.reason or self.trial(tid).reason
         elif kind is EventKind.FAILED:
+            if event.reason.startswith("ended without reporting its objectives"):
+                self._ended_unreported += 1
             self.fail_trial(tid, event.reason, event.runtime_seconds)
         elif kind is EventKind.STOPPED:
             self.stop_trial(tid, event.reason, event.runtime_seconds)

@@ -46,6 +46,7 @@ from hwtune.report.protocol import (
     TrialFinishedError,
     UnknownTrialError,
 )
+from hwtune.report.collector import LineCollector
 from hwtune.report.server import ReplyMemo, ReportServer, new_token
 from hwtune.trainer.env import ENV_PREFIX, TrialEnv
 from hwtune.trainer.trial import EXIT_PREEMPTED
@@ -68,6 +69,18 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
     return "\n".join(data.splitlines()[-lines:])
 
 
+def _utf8_boundary(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` that does not end inside a UTF-8 sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -87,6 +100,8 @@ class _Launch:
     hardware: Hardware | None
     restarts: int = 0  # automatic restarts after preemption since the last report
     halt_deadline: float | None = None  # after a halting decision: exit by then
+    collector: LineCollector | None = None  # metrics parsed from the output (no SDK)
+    log_offset: int = 0  # where this launch's output starts in the trial log
 
 
 class LocalBackend(Backend):
@@ -111,6 +126,7 @@ class LocalBackend(Backend):
         halt_grace_seconds: float = 30.0,
         max_restarts: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        collector: Callable[[], LineCollector | None] | None = None,
     ) -> None:
         super().__init__()
         if max_parallel is not None and max_parallel < 1:
@@ -128,6 +144,8 @@ class LocalBackend(Backend):
         self.halt_grace_seconds = halt_grace_seconds
         self.max_restarts = max_restarts
         self._clock = clock
+        # spec.metricsCollector other than sdk: a fresh parser per launch over its output.
+        self._make_collector = collector
         self._base_env = self._clean_env(os.environ if base_env is None else base_env,
                                          max_parallel)
         self._launches: dict[int, _Launch] = {}
@@ -229,6 +247,7 @@ class LocalBackend(Backend):
         log.write(f"=== hwtune: trial {tid} {how} on {trial.hardware or 'default'} at "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(argv)}\n".encode())
         log.flush()
+        log_offset = log.tell()
         try:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                        stdout=log, stderr=subprocess.STDOUT,
@@ -243,7 +262,9 @@ class LocalBackend(Backend):
             self._activity.set()
             return None
         launch = _Launch(trial_id=tid, process=process, log=log, started=self._clock(),
-                         base_runtime=base_runtime, hardware=trial.hardware, restarts=restarts)
+                         base_runtime=base_runtime, hardware=trial.hardware, restarts=restarts,
+                         collector=self._make_collector() if self._make_collector else None,
+                         log_offset=log_offset)
         self._tokens[tid] = token
         self._memo.forget(str(tid))
         self._launches[tid] = launch
@@ -328,6 +349,11 @@ class LocalBackend(Backend):
             now = self._clock()
             for tid, launch in list(self._launches.items()):
                 code = launch.process.poll()
+                if launch.collector is not None:
+                    # Output first: what a process printed before it exited counts.
+                    delivered |= self._collect(launch, final=code is not None)
+                    if tid not in self._launches:
+                        continue  # a decision ended it
                 if code is None:
                     if launch.halt_deadline is not None and now > launch.halt_deadline:
                         # Told to pause or stop, still running: the slot is already given away.
@@ -340,6 +366,52 @@ class LocalBackend(Backend):
                 launch.log.close()
                 self._runtime_total[tid] = self._runtime(launch, now)
                 delivered |= self._on_exit(launch, code, now)
+        return delivered
+
+    def _collect(self, launch: _Launch, *, final: bool) -> bool:
+        """Parse what the trial printed since the last look (``spec.metricsCollector``) and
+        deliver each complete group as a report. There is no SDK to hear a decision, so a
+        halting one terminates the process here. Reports at levels the trial already reported
+        (a process restarted from scratch prints them again) are skipped. True if any report
+        was delivered."""
+        assert launch.collector is not None
+        tid = launch.trial_id
+        try:
+            with open(self.log_path(tid), "rb") as fh:
+                fh.seek(launch.log_offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return False
+        # Only whole UTF-8 sequences: a character split between two reads is decoded next time.
+        cut = len(data) if final else _utf8_boundary(data)
+        launch.log_offset += cut
+        found = launch.collector.feed_text(data[:cut].decode(errors="replace"))
+        if final:
+            found += launch.collector.close()
+        delivered = False
+        for report in found:
+            record = self.sink.trial(tid)
+            resource = min(report.resource, self.max_resource)
+            if not self._trials[tid].active or resource <= record.last_resource:
+                continue
+            try:
+                decision = self._deliver_report(tid, resource, report.metrics,
+                                                self._runtime(launch))
+            except (EngineUnknownTrial, TrialStateError, InvalidReportError, BackendError) as exc:
+                launch.log.write(f"=== hwtune: report at {self.resource_name} {resource} "
+                                 f"refused: {exc}\n".encode())
+                continue
+            launch.restarts = 0
+            delivered = True
+            if decision.halts:
+                if not final:
+                    launch.log.write(f"=== hwtune: {decision.value} at {self.resource_name} "
+                                     f"{resource}; terminating (metrics from output: no SDK to "
+                                     "tell the trainer)\n".encode())
+                    launch.log.flush()
+                    self._launches.pop(tid, None)
+                    self._terminate(launch)
+                break
         return delivered
 
     def _on_exit(self, launch: _Launch, code: int, now: float) -> bool:

@@ -152,6 +152,7 @@ class LocalStudyRun:
             max_parallel=max_parallel or self.config.budget.max_parallel_trials,
             cwd=cwd,
             checkpoint_root=self._checkpoint_root(spec),
+            collector=self._collector_factory(),
             **dict(backend_options or {}),
         )
         self._on_iteration = on_iteration
@@ -196,6 +197,17 @@ class LocalStudyRun:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / STUDY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True),
                                                encoding="utf-8")
+
+    def _collector_factory(self) -> Callable[[], Any] | None:
+        """A fresh output parser per launch when spec.metricsCollector is not the SDK."""
+        from hwtune.api.records import BUILTIN_METRICS
+        from hwtune.report.collector import make_collector
+
+        spec = self.config.spec.metrics_collector
+        metrics = [o.metric for o in self.config.objectives if o.metric not in BUILTIN_METRICS]
+        if not metrics or make_collector(spec, metrics) is None:
+            return None
+        return lambda: make_collector(spec, metrics)
 
     def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
         checkpoints = spec.get("checkpoints") or {}
