@@ -120,8 +120,8 @@ _DELETE = object()
         ("checkpoints.uri", "s3://b/p", "spec.checkpoints", "exactly one"),
         ("trialTemplate", "pod.yaml", "spec.trialTemplate", "valid dictionary"),
         ("transfer.fromStudies", "old", "spec.transfer.fromStudies", "valid list"),
-        ("transfer.mapping", {"learning-rate": "lr"}, "spec.transfer.mapping",
-         "parameter name learning-rate must match"),
+        ("transfer.mapping", {"learning rate": "lr"}, "spec.transfer.mapping",
+         "parameter name learning rate must match"),
         ("trials", 5, "spec.trials", "unknown field"),
     ],
 )
