@@ -293,7 +293,7 @@ STUDY_CASES = [
     # Only names with a registered factory are listed (hwtune.api.algorithms): fms is not yet.
     Case("searcher-nothing-runs", "study", {S + ("algorithm", "searcher"): "fms"},
          "spec.algorithm.searcher", server='Unsupported value: "fms"',
-         model="Input should be 'random' or 'grid'"),
+         model="Input should be 'random', 'grid', 'optuna-tpe'"),
     Case("scheduler-nothing-runs", "study", {S + ("algorithm", "scheduler"): "dyhpo"},
          "spec.algorithm.scheduler", server='Unsupported value: "dyhpo"',
          model="Input should be 'fifo'"),

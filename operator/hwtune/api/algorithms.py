@@ -45,10 +45,19 @@ class Algorithm:
 
 _SEARCH = "hwtune.optimize.searchers"
 _SCHED = "hwtune.optimize.schedulers"
+_OPTUNA = "hwtune.optimize.searchers.optuna_samplers"
 
 SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("random", _SEARCH, "uniform random configurations (hardware included)"),
     Algorithm("grid", _SEARCH, "a grid over the space (gridPoints per range, gridShuffle)"),
+    # Optuna's samplers through ask-and-tell (Katib's tpe, multivariate-tpe, cmaes,
+    # bayesianoptimization, sobol); the optuna extra.
+    Algorithm("optuna-tpe", _OPTUNA, "Optuna TPE (MOTPE with several objectives)"),
+    Algorithm("optuna-multivariate-tpe", _OPTUNA, "Optuna multivariate TPE"),
+    Algorithm("optuna-cmaes", _OPTUNA, "Optuna CMA-ES (one objective)"),
+    Algorithm("optuna-gp", _OPTUNA, "Optuna Gaussian-process BO (imports torch)"),
+    Algorithm("optuna-sobol", _OPTUNA, "Optuna quasi-Monte Carlo, scrambled Sobol"),
+    Algorithm("optuna-nsga2", _OPTUNA, "Optuna NSGA-II (several objectives)"),
 )
 
 SCHEDULERS: tuple[Algorithm, ...] = (

@@ -166,6 +166,7 @@ class StudyConfig:
         """The searcher named by ``algorithm.searcher`` over this space and hardware."""
         from hwtune.optimize.searchers import make_searcher
 
+        extra.setdefault("objectives", self.objectives)  # model-based searchers need them
         return make_searcher(self.searcher_name, self.space, self.hardware, seed=self.seed,
                              settings=self.settings, **extra)
 
