@@ -92,3 +92,31 @@ def test_a_script_that_reports_nothing_fails_the_study_with_advice(tmp_path):
     # It stops at the limit instead of running all 8 trials.
     assert 3 <= len(failed) < 8
     assert all(e["reason"].startswith("ended without reporting its objectives") for e in failed)
+
+
+def test_a_job_template_with_a_named_primary_container_runs_locally(tmp_path):
+    """trialTemplate.job (Job fields + pod template) and primaryContainerName: the local
+    backend runs the named container, not the first (a sidecar here)."""
+    from hwtune.api.crd import parse_study_spec
+
+    path = study(tmp_path, {"kind": "stdout", "resourceMetric": "epoch"}, max_trials=2,
+                 scheduler="fifo")
+    doc = yaml.safe_load(path.read_text())
+    pod = doc["spec"].pop("trialTemplate")["spec"]
+    sidecar = {"name": "sidecar", "image": "busybox", "command": ["false"]}
+    doc["spec"]["trialTemplate"] = {
+        "primaryContainerName": "train",
+        "job": {"backoffLimit": 0, "activeDeadlineSeconds": 600, "ttlSecondsAfterFinished": 60,
+                "template": {"metadata": {"labels": {"team": "ml"}},
+                             "spec": {"containers": [sidecar, *pod["containers"]]}}}}
+    path.write_text(yaml.safe_dump(doc))
+    template = parse_study_spec(doc["spec"]).trial_template
+    assert template.primary_container().name == "train" and template.primary_index() == 1
+    assert template.job_fields() == {"backoffLimit": 0, "activeDeadlineSeconds": 600,
+                                     "ttlSecondsAfterFinished": 60}
+    assert template.pod_metadata() == {"labels": {"team": "ml"}}
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len([e for e in events(workdir) if e["kind"] == "observed"]) == 18

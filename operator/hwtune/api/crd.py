@@ -74,6 +74,8 @@ __all__ = [
     "ConditionStatus",
     "ConditionSpec",
     "ContainerTemplate",
+    "JobTemplate",
+    "PodTemplate",
     "CrdInfo",
     "FidelitySpec",
     "FieldError",
@@ -693,7 +695,7 @@ class MetricsCollectorSpec(CrdModel):
 
 class ContainerTemplate(CrdModel):
     """A container of the trial pod; fields other than name and image pass through unchecked
-    (hwtune adds GPU limits, env and the checkpoint mount to the first container)."""
+    (hwtune adds GPU limits, env and the checkpoint mount to the primary container)."""
 
     model_config = {"extra": "allow"}
 
@@ -709,7 +711,7 @@ class PodSpecTemplate(CrdModel):
     model_config = {"extra": "allow"}
 
     containers: typing.Annotated[list[ContainerTemplate], Field(min_length=1, max_length=16)]
-    """The containers; the first one is the trainer."""
+    """The containers; the trainer is the one named by primaryContainerName, else the first."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule("container names must be unique", field="containers",
@@ -718,13 +720,103 @@ class PodSpecTemplate(CrdModel):
     )
 
 
-class TrialTemplate(CrdModel):
-    """The pod template of every trial's Job (hyperparameters reach it as env and args)."""
+class PodTemplate(CrdModel):
+    """A pod template (core/v1 PodTemplateSpec shape): metadata and spec."""
 
     metadata: FreeForm | None = None
     """Labels and annotations of the trial pods."""
     spec: PodSpecTemplate
     """The pod spec."""
+
+
+class JobTemplate(CrdModel):
+    """The batch/v1 Job of each trial, for the fields a pod spec cannot say. hwtune owns
+    ``parallelism``, ``completions``, ``restartPolicy`` and the selector; other Job fields are
+    not accepted."""
+
+    backoff_limit: typing.Annotated[StrictInt, Field(ge=0, le=100)] | None = None
+    """Pod restarts before the Job (and the trial) fails; default 0 (hwtune resumes trials from
+    checkpoints itself)."""
+    active_deadline_seconds: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Wall-clock limit of one Job (one launch of the trial); past it the trial fails."""
+    ttl_seconds_after_finished: typing.Annotated[StrictInt, Field(ge=0)] | None = None
+    """Delete the finished Job (and its pods, logs included) this long after it ends."""
+    template: PodTemplate
+    """The pod template."""
+
+
+class TrialTemplate(CrdModel):
+    """What runs a trial: a pod spec (``spec``) or a Job (``job``), exactly one. Hyperparameters
+    reach the primary container as env and ``$(HWTUNE_PARAM_X)`` in args.
+
+    Kinds are sibling fields, so a kind for GPU counts beyond one node (an indexed Job or a
+    JobSet over several pods, ``multiNode``) can be added later beside ``job`` without changing
+    these. Readers use ``pod_template()`` and ``primary_container()``, never the fields."""
+
+    metadata: FreeForm | None = None
+    """Labels and annotations of the trial pods (with ``spec``)."""
+    spec: PodSpecTemplate | None = None
+    """The pod spec, run in a Job hwtune makes with its defaults."""
+    job: JobTemplate | None = None
+    """A Job template: Job fields plus the pod template."""
+    primary_container_name: name_type(DNS_LABEL, 63) | None = None
+    """The trainer container (gets the env, GPU limits and the checkpoint mount; its output is
+    what a metrics collector reads). Default: the first container."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("set exactly one of spec or job", field="spec",
+             cel="has(self.spec) != has(self.job)",
+             check=lambda t: (t.spec is None) != (t.job is None)),
+        Rule("primaryContainerName must name one of the containers",
+             field="primaryContainerName",
+             cel="!has(self.primaryContainerName) || (has(self.spec) ? "
+                 "self.spec.containers.exists(c, c.name == self.primaryContainerName) : "
+                 "!has(self.job) || "
+                 "self.job.template.spec.containers.exists(c, c.name == self.primaryContainerName))",
+             check=lambda t: t.primary_container_name is None
+             or (t.spec is None and t.job is None)
+             or any(c.name == t.primary_container_name for c in t.pod_spec().containers)),
+        Rule("metadata applies to spec; with job, set job.template.metadata", field="metadata",
+             reason=Reason.FORBIDDEN, cel="!has(self.metadata) || !has(self.job)",
+             check=lambda t: t.metadata is None or t.job is None),
+    )
+
+    # -- the accessors every backend uses (the operator builds its Job from these) ------------
+    def pod_spec(self) -> PodSpecTemplate:
+        """The pod spec, whichever kind holds it."""
+        if self.job is not None:
+            return self.job.template.spec
+        assert self.spec is not None
+        return self.spec
+
+    def pod_metadata(self) -> dict[str, Any]:
+        """Labels and annotations of the trial pods (may be empty)."""
+        meta = self.job.template.metadata if self.job is not None else self.metadata
+        return dict(meta or {})
+
+    def pod_template(self) -> tuple[dict[str, Any], PodSpecTemplate, int]:
+        """(pod metadata, pod spec, index of the primary container in ``spec.containers``)."""
+        return self.pod_metadata(), self.pod_spec(), self.primary_index()
+
+    def primary_index(self) -> int:
+        containers = self.pod_spec().containers
+        if self.primary_container_name is None:
+            return 0
+        return next(i for i, c in enumerate(containers) if c.name == self.primary_container_name)
+
+    def primary_container(self) -> ContainerTemplate:
+        """The trainer container."""
+        return self.pod_spec().containers[self.primary_index()]
+
+    def job_fields(self) -> dict[str, int]:
+        """The Job-level fields the user set (camelCase, as in a batch/v1 JobSpec)."""
+        if self.job is None:
+            return {}
+        return {k: v for k, v in self.job.to_dict().items() if k != "template"}
+
+    def pod_spec_path(self) -> str:
+        """Field path of the pod spec, for messages (``spec.trialTemplate.job.template.spec``)."""
+        return "spec.trialTemplate." + ("job.template.spec" if self.job is not None else "spec")
 
 
 # Rules that exist only while some listed searcher needs them (an empty CEL list says nothing).
