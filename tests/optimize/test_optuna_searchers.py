@@ -103,3 +103,21 @@ def test_the_light_paths_do_not_import_optuna():
             "print('optuna' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_candidates_restrict_proposals_to_a_table_and_exhaust():
+    from hwtune.api.records import Goal, Hardware, Objective
+    from hwtune.optimize.searchers import make_searcher
+    from hwtune.space import FloatDomain, SearchSpace
+
+    space = SearchSpace([FloatDomain("lr", 1e-4, 1e-1, log=True)])
+    candidates = [{"lr": 1e-3}, {"lr": 1e-2}, {"lr": 5e-2}]
+    hardware = [Hardware("t4", 1), Hardware("a100", 1)]
+    searcher = make_searcher("optuna-tpe", space, hardware, seed=3, candidates=candidates,
+                             objectives=[Objective("val_error", Goal.MINIMIZE)])
+    seen = set()
+    for _ in range(6):
+        config, hw = searcher.suggest()
+        assert config in candidates
+        seen.add((config["lr"], hw))
+    assert len(seen) == 6 and searcher.suggest() is None

@@ -43,9 +43,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from hwtune.api.records import Hardware, Objective, Observation, TrialPhase, TrialRecord
 from hwtune.optimize.searchers.base import Searcher
-from hwtune.optimize.searchers.random import as_hardware_space
+from hwtune.optimize.searchers.random import as_hardware_space, check_candidates
 from hwtune.space import SearchSpace, config_key
 from hwtune.space.domains import (
     CategoricalDomain,
@@ -102,6 +104,7 @@ class OptunaSearcher(Searcher):
         objectives: Sequence[Objective],
         seed: int | None = 0,
         settings: Mapping[str, Any] | None = None,
+        candidates: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         optuna = _import_optuna()
         if not objectives:
@@ -122,6 +125,11 @@ class OptunaSearcher(Searcher):
         self._by_trial: dict[int, Any] = {}  # hwtune trial id -> optuna trial
         self._records: dict[int, TrialRecord] = {}
         self._told: set[int] = set()
+        # A benchmark table's configs: each proposal moves to the nearest unused candidate.
+        self.candidates = check_candidates(space, candidates)
+        self._used: set[tuple] = set()
+        if self.candidates is not None:
+            self._encoded = np.stack([space.encode(c) for c in self.candidates])
         self._worst: list[float] | None = None  # worst value per objective told so far
         self._failures: list[Any] = []  # failed trials waiting for a worst value
 
@@ -218,8 +226,36 @@ class OptunaSearcher(Searcher):
         self._tell_halted()
         trial = self.study.ask(self._distributions)
         config, hardware = self._to_hwtune(trial.params)
+        if self.candidates is not None:
+            picked = self._nearest_candidate(config, hardware)
+            if picked is None:
+                self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+                return None
+            if picked != (config, hardware):
+                # Optuna's trial keeps the params it sampled: drop it (samplers skip FAIL
+                # trials) and run the candidate as an enqueued trial instead.
+                self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+                config, hardware = picked
+                self.study.enqueue_trial(self._to_optuna(config, hardware), skip_if_exists=False)
+                trial = self.study.ask(self._distributions)
+            self._used.add((config_key(config), hardware))
         self._asked.setdefault((config_key(config), hardware), []).append(trial)
         return config, hardware
+
+    def _nearest_candidate(self, config: Mapping[str, Any], hardware: Hardware | None
+                           ) -> tuple[dict[str, Any], Hardware | None] | None:
+        """The candidate closest to ``config`` (encoded space) not yet run on ``hardware``;
+        another hardware choice when all were; None when every pair was run."""
+        assert self.candidates is not None
+        order = np.argsort(((self._encoded - self.space.encode(config)) ** 2).sum(axis=1),
+                           kind="stable")
+        choices = [hardware] + [h for h in (list(self.hardware) or [None]) if h != hardware]
+        for hw in choices:
+            for i in order:
+                candidate = self.candidates[int(i)]
+                if (config_key(candidate), hw) not in self._used:
+                    return dict(candidate), hw
+        return None
 
     def on_trial_add(self, trial: TrialRecord) -> None:
         key = (config_key(trial.config), trial.hardware)
@@ -281,12 +317,14 @@ class OptunaSearcher(Searcher):
 def _factory(name: str):
     kind, _ = OPTUNA_SEARCHERS[name]
 
-    def build(space, hardware, seed, settings, *, objectives=None, context=None, **_: Any):
+    def build(space, hardware, seed, settings, *, objectives=None, context=None,
+              candidates=None, **_: Any):
         if objectives is None and context is not None:
             objectives = getattr(context, "objectives", None)
         if objectives is None:
             raise ValueError(f"searcher {name!r} needs the study's objectives")
-        return OptunaSearcher(kind, space, hardware, objectives, seed, settings)
+        return OptunaSearcher(kind, space, hardware, objectives, seed, settings,
+                              candidates=candidates)
 
     return build
 
