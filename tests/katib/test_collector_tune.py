@@ -120,3 +120,23 @@ def test_a_job_template_with_a_named_primary_container_runs_locally(tmp_path):
     result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "-q"])
     assert result.exit_code == 0, result.output
     assert len([e for e in events(workdir) if e["kind"] == "observed"]) == 18
+
+
+def test_without_fidelity_a_trial_is_one_report_of_its_whole_run(tmp_path):
+    """No fidelity: the trial runs to its end and its output is one report, each objective by
+    its strategy (Katib's default reading of a trial)."""
+    path = study(tmp_path, {"kind": "stdout"}, max_trials=2, scheduler="fifo")
+    doc = yaml.safe_load(path.read_text())
+    del doc["spec"]["fidelity"]
+    doc["spec"]["objectives"][0]["strategy"] = "min"
+    path.write_text(yaml.safe_dump(doc))
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "-q"])
+    assert result.exit_code == 0, result.output
+    observed = [e for e in events(workdir) if e["kind"] == "observed"]
+    assert len(observed) == 2 and all(e["resource"] == 1 for e in observed)
+    for e in observed:
+        text = (workdir / "trials" / str(e["trialId"]) / "trial.log").read_text()
+        assert "training finished" in text  # ran to its end
+        losses = [float(m) for m in re.findall(r"loss=([\d.]+)", text)]
+        assert len(losses) == 9 and e["metrics"]["loss"] == min(losses)

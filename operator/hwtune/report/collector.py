@@ -14,7 +14,8 @@ injected into the user's pod (see docs/coming-from-katib.md for why).
 Grouping: a report is emitted after a line once every objective metric has a value since the last
 report (a line with several metrics is one group). The resource level is the value of
 ``resourceMetric`` when one is named (the report waits for it too), otherwise the number of
-reports so far. Only objective metrics (and the resource metric) are read: ``--lr=0.1`` echoed in
+reports so far (a study without ``fidelity`` gets one report per trial: ``summary()`` over the
+whole run, when the trainer exits). Only objective metrics (and the resource metric) are read: ``--lr=0.1`` echoed in
 a command line is ignored. Values that are not finite numbers (``nan``, ``inf``) are ignored,
 as is anything after a line of more than ``MAX_LINE`` characters.
 """
@@ -25,7 +26,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ["CollectedReport", "LineCollector", "STDOUT_PATTERN", "make_collector"]
 
@@ -80,6 +81,7 @@ class LineCollector:
     _partial: str = field(default="", init=False)
     lines: int = field(default=0, init=False)  # lines read, for messages
     matched: int = field(default=0, init=False)  # lines that held a wanted metric
+    history: list[CollectedReport] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("stdout", "json", "regex"):
@@ -138,6 +140,7 @@ class LineCollector:
             resource = self._count + 1
         self._count += 1
         report = CollectedReport(resource, dict(self._pending))
+        self.history.append(report)
         self._pending.clear()
         self._resource = None
         return [report]
@@ -176,6 +179,20 @@ class LineCollector:
         if not isinstance(doc, dict):
             return []
         return [(k, v) for k, v in ((k, _number(v)) for k, v in doc.items()) if v is not None]
+
+    def summary(self, strategies: Mapping[str, str] | None = None) -> CollectedReport | None:
+        """One report for the whole run (a study without fidelity: one report per trial, as
+        Katib reads a trial's output): each objective's ``latest``, ``min`` or ``max`` value over
+        every group seen (default latest); None when no group was complete."""
+        if not self.history:
+            return None
+        metrics: dict[str, float] = {}
+        for name in self.objectives:
+            values = [r.metrics[name] for r in self.history]
+            how = (strategies or {}).get(name, "latest")
+            metrics[name] = min(values) if how == "min" else max(values) if how == "max" \
+                else values[-1]
+        return CollectedReport(1, metrics)
 
     # -- for messages --------------------------------------------------------------------------
     def describe(self) -> str:

@@ -127,6 +127,7 @@ class LocalBackend(Backend):
         max_restarts: int = 3,
         clock: Callable[[], float] = time.monotonic,
         collector: Callable[[], LineCollector | None] | None = None,
+        collect_whole_run: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if max_parallel is not None and max_parallel < 1:
@@ -146,6 +147,9 @@ class LocalBackend(Backend):
         self._clock = clock
         # spec.metricsCollector other than sdk: a fresh parser per launch over its output.
         self._make_collector = collector
+        # A study without fidelity: one report per trial, the run's summary when it exits
+        # (objective -> strategy); None: every printed group is a report as it comes.
+        self._whole_run = collect_whole_run
         self._base_env = self._clean_env(os.environ if base_env is None else base_env,
                                          max_parallel)
         self._launches: dict[int, _Launch] = {}
@@ -388,6 +392,9 @@ class LocalBackend(Backend):
         found = launch.collector.feed_text(data[:cut].decode(errors="replace"))
         if final:
             found += launch.collector.close()
+        if self._whole_run is not None:
+            summary = launch.collector.summary(self._whole_run) if final else None
+            found = [summary] if summary is not None else []
         delivered = False
         for report in found:
             record = self.sink.trial(tid)

@@ -153,6 +153,9 @@ class LocalStudyRun:
             cwd=cwd,
             checkpoint_root=self._checkpoint_root(spec),
             collector=self._collector_factory(),
+            collect_whole_run=None if self.config.fidelity_declared else {
+                o.metric: (o.strategy.value if o.strategy is not None else "latest")
+                for o in self.config.spec.objectives},
             **dict(backend_options or {}),
         )
         self._on_iteration = on_iteration
