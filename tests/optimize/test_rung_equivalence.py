@@ -273,3 +273,20 @@ def test_a_growing_epsilon_net_equals_the_order_from_scratch(m, n, seed, coarse,
             net = EpsilonNet(np.arange(i + 1), points[: i + 1])
             rebuilt += 1
     assert net.prefix().tolist() == reference.epsilon_net_order(points).tolist()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(arrivals(max_points=50), st.sampled_from(TIE_BREAKS), st.data())
+def test_deferred_records_settle_to_the_same_rung(losses, tie_break, data):
+    """A rebuild records without front repair (``defer``); the batch settle (moocore for
+    finite losses, the incremental repair otherwise) leaves the rung as live recording did."""
+    n = len(losses)
+    start, stop = sorted(data.draw(st.tuples(st.integers(0, n), st.integers(0, n))))
+    new, ref = Rung(1, losses.shape[1], tie_break), ReferenceRung(1, losses.shape[1], tie_break)
+    for i, row in enumerate(losses):
+        new.record(i, row, defer=start <= i < stop)
+        ref.record(i, row)
+        if not start <= i < stop:
+            assert new.in_top_fraction(i, 3) == ref.in_top_fraction(i, 3)
+    assert (new.fronts == nondominated_ranks(losses)).all()
+    assert new.ranked_trial_ids() == ref.ranked_trial_ids()

@@ -26,7 +26,7 @@ class FakeSink:
     """Decides like a tiny scheduler: continue until resource 3, then stop (trial finished)."""
 
     def __init__(self) -> None:
-        self.tokens = {"1": new_token(), "2": new_token()}
+        self.tokens = {"0": new_token(), "1": new_token(), "2": new_token()}
         self.last: dict[str, int] = {}
         self.finished: set[str] = set()
         self.received: list[tuple[str, ReportPayload]] = []
@@ -80,6 +80,19 @@ def post(server, path, body, token=None, raw_auth=None):
 GOOD = {"protocolVersion": 1, "resource": 1, "metrics": {"val_error": 0.5}}
 
 
+def raw_request(server, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes (anything a hostile client could) and read until the server closes."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+        conn.sendall(data)
+        chunks = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
 def test_binds_loopback_on_a_free_port(served):
     _, server = served
     assert server.url.startswith("http://127.0.0.1:")
@@ -122,10 +135,24 @@ def test_wrong_token_is_401_and_records_nothing(served):
     assert sink.received == []
 
 
-def test_unknown_trial_is_404(served):
+def test_unknown_trial_is_answered_exactly_like_a_wrong_token(served):
+    # 404 for an unknown id would tell a caller without a token which trials exist.
     sink, server = served
-    status, body = post(server, "/v1/trials/99/reports", GOOD, token=sink.tokens["1"])
-    assert status == 404 and "99" in body["error"]
+    unknown = raw_request(server, b"POST /v1/trials/99/reports HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer " + sink.tokens["1"].encode() + b"\r\n"
+                          b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+    wrong = raw_request(server, b"POST /v1/trials/1/reports HTTP/1.1\r\nHost: x\r\n"
+                        b"Authorization: Bearer " + sink.tokens["2"].encode() + b"\r\n"
+                        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+    def comparable(response: bytes) -> tuple[bytes, list[bytes], bytes]:
+        head, _, body = response.partition(b"\r\n\r\n")
+        status, *headers = head.split(b"\r\n")
+        return status, sorted(h for h in headers if not h.lower().startswith(b"date:")), body
+
+    assert comparable(unknown) == comparable(wrong)
+    assert unknown.startswith(b"HTTP/1.1 401 ")
+    assert sink.received == []
 
 
 @pytest.mark.parametrize(
@@ -194,7 +221,7 @@ def test_client_raises_on_refusals_with_status(served):
     assert info.value.status == 401
     with pytest.raises(ReportError) as info:
         ReportClient(server.url, "77", sink.tokens["1"]).report(1, {"val_error": 0.4})
-    assert info.value.status == 404
+    assert info.value.status == 401
 
 
 def _free_port() -> int:
@@ -274,10 +301,10 @@ def test_concurrent_reports_from_many_trials():
 
 def test_median_report_round_trip_is_a_few_milliseconds(served):
     sink, server = served
-    sink.tokens["perf"] = new_token()
+    sink.tokens["5"] = new_token()
     original = sink.submit_report
     sink.submit_report = lambda trial, payload: ReportReply(Decision.CONTINUE)
-    client = ReportClient(server.url, "perf", sink.tokens["perf"])
+    client = ReportClient(server.url, "5", sink.tokens["5"])
     timings = []
     for level in range(1, 201):
         start = time.perf_counter()

@@ -157,3 +157,82 @@ def test_sdk_import_is_standard_library_only():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+# -- the report of a checkpointed level survives the process (issue 9) -----------------------------
+
+class UnreachableClient(ScriptedClient):
+    def report(self, resource, metrics):
+        from hwtune.trainer.client import ReportError
+
+        raise ReportError("report endpoint unreachable after 3 attempts")
+
+
+def test_an_unacknowledged_report_is_kept_and_sent_first_on_resume(tmp_path):
+    location = str(tmp_path / "ckpt")
+    first = Trial(TrialEnv(max_resource=5, checkpoint_uri=location),
+                  client=UnreachableClient([]), handle_sigterm=False)
+    first.save_checkpoint({"w": 2}, 2)
+    with pytest.raises(Exception, match="unreachable"):
+        first.report(2, val_error=0.25)
+    assert CheckpointStore(location).pending_report() == (2, {"val_error": 0.25})
+
+    again, client = make_trial(tmp_path, decisions=[Decision.CONTINUE, Decision.CONTINUE],
+                               resume=True, reported_resource=1)
+    checkpoint = again.load_checkpoint()
+    assert checkpoint.resource == 2
+    assert client.sent == [(2, {"val_error": 0.25})]  # before the script trains level 3
+    assert CheckpointStore(location).pending_report() is None
+    again.save_checkpoint({"w": 3}, 3)
+    again.report(3, val_error=0.2)
+    assert [r for r, _ in client.sent] == [2, 3]
+    assert CheckpointStore(location).pending_report() is None  # acknowledged
+
+
+def test_a_pending_report_the_study_already_holds_is_dropped(tmp_path):
+    CheckpointStore(str(tmp_path / "ckpt")).save_pending_report(2, {"val_error": 0.25})
+    trial, client = make_trial(tmp_path, decisions=[Decision.CONTINUE], resume=True,
+                               reported_resource=2)
+    trial.load_checkpoint()
+    assert client.sent == []
+    assert CheckpointStore(str(tmp_path / "ckpt")).pending_report() is None
+
+
+def test_a_pending_report_that_halts_the_trial_ends_its_levels(tmp_path):
+    CheckpointStore(str(tmp_path / "ckpt")).save_pending_report(2, {"val_error": 0.25})
+    trial, client = make_trial(tmp_path, decisions=[Decision.PAUSE], resume=True,
+                               reported_resource=1)
+    assert list(trial.resource_levels(3)) == []
+    assert client.sent == [(2, {"val_error": 0.25})]
+
+
+SAVE_THEN_EVALUATE = textwrap.dedent("""
+    import sys, time
+    from hwtune.trainer import Trial, TrialEnv
+    from hwtune.trainer.client import ReportError
+
+    class Silent:  # the tuner is gone: nothing ever answers
+        def report(self, resource, metrics):
+            time.sleep(30)
+        def close(self):
+            pass
+
+    trial = Trial(TrialEnv(max_resource=5, checkpoint_uri=sys.argv[1]), client=Silent())
+    trial.save_checkpoint({"w": 1}, 1)
+    print("saved", flush=True)
+    time.sleep(0.5)  # evaluating level 1
+    trial.report(1, val_error=0.5)
+    print("not reached", flush=True)
+    """)
+
+
+def test_sigterm_between_checkpoint_and_report_waits_for_the_report_to_be_kept(tmp_path):
+    location = str(tmp_path / "ckpt")
+    proc = subprocess.Popen([sys.executable, "-c", SAVE_THEN_EVALUATE, location],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "saved"
+    proc.send_signal(signal.SIGTERM)  # while it evaluates
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_PREEMPTED, err
+    assert "not reached" not in out
+    assert CheckpointStore(location).pending_report() == (1, {"val_error": 0.5})

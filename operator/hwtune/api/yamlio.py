@@ -105,22 +105,37 @@ class _Builder:
             return [self.build(item, join_path(path, i), depth + 1)
                     for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
-            self.loader.flatten_mapping(node)  # resolve << merge keys
-            out: dict[Any, Any] = {}
-            first_line: dict[Any, str] = {}
             # The field this mapping is the value of ("" for a list item or a map entry).
             field = "" if not path or path.endswith("]") else path.rsplit(".", 1)[-1]
+
+            def key_path(key: Any) -> str:
+                return join_key(path, key) if field in _MAPS else join_path(path, str(key))
+
+            # Duplicates among the keys written here; a key merged in with "<<" may be
+            # overridden (YAML's merge rule, kubectl's too).
+            first_line: dict[Any, str] = {}
+            merges = False
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    merges = True
+                    continue
+                key = self.build(key_node, path, depth + 1)
+                if not isinstance(key, (str, int, float, bool)):
+                    raise self.fail(path, f"{_line(key_node)}: a mapping key must be a scalar")
+                if key in first_line:
+                    raise self.fail(key_path(key), f"duplicate key {key!r} ({_line(key_node)}; "
+                                                   f"first at {first_line[key]}): the API server "
+                                                   "refuses it, and one of the two values would "
+                                                   "be lost")
+                first_line[key] = _line(key_node)
+            if merges:
+                self.loader.flatten_mapping(node)  # merged pairs first, then the written ones
+            out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 key = self.build(key_node, path, depth + 1)
-                if not isinstance(key, (str, int, float, bool)) or key is None:
+                if not isinstance(key, (str, int, float, bool)):
                     raise self.fail(path, f"{_line(key_node)}: a mapping key must be a scalar")
-                key_path = join_key(path, key) if field in _MAPS else join_path(path, str(key))
-                if key in out:
-                    raise self.fail(key_path, f"duplicate key {key!r} ({_line(key_node)}; first "
-                                              f"at {first_line[key]}): the API server refuses "
-                                              "it, and one of the two values would be lost")
-                first_line[key] = _line(key_node)
-                out[key] = self.build(value_node, key_path, depth + 1)
+                out[key] = self.build(value_node, key_path(key), depth + 1)
             return out
         raise self.fail(path, f"{_line(node)}: unsupported YAML node")
 

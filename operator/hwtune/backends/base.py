@@ -48,12 +48,18 @@ from typing import Any, Mapping, Protocol
 
 from hwtune.api.records import Decision, Hardware, TrialPhase, TrialRecord
 
-__all__ = ["Backend", "BackendError", "BackendTrial", "TrialSink"]
+__all__ = ["Backend", "BackendError", "BackendTrial", "InfrastructureError", "TrialSink"]
 
 
 class BackendError(RuntimeError):
     """A backend was asked for something its bookkeeping forbids (start a running trial, stop
     an unknown one) or its machinery failed to launch a trial."""
+
+
+class InfrastructureError(BackendError):
+    """The machine failed, not the trial (a full disk, no processes or file descriptors left):
+    the run must end. Trials keep their phase, so that a later run resumes them; none is
+    failed for it, and none uses up ``maxTrials`` in vain."""
 
 
 class TrialSink(Protocol):
@@ -169,6 +175,8 @@ class Backend(abc.ABC):
             state.max_resource = start.max_resource
             try:
                 running = self._launch(state, start.resumed)
+            except InfrastructureError:
+                raise
             except Exception as exc:
                 self._set_phase(state, TrialPhase.FAILED)
                 self.sink.fail_trial(record.trial_id, f"launch failed: {exc}")

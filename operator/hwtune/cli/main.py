@@ -8,8 +8,9 @@
 - ``hwtune version``.
 
 Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 3 the study
-failed (more failed trials than budget.maxFailedTrials, or no trial reported its objectives), 130
-interrupted (continue with ``--resume``); ``convert`` exits 4 when something could not be kept.
+failed (more failed trials than budget.maxFailedTrials, or no trial reported its objectives), 75
+the machine failed (a full disk; continue with ``--resume`` once fixed), 130 interrupted
+(continue with ``--resume``); ``convert`` exits 4 when something could not be kept.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ app = typer.Typer(
 
 EXIT_INVALID = 2
 EXIT_STUDY_FAILED = 3  # the study ran and failed (maxFailedTrials, no trial reported)
+EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: try again (--resume) once the machine is fixed
 EXIT_INTERRUPTED = 130
 
 console = Console()
@@ -106,9 +108,23 @@ def tune(
     cwd: Optional[Path] = typer.Option(
         None, "--cwd", help="Directory trials start in [default: the current directory]"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live view"),
+    trial_inactivity: Optional[str] = typer.Option(
+        None, "--trial-inactivity",
+        help="Stop and fail a trial that has not reported for this long: seconds (600), or a "
+             "multiple of its usual time per level (10x) [default: 10x, at least 120 s; "
+             "3600 s until its pace is known]"),
+    trial_log_max_bytes: Optional[int] = typer.Option(
+        None, "--trial-log-max-bytes", min=4096,
+        help="Keep only the last part of a trial's log beyond this size [default: 10 MiB]"),
 ) -> None:
     """Run a study on this machine: trials are local processes, GPU pools are simulated."""
-    from hwtune.backends.local import LocalStudyRun, StudyInterrupted, WorkdirError
+    from hwtune.backends.local import (
+        InactivityLimit,
+        InfrastructureError,
+        LocalStudyRun,
+        StudyInterrupted,
+        WorkdirError,
+    )
     from hwtune.cli.plot import plot_front
     from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
 
@@ -128,13 +144,28 @@ def tune(
         live.update(progress_view(run.study, name=study.name, workdir=str(workdir),
                                   started=started, pools=run.simulated_pools))
 
+    backend_options: dict = {}
+    if trial_inactivity is not None:
+        try:
+            backend_options["inactivity"] = InactivityLimit.parse(trial_inactivity)
+        except ValueError as exc:
+            raise _fail(f"--trial-inactivity {exc}") from None
+    if trial_log_max_bytes is not None:
+        backend_options["log_max_bytes"] = trial_log_max_bytes
+    restart = f"hwtune tune {study_file} --workdir {workdir} --resume"
     try:
         run = LocalStudyRun(study.name, study.spec, config=study.config, workdir=workdir,
                             pools=study.pools,
                             resume=resume, max_parallel=max_parallel, cwd=cwd,
-                            base_dir=study_file.resolve().parent, on_iteration=draw)
+                            base_dir=study_file.resolve().parent, on_iteration=draw,
+                            backend_options=backend_options)
     except WorkdirError as exc:
         raise _fail(str(exc)) from None
+    except InfrastructureError as exc:
+        raise _fail(f"{exc}\nFix that, then run: {restart}", EXIT_INFRASTRUCTURE) from None
+    except OSError as exc:  # the work directory cannot be created or written
+        raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}",
+                    EXIT_INFRASTRUCTURE) from None
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
@@ -149,8 +180,13 @@ def tune(
                                                started=started, pools=run.simulated_pools))
     except StudyInterrupted:
         errors.print(f"interrupted: trial processes stopped, checkpoints kept. Continue with\n"
-                     f"  hwtune tune {study_file} --workdir {workdir} --resume", highlight=False)
+                     f"  {restart}", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except InfrastructureError as exc:
+        raise _fail(f"{exc}\nThen run: {restart}", EXIT_INFRASTRUCTURE) from None
+    except OSError as exc:  # a file of hwtune's own (trial directories, logs) on a broken disk
+        raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}\nThen run: {restart}",
+                    EXIT_INFRASTRUCTURE) from None
 
     wall = time.monotonic() - started
     summary = result.summary
@@ -166,8 +202,13 @@ def tune(
         first_line = record.reason.splitlines()[0] if record.reason else "failed"
         errors.print(f"trial {record.trial_id} failed: {first_line} (log: "
                      f"{run.backend.log_path(record.trial_id)})", highlight=False)
-    written = plot_front(run.study, plot)
-    console.print(f"plot: {written}", highlight=False)
+    try:
+        written = plot_front(run.study, plot)
+    except OSError as exc:  # the study is done and saved; only its picture is missing
+        errors.print(f"warning: could not write the plot {plot}: {exc.strerror or exc}",
+                     highlight=False)
+    else:
+        console.print(f"plot: {written}", highlight=False)
     if result.failed:
         raise _fail(f"study {study.name} {result.stop_reason}", EXIT_STUDY_FAILED)
     if summary.reports == 0 and result.trials:

@@ -509,7 +509,7 @@ class Study:
         self._live_gpu_hours.pop(trial_id, None)
 
     def _observe(self, record: TrialRecord, resource: int, metrics: dict[str, float],
-                 runtime: float) -> Decision:
+                 runtime: float, replayed: Decision | None = None) -> Decision:
         now = self.now()
         if record.phase is TrialPhase.PENDING:
             record.phase = TrialPhase.RUNNING
@@ -518,7 +518,7 @@ class Study:
         observation = Observation(trial_id=record.trial_id, resource=resource, metrics=metrics, time=now)
         record.observations.append(observation)
         self._reports += 1
-        decision = self.scheduler.on_trial_result(record, observation)
+        decision = self._decide(record, observation, replayed)
         if not isinstance(decision, Decision):
             raise StudyError(f"scheduler returned {decision!r}, not a Decision")
         # Accounted spend only: this decision is replayed from the log, which holds no accruals.
@@ -585,6 +585,15 @@ class Study:
         if not reached:
             return None
         return f"objective target reached by trial {trial_id}: {', '.join(reached)}"
+
+    def _decide(self, record: TrialRecord, observation: Observation, replayed: Decision | None) -> Decision:
+        """The scheduler's decision. In a rebuild (``replayed``: the answer the log holds) the
+        scheduler may apply it instead of ranking again (``Scheduler.replay_result``)."""
+        if replayed is None:
+            return self.scheduler.on_trial_result(record, observation)
+        # Budget stops only (a reached target or a failed study stops trials from outside).
+        budget_stop = self.config.budget.running_stop_reason(self._spend()) is not None
+        return self.scheduler.replay_result(record, observation, replayed, budget_stop)
 
     # -- life-cycle facts ---------------------------------------------------------------------
     def complete_trial(self, trial_id: int, runtime_seconds: float | None = None) -> None:
@@ -711,6 +720,7 @@ class Study:
             for event in ordered:
                 study._replay_time = event.time
                 study._replay(event, strict)
+            study.scheduler.replay_done()
         finally:
             study._replay_time = None
         if ordered:
@@ -757,7 +767,7 @@ class Study:
             runtime = float(event.runtime_seconds if event.runtime_seconds is not None
                             else metrics.get("runtime", 0.0))
             self._account(tid, max(runtime, self._runtime[tid]))
-            decision = self._observe(record, int(event.resource), metrics, runtime)
+            decision = self._observe(record, int(event.resource), metrics, runtime, event.decision)
             if event.decision is not None and decision is not event.decision:
                 self._mismatch(f"event {event.seq}: trial {tid} at resource {event.resource} got "
                                f"{decision.value} on replay, {event.decision.value} originally", strict)

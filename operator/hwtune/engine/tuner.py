@@ -96,6 +96,8 @@ class Tuner:
         self.on_iteration = on_iteration
         self.iterations = 0
         self._stop_requested: str | None = None
+        budget = study.config.budget
+        self._spend_budget = budget.max_cost_usd is not None or budget.max_gpu_hours is not None
         # Trials in a row that failed before reporting, and the counters it is measured by.
         self._failure_streak = 0
         self._seen = (study.reports, study.failed_before_reporting)
@@ -117,8 +119,10 @@ class Tuner:
         """One iteration; returns why the loop is over, or None to go on."""
         study, backend = self.study, self.backend
         with backend.lock:
-            # Running trials' spend grows between reports: charge it before judging the budget.
-            study.accrue(getattr(backend, "running_runtimes", dict)())
+            # Running trials' spend grows between reports: charge it before judging a spend
+            # budget (without one, spend is accounted at reports and halts only).
+            if self._spend_budget:
+                study.accrue(getattr(backend, "running_runtimes", dict)())
             reason = self._stop_requested or study.stop_reason()
             if reason is not None:
                 for trial_id in backend.active_trial_ids():

@@ -26,8 +26,10 @@ from hwtune.api.records import METRIC_NAME_PATTERN as _METRIC_NAME_RULE
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_METRICS",
+    "MAX_RESOURCE_LEVEL",
     "METRIC_NAME_PATTERN",
     "PROTOCOL_VERSION",
+    "EndpointUnavailableError",
     "ProtocolError",
     "ReportPayload",
     "ReportReply",
@@ -38,6 +40,7 @@ __all__ = [
     "check_resource",
     "encode_report",
     "parse_report",
+    "parse_trial_id",
     "reports_path",
 ]
 
@@ -47,7 +50,21 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_METRICS = 256
 # The CRD schema's rule (hwtune.api.records), so every objective a study names can be reported.
 METRIC_NAME_PATTERN = re.compile(_METRIC_NAME_RULE)
+# Levels stay exactly representable as JSON numbers (doubles) everywhere they are stored.
+MAX_RESOURCE_LEVEL = 2**53
+# A trial id in a URL: the canonical decimal form only. int() would also take "00", "+0", " 0"
+# or "٠" (Arabic-Indic zero) and route them all to trial 0.
+_TRIAL_ID = re.compile(r"0|[1-9][0-9]{0,17}")
 _KNOWN_FIELDS = frozenset({"protocolVersion", "resource", "metrics"})
+
+
+def parse_trial_id(text: str) -> int:
+    """The trial id of a report URL; ProtocolError (400, field ``trial``) unless ``text`` is a
+    non-negative decimal integer written canonically (ASCII digits, no sign, no leading zero)."""
+    if not isinstance(text, str) or _TRIAL_ID.fullmatch(text) is None:
+        raise ProtocolError("must be a trial id: a decimal integer of ASCII digits without sign, "
+                            "spaces or leading zeros", field="trial", status=400)
+    return int(text)
 
 
 def reports_path(trial: str) -> str:
@@ -78,7 +95,17 @@ class ProtocolError(ValueError):
 
 
 class UnknownTrialError(ProtocolError):
+    """No such trial. The endpoint answers it like a wrong token (401), so that a caller without
+    a token cannot learn which trial ids exist; sinks may still raise it after authentication."""
+
     status = 404
+
+
+class EndpointUnavailableError(ProtocolError):
+    """The endpoint cannot record a report now (its disk is full, its study is shutting down):
+    503, which clients retry."""
+
+    status = 503
 
 
 class TrialFinishedError(ProtocolError):
@@ -160,7 +187,10 @@ def check_metrics(metrics: Any) -> dict[str, float]:
         if not _is_number(value):
             raise ProtocolError(f"must be a number, got {type(value).__name__} {value!r}",
                                 field=field)
-        as_float = float(value)
+        try:
+            as_float = float(value)
+        except OverflowError:  # an integer such as 10**400: JSON allows it, a double does not
+            raise ProtocolError("is out of the range of a 64-bit float", field=field) from None
         if not math.isfinite(as_float):
             raise ProtocolError(f"must be finite, got {value!r}", field=field)
         checked[name] = as_float
@@ -172,6 +202,8 @@ def check_resource(resource: Any) -> int:
         raise ProtocolError(f"must be an integer >= 1, got {resource!r}", field="resource")
     if resource < 1:
         raise ProtocolError(f"must be >= 1, got {resource!r}", field="resource")
+    if resource > MAX_RESOURCE_LEVEL:
+        raise ProtocolError(f"must be at most 2**53 ({MAX_RESOURCE_LEVEL})", field="resource")
     return int(resource)
 
 
@@ -192,8 +224,10 @@ def parse_report(body: bytes | str) -> ReportPayload:
         data = json.loads(text, parse_constant=_refuse_constant)
     except ProtocolError:
         raise
-    except ValueError as exc:
+    except ValueError as exc:  # also an integer of more than sys.get_int_max_str_digits()
         raise ProtocolError(f"body is not valid JSON: {exc}", status=400) from None
+    except RecursionError:  # "[[[[..." 64 KiB deep
+        raise ProtocolError("body is nested too deeply", status=400) from None
     if not isinstance(data, dict):
         raise ProtocolError(f"body must be a JSON object, got {type(data).__name__}", status=400)
     unknown = sorted(set(data) - _KNOWN_FIELDS)

@@ -4,7 +4,13 @@ and asks a ``ReportSink`` (the engine behind a backend) for the decision.
 The sink is called synchronously from the request handler, so its answer is the engine's
 answer for exactly that report; it must be quick (the engine decides in microseconds) and
 thread-safe when the server runs in its own thread (``ReportServer``), as with the local
-backend. The operator mounts ``create_app(sink)`` in its own event loop instead.
+backend. The operator serves ``create_app(sink)`` (or ``add_report_routes(its_app, sink)``)
+from its own event loop with ``web.AppRunner(app, **runner_options())``.
+
+Hostile input is a 4xx, never a 500: trial ids are parsed strictly (``00``, ``+0``, ``٠`` are
+not trial 0), an unknown trial is answered exactly like a wrong token (401), malformed
+Authorization bytes are a 401, and idle or half-open connections are closed
+(``IDLE_TIMEOUT_SECONDS``; a stalled body gets 408 after ``BODY_TIMEOUT_SECONDS``).
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import secrets
 import threading
 from typing import Protocol
 
+import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
 from hwtune.report.protocol import (
@@ -25,11 +34,29 @@ from hwtune.report.protocol import (
     ReportPayload,
     ReportReply,
     parse_report,
+    parse_trial_id,
 )
 
-__all__ = ["ReplyMemo", "ReportServer", "ReportSink", "create_app", "new_token", "tokens_match"]
+__all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "IDLE_TIMEOUT_SECONDS",
+    "ReplyMemo",
+    "ReportServer",
+    "ReportSink",
+    "add_report_routes",
+    "create_app",
+    "new_token",
+    "runner_options",
+    "tokens_match",
+]
 
 log = logging.getLogger(__name__)
+
+# A connection without a complete request for this long is closed (idle keep-alive, or stalled
+# in its headers); the SDK reconnects silently.
+IDLE_TIMEOUT_SECONDS = 60.0
+# A request whose body does not arrive in full within this is answered 408 and closed.
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 def new_token() -> str:
@@ -39,18 +66,22 @@ def new_token() -> str:
 
 def tokens_match(presented: str, expected: str) -> bool:
     # Constant-time, so response timing does not leak how much of a guess was right.
-    return hmac.compare_digest(presented.encode(), expected.encode())
+    # surrogateescape: header bytes that were not UTF-8 compare unequal instead of raising.
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
 
 
 class ReportSink(Protocol):
     """What the endpoint needs from whoever runs the trials."""
 
     def expected_token(self, trial: str) -> str | None:
-        """The bearer token of ``trial``, or None when no such trial exists (404)."""
+        """The bearer token of ``trial`` (always a canonical decimal id, see
+        ``parse_trial_id``), or None when no such trial exists (answered like a wrong token)."""
 
     def submit_report(self, trial: str, payload: ReportPayload) -> ReportReply:
         """Record the report and decide. Raise ``TrialFinishedError`` (409) for a finished trial,
-        ``ReportRejectedError`` (422) for an impossible report (resource going backwards)."""
+        ``ReportRejectedError`` (422) for an impossible report (resource going backwards),
+        ``EndpointUnavailableError`` (503, retried) when the report cannot be recorded now."""
 
 
 class ReplyMemo:
@@ -87,33 +118,56 @@ def _error(status: int, message: str, *, field: str = "", headers: dict | None =
     return web.json_response(body, status=status, headers=headers)
 
 
-def _bearer_token(request: web.Request) -> str | None:
+# RFC 6750's b64token. aiohttp hands header bytes that are not UTF-8 over as surrogates; a
+# token with anything outside this set is malformed, never a server error.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_NOT_A_TOKEN = new_token()  # compared against when the trial is unknown: same work, same answer
+
+
+def _bearer_token(request: web.Request) -> tuple[str | None, str]:
+    """(token, problem): the bearer token, or None and why there is none."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    token = token.strip(" \t")
+    if scheme.lower() != "bearer" or not token:
+        return None, "missing bearer token (Authorization: Bearer <token>)"
+    if _B64TOKEN.fullmatch(token) is None:
+        return None, "malformed bearer token (Authorization: Bearer <token>)"
+    return token, ""
 
 
-def create_app(sink: ReportSink) -> web.Application:
-    """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz."""
+def add_report_routes(app: web.Application, sink: ReportSink, *,
+                      body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
+    """Add POST /v1/trials/{trial}/reports and GET /healthz to ``app``: how another aiohttp
+    application (the operator's) serves the protocol. Give its runner ``runner_options()``."""
 
     async def post_report(request: web.Request) -> web.Response:
-        trial = request.match_info["trial"]
-        token = _bearer_token(request)
+        try:
+            trial = str(parse_trial_id(request.match_info["trial"]))
+        except ProtocolError as exc:
+            return web.json_response(exc.to_json(), status=exc.status)
+        token, problem = _bearer_token(request)
         if token is None:
-            return _error(401, "missing bearer token (Authorization: Bearer <token>)",
-                          headers={"WWW-Authenticate": 'Bearer realm="hwtune"'})
+            return _error(401, problem, headers={"WWW-Authenticate": 'Bearer realm="hwtune"'})
         expected = sink.expected_token(trial)
-        if expected is None:
-            return _error(404, f"unknown trial {trial!r}")
-        if not tokens_match(token, expected):
+        # An unknown trial is answered exactly like a wrong token, after the same comparison:
+        # a caller without a token learns nothing about which trial ids exist.
+        if not tokens_match(token, _NOT_A_TOKEN if expected is None else expected) \
+                or expected is None:
             return _error(401, "wrong token for this trial",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         try:
-            raw = await request.read()
+            # A client that sends headers and then stalls (or vanished) must not hold the
+            # handler for ever.
+            raw = await asyncio.wait_for(request.read(), timeout=body_timeout)
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+        except asyncio.TimeoutError:
+            return _error(408, f"body not received within {body_timeout:g} s",
+                          headers={"Connection": "close"})
+        except (ConnectionError, aiohttp.ClientPayloadError,
+                aiohttp.http_exceptions.HttpProcessingError) as exc:
+            return _error(400, f"malformed body: {exc}")
         try:
             payload = parse_report(raw)
             reply = sink.submit_report(trial, payload)
@@ -124,19 +178,60 @@ def create_app(sink: ReportSink) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "protocolVersion": PROTOCOL_VERSION})
 
-    # aiohttp stops reading a body at this size (HTTPRequestEntityTooLarge, answered 413).
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/v1/trials/{trial}/reports", post_report)
     app.router.add_get("/healthz", healthz)
+
+
+def create_app(sink: ReportSink, *, body_timeout: float = BODY_TIMEOUT_SECONDS
+               ) -> web.Application:
+    """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz.
+    Serve it with ``web.AppRunner(app, **runner_options())`` (idle connections time out)."""
+    # aiohttp stops reading a body at this size (HTTPRequestEntityTooLarge, answered 413).
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    add_report_routes(app, sink, body_timeout=body_timeout)
     return app
+
+
+class _QuietMalformedHttp(logging.Filter):
+    """A client's malformed HTTP is the client's problem: one warning line, not an error with a
+    traceback per request (a hostile client could fill the log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, aiohttp.http_exceptions.HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s): %s"
+            record.args = (record.args[0] if record.args else "?",
+                           str(exc.message).splitlines()[0] if exc.message else type(exc).__name__)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_http_log = logging.getLogger("hwtune.report.http")
+_http_log.addFilter(_QuietMalformedHttp())
+
+
+def runner_options(idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> dict[str, object]:
+    """``web.AppRunner`` keyword arguments for the endpoint. aiohttp's keep-alive timer runs from
+    the moment a connection opens until a complete request arrives, so it closes idle
+    connections and half-open ones that stall in (or vanished before) their headers alike; its
+    default is an hour. After an answer given before the body was read (401, 408) aiohttp reads
+    and drops the rest of it for ``lingering_time`` at most (default 10 s), then closes."""
+    return {"keepalive_timeout": idle_timeout, "lingering_time": 1.0, "access_log": None,
+            "logger": _http_log}
 
 
 class ReportServer:
     """Serves ``create_app(sink)`` from a daemon thread with its own event loop, bound to
     ``host`` on a free port (port 0). Use as a context manager or call start()/stop()."""
 
-    def __init__(self, sink: ReportSink, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sink: ReportSink, *, host: str = "127.0.0.1", port: int = 0,
+                 idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+                 body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
         self._sink = sink
+        self._idle_timeout = idle_timeout
+        self._body_timeout = body_timeout
         self._host = host
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,7 +280,8 @@ class ReportServer:
         return self
 
     async def _open(self) -> None:
-        self._runner = web.AppRunner(create_app(self._sink), access_log=None)
+        self._runner = web.AppRunner(create_app(self._sink, body_timeout=self._body_timeout),
+                                     **runner_options(self._idle_timeout))
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()

@@ -26,9 +26,10 @@ from hwtune.api.records import Decision, Hardware
 from hwtune.trainer.checkpoint import Checkpoint, CheckpointStore
 from hwtune.trainer.client import ReportError
 from hwtune.trainer.env import TrialEnv, TrialEnvError
-from hwtune.trainer.trial import EXIT_PREEMPTED, Trial
+from hwtune.trainer.trial import EXIT_INFRASTRUCTURE, EXIT_PREEMPTED, Trial
 
 __all__ = [
+    "EXIT_INFRASTRUCTURE",
     "EXIT_PREEMPTED",
     "Checkpoint",
     "CheckpointStore",

@@ -11,6 +11,10 @@ The location is a directory (a PVC mount, a local workdir) or an fsspec URI (``f
 
 Writes are atomic (temporary file, then rename): a trial killed mid-save leaves the previous
 checkpoint intact, never a torn one.
+
+A third file, ``pending-report.json`` (``{"resource": r, "metrics": {...}}``), exists while the
+report of a checkpointed level is not acknowledged by the study. A trial killed in that window
+(its tuner killed with it, say) sends it first when it resumes, so the level is not lost.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-__all__ = ["CHECKPOINT_FILE", "META_FILE", "Checkpoint", "CheckpointStore", "read_checkpoint_meta"]
+__all__ = ["CHECKPOINT_FILE", "META_FILE", "PENDING_REPORT_FILE", "Checkpoint", "CheckpointStore",
+           "read_checkpoint_meta"]
 
 CHECKPOINT_FILE = "latest.ckpt"
 META_FILE = "latest.json"
+PENDING_REPORT_FILE = "pending-report.json"
 _FORMAT = "hwtune-checkpoint/1"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
@@ -111,6 +117,35 @@ class CheckpointStore:
     def meta(self) -> dict[str, Any] | None:
         data = self._read(META_FILE)
         return None if data is None else json.loads(data)
+
+    def save_pending_report(self, resource: int, metrics: Mapping[str, float]) -> None:
+        """Keep the report of ``resource`` beside its checkpoint until it is acknowledged."""
+        self._write_atomic(PENDING_REPORT_FILE, json.dumps(
+            {"resource": resource, "metrics": dict(metrics)}).encode())
+
+    def pending_report(self) -> tuple[int, dict[str, float]] | None:
+        """The unacknowledged report of a checkpointed level, or None (also for a damaged
+        file, which atomic writes never leave behind)."""
+        data = self._read(PENDING_REPORT_FILE)
+        if data is None:
+            return None
+        try:
+            record = json.loads(data)
+            return int(record["resource"]), {str(k): float(v)
+                                             for k, v in record["metrics"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def clear_pending_report(self) -> None:
+        if self._path is not None:
+            try:
+                os.unlink(os.path.join(self._path, PENDING_REPORT_FILE))
+            except FileNotFoundError:
+                pass
+            return
+        target = f"{self._root}/{PENDING_REPORT_FILE}"
+        if self._fs.exists(target):
+            self._fs.rm(target)
 
     def _read(self, name: str) -> bytes | None:
         if self._path is not None:

@@ -24,8 +24,11 @@ __all__ = ["ReportClient", "ReportError"]
 
 log = logging.getLogger("hwtune.trainer")
 
-_RETRY_STATUSES = frozenset({502, 503, 504})
+# 408: the endpoint timed out waiting for our body (a stalled network); the rest: restarting.
+_RETRY_STATUSES = frozenset({408, 502, 503, 504})
 _TRANSIENT_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, OSError)
+# What a kept-alive connection that the endpoint closed while idle fails with.
+_STALE_ERRORS = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class ReportError(RuntimeError):
@@ -83,10 +86,16 @@ class ReportClient:
         attempt = 0
         while True:
             attempt += 1
+            reused = self._conn is not None
             try:
                 status, raw = self._post_once(body)
             except _TRANSIENT_ERRORS as exc:
                 self.close()  # the connection may be half-open; start afresh
+                if reused and isinstance(exc, _STALE_ERRORS):
+                    # The endpoint closes idle connections (epochs can be long): reconnect at
+                    # once, quietly. A report it did receive is answered again, not recorded twice.
+                    attempt -= 1
+                    continue
                 problem = f"{type(exc).__name__}: {exc}"
                 status, raw = 0, b""
             else:

@@ -1,6 +1,7 @@
 """The local backend: trials are processes on this machine (``hwtune tune study.yaml``)."""
 
-from hwtune.backends.local.backend import LocalBackend, log_tail
+from hwtune.backends.base import InfrastructureError
+from hwtune.backends.local.backend import InactivityLimit, LocalBackend, log_tail
 from hwtune.backends.local.runner import (
     EventLog,
     LocalStudyRun,
@@ -12,6 +13,8 @@ from hwtune.backends.local.template import ProcessTemplate, expand_k8s_vars
 
 __all__ = [
     "EventLog",
+    "InactivityLimit",
+    "InfrastructureError",
     "LocalBackend",
     "LocalStudyRun",
     "ProcessTemplate",

@@ -24,22 +24,37 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 import os
+import shutil
 import signal
+import statistics
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Mapping
+from typing import IO, Callable, Mapping, Sequence
 
-from hwtune.api.records import Hardware, TrialPhase
-from hwtune.backends.base import Backend, BackendError, BackendTrial, TrialSink
+from hwtune.api.records import BUILTIN_METRICS, Hardware, TrialPhase
+from hwtune.backends.base import (
+    Backend,
+    BackendError,
+    BackendTrial,
+    InfrastructureError,
+    TrialSink,
+)
+from hwtune.backends.local import supervise
+from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.optimize.hardware import HardwareModel
 from hwtune.report.protocol import (
+    EndpointUnavailableError,
     ReportPayload,
     ReportRejectedError,
     ReportReply,
@@ -49,11 +64,16 @@ from hwtune.report.protocol import (
 from hwtune.report.collector import LineCollector
 from hwtune.report.server import ReplyMemo, ReportServer, new_token
 from hwtune.trainer.env import ENV_PREFIX, TrialEnv
-from hwtune.trainer.trial import EXIT_PREEMPTED
+from hwtune.trainer.trial import EXIT_INFRASTRUCTURE, EXIT_PREEMPTED
 
-__all__ = ["LocalBackend", "log_tail"]
+__all__ = ["INFRASTRUCTURE_ERRNOS", "InactivityLimit", "LocalBackend", "cap_log",
+           "infrastructure_error", "log_tail"]
+
+logger = logging.getLogger(__name__)
 
 LOG_NAME = "trial.log"
+TRIAL_LOCK_NAME = ".lock"
+SUPERVISOR = supervise.__file__
 
 
 def log_tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
@@ -81,6 +101,32 @@ def _utf8_boundary(data: bytes) -> int:
     return len(data)
 
 
+def cap_log(path: Path, max_bytes: int) -> bool:
+    """Once ``path`` is larger than ``max_bytes``, keep its last half (from a line start) after a
+    line saying how much was dropped: a trainer printing without end must not fill the disk.
+    The trainer appends (O_APPEND) and keeps writing at the new end; what it writes while this
+    runs may be lost. Returns whether the log was cut."""
+    try:
+        with open(path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size <= max_bytes:
+                return False
+            keep = max_bytes // 2
+            fh.seek(size - keep)
+            tail = fh.read(keep)
+            newline = tail.find(b"\n")
+            if 0 <= newline < len(tail) - 1:
+                tail = tail[newline + 1:]
+            marker = (f"=== hwtune: {size - len(tail)} earlier bytes of this log dropped (logs "
+                      f"keep their last part beyond {max_bytes} bytes)\n").encode()
+            fh.seek(0)
+            fh.write(marker + tail)
+            fh.truncate()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -88,6 +134,81 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+# Failures of the machine, not of a trial: the run ends and the trial is resumed later.
+INFRASTRUCTURE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO,
+                                   errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+# What a trainer that is not using the SDK prints when the disk is full.
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "Read-only file system")
+
+
+def infrastructure_error(exc: OSError, what: str) -> InfrastructureError:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return InfrastructureError(f"{what}: {exc.strerror or exc}{where}")
+
+
+def _cannot_run(command: str, cwd: str, path: str) -> OSError | None:
+    """Why ``command`` cannot be executed in ``cwd`` (the template's fault), or None. Checked
+    before the supervisor starts, so a wrong command fails the trial at launch."""
+    if not os.path.isdir(cwd):
+        return FileNotFoundError(errno.ENOENT, "no such working directory", cwd)
+    if os.sep in command:
+        target = command if os.path.isabs(command) else os.path.join(cwd, command)
+        if not os.path.isfile(target):
+            return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), command)
+        if not os.access(target, os.X_OK):
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), command)
+        return None
+    if shutil.which(command, path=path) is None:
+        return FileNotFoundError(errno.ENOENT, "not found on PATH", command)
+    return None
+
+
+@dataclass(frozen=True)
+class InactivityLimit:
+    """When a trial that stopped reporting is stopped and failed: after ``seconds`` without a
+    report when set; else after ``factor`` times the trial's usual (median) time per level, but
+    never less than ``floor_seconds``; ``first_level_seconds`` before any level of it has been
+    timed (loading data and the first epoch may take long). Level times are measured between a
+    launch (or report) and the next report, and taken from the study's recorded reports after a
+    restart of hwtune."""
+
+    seconds: float | None = None
+    factor: float = 10.0
+    floor_seconds: float = 120.0
+    first_level_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("seconds", "factor", "floor_seconds", "first_level_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"inactivity limit: {name} must be > 0, got {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> "InactivityLimit":
+        """``"600"`` (seconds) or ``"10x"`` (times the usual level time)."""
+        raw = text.strip().lower()
+        try:
+            if raw.endswith("x"):
+                return cls(factor=float(raw[:-1]))
+            return cls(seconds=float(raw.removesuffix("s")))
+        except ValueError:
+            raise ValueError(f"{text!r}: give seconds (600) or a multiple of the trial's usual "
+                             "time per level (10x), greater than 0") from None
+
+    def limit(self, level_seconds: Sequence[float]) -> float:
+        if self.seconds is not None:
+            return self.seconds
+        if not level_seconds:
+            return self.first_level_seconds
+        return max(self.floor_seconds, self.factor * statistics.median(level_seconds))
+
+
+def _level_seconds(times: Sequence[tuple[int, float]]) -> list[float]:
+    """Seconds per level between consecutive reports (resource, time) of one trial."""
+    return [(t2 - t1) / (r2 - r1) for (r1, t1), (r2, t2) in zip(times, times[1:])
+            if r2 > r1 and t2 >= t1]
 
 
 @dataclass
@@ -102,6 +223,7 @@ class _Launch:
     halt_deadline: float | None = None  # after a halting decision: exit by then
     collector: LineCollector | None = None  # metrics parsed from the output (no SDK)
     log_offset: int = 0  # where this launch's output starts in the trial log
+    last_activity: float = 0.0  # backend clock of the spawn or the last report
 
 
 class LocalBackend(Backend):
@@ -125,6 +247,8 @@ class LocalBackend(Backend):
         stop_grace_seconds: float = 10.0,
         halt_grace_seconds: float = 30.0,
         max_restarts: int = 3,
+        inactivity: InactivityLimit | None = None,
+        log_max_bytes: int = 10 * 2**20,
         clock: Callable[[], float] = time.monotonic,
         collector: Callable[[], LineCollector | None] | None = None,
         collect_whole_run: Mapping[str, str] | None = None,
@@ -144,6 +268,10 @@ class LocalBackend(Backend):
         self.stop_grace_seconds = stop_grace_seconds
         self.halt_grace_seconds = halt_grace_seconds
         self.max_restarts = max_restarts
+        self.inactivity = inactivity or InactivityLimit()
+        if log_max_bytes < 4096:
+            raise ValueError(f"log_max_bytes must be >= 4096, got {log_max_bytes}")
+        self.log_max_bytes = log_max_bytes
         self._clock = clock
         # spec.metricsCollector other than sdk: a fresh parser per launch over its output.
         self._make_collector = collector
@@ -156,6 +284,8 @@ class LocalBackend(Backend):
         self._runtime_total: dict[int, float] = {}  # at the end of each trial's last launch
         self._launch_failures: dict[int, str] = {}  # trial id -> why its process did not start
         self._tokens: dict[int, str] = {}
+        self._level_times: dict[int, list[float]] = {}  # seconds per level, for inactivity
+        self._fatal: InfrastructureError | None = None  # raised by the endpoint thread
         self._memo = ReplyMemo()
         self._activity = threading.Event()
         self._server: ReportServer | None = None
@@ -232,6 +362,16 @@ class LocalBackend(Backend):
 
     def _spawn(self, trial: BackendTrial, *, resume: bool, reported: int, base_runtime: float,
                restarts: int = 0) -> _Launch | None:
+        try:
+            return self._spawn_process(trial, resume=resume, reported=reported,
+                                       base_runtime=base_runtime, restarts=restarts)
+        except OSError as exc:
+            # The trial directory, its log, fork(): the machine's, not the trial's.
+            raise infrastructure_error(exc, f"trial {trial.trial_id} could not be launched"
+                                       ) from exc
+
+    def _spawn_process(self, trial: BackendTrial, *, resume: bool, reported: int,
+                       base_runtime: float, restarts: int = 0) -> _Launch | None:
         tid = trial.trial_id
         token = new_token()
         trial_env = TrialEnv(
@@ -246,6 +386,10 @@ class LocalBackend(Backend):
         argv, env = self.template.build(self._base_env, trial_env)
         cwd = self.template.working_dir or self.cwd
         self.trial_dir(tid).mkdir(parents=True, exist_ok=True)
+        problem = _cannot_run(argv[0], cwd, env.get("PATH", os.defpath))
+        # No second process of this trial while one of an earlier run (an orphan of a tuner
+        # killed with SIGKILL, stopping under its supervisor) may still write its checkpoint.
+        lock_fd = self._lock_trial(tid)
         log = open(self.log_path(tid), "ab")
         how = "resumed" if resume else "started"
         log.write(f"=== hwtune: trial {tid} {how} on {trial.hardware or 'default'} at "
@@ -253,10 +397,18 @@ class LocalBackend(Backend):
         log.flush()
         log_offset = log.tell()
         try:
-            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            if problem is not None:
+                raise problem
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", SUPERVISOR, str(os.getpid()),
+                 repr(float(self.stop_grace_seconds)), "--", *argv],
+                cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(lock_fd,))
         except OSError as exc:
+            os.close(lock_fd)
+            if exc.errno in INFRASTRUCTURE_ERRNOS:
+                log.close()
+                raise
             log.write(f"=== hwtune: could not start: {exc}\n".encode())
             log.close()
             # Delivered by the next wait, like a container that cannot start: failing inside
@@ -265,14 +417,64 @@ class LocalBackend(Backend):
                                           f"{exc.strerror or exc}")
             self._activity.set()
             return None
-        launch = _Launch(trial_id=tid, process=process, log=log, started=self._clock(),
+        try:
+            # The lock now lives in the trial's processes; the file says whose group it is.
+            os.ftruncate(lock_fd, 0)
+            os.pwrite(lock_fd, json.dumps({"pid": process.pid, "pgid": process.pid,
+                                           "trial": tid, "tuner": os.getpid()}).encode(), 0)
+        finally:
+            os.close(lock_fd)
+        now = self._clock()
+        launch = _Launch(trial_id=tid, process=process, log=log, started=now,
                          base_runtime=base_runtime, hardware=trial.hardware, restarts=restarts,
+                         last_activity=now,
                          collector=self._make_collector() if self._make_collector else None,
                          log_offset=log_offset)
         self._tokens[tid] = token
         self._memo.forget(str(tid))
         self._launches[tid] = launch
+        if tid not in self._level_times:
+            self._level_times[tid] = self._recorded_level_seconds(tid)
         return launch
+
+    def _recorded_level_seconds(self, trial_id: int) -> list[float]:
+        """Seconds per level from the reports the study already holds (after a restart of
+        hwtune), so that the inactivity limit knows the trial's pace at once."""
+        try:
+            record = self.sink.trial(trial_id)
+        except Exception:  # a sink without records: measure from now on
+            return []
+        return _level_seconds([(o.resource, o.time) for o in record.observations])
+
+    def _lock_trial(self, trial_id: int) -> int:
+        """The trial's lock, waiting for processes of an earlier run to end (their supervisor
+        stops them within ``stop_grace_seconds`` of their tuner's death), then killing their
+        group."""
+        path = self.trial_dir(trial_id) / TRIAL_LOCK_NAME
+        holder = {"trial": trial_id, "tuner": os.getpid()}
+        deadline = time.monotonic() + 1.5 * self.stop_grace_seconds + 1.0
+        killed = False
+        while True:
+            try:
+                return try_lock(path, holder, inheritable=True)
+            except LockHeld as exc:
+                previous = exc.holder
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            pgid = previous.get("pgid")
+            if killed or not isinstance(pgid, int) or pgid <= 1:
+                raise InfrastructureError(
+                    f"trial {trial_id}: processes of an earlier run still hold {path} "
+                    f"({read_holder(path) or 'unknown holder'}); end them, then resume")
+            logger.warning("trial %d: processes of an earlier run (group %d) still run; killing "
+                           "them", trial_id, pgid)
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            killed = True
+            deadline = time.monotonic() + 2.0
 
     def _runtime(self, launch: _Launch, until: float | None = None) -> float:
         """Total runtime on the trial's hardware: earlier launches plus this one, scaled."""
@@ -300,12 +502,15 @@ class LocalBackend(Backend):
         self._terminate_all([launch])
 
     def _terminate_all(self, launches: list[_Launch]) -> None:
-        """SIGTERM every process group at once (trainers checkpoint in parallel), then SIGKILL
-        whatever is left after ``stop_grace_seconds``."""
+        """SIGTERM every trial at once (trainers checkpoint in parallel; the supervisor passes
+        it on to the group), then SIGKILL whatever is left after ``stop_grace_seconds``."""
         for launch in launches:
             self._runtime_total[launch.trial_id] = self._runtime(launch)
             if launch.process.poll() is None:
-                self._signal_group(launch.process, signal.SIGTERM)
+                try:
+                    launch.process.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         deadline = self._clock() + self.stop_grace_seconds
         for launch in launches:
             try:
@@ -326,6 +531,8 @@ class LocalBackend(Backend):
     def _wait(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else self._clock() + timeout
         while True:
+            if self._fatal is not None:
+                raise self._fatal
             happened = self._reap()
             if self._activity.is_set():
                 self._activity.clear()
@@ -365,9 +572,18 @@ class LocalBackend(Backend):
                                          b"terminating\n")
                         self._launches.pop(tid)
                         self._terminate(launch)
+                    elif launch.halt_deadline is None and self._check_inactivity(launch, now):
+                        delivered = True
+                    elif os.fstat(launch.log.fileno()).st_size > self.log_max_bytes:
+                        if cap_log(self.log_path(tid), self.log_max_bytes) \
+                                and launch.collector is not None:
+                            # Just read up to here; the cut log starts over after its marker.
+                            launch.log_offset = os.path.getsize(self.log_path(tid))
                     continue
                 del self._launches[tid]
+                self._signal_group(launch.process, signal.SIGKILL)  # what it left behind
                 launch.log.close()
+                cap_log(self.log_path(tid), self.log_max_bytes)
                 self._runtime_total[tid] = self._runtime(launch, now)
                 delivered |= self._on_exit(launch, code, now)
         return delivered
@@ -393,6 +609,8 @@ class LocalBackend(Backend):
         if final:
             found += launch.collector.close()
         if self._whole_run is not None:
+            if found:
+                launch.last_activity = self._clock()  # printing metrics: not inactive
             summary = launch.collector.summary(self._whole_run) if final else None
             found = [summary] if summary is not None else []
         delivered = False
@@ -401,14 +619,23 @@ class LocalBackend(Backend):
             resource = min(report.resource, self.max_resource)
             if not self._trials[tid].active or resource <= record.last_resource:
                 continue
+            previous = record.last_resource
             try:
                 decision = self._deliver_report(tid, resource, report.metrics,
                                                 self._runtime(launch))
+            except InfrastructureError as exc:
+                self._fatal = exc  # the study cannot record reports: as submit_report does
+                self._activity.set()
+                return delivered
             except (EngineUnknownTrial, TrialStateError, InvalidReportError, BackendError) as exc:
                 launch.log.write(f"=== hwtune: report at {self.resource_name} {resource} "
                                  f"refused: {exc}\n".encode())
                 continue
             launch.restarts = 0
+            now = self._clock()
+            self._level_times.setdefault(tid, []).append(
+                (now - launch.last_activity) / (resource - previous))
+            launch.last_activity = now
             delivered = True
             if decision.halts:
                 if not final:
@@ -421,12 +648,44 @@ class LocalBackend(Backend):
                 break
         return delivered
 
+    def _check_inactivity(self, launch: _Launch, now: float) -> bool:
+        """Stop and fail a trial that has not reported for longer than its inactivity limit (a
+        hung trainer would otherwise hold its slot, and the study, for ever)."""
+        tid = launch.trial_id
+        times = self._level_times.get(tid, [])
+        limit = self.inactivity.limit(times)
+        silent = now - launch.last_activity
+        if silent <= limit:
+            return False
+        if self.inactivity.seconds is not None or not times:
+            why = f"limit {limit:g} s"
+        else:
+            why = (f"limit {limit:g} s: {self.inactivity.factor:g}x its usual "
+                   f"{statistics.median(times):.3g} s per {self.resource_name}")
+        launch.log.write(f"=== hwtune: no report for {silent:.0f} s ({why}); stopping the "
+                         f"trial\n".encode())
+        launch.log.flush()
+        del self._launches[tid]
+        self._terminate(launch)
+        reason = (f"inactive: no report for {silent:.0f} s ({why}); last log lines:\n"
+                  f"{log_tail(self.log_path(tid))}")
+        self._deliver_exit(tid, ok=False, reason=reason,
+                           runtime_seconds=self._runtime_total[tid])
+        return True
+
     def _on_exit(self, launch: _Launch, code: int, now: float) -> bool:
         tid = launch.trial_id
         state = self._trials.get(tid)
         if state is None or not state.active:
             return False  # halted by a decision or from outside: the exit was expected
         runtime = self._runtime_total[tid]
+        if code == EXIT_INFRASTRUCTURE or (code not in (0, EXIT_PREEMPTED, -signal.SIGTERM) and any(
+                words in log_tail(self.log_path(tid), lines=5) for words in _DISK_FULL_WORDS)):
+            # Not the trial's fault: it stays running in the log and resumes from its
+            # checkpoint in the next run; this run ends.
+            raise InfrastructureError(f"trial {tid} could not write its files "
+                                      f"({_describe_exit(code)}); last log lines:\n"
+                                      f"{log_tail(self.log_path(tid), lines=5)}")
         # 75: the SDK checkpointed after SIGTERM. A bare SIGTERM death: the signal came before
         # the trainer installed its handler (still importing); its last checkpoint, if any, is
         # intact. Either way, restart it like a Job restarts an evicted pod.
@@ -440,7 +699,15 @@ class LocalBackend(Backend):
                       f"last log lines:\n{log_tail(self.log_path(tid))}")
             self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
             return True
-        if code == 0:
+        if code == 0 and not self.sink.trial(tid).observations:
+            # Completing it would put a trial without a single value into the study.
+            objectives = ", ".join(
+                o.metric for o in getattr(getattr(self.sink, "config", None), "objectives", ())
+                if o.metric not in BUILTIN_METRICS) or "its objectives"
+            reason = (f"exited with status 0 without reporting {objectives}; last log lines:"
+                      f"\n{log_tail(self.log_path(tid))}")
+            self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
+        elif code == 0:
             self._deliver_exit(tid, ok=True, runtime_seconds=runtime)
         else:
             reason = f"{_describe_exit(code)}; last log lines:\n{log_tail(self.log_path(tid))}"
@@ -489,6 +756,7 @@ class LocalBackend(Backend):
             if launch is None:
                 raise TrialFinishedError(f"trial {tid} has no running process on this backend")
             runtime = self._runtime(launch)
+            previous = self.sink.trial(tid).last_resource
             try:
                 decision = self._deliver_report(tid, payload.resource, payload.metrics, runtime)
             except EngineUnknownTrial as exc:
@@ -497,9 +765,19 @@ class LocalBackend(Backend):
                 raise TrialFinishedError(str(exc)) from None
             except InvalidReportError as exc:
                 raise ReportRejectedError(str(exc)) from None
+            except InfrastructureError as exc:
+                self._fatal = exc
+                self._activity.set()
+                raise EndpointUnavailableError(f"the study cannot record reports: {exc}"
+                                               ) from None
             except BackendError as exc:
                 raise UnknownTrialError(str(exc)) from None
             launch.restarts = 0
+            now = self._clock()
+            if payload.resource > previous:
+                self._level_times.setdefault(tid, []).append(
+                    (now - launch.last_activity) / (payload.resource - previous))
+            launch.last_activity = now
             reason = ""
             if decision.halts:
                 reason = self.sink.trial(tid).reason

@@ -3,6 +3,7 @@ interruption (``hwtune tune --resume``).
 
 Work directory layout::
 
+    <workdir>/.hwtune.lock          flock of the one tuner working here (see ``lock``)
     <workdir>/study.json            name, spec and pools the study started with
     <workdir>/events.jsonl          the study's event log, one ``StudyEvent.to_dict()`` a line
     <workdir>/trials/<id>/trial.log stdout + stderr of every launch of the trial
@@ -27,9 +28,18 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hwtune.api.clock import WallClock
-from hwtune.backends.local.backend import LocalBackend
+from hwtune.api.records import TrialPhase
+from hwtune.backends.base import InfrastructureError
+from hwtune.backends.local.backend import (
+    INFRASTRUCTURE_ERRNOS,
+    LocalBackend,
+    infrastructure_error,
+)
+from hwtune.backends.local.errors import WorkdirError
+from hwtune.backends.local.eventlog import EventLog
+from hwtune.backends.local.lock import LockHeld, WorkdirLock, describe_holder
 from hwtune.backends.local.template import ProcessTemplate
-from hwtune.engine import Study, StudyConfig, StudyEvent, Tuner, TuningResult
+from hwtune.engine import Study, StudyConfig, Tuner, TuningResult
 from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
 
 __all__ = ["EventLog", "LocalStudyRun", "StudyInterrupted", "WallClock", "WorkdirError"]
@@ -41,61 +51,10 @@ EVENTS_FILE = "events.jsonl"
 INTERRUPTED_REASON = "interrupted: hwtune stopped while the trial ran; resumed from its checkpoint"
 
 
-class WorkdirError(RuntimeError):
-    """The work directory does not fit the request (a study is already there, none to resume,
-    or the study file changed)."""
-
-
 class StudyInterrupted(Exception):
     """Ctrl-C / SIGTERM: trials were stopped to be resumed later with ``--resume``."""
 
 
-class EventLog:
-    """``events.jsonl``: appended and flushed per event; a torn last line (the process died
-    while writing it) is dropped on reading."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = None
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        events = []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                if number == len(lines):
-                    log.warning("%s: dropping a torn last line", self.path)
-                    continue
-                raise WorkdirError(f"{self.path}:{number}: not a JSON event line") from None
-        return events
-
-    def append(self, event: StudyEvent) -> None:
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._truncate_torn_tail()
-            self._fh = open(self.path, "a", encoding="utf-8")
-        self._fh.write(json.dumps(event.to_dict(), sort_keys=True) + "\n")
-        self._fh.flush()
-
-    def _truncate_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
 
 
 class LocalStudyRun:
@@ -135,9 +94,22 @@ class LocalStudyRun:
             spec, catalog=self.catalog, require_trial_template=True)
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
+        self._lock = self._lock_workdir()
+        try:
+            self._setup(name, spec, pools, template, max_parallel, cwd, on_iteration,
+                        backend_options)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _setup(self, name: str, spec: Mapping[str, Any], pools: Mapping[str, Any],
+               template: ProcessTemplate, max_parallel: int | None,
+               cwd: str | os.PathLike | None,
+               on_iteration: Callable[["LocalStudyRun"], None] | None,
+               backend_options: Mapping[str, Any] | None) -> None:
         self._check_workdir(name, spec, pools)
         self.events = EventLog(self.workdir / EVENTS_FILE)
-        if resume:
+        if self.resume:
             self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock())
         else:
             self.study = Study(self.config, clock=WallClock())
@@ -162,7 +134,7 @@ class LocalStudyRun:
         self._interrupted = threading.Event()
         self.tuner = Tuner(self.study, self.backend, max_parallel=max_parallel,
                            on_iteration=self._iteration)
-        if not resume:
+        if not self.resume:
             # Only now that everything the study needs was built: a study that cannot start
             # leaves no study.json behind to block the next attempt.
             self._write_study_record(name, spec, pools)
@@ -170,6 +142,27 @@ class LocalStudyRun:
         self.started_at = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------
+    def _lock_workdir(self) -> WorkdirLock:
+        """One tuner per work directory: a second one would run every trial twice and interleave
+        two event logs into one that no resume can read."""
+        if self.resume and not (self.workdir / STUDY_FILE).exists():
+            raise WorkdirError(f"{self.workdir}: no study to resume (no {STUDY_FILE}); "
+                               "run without --resume to start one")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lock = WorkdirLock(self.workdir)
+        try:
+            lock.acquire()
+        except LockHeld as exc:
+            raise WorkdirError(
+                f"{self.workdir} is in use by another hwtune tune ({describe_holder(exc.holder)}); "
+                "wait for it to finish, or stop it (Ctrl-C) and continue with --resume"
+            ) from None
+        return lock
+
+    def close(self) -> None:
+        """Release the work directory (``run()`` does it when it returns)."""
+        self._lock.release()
+
     def _check_workdir(self, name: str, spec: Mapping[str, Any],
                        pools: Mapping[str, Any]) -> None:
         study_file = self.workdir / STUDY_FILE
@@ -178,7 +171,12 @@ class LocalStudyRun:
             if not study_file.exists():
                 raise WorkdirError(f"{self.workdir}: no study to resume (no {STUDY_FILE}); "
                                    "run without --resume to start one")
-            stored = json.loads(study_file.read_text(encoding="utf-8"))
+            try:
+                stored = json.loads(study_file.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise WorkdirError(f"{study_file}: not valid JSON ({exc}); it records the study "
+                                   "this directory holds and cannot be resumed without it"
+                                   ) from None
             # Compare through JSON so that YAML ints/floats and tuples compare as stored.
             if json.loads(json.dumps(record)) != stored:
                 changed = sorted(k for k in set(stored.get("spec", {})) | set(spec)
@@ -198,8 +196,13 @@ class LocalStudyRun:
                             pools: Mapping[str, Any]) -> None:
         record = {"name": name, "spec": spec, "pools": pools}
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / STUDY_FILE).write_text(json.dumps(record, indent=2, sort_keys=True),
-                                               encoding="utf-8")
+        # Atomic: a tuner killed here leaves no half-written study file to trip a later resume.
+        tmp = (self.workdir / STUDY_FILE).with_name(f".{STUDY_FILE}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, indent=2, sort_keys=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.workdir / STUDY_FILE)
 
     def _collector_factory(self) -> Callable[[], Any] | None:
         """A fresh output parser per launch when spec.metricsCollector is not the SDK."""
@@ -229,12 +232,18 @@ class LocalStudyRun:
 
     def _relaunch_interrupted(self) -> None:
         """Trials the log shows pending or running had their process die with the previous
-        run: record that, and resume each from its checkpoint."""
+        run: record that, and resume each from its checkpoint. So are trials that an earlier
+        resume paused for this and was killed before it resumed them (nobody else would)."""
         with self.backend.lock:
-            for record in self.study.active_trials():
+            for record in self.study.trials:
+                interrupted = record.phase is TrialPhase.PAUSED \
+                    and record.reason == INTERRUPTED_REASON
+                if not (record.phase.is_active() or interrupted):
+                    continue
                 tid = record.trial_id
                 target = self.study.target_resource(tid)
-                self.study.pause_trial(tid, INTERRUPTED_REASON)
+                if not interrupted:
+                    self.study.pause_trial(tid, INTERRUPTED_REASON)
                 if target is not None and target <= record.last_resource:
                     target = None
                 self.backend.start_trial(self.study.resume_trial(tid, max_resource=target))
@@ -264,11 +273,26 @@ class LocalStudyRun:
         except (StudyInterrupted, KeyboardInterrupt):
             self.backend.interrupt()
             raise StudyInterrupted() from None
+        except (InfrastructureError, OSError) as exc:
+            if isinstance(exc, OSError):
+                if exc.errno not in INFRASTRUCTURE_ERRNOS:
+                    raise
+                exc = infrastructure_error(exc, "hwtune could not write its files")
+            # The machine failed, not the trials: stop them as for Ctrl-C (they checkpoint) and
+            # record nothing more, so that every one of them resumes in the next run.
+            stopped = self.backend.interrupt()
+            raise InfrastructureError(
+                f"{exc}\nThe run stopped; trials that were running ("
+                f"{', '.join(map(str, stopped)) or 'none'}) keep their checkpoints and resume "
+                "with --resume once the machine is fixed (free disk space, ...)") from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.backend.close()
-            self.events.close()
+            try:
+                self.backend.close()
+                self.events.close()
+            finally:
+                self._lock.release()
         return result
 
     @property

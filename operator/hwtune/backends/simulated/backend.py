@@ -149,8 +149,9 @@ class SimulatedBackend(Backend):
 
     def running_runtimes(self) -> dict[int, float]:
         now = self.clock.now()
+        runs = ((tid, self._runs[tid]) for tid in self._active if tid in self._runs)
         return {tid: run.runtime + max(0.0, now - run.segment_start)
-                for tid, run in self._runs.items() if run.in_flight}
+                for tid, run in runs if run.in_flight}
 
     def _stop(self, trial: BackendTrial) -> float | None:
         return self._halt(trial)

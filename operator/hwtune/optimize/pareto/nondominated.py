@@ -16,8 +16,9 @@ indices incrementally, see ``hwtune.optimize.schedulers.rungs``.)
 
 Front filtering (:func:`pareto_front_mask`) is O(n log n) for two objectives (one sort and a
 running minimum, numpy) and, with the ``moocore`` package installed (a dependency of hwtune),
-O(n log n) for three (its dimension sweep, in C) and O(n log^(m-2) n) beyond; without moocore
-it falls back to head elimination plus a blocked dominance check.
+O(n log n) for three (its dimension sweep, in C) and O(n log^(m-2) n) beyond; without moocore,
+or with infinite losses (which moocore 0.3.2 mishandles: a crash on -inf), it falls back to
+head elimination plus a blocked dominance check.
 """
 
 from __future__ import annotations
@@ -208,8 +209,9 @@ def pareto_front_mask(losses: object) -> np.ndarray:
         mask[order] = ~dominated
         return mask
     fast = _moocore()
-    if fast is not None:
+    if fast is not None and np.isfinite(L).all():
         # keep_weakly: duplicates of a front point do not dominate each other, all stay.
+        # Finite input only: moocore 0.3.2 crashes on -inf and misranks +inf in places.
         return np.asarray(fast.is_nondominated(L, keep_weakly=True), dtype=bool)
     return _front_mask_by_pruning(L, order)
 

@@ -128,6 +128,23 @@ class ASHAScheduler(SearcherScheduler):
         return False
 
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
+        return self._result(trial, observation, None)
+
+    def replay_result(self, trial: TrialRecord, observation: Observation, answer: Decision,
+                      budget_stop: bool) -> Decision:
+        # A STOP under a budget stop may have been the budget's: only then decide again.
+        if answer is Decision.STOP and budget_stop and not self.promotion:
+            return self._result(trial, observation, None)
+        return self._result(trial, observation, answer)
+
+    def replay_done(self) -> None:
+        for rungs in self._brackets:
+            for rung in rungs:
+                rung.fronts  # noqa: B018 - settles the fronts deferred during the rebuild
+
+    def _result(self, trial: TrialRecord, observation: Observation, known: Decision | None) -> Decision:
+        """``on_trial_result``; with ``known`` (a rebuild: the logged answer), the rung only
+        records and its ranking is left for later, the answer saying whether the trial passed."""
         self._forward_result(trial, observation)
         self._records[trial.trial_id] = trial
         rungs = self._brackets[self._bracket_of[trial.trial_id]]
@@ -141,10 +158,18 @@ class ASHAScheduler(SearcherScheduler):
         rung = self._rung_reached(rungs, trial.trial_id, resource)
         if rung is None:
             return Decision.CONTINUE
-        rung.record(trial.trial_id, objective_losses(self.ranked_objectives, trial, observation))
+        losses = objective_losses(self.ranked_objectives, trial, observation)
+        if known is None:
+            rung.record(trial.trial_id, losses)
+        else:
+            rung.record(trial.trial_id, losses, defer=True)
         if self.promotion:
             return Decision.PAUSE
-        if rung.in_top_fraction(trial.trial_id, self.reduction_factor):
+        if known is not None:
+            keep = known is not Decision.STOP
+        else:
+            keep = rung.in_top_fraction(trial.trial_id, self.reduction_factor)
+        if keep:
             return Decision.CONTINUE
         self._finish(trial)
         return Decision.STOP

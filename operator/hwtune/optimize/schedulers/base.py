@@ -83,6 +83,19 @@ class Scheduler(abc.ABC):
         (the default) makes the study ask ``suggest()`` and compare."""
         return False
 
+    def replay_result(self, trial: TrialRecord, observation: Observation, answer: Decision,
+                      budget_stop: bool) -> Decision:
+        """The log says the study answered ``answer`` to this observation; ``budget_stop`` is
+        whether a budget stop applied at that moment (then a STOP may have been the budget's,
+        not this scheduler's). Return the decision ``on_trial_result`` gave, updating the state
+        the same way; a scheduler may skip ranking work the answer already tells. Default:
+        ``on_trial_result``."""
+        return self.on_trial_result(trial, observation)
+
+    def replay_done(self) -> None:
+        """The rebuild is over: finish any work deferred during it (the first live decision
+        should not pay for it)."""
+
     @abc.abstractmethod
     def on_trial_result(self, trial: TrialRecord, observation: Observation) -> Decision:
         """Decide for one reported observation; ``trial.observations`` already holds it."""

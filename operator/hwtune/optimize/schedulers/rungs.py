@@ -44,6 +44,7 @@ from typing import Callable
 
 import numpy as np
 
+from hwtune.optimize.pareto.nondominated import _moocore
 from hwtune.optimize.pareto.tiebreak import EpsilonNet, TieBreak
 
 __all__ = ["Rung", "rung_levels"]
@@ -108,6 +109,8 @@ class Rung:
         # record reads whole columns.
         self._columns = np.empty((num_objectives, 8), dtype=float)
         self._is_promoted = np.zeros(8, dtype=bool)
+        # Records appended without front repair (a rebuild), settled in one batch when needed.
+        self._unsorted = 0
         # (limit it was computed with, ranked ids); cleared by record().
         self._ranking_cache: tuple[int | None, list[int]] | None = None
         # Tie-break state per front, kept until the front's membership changes in a way the
@@ -149,10 +152,14 @@ class Rung:
         """Front index of every record in arrival order (None with one objective)."""
         if self._fronts is None:
             return None
+        self._settle()
         return self._fronts[: len(self.trial_ids)].copy()
 
-    def record(self, trial_id: int, losses: np.ndarray) -> None:
-        """Add a trial's result at this level. A trial is recorded at most once per rung."""
+    def record(self, trial_id: int, losses: np.ndarray, *, defer: bool = False) -> None:
+        """Add a trial's result at this level. A trial is recorded at most once per rung.
+
+        ``defer``: leave the fronts to be computed in one batch when the ranking is next needed
+        (a rebuild records thousands of results whose decisions are already known)."""
         if trial_id in self._row:
             raise ValueError(f"trial {trial_id} is already recorded at rung {self.level}")
         losses = np.asarray(losses, dtype=float).reshape(-1)
@@ -162,9 +169,14 @@ class Rung:
             )
         if np.isnan(losses).any():
             raise ValueError(f"rung {self.level}: trial {trial_id} has a NaN loss")
+        if not defer:
+            self._settle()  # earlier deferred records first
         n = len(self.trial_ids)
         self._grow(n + 1)
-        if self._fronts is not None:
+        if self._fronts is not None and defer:
+            self._unsorted += 1
+            self._front_orders.clear()
+        elif self._fronts is not None:
             own, changed = self._insert_front(n, losses)
             for front in changed:
                 self._front_orders.pop(front, None)
@@ -176,6 +188,23 @@ class Rung:
         self._is_promoted[n] = False
         self._row[trial_id] = n
         self.trial_ids.append(trial_id)
+        self._ranking_cache = None
+
+    def _settle(self) -> None:
+        """Compute the fronts of records appended with ``defer``: one batch non-dominated sort
+        (moocore's, for finite losses) or, without it, the incremental repair record by record."""
+        if not self._unsorted:
+            return
+        n = len(self.trial_ids)
+        losses = self._losses[:n]
+        fast = _moocore()
+        if fast is not None and np.isfinite(losses).all():
+            self._fronts[:n] = fast.pareto_rank(losses)
+        else:
+            for row in range(n - self._unsorted, n):
+                self._insert_front(row, losses[row])
+        self._unsorted = 0
+        self._front_orders.clear()
         self._ranking_cache = None
 
     def _insert_front(self, n: int, point: np.ndarray) -> tuple[int, list[int]]:
@@ -278,6 +307,7 @@ class Rung:
 
     def position(self, trial_id: int) -> int:
         """0-based place of the trial in this rung's ranking (0 = best)."""
+        self._settle()
         row = self._row[trial_id]
         n = len(self.trial_ids)
         losses = self._losses[:n]
@@ -296,6 +326,7 @@ class Rung:
 
         The ranking is cached until the next ``record``. Decisions do not need it (see
         :meth:`in_top_fraction` and :meth:`first_promotable`); status and tests do."""
+        self._settle()
         n = len(self.trial_ids)
         cached = self._ranking_cache
         if cached is not None and (cached[0] is None or (limit is not None and cached[0] >= limit)):
@@ -325,6 +356,7 @@ class Rung:
 
         The first trial at a rung is always kept (0 < 1/eta); with n = 9 and eta = 3 exactly the
         positions 0, 1, 2 are kept."""
+        self._settle()
         cutoff = len(self) / reduction_factor
         if self._fronts is None:
             return self.position(trial_id) < cutoff
@@ -348,6 +380,7 @@ class Rung:
 
         The same answer as scanning ``ranked_trial_ids(limit)``, without ranking the rung:
         only fronts that hold candidates are tie-broken, each only as far as needed."""
+        self._settle()
         n = len(self.trial_ids)
         limit = min(limit, n)
         if limit <= 0:
