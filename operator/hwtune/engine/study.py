@@ -51,7 +51,8 @@ from hwtune.engine.gcpace import GcPacer
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
-__all__ = ["FrontPoint", "Study", "StudySummary", "TrialStart"]
+__all__ = ["NO_REPORT_REASON", "FrontPoint", "Study", "StudySummary", "TrialStart",
+           "no_report_advice"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,11 @@ class StudySummary:
     front: tuple[FrontPoint, ...]
     best: Mapping[str, FrontPoint]  # objective metric -> the trial best on it alone
     reports: int
+
+
+# How a failure reason starts when the trainer exited cleanly without a single report (any
+# backend may fail a trial so; the study counts them for ``failure_reason``).
+NO_REPORT_REASON = "ended without reporting its objectives"
 
 
 def no_report_advice(config: StudyConfig) -> str:
@@ -600,9 +606,8 @@ class Study:
         """The trial ended normally before the study maximum (the trainer's loop finished). A
         trial that never reported fails instead: its objectives are unknown."""
         if self.trial(trial_id).phase.is_active() and not self.trial(trial_id).observations:
-            self._ended_unreported += 1
-            self.fail_trial(trial_id, "ended without reporting its objectives: "
-                            + no_report_advice(self.config), runtime_seconds)
+            self.fail_trial(trial_id, f"{NO_REPORT_REASON}: " + no_report_advice(self.config),
+                            runtime_seconds)
             return
         record = self._halt(trial_id, runtime_seconds, "complete")
         record.phase = TrialPhase.COMPLETED
@@ -615,6 +620,8 @@ class Study:
         record = self._halt(trial_id, runtime_seconds, "fail")
         if not record.observations:
             self._failed_unreported += 1
+            if reason.startswith(NO_REPORT_REASON):  # live and in replay alike
+                self._ended_unreported += 1
         self._failed += 1
         record.phase = TrialPhase.FAILED
         record.reason = reason or "failed"
@@ -775,8 +782,6 @@ class Study:
             self.complete_trial(tid, event.runtime_seconds)
             self.trial(tid).reason = event.reason or self.trial(tid).reason
         elif kind is EventKind.FAILED:
-            if event.reason.startswith("ended without reporting its objectives"):
-                self._ended_unreported += 1
             self.fail_trial(tid, event.reason, event.runtime_seconds)
         elif kind is EventKind.STOPPED:
             self.stop_trial(tid, event.reason, event.runtime_seconds)

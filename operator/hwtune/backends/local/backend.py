@@ -51,6 +51,7 @@ from hwtune.backends.local import supervise
 from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine.errors import InvalidReportError, TrialStateError
+from hwtune.engine.study import NO_REPORT_REASON, no_report_advice
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.optimize.hardware import HardwareModel
 from hwtune.report.protocol import (
@@ -701,11 +702,13 @@ class LocalBackend(Backend):
             return True
         if code == 0 and not self.sink.trial(tid).observations:
             # Completing it would put a trial without a single value into the study.
+            config = getattr(self.sink, "config", None)
             objectives = ", ".join(
-                o.metric for o in getattr(getattr(self.sink, "config", None), "objectives", ())
+                o.metric for o in getattr(config, "objectives", ())
                 if o.metric not in BUILTIN_METRICS) or "its objectives"
-            reason = (f"exited with status 0 without reporting {objectives}; last log lines:"
-                      f"\n{log_tail(self.log_path(tid))}")
+            advice = f" {no_report_advice(config)};" if config is not None else ""
+            reason = (f"{NO_REPORT_REASON} ({objectives}): exited with status 0;{advice} "
+                      f"last log lines:\n{log_tail(self.log_path(tid))}")
             self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
         elif code == 0:
             self._deliver_exit(tid, ok=True, runtime_seconds=runtime)
