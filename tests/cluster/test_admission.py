@@ -96,7 +96,8 @@ def operator(crds: LocalCluster, pools: None) -> Iterator[EmbeddedOperator]:
     threads_before = set(threading.enumerate())
     settings = OperatorSettings(kubeconfig=crds.kubeconfig, webhook_host="127.0.0.1",
                                 webhook_port=None, webhook_configuration=CONFIGURATION,
-                                standalone=True, shutdown_timeout_s=15)
+                                standalone=True, shutdown_timeout_s=15,
+                                run_studies=False)  # admission only: no finalizer left behind
     embedded = EmbeddedOperator(settings)
     try:
         embedded.start(timeout=60)

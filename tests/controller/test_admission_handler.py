@@ -302,3 +302,23 @@ def test_cluster_reader_maps_the_listing_and_reports_api_errors(monkeypatch) -> 
     monkeypatch.setattr(reader._api, "list_cluster_custom_object", forbidden)
     with pytest.raises(PoolsUnavailable, match="listing HardwarePools failed: 403 Forbidden"):
         asyncio.run(reader.list_pools())
+
+
+def test_search_fields_are_frozen_once_the_study_has_trials_but_budgets_may_grow() -> None:
+    memo = make_memo(example_pools())
+    old = as_stored(example_study())
+    old["status"] = {"trials": {"total": 3}}
+    changed = copy.deepcopy(old)
+    changed["spec"]["parameters"]["lr"]["max"] = 0.5
+    changed["spec"]["objectives"] = changed["spec"]["objectives"][:1]
+    error = refusal(changed, memo, operation="UPDATE", old=old)
+    assert error.code == INVALID
+    assert "spec.objectives: Forbidden: cannot change once the study has trials (3 so far)" \
+        in str(error)
+    assert "spec.parameters: Forbidden" in str(error)
+    more = copy.deepcopy(old)
+    more["spec"]["budget"]["maxTrials"] = 400
+    call(more, memo, operation="UPDATE", old=old)  # raising a budget resumes the study
+    fresh = copy.deepcopy(old)
+    fresh["status"] = {}
+    call(changed | {"status": {}}, memo, operation="UPDATE", old=fresh)  # no trials yet: free

@@ -134,3 +134,28 @@ def test_converted_studies_are_accepted_by_the_api_server(tmp_path, crds, namesp
     names = json.loads(crds.kubectl("-n", namespace, "get", "tuningstudies", "-o",
                                     "json").stdout)["items"]
     assert len(names) == 5
+
+
+def test_the_operator_builds_a_job_from_a_job_template_with_a_primary_container():
+    from hwtune.api.records import Hardware
+    from hwtune.backends.kubernetes.manifests import JobParams, job_manifest
+    from hwtune.trainer.env import TrialEnv
+
+    conv = convert_experiment(yaml.safe_load((EXPERIMENTS / "tpe.yaml").read_text()))
+    template = conv.study["spec"]["trialTemplate"]
+    template["job"]["template"]["spec"]["containers"].insert(
+        0, {"name": "log-shipper", "image": "fluent-bit:3"})
+    params = JobParams(namespace="ns", study="tpe-example", trial_id=4, trial_uid="uid",
+                       launch=1, env=TrialEnv(trial_id="4", study="tpe-example",
+                                              params={"lr": 0.01}),
+                       hardware=Hardware("a100", 2), node_selector={}, tolerations=(),
+                       gpu_pool=True, retry_limit=3)
+    job = job_manifest(template, params)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 1 and spec["activeDeadlineSeconds"] == 3600
+    pod = spec["template"]["spec"]
+    shipper, trainer = pod["containers"]
+    assert trainer["name"] == "training-container" and "env" not in shipper
+    assert {"name": "HWTUNE_PARAM_LR", "value": "0.01"} in trainer["env"]
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert spec["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"

@@ -5,6 +5,7 @@
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
 - ``hwtune convert katib experiment.yaml``: Katib Experiments as TuningStudies, with what was lost.
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
+- ``hwtune observe generate|render``: the chart's dashboard/alerts; the dashboard as a PNG.
 - ``hwtune version``.
 
 Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 3 the study
@@ -169,6 +170,9 @@ def tune(
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    for past in run.config.transfer_studies:
+        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+                      f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
             result = run.run()
@@ -315,10 +319,32 @@ def operator_command(
         False, "--standalone", help="No peering with other replicas (one replica only)"),
     priority: int = typer.Option(
         0, "--priority", help="Peering priority: the highest-priority replica works"),
+    peering_name: str = typer.Option(
+        "hwtune", "--peering-name",
+        help="ClusterKopfPeering (or KopfPeering with --namespace) the replicas share"),
+    report_port: int = typer.Option(
+        8080, "--report-port", min=0, max=65535,
+        help="Port of the report endpoint trainers POST to (0: any free port)"),
+    report_listen: str = typer.Option("0.0.0.0", "--report-listen",
+                                      help="Address the report endpoint binds"),
+    report_url: Optional[str] = typer.Option(
+        None, "--report-url",
+        help="Base URL trainers reach the endpoint at, e.g. "
+             "http://hwtune.hwtune-system.svc:8080 [default: http://127.0.0.1:<port>]"),
+    metrics_port: int = typer.Option(
+        9090, "--metrics-port", min=0, max=65535,
+        help="Port of the Prometheus endpoint /metrics (0: no endpoint)"),
+    metrics_listen: str = typer.Option("0.0.0.0", "--metrics-listen",
+                                       help="Address the metrics endpoint binds"),
+    trial_retry_limit: int = typer.Option(
+        3, "--trial-retry-limit", min=0, max=100,
+        help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
+             "trial fails"),
     log_format: str = typer.Option("plain", "--log-format", help="json | plain"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the Kubernetes operator (admission webhook for TuningStudies) until SIGTERM."""
+    """Run the Kubernetes operator until SIGTERM: admission webhook for TuningStudies, study
+    reconciliation (TuningTrials and Jobs) and the report endpoint."""
     from hwtune.controller import OperatorSettings, SettingsError
     from hwtune.controller.operator import run_operator
 
@@ -329,10 +355,65 @@ def operator_command(
             webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
             failure_policy=failure_policy,
-            standalone=standalone, priority=priority, log_format=log_format, verbose=verbose)
+            standalone=standalone, priority=priority, peering_name=peering_name,
+            log_format=log_format, verbose=verbose,
+            report_port=report_port or None, report_listen=report_listen, report_url=report_url,
+            metrics_port=metrics_port or None, metrics_listen=metrics_listen,
+            trial_retry_limit=trial_retry_limit)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)
+
+
+observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",
+                          no_args_is_help=True)
+app.add_typer(observe_app, name="observe")
+
+
+@observe_app.command("generate")
+def observe_generate(
+    chart: Path = typer.Option(Path("charts/hwtune"), "--chart", help="The Helm chart to update"),
+) -> None:
+    """Write the chart's PrometheusRule template and Grafana dashboard JSON (dev extra)."""
+    from hwtune.observe.chartgen import write_chart_files
+
+    if not (chart / "Chart.yaml").is_file():
+        raise _fail(f"--chart: {chart} has no Chart.yaml")
+    try:
+        for path in write_chart_files(chart):
+            typer.echo(f"wrote {path}")
+    except ImportError as exc:
+        raise _fail(f"the dashboard needs the dev extra (pip install 'hwtune[dev]'): {exc}") from None
+
+
+@observe_app.command("render")
+def observe_render(
+    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+    prometheus: Optional[str] = typer.Option(
+        None, "--prometheus", help="Prometheus base URL, e.g. http://127.0.0.1:9090"),
+    namespace: str = typer.Option("default", "--namespace", "-n"),
+    study: Optional[str] = typer.Option(None, "--study"),
+    quality: str = typer.Option("", "--quality", help="Quality objective [default: the first]"),
+    hours: float = typer.Option(1.0, "--hours", min=0.01, help="Time range of the time series"),
+    demo: bool = typer.Option(False, "--demo", help="Run a simulated study scraped by a local "
+                              "Prometheus (needs the prometheus binary) and render that"),
+) -> None:
+    """Render the dashboard's panels from real Prometheus query results to a PNG."""
+    from hwtune.observe.promserver import PrometheusError
+    from hwtune.observe.render import render_dashboard, run_demo
+
+    try:
+        if demo:
+            path = run_demo(out)
+        else:
+            if prometheus is None or study is None:
+                raise _fail("--prometheus and --study are needed (or --demo)")
+            now = time.time()
+            path = render_dashboard(prometheus.rstrip("/"), namespace, study, out, quality=quality,
+                                    start=now - hours * 3600, end=now)
+    except (PrometheusError, OSError) as exc:
+        raise _fail(f"render: {exc}", code=1) from None
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console script entry point is ``app``

@@ -168,8 +168,12 @@ class StudyAdmission:
         """
         body = _plain(body)
         if operation == "UPDATE" and old is not None:
-            if _plain(old).get("spec") == body.get("spec"):
+            old = _plain(old)
+            if old.get("spec") == body.get("spec"):
                 return []
+            frozen = _frozen_changes(old, body)
+            if frozen:
+                return frozen
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return []  # being deleted: only finalizers change from here on
         # Status is the operator's (a subresource): only what the user wrote is checked.
@@ -192,6 +196,22 @@ class StudyAdmission:
         live = {name: pool for name, raw in (await self.reader.list_pools()).items()
                 if (pool := _parse_pool(name, raw)) is not None}
         return validate_study_against_pools(spec, live)
+
+
+# Fields whose change would make the recorded trials answer a different question (the log's
+# replay would diverge): fixed once a study has trials. Budgets and the trial template may change.
+FROZEN_FIELDS = ("objectives", "parameters", "hardware", "fidelity", "algorithm")
+
+
+def _frozen_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FieldError]:
+    trials = ((old.get("status") or {}).get("trials") or {}).get("total") or 0
+    if not trials:
+        return []
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    return [FieldError(f"spec.{name}",
+                       f"Forbidden: cannot change once the study has trials ({trials} so far); "
+                       "create a new study (budgets and the trial template may change)")
+            for name in FROZEN_FIELDS if old_spec.get(name) != new_spec.get(name)]
 
 
 def refusal_message(errors: list[FieldError]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from hwtune.backends.kubernetes import KubeApi
 from hwtune.controller.admission import (
     HANDLER_ID,
     ClusterPoolReader,
@@ -30,7 +31,9 @@ from hwtune.controller.admission import (
     StudyAdmission,
     register_admission,
 )
+from hwtune.controller.metrics import start_metrics_endpoint
 from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
+from hwtune.controller.studies import REPORT_ROUTE_PREFIX, StudyHandlers, register_studies
 from hwtune.controller.tls import write_self_signed_certificate
 from hwtune.controller.webhook import ServiceWebhookServer, service_hostnames
 
@@ -123,6 +126,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         return _connection_info(configuration)
 
     register_admission(registry, ignore_failures=settings.failure_policy is FailurePolicy.IGNORE)
+    if settings.run_studies:
+        register_studies(registry)
     return registry
 
 
@@ -157,12 +162,31 @@ def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path,
     return kopf_settings
 
 
+async def _start_report_endpoint(settings: OperatorSettings, sink: Any) -> tuple[Any, str]:
+    """The report endpoint in this event loop; returns its runner and the trainers' base URL."""
+    from aiohttp import web
+
+    from hwtune.report.server import create_app, runner_options
+
+    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX),
+                           **runner_options())
+    await runner.setup()
+    site = web.TCPSite(runner, settings.report_listen, settings.report_port or 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = settings.report_url or f"http://127.0.0.1:{port}"
+    log.info("report endpoint listening on %s:%s (trainers use %s)", settings.report_listen,
+             port, url)
+    return runner, url
+
+
 async def serve(
     settings: OperatorSettings,
     *,
     stop_flag: threading.Event | asyncio.Event | None = None,
     ready_flag: threading.Event | asyncio.Event | None = None,
     embedded: bool = False,
+    on_report_url: Any = None,
 ) -> None:
     """Run the operator in the current event loop until ``stop_flag`` (or a signal, when this
     is the main thread). Cleans up its certificate files and API client on the way out.
@@ -172,9 +196,15 @@ async def serve(
     _install_log_filters()
     configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
     api_client = client.ApiClient(configuration)
+    kube = KubeApi(api_client)
+    studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube)
+    report_runner, studies.report_url = await _start_report_endpoint(settings, studies.router)
+    metrics_server = start_metrics_endpoint(settings, studies)
+    if on_report_url is not None:
+        on_report_url(studies.report_url)
     try:
         reader = ClusterPoolReader(api_client, settings.pool_read_timeout_s)
-        memo = kopf.Memo(admission=StudyAdmission(PoolCache(), reader))
+        memo = kopf.Memo(admission=StudyAdmission(PoolCache(), reader), studies=studies)
         with tempfile.TemporaryDirectory(prefix="hwtune-webhook-") as tmp:
             if settings.webhook_certfile is not None and settings.webhook_keyfile is not None:
                 certfile, keyfile = settings.webhook_certfile, settings.webhook_keyfile
@@ -193,7 +223,9 @@ async def serve(
                     namespaces=settings.namespaces,
                     standalone=settings.standalone,
                     priority=settings.priority,
-                    peering_name=settings.peering_name,
+                    # A name makes peering mandatory in kopf: streams pause while its CRD is
+                    # missing, even when standalone.
+                    peering_name=None if settings.standalone else settings.peering_name,
                     stop_flag=stop_flag,
                     ready_flag=ready_flag,
                     memo=memo,
@@ -201,6 +233,10 @@ async def serve(
             finally:
                 kopf_settings.execution.executor.shutdown(wait=True)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        await report_runner.cleanup()
+        kube.close()
         api_client.close()
 
 
@@ -239,14 +275,18 @@ class EmbeddedOperator:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.report_url: str | None = None  # the report endpoint's base URL, once started
         self._thread = threading.Thread(target=self._main, name="hwtune-operator", daemon=True)
 
     def _main(self) -> None:
         try:
             asyncio.run(serve(self.settings, stop_flag=self._stop, ready_flag=self._ready,
-                              embedded=True))
+                              embedded=True, on_report_url=self._set_report_url))
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             self._error = exc
+
+    def _set_report_url(self, url: str) -> None:
+        self.report_url = url
 
     @property
     def running(self) -> bool:

@@ -101,6 +101,24 @@ class OperatorSettings:
     """After SIGTERM/SIGINT, how long the graceful exit may take before kopf kills the process;
     below the pod's terminationGracePeriodSeconds (default 30 s) so the exit is still ours.
     ``EmbeddedOperator.stop()`` waits this long (plus a margin) for its thread."""
+    report_port: int | None = 8080
+    """Port of the report endpoint trainers POST to (the chart's Service port ``reports``);
+    None = any free port (tests read ``EmbeddedOperator.report_url``)."""
+    report_listen: str = "0.0.0.0"
+    """Address the report endpoint binds."""
+    report_url: str | None = None
+    """Base URL trainers reach the endpoint at (``http://<service>.<namespace>.svc:8080`` in a
+    cluster); None = ``http://127.0.0.1:<port>`` (a local operator, tests)."""
+    metrics_port: int | None = None
+    """Port of the Prometheus endpoint (/metrics; the chart's Service port ``metrics``, which
+    ``hwtune operator`` defaults to 9090); None = no endpoint (embedded operators in tests)."""
+    metrics_listen: str = "0.0.0.0"
+    """Address the metrics endpoint binds."""
+    run_studies: bool = True
+    """Run TuningStudies (the daemon, finalizer and Job/pod watches); False: admission only
+    (tests of the webhook, or a webhook-only replica)."""
+    trial_retry_limit: int = 3
+    """Failed pods (crash, OOM, exit 75) a trial's Job replaces before the trial fails."""
     extra_sans: tuple[str, ...] = field(default=())
     """More names for the self-signed certificate (e.g. the Service's DNS names)."""
 
@@ -135,6 +153,18 @@ class OperatorSettings:
             raise SettingsError(
                 f"pool_read_timeout_s: must be in (0, 20] to fit the webhook's 30 s, "
                 f"got {self.pool_read_timeout_s}")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise SettingsError(
+                f"metrics_port: must be 1..65535 (or unset), got {self.metrics_port}")
+        if self.report_port is not None and not 1 <= self.report_port <= 65535:
+            raise SettingsError(
+                f"report_port: must be 1..65535 (or unset), got {self.report_port}")
+        if self.report_url is not None and not re.match(r"^https?://[^/\s]+", self.report_url):
+            raise SettingsError(
+                f"report_url: must be http(s)://host[:port], got {self.report_url!r}")
+        if not 0 <= self.trial_retry_limit <= 100:
+            raise SettingsError(
+                f"trial_retry_limit: must be 0..100, got {self.trial_retry_limit}")
         if self.shutdown_timeout_s <= 0:
             raise SettingsError(f"shutdown_timeout_s: must be > 0, got {self.shutdown_timeout_s}")
         # Coerce enums given as strings ("json", "Ignore") so the CLI can pass its text.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import re
 import secrets
@@ -81,7 +82,9 @@ class ReportSink(Protocol):
     def submit_report(self, trial: str, payload: ReportPayload) -> ReportReply:
         """Record the report and decide. Raise ``TrialFinishedError`` (409) for a finished trial,
         ``ReportRejectedError`` (422) for an impossible report (resource going backwards),
-        ``EndpointUnavailableError`` (503, retried) when the report cannot be recorded now."""
+        ``EndpointUnavailableError`` (503, retried) when the report cannot be recorded now.
+        May return an awaitable of the reply instead (the operator answers only once the
+        decision is stored; see docs/operator-design.md)."""
 
 
 class ReplyMemo:
@@ -137,19 +140,30 @@ def _bearer_token(request: web.Request) -> tuple[str | None, str]:
 
 
 def add_report_routes(app: web.Application, sink: ReportSink, *,
-                      body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
+                      body_timeout: float = BODY_TIMEOUT_SECONDS, route_prefix: str = "") -> None:
     """Add POST /v1/trials/{trial}/reports and GET /healthz to ``app``: how another aiohttp
-    application (the operator's) serves the protocol. Give its runner ``runner_options()``."""
+    application (the operator's) serves the protocol. Give its runner ``runner_options()``.
+
+    ``route_prefix`` (e.g. ``/studies/{namespace}/{study}``) puts the report route under a
+    prefix with variables of its own, for one endpoint serving many studies: the sink then sees
+    the trial as the prefix's values and the trial id joined by ``/`` (``ns/study/3``). A
+    trainer's ``HWTUNE_REPORT_URL`` carries the prefix, so its URL ends as always."""
 
     async def post_report(request: web.Request) -> web.Response:
         try:
             trial = str(parse_trial_id(request.match_info["trial"]))
         except ProtocolError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
+        if route_prefix:
+            scope = [v for k, v in request.match_info.items() if k != "trial"]
+            trial = "/".join([*scope, trial])
         token, problem = _bearer_token(request)
         if token is None:
             return _error(401, problem, headers={"WWW-Authenticate": 'Bearer realm="hwtune"'})
-        expected = sink.expected_token(trial)
+        try:
+            expected = sink.expected_token(trial)
+        except ProtocolError as exc:  # e.g. 503 while the study is loading: trainers retry
+            return web.json_response(exc.to_json(), status=exc.status)
         # An unknown trial is answered exactly like a wrong token, after the same comparison:
         # a caller without a token learns nothing about which trial ids exist.
         if not tokens_match(token, _NOT_A_TOKEN if expected is None else expected) \
@@ -171,6 +185,8 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
         try:
             payload = parse_report(raw)
             reply = sink.submit_report(trial, payload)
+            if inspect.isawaitable(reply):
+                reply = await reply
         except ProtocolError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
         return web.json_response(reply.to_json())
@@ -178,17 +194,17 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "protocolVersion": PROTOCOL_VERSION})
 
-    app.router.add_post("/v1/trials/{trial}/reports", post_report)
+    app.router.add_post(route_prefix.rstrip("/") + "/v1/trials/{trial}/reports", post_report)
     app.router.add_get("/healthz", healthz)
 
 
-def create_app(sink: ReportSink, *, body_timeout: float = BODY_TIMEOUT_SECONDS
-               ) -> web.Application:
+def create_app(sink: ReportSink, *, body_timeout: float = BODY_TIMEOUT_SECONDS,
+               route_prefix: str = "") -> web.Application:
     """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz.
     Serve it with ``web.AppRunner(app, **runner_options())`` (idle connections time out)."""
     # aiohttp stops reading a body at this size (HTTPRequestEntityTooLarge, answered 413).
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    add_report_routes(app, sink, body_timeout=body_timeout)
+    add_report_routes(app, sink, body_timeout=body_timeout, route_prefix=route_prefix)
     return app
 
 

@@ -1,0 +1,253 @@
+"""The few Kubernetes calls the operator makes, as coroutines over the official client.
+
+Blocking client calls run in a thread pool of their own (never the engine's lock, never kopf's
+executor). Creates are idempotent: 409 AlreadyExists returns the existing object; deletes treat
+404 as done. Bodies are plain dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Callable, Mapping, TypeVar
+
+from hwtune.backends.kubernetes.manifests import LABEL_STUDY
+
+__all__ = ["ApiError", "KubeApi", "StudyLogStore"]
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = "hwtune.io", "v1alpha1"
+LABEL_LOG = "hwtune.io/log"
+LABEL_CHUNK = "hwtune.io/log-chunk"
+T = TypeVar("T")
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubeApi:
+    """Thin async wrapper; one per operator (shared by every study)."""
+
+    def __init__(self, api_client: Any, *, workers: int = 16,
+                 request_timeout: tuple[float, float] = (5.0, 30.0)) -> None:
+        from kubernetes import client
+
+        self.client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-api")
+        # (connect, read): a call to an API server that restarted mid-request must fail and be
+        # retried, never hold a worker forever.
+        self.request_timeout = request_timeout
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from kubernetes.client.exceptions import ApiException
+
+        loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        try:
+            return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        except ApiException as exc:
+            raise ApiError(exc.status or 0, exc.reason or str(exc)) from None
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
+
+    # -- generic ------------------------------------------------------------------------------
+    async def create_or_get(self, create: Callable[..., Any], read: Callable[..., Any],
+                            namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return self._plain(await self._call(create, namespace, body))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        return self._plain(await self._call(read, body["metadata"]["name"], namespace))
+
+    def log_store(self, namespace: str, study: str, study_uid: str) -> "StudyLogStore":
+        return StudyLogStore(self, namespace, study, study_uid)
+
+    # -- TuningStudies / TuningTrials ---------------------------------------------------------
+    async def patch_study_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                         namespace, "tuningstudies", name, {"status": dict(status)})
+
+    async def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        ns = body["metadata"]["namespace"]
+        try:
+            return await self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION,
+                                    ns, "tuningtrials", body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        return await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, ns,
+                                "tuningtrials", body["metadata"]["name"])
+
+    async def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                         namespace, "tuningtrials", name, {"status": dict(status)})
+
+    async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        listing = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                   namespace, "tuningtrials", label_selector=f"{LABEL_STUDY}={study}")
+        return list(listing.get("items") or [])
+
+    # -- Secrets ------------------------------------------------------------------------------
+    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.create_or_get(self.core.create_namespaced_secret,
+                                        self.core.read_namespaced_secret,
+                                        body["metadata"]["namespace"], body)
+
+    @staticmethod
+    def secret_value(secret: Mapping[str, Any], key: str) -> bytes | None:
+        data = secret.get("data") or {}
+        if key in data and data[key] is not None:
+            return base64.b64decode(data[key])
+        string = secret.get("stringData") or {}
+        return string[key].encode() if key in string else None
+
+    # -- Jobs and pods ------------------------------------------------------------------------
+    async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(await self._call(self.batch.read_namespaced_job, name, namespace))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_job(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The created Job, or None if one of that name exists (409)."""
+        try:
+            return self._plain(await self._call(self.batch.create_namespaced_job,
+                                                body["metadata"]["namespace"], body))
+        except ApiError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    async def delete_job(self, namespace: str, name: str, uid: str | None = None) -> None:
+        from kubernetes import client
+
+        options = client.V1DeleteOptions(
+            propagation_policy="Background",
+            preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            await self._call(self.batch.delete_namespaced_job, name, namespace, body=options)
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # gone, or a newer Job took the name
+                raise
+
+    async def list_jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        listing = await self._call(self.batch.list_namespaced_job, namespace,
+                                   label_selector=f"{LABEL_STUDY}={study}")
+        return [self._plain(j) for j in listing.items]
+
+    async def list_pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
+        listing = await self._call(self.core.list_namespaced_pod, namespace,
+                                   label_selector=f"{LABEL_STUDY}={study}")
+        return [self._plain(p) for p in listing.items]
+
+    async def delete_study_objects(self, namespace: str, study: str) -> None:
+        """Jobs (with their pods) and Secrets of a study, now; the GC would do it later."""
+        from kubernetes import client
+
+        selector = f"{LABEL_STUDY}={study}"
+        options = client.V1DeleteOptions(propagation_policy="Background")
+        await self._call(self.batch.delete_collection_namespaced_job, namespace,
+                         label_selector=selector, body=options)
+        await self._call(self.core.delete_collection_namespaced_pod, namespace,
+                         label_selector=selector, grace_period_seconds=0)
+        await self._call(self.core.delete_collection_namespaced_secret, namespace,
+                         label_selector=selector)
+
+    async def count_study_objects(self, namespace: str, study: str) -> int:
+        selector = f"{LABEL_STUDY}={study}"
+        jobs = await self._call(self.batch.list_namespaced_job, namespace, label_selector=selector)
+        pods = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        secrets = await self._call(self.core.list_namespaced_secret, namespace,
+                                   label_selector=selector)
+        return len(jobs.items) + len(pods.items) + len(secrets.items)
+
+    # -- HardwarePools ------------------------------------------------------------------------
+    async def list_pools(self) -> dict[str, dict[str, Any]]:
+        listing = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION,
+                                   "hardwarepools")
+        return {p["metadata"]["name"]: p.get("spec") or {} for p in listing.get("items") or []}
+
+    # -- Events -------------------------------------------------------------------------------
+    async def post_event(self, involved: Mapping[str, Any], reason: str, message: str,
+                         *, warning: bool = False) -> None:
+        """A core/v1 Event on ``involved`` (apiVersion, kind, name, namespace, uid); best effort."""
+        meta = {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]}
+        body = {"apiVersion": "v1", "kind": "Event", "metadata": meta,
+                "involvedObject": dict(involved), "reason": reason, "message": message[:1024],
+                "type": "Warning" if warning else "Normal",
+                "source": {"component": "hwtune-operator"},
+                "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
+        try:
+            await self._call(self.core.create_namespaced_event, involved["namespace"], body)
+        except Exception as exc:  # noqa: BLE001 - events are for people; never fail a trial for one
+            log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
+
+
+class StudyLogStore:
+    """``LogStore`` over ConfigMaps ``<study>-log-<chunk>`` (see ``log``)."""
+
+    def __init__(self, api: KubeApi, namespace: str, study: str, study_uid: str) -> None:
+        self.api, self.namespace, self.study, self.study_uid = api, namespace, study, study_uid
+
+    def _name(self, index: int) -> str:
+        return f"{self.study}-log-{index}"
+
+    async def read_chunks(self) -> list[tuple[int, Mapping[str, str]]]:
+        core = self.api.core
+        chunks: list[tuple[int, Mapping[str, str]]] = []
+        token = None
+        while True:
+            listing = await self.api._call(
+                core.list_namespaced_config_map, self.namespace, limit=100,
+                label_selector=f"{LABEL_STUDY}={self.study},{LABEL_LOG}=true",
+                **({"_continue": token} if token else {}))
+            for cm in listing.items:
+                index = int(cm.metadata.labels.get(LABEL_CHUNK, "0"))
+                chunks.append((index, cm.data or {}))
+            token = listing.metadata._continue
+            if not token:
+                return chunks
+
+    async def write_chunk(self, index: int, entries: Mapping[str, str], *, new: bool) -> None:
+        from hwtune.backends.kubernetes.manifests import owner_reference
+
+        core = self.api.core
+        name = self._name(index)
+        if new:
+            body = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": self.namespace,
+                                 "labels": {LABEL_STUDY: self.study, LABEL_LOG: "true",
+                                            LABEL_CHUNK: str(index)},
+                                 "ownerReferences": [owner_reference(
+                                     "TuningStudy", self.study, self.study_uid)]},
+                    "data": dict(entries)}
+            try:
+                await self.api._call(core.create_namespaced_config_map, self.namespace, body)
+                return
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+        await self.api._call(core.patch_namespaced_config_map, name, self.namespace,
+                             {"data": dict(entries)})

@@ -1,0 +1,161 @@
+"""``KubernetesBackend``: trials are TuningTrials and batch/v1 Jobs.
+
+The hooks of the backend template never talk to the API server: they run under the engine lock,
+so they only record *intents* (launch trial 7 as launch 2, delete the Job of trial 3), each
+tagged with the log sequence number of the event that justifies it. The study runner
+(``hwtune.backends.kubernetes.runner``) executes them once that event is durable, outside the
+lock. What happens to Jobs and pods comes back through ``job_changed`` / ``pod_changed``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hwtune.api.records import Hardware, TrialPhase
+from hwtune.backends.base import Backend, BackendTrial
+from hwtune.backends.kubernetes.manifests import LABEL_LAUNCH, LABEL_TRIAL
+
+__all__ = ["IntentKind", "Intent", "KubernetesBackend"]
+
+
+class IntentKind(str, enum.Enum):
+    LAUNCH = "launch"  # make the TuningTrial, the token Secret and this launch's Job exist
+    DELETE_JOB = "delete-job"  # delete the trial's Job (of this launch or older)
+
+
+@dataclass(frozen=True)
+class Intent:
+    kind: IntentKind
+    trial_id: int
+    launch: int
+    seq: int  # the log event that justifies it; executed once that is durable
+    resume: bool = False
+    config: Mapping[str, Any] | None = None
+    hardware: Hardware | None = None
+    target_resource: int | None = None
+    reported_resource: int = 0
+    reason: str = ""
+
+
+class KubernetesBackend(Backend):
+    """Bookkeeping plus intents; ``take_intents()`` hands them to the runner."""
+
+    poll_seconds = 1.0
+
+    def __init__(self, *, last_seq: Callable[[], int], wake: Callable[[], None] = lambda: None,
+                 max_parallel: int | None = None) -> None:
+        super().__init__()
+        self.capacity = max_parallel
+        self._last_seq = last_seq
+        self._wake = wake
+        self._intents: list[Intent] = []
+
+    # -- intents ------------------------------------------------------------------------------
+    def take_intents(self) -> list[Intent]:
+        with self.lock:
+            intents, self._intents = self._intents, []
+            return intents
+
+    def _intend(self, intent: Intent) -> None:
+        self._intents.append(intent)
+        self._wake()
+
+    def launch_intent(self, trial_id: int, *, resume: bool, seq: int | None = None) -> Intent:
+        """The launch intent of the trial's current launch (also used to re-run it at adoption)."""
+        state = self.trial_state(trial_id)
+        record = self.sink.trial(trial_id)
+        target = state.max_resource
+        return Intent(IntentKind.LAUNCH, trial_id, state.launches,
+                      self._last_seq() if seq is None else seq, resume=resume,
+                      config=dict(record.config), hardware=record.hardware,
+                      target_resource=target, reported_resource=record.last_resource)
+
+    def delete_intent(self, trial_id: int, reason: str, seq: int | None = None) -> Intent:
+        state = self.trial_state(trial_id)
+        return Intent(IntentKind.DELETE_JOB, trial_id, state.launches,
+                      self._last_seq() if seq is None else seq, reason=reason)
+
+    def intend(self, intent: Intent) -> None:
+        with self.lock:
+            self._intend(intent)
+
+    # -- adoption after a restart -------------------------------------------------------------
+    def adopt(self, trial_id: int, phase: TrialPhase, launches: int,
+              max_resource: int | None) -> None:
+        """Take over a trial the rebuilt study holds (its Job may be running): no launch."""
+        with self.lock:
+            record = self.sink.trial(trial_id)
+            state = BackendTrial(trial_id, dict(record.config), record.hardware,
+                                 launches=launches, start_resource=record.last_resource + 1,
+                                 max_resource=max_resource)
+            self._trials[trial_id] = state
+            self._set_phase(state, phase)
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _launch(self, trial: BackendTrial, resume: bool) -> bool:
+        self._intend(self.launch_intent(trial.trial_id, resume=resume))
+        return False  # Running when its pod runs (pod_changed)
+
+    def _stop(self, trial: BackendTrial) -> float | None:
+        # The study records the stop right after this hook: the deletion waits for that event.
+        self._intend(Intent(IntentKind.DELETE_JOB, trial.trial_id, trial.launches,
+                            self._last_seq() + 1, reason="stopped"))
+        return None  # the study measures runtime with its (wall) clock
+
+    def _pause(self, trial: BackendTrial) -> float | None:
+        # SIGTERM makes the trainer checkpoint and exit; the next launch resumes from there.
+        return self._stop(trial)
+
+    def _wait(self, timeout: float | None) -> bool:
+        return False  # the runner awaits reports and Job events in the event loop instead
+
+    def _close(self) -> None:
+        pass  # trials outlive the operator: a new one adopts them
+
+    # -- what the cluster says ----------------------------------------------------------------
+    def _current(self, obj: Mapping[str, Any]) -> BackendTrial | None:
+        meta = obj.get("metadata") or {}
+        try:
+            trial_id = int((meta.get("labels") or {})[LABEL_TRIAL])
+            launch = int((meta.get("annotations") or {})[LABEL_LAUNCH])
+        except (KeyError, TypeError, ValueError):
+            return None
+        state = self._trials.get(trial_id)
+        if state is None or state.launches != launch:
+            return None  # an older launch's object: nothing it does concerns the study now
+        return state
+
+    def pod_changed(self, pod: Mapping[str, Any]) -> bool:
+        """A pod of one of our Jobs changed; True if the study learnt something."""
+        with self.lock:
+            state = self._current(pod)
+            if state is None or state.phase is not TrialPhase.PENDING:
+                return False
+            if (pod.get("status") or {}).get("phase") == "Running" \
+                    and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                self._deliver_running(state.trial_id)
+                return True
+            return False
+
+    def job_changed(self, job: Mapping[str, Any]) -> bool:
+        """A Job changed: its end (Complete / Failed) is the trial process's exit."""
+        with self.lock:
+            state = self._current(job)
+            if state is None or not state.active:
+                return False
+            for condition in (job.get("status") or {}).get("conditions") or []:
+                if condition.get("status") != "True":
+                    continue
+                if condition.get("type") == "Complete":
+                    self._deliver_exit(state.trial_id, ok=True)
+                    return True
+                if condition.get("type") == "Failed":
+                    why = condition.get("reason") or "Failed"
+                    detail = condition.get("message") or ""
+                    self._deliver_exit(state.trial_id, ok=False,
+                                       reason=f"Job failed: {why}" + (f": {detail}" if detail else ""))
+                    return True
+            return False

@@ -1,0 +1,694 @@
+"""``StudyRunner``: one TuningStudy, run by the engine on the cluster.
+
+It owns the study's ``Study`` (rebuilt from the log at start), the ``KubernetesBackend``, the
+``Tuner``, the log writer and the tasks that turn intents into API calls and engine state into
+status. Order of everything (docs/operator-design.md): engine under the lock (no I/O) -> log
+durable -> answer / effects -> status. The controller creates one per study and feeds it Job and
+pod events and reports; nothing here imports kopf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from hwtune.api._base import ManifestError
+from hwtune.api.clock import WallClock
+from hwtune.api.crd import (
+    BestValue,
+    Condition,
+    FrontPoint,
+    HardwareChoice,
+    LearningCurvePoint,
+    StudyPhase,
+    TrialCounts,
+    TuningStudyStatus,
+    TuningTrialStatus,
+)
+from hwtune.api.records import BUILTIN_METRICS, Decision, TrialPhase
+from hwtune.backends.base import BackendError
+from hwtune.backends.kubernetes.api import ApiError, KubeApi
+from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
+from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
+from hwtune.backends.kubernetes.manifests import (
+    LABEL_LAUNCH,
+    LABEL_TRIAL,
+    JobParams,
+    checkpoint_uri,
+    derive_token,
+    job_manifest,
+    job_name,
+    key_secret_name,
+    owner_reference,
+    token_secret_manifest,
+    trial_manifest,
+)
+from hwtune.engine import StudyConfig
+from hwtune.engine.config import pool_catalog
+from hwtune.engine.errors import InvalidReportError, TrialStateError
+from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
+from hwtune.engine.events import EventKind
+from hwtune.engine.study import Study
+from hwtune.engine.tuner import Tuner
+from hwtune.optimize.pareto import default_reference_point, hypervolume
+from hwtune.report.protocol import (
+    ProtocolError,
+    ReportPayload,
+    ReportRejectedError,
+    ReportReply,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+from hwtune.report.server import ReplyMemo
+from hwtune.trainer.env import TrialEnv
+
+__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable"]
+
+log = logging.getLogger(__name__)
+
+MAX_FRONT_POINTS = 50  # the study object stays small at any study size
+MAX_CURVE_POINTS = 100  # per TuningTrial
+
+
+class StudyUnavailable(ProtocolError):
+    """The study is loading (or gone): the trainer should retry (503)."""
+
+    status = 503
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bounded_curve(points: list[Any], limit: int = MAX_CURVE_POINTS) -> list[Any]:
+    """At most ``limit`` points, evenly thinned, always keeping the first and the last."""
+    if len(points) <= limit:
+        return points
+    step = (len(points) - 1) / (limit - 1)
+    return [points[round(i * step)] for i in range(limit)]
+
+
+class StudyRunner:
+    """Runs one study. ``await load()``, then ``await run()`` until it returns (the study ended)
+    or is cancelled (the operator stops: trials keep running and are adopted by the next one)."""
+
+    def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
+                 spec: Mapping[str, Any], generation: int | None = None, report_url: str,
+                 retry_limit: int = 3, status_interval: float = 1.0,
+                 effect_concurrency: int = 16) -> None:
+        self.api = api
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.spec = spec
+        self.generation = generation
+        self.report_url = report_url.rstrip("/")
+        self.retry_limit = retry_limit
+        self.status_interval = status_interval
+        self.ready = False
+        self.finished: str | None = None  # why the study ended
+        self.failed: str | None = None
+        self.config: StudyConfig | None = None
+        self.study: Study | None = None
+        self.backend: KubernetesBackend | None = None
+        self.tuner: Tuner | None = None
+        self.log: StudyLog | None = None
+        self._key = b""
+        self._memo = ReplyMemo()
+        self._memo_seq: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._chains: dict[int, asyncio.Task[None]] = {}
+        self._effects = asyncio.Semaphore(effect_concurrency)
+        self._dirty: set[int] = set()
+        self._trial_uids: dict[int, str] = {}
+        self._last_status: dict[str, Any] | None = None
+        self._conditions: dict[str, Condition] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
+        self._budget_noted = False
+
+    @property
+    def involved(self) -> dict[str, str]:
+        return {"apiVersion": "hwtune.io/v1alpha1", "kind": "TuningStudy", "name": self.name,
+                "namespace": self.namespace, "uid": self.uid}
+
+    @property
+    def report_base(self) -> str:
+        return f"{self.report_url}/studies/{self.namespace}/{self.name}"
+
+    def poke(self) -> None:
+        """Wake the run loop (any thread)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:
+            pass
+
+    # -- loading and adoption -----------------------------------------------------------------
+    async def _with_transfer(self, config: StudyConfig) -> StudyConfig:
+        """transfer.fromStudies: the earlier TuningStudies of this namespace and their
+        TuningTrials, read once when the study is loaded (hwtune.backends.kubernetes.transfer).
+        A missing or unusable study is a ``SpecError`` at ``spec.transfer.fromStudies``."""
+        from hwtune.backends.kubernetes.transfer import load_cluster_studies
+        from hwtune.space.errors import SpecError
+        from hwtune.transfer import TransferError
+
+        try:
+            studies = await asyncio.get_running_loop().run_in_executor(
+                None, load_cluster_studies, self.api.client, self.namespace,
+                list(config.transfer_from))
+        except TransferError as exc:
+            raise SpecError("spec.transfer.fromStudies", str(exc)) from None
+        config = config.with_transfer_studies(studies)
+        config.check_algorithm()  # builds the transfer searcher: unusable studies fail here
+        return config
+
+    async def load(self) -> None:
+        """Parse the spec, read the key and the log, rebuild the study, adopt running trials.
+        A spec or log the study cannot run with sets ``failed`` instead of raising."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            pools = await self.api.list_pools()
+            self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
+                                                require_trial_template=True)
+            self.config.check_algorithm()
+            if self.config.transfer_from:
+                self.config = await self._with_transfer(self.config)
+        except ManifestError as exc:  # SpecError is one: every refusal with its field path
+            self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
+            return
+        key_secret = await self.api.create_secret({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": key_secret_name(self.name), "namespace": self.namespace,
+                         "labels": {"hwtune.io/study": self.name},
+                         "ownerReferences": [owner_reference("TuningStudy", self.name, self.uid)]},
+            "stringData": {"key": secrets.token_hex(32)}})
+        key = KubeApi.secret_value(key_secret, "key")
+        if not key:
+            self.failed = f"Secret {key_secret_name(self.name)} has no key 'key'"
+            return
+        self._key = key
+        store = self.api.log_store(self.namespace, self.name, self.uid)
+        try:
+            loaded = parse_chunks(await store.read_chunks())
+        except LogCorrupted as exc:
+            self.failed = str(exc)
+            return
+        self.log = StudyLog(store, loaded)
+        self.log.attach(self._loop)
+        clock = WallClock()  # event times are compared after a restart in another pod
+        if loaded.events:
+            self.study = Study.rebuild(self.config, loaded.events, clock=clock)
+            if self.study.replay_mismatches:
+                log.warning("study %s/%s: %d replay differences (the log wins), first: %s",
+                            self.namespace, self.name, len(self.study.replay_mismatches),
+                            self.study.replay_mismatches[0])
+        else:
+            self.study = Study(self.config, clock=clock)
+        self.backend = KubernetesBackend(last_seq=lambda: self.log.last_seq, wake=self.poke)
+        self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
+        self._adopt(loaded.events)
+        self.study.add_listener(self._on_event)
+        # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
+        # stopped trials whose deletion was cut short.
+        for job in await self.api.list_jobs(self.namespace, self.name):
+            self.job_event(job)
+            tid = _trial_of(job)
+            if tid is not None and 0 <= tid < len(self.study.trials) \
+                    and self.study.trial(tid).phase is TrialPhase.STOPPED:
+                self.backend.intend(self.backend.delete_intent(
+                    tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
+        for pod in await self.api.list_pods(self.namespace, self.name):
+            self.pod_event(pod)
+        for trial in await self.api.list_trials(self.namespace, self.name):
+            try:
+                tid = int(trial["spec"]["trialId"])
+                self._trial_uids[tid] = trial["metadata"]["uid"]
+                shown = trial.get("status") or {}
+                record = self.study.trial(tid)
+            except (KeyError, TypeError, ValueError, EngineUnknownTrial):
+                continue
+            # Only views that lag behind the log are rewritten (not 20,000 at every start).
+            if shown.get("phase") != record.phase.value \
+                    or shown.get("resource", 0) != record.last_resource:
+                self._dirty.add(tid)
+        self._dirty.update(t.trial_id for t in self.study.active_trials())
+        self.ready = True
+
+    def _adopt(self, events: list[dict[str, Any]]) -> None:
+        assert self.study is not None and self.backend is not None
+        launches: dict[int, int] = {}
+        last_launch: dict[int, dict[str, Any]] = {}
+        last_observed: dict[int, dict[str, Any]] = {}
+        for event in events:
+            tid = int(event["trialId"])
+            if event["kind"] in (EventKind.CREATED.value, EventKind.RESUMED.value):
+                launches[tid] = launches.get(tid, 0) + 1
+                last_launch[tid] = event
+            elif event["kind"] == EventKind.OBSERVED.value:
+                last_observed[tid] = event
+        for record in self.study.trials:
+            tid = record.trial_id
+            start = last_launch[tid]
+            self.backend.adopt(tid, record.phase, launches[tid], start.get("maxResource"))
+            if record.phase.is_active():
+                self.backend.intend(self.backend.launch_intent(
+                    tid, resume=launches[tid] > 1, seq=int(start["seq"])))
+            observed = last_observed.get(tid)
+            if observed is not None and observed.get("decision"):
+                metrics = {k: v for k, v in observed["metrics"].items() if k not in BUILTIN_METRICS}
+                reason = observed.get("reason", "")
+                self._memo.remember(str(tid), ReportPayload(int(observed["resource"]), metrics),
+                                    ReportReply(Decision(observed["decision"]), reason))
+
+    def _on_event(self, event: Any) -> None:
+        # Called under the engine lock for every new event: log it, mark the trial's view dirty,
+        # note what people should see as a Kubernetes Event (posted by the status task).
+        assert self.log is not None
+        self.log.append(event)
+        self._dirty.add(event.trial_id)
+        tid = event.trial_id
+        if event.kind is EventKind.FAILED:
+            self._notes.append(("TrialFailed", f"trial {tid}: {event.reason}", True))
+        elif event.kind is EventKind.OBSERVED and event.decision is Decision.PAUSE:
+            self._notes.append(("Paused", f"trial {tid}: {event.reason}", False))
+        elif event.kind is EventKind.STOPPED and event.reason.startswith("budget") \
+                and not self._budget_noted:
+            self._budget_noted = True
+            self._notes.append(("BudgetExhausted", event.reason, True))
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Run until the study ends; returns why. Cancel to stop without touching trials."""
+        if not self.ready and self.failed is None:
+            await self.load()
+        if self.failed is not None:
+            await self._write_status(final=True)
+            await self.api.post_event(self.involved, "Failed", self.failed, warning=True)
+            return self.failed
+        assert self.log is not None and self.tuner is not None
+        self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
+                       asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
+        try:
+            while True:
+                self._dispatch()
+                reason = await asyncio.to_thread(self.tuner.step)
+                self._dispatch()
+                if reason is not None:
+                    break
+                # Not wait_for: on 3.11 it can swallow a cancellation that races the wake-up.
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=self.tuner.poll_seconds)
+                finally:
+                    waiter.cancel()
+                self._wake.clear()
+            self.finished = reason
+            await self._drain()
+            # Trials first: once the study says Completed, every TuningTrial is final too.
+            await self._write_trials()
+            await self._write_status(final=True)
+            await self.api.post_event(self.involved, "Completed", reason)
+            log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
+            return reason
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        """Wait until the log is stored and every effect done."""
+        assert self.log is not None
+        await self.log.durable(self.log.last_seq)
+        while self._chains:
+            await asyncio.gather(*list(self._chains.values()), return_exceptions=True)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start the effects of the queued intents: in order per trial, trials in parallel."""
+        assert self.backend is not None
+        for intent in self.backend.take_intents():
+            previous = self._chains.get(intent.trial_id)
+            task = asyncio.create_task(self._effect(previous, intent))
+            self._chains[intent.trial_id] = task
+            task.add_done_callback(lambda t, tid=intent.trial_id: self._chain_done(tid, t))
+
+    def _chain_done(self, trial_id: int, task: asyncio.Task[None]) -> None:
+        if self._chains.get(trial_id) is task:
+            del self._chains[trial_id]
+
+    async def _effect(self, previous: asyncio.Task[None] | None, intent: Intent) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        assert self.log is not None
+        await self.log.durable(intent.seq)
+        delay = 0.5
+        while True:
+            try:
+                async with self._effects:
+                    if intent.kind is IntentKind.LAUNCH:
+                        await self._launch(intent)
+                    else:
+                        await self._delete(intent)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an API hiccup: the intent is retried
+                log.warning("study %s/%s trial %d: %s failed (%s); retrying in %.1fs",
+                            self.namespace, self.name, intent.trial_id, intent.kind.value, exc,
+                            delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # -- effects --------------------------------------------------------------------------------
+    @property
+    def _checkpoints(self) -> dict[str, Any]:
+        spec = self.config.spec.checkpoints if self.config is not None else None
+        return spec.to_dict() if spec is not None else {}
+
+    @property
+    def _template(self) -> dict[str, Any]:
+        assert self.config is not None and self.config.spec.trial_template is not None
+        return self.config.spec.trial_template.to_dict()
+
+    def _still_current(self, intent: Intent) -> bool:
+        assert self.backend is not None
+        with self.backend.lock:
+            state = self.backend.trial_state(intent.trial_id)
+            return state.launches == intent.launch and state.active
+
+    async def _launch(self, intent: Intent) -> None:
+        assert self.config is not None
+        tid = intent.trial_id
+        name = job_name(self.name, tid)
+        resume_from = checkpoint_uri(self._checkpoints, self.name, tid) if intent.resume else None
+        trial = await self.api.create_trial(trial_manifest(
+            namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
+            config=intent.config or {}, hardware=intent.hardware,
+            target_resource=intent.target_resource, resume_from=resume_from))
+        trial_uid = trial["metadata"]["uid"]
+        self._trial_uids[tid] = trial_uid
+        self._dirty.add(tid)
+        await self.api.create_secret(token_secret_manifest(
+            namespace=self.namespace, study=self.name, trial_id=tid,
+            token=derive_token(self._key, tid), trial_uid=trial_uid))
+        while True:
+            job = await self.api.read_job(self.namespace, name)
+            if job is not None:
+                launch = _launch_of(job)
+                if launch >= intent.launch:
+                    if launch == intent.launch:
+                        self.job_event(job)  # adopted: it may have ended meanwhile
+                    return
+                await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
+                await self._wait_job_gone(name, job["metadata"]["uid"])
+                continue
+            if not self._still_current(intent):
+                return  # stopped or superseded before its Job existed
+            created = await self.api.create_job(job_manifest(
+                self._template, self._job_params(intent, trial_uid)))
+            if created is not None:
+                what = "Resumed" if intent.resume else "Launched"
+                hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
+                    if intent.hardware else ""
+                await self.api.post_event(self.involved, what,
+                                          f"trial {tid} (launch {intent.launch}){hw}: Job {name}")
+                return
+
+    async def _wait_job_gone(self, name: str, uid: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = await self.api.read_job(self.namespace, name)
+            if job is None or job["metadata"]["uid"] != uid:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"Job {name} (uid {uid}) still exists {timeout:g}s after its deletion")
+
+    def _job_params(self, intent: Intent, trial_uid: str) -> JobParams:
+        assert self.config is not None
+        config = self.config
+        hardware = intent.hardware
+        pool = config.hardware_model.pool(hardware) if hardware is not None else None
+        checkpoints = self._checkpoints
+        env = TrialEnv(
+            trial_id=str(intent.trial_id), study=self.name, params=dict(intent.config or {}),
+            hardware=hardware, resource_name=config.fidelity.resource,
+            target_resource=intent.target_resource, max_resource=config.max_resource,
+            resume=intent.resume, reported_resource=intent.reported_resource,
+            report_url=self.report_base, report_token=None,
+            checkpoint_uri=checkpoint_uri(checkpoints, self.name, intent.trial_id))
+        return JobParams(
+            namespace=self.namespace, study=self.name, trial_id=intent.trial_id,
+            trial_uid=trial_uid, launch=intent.launch, env=env, hardware=hardware,
+            node_selector=dict(pool.node_selector) if pool else {},
+            tolerations=tuple(pool.tolerations) if pool else (),
+            gpu_pool=pool is not None and pool.gpu_type.lower() != "cpu",
+            retry_limit=self.retry_limit,
+            checkpoint_claim=checkpoints.get("persistentVolumeClaim"),
+            checkpoint_mount=checkpoints.get("path"))
+
+    async def _delete(self, intent: Intent) -> None:
+        name = job_name(self.name, intent.trial_id)
+        job = await self.api.read_job(self.namespace, name)
+        if job is None or _launch_of(job) > intent.launch:
+            return
+        await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
+        await self.api.post_event(self.involved, "Stopped",
+                                  f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
+                                  f"Job {name} deleted")
+
+    # -- what the cluster reports -----------------------------------------------------------------
+    def job_event(self, job: Mapping[str, Any]) -> None:
+        if self.backend is not None and self.backend.job_changed(job):
+            self.poke()
+
+    def pod_event(self, pod: Mapping[str, Any]) -> None:
+        if self.backend is not None and self.backend.pod_changed(pod):
+            self.poke()
+
+    # -- the report endpoint's sink ---------------------------------------------------------------
+    def expected_token(self, trial: str) -> str | None:
+        if not self.ready:
+            raise StudyUnavailable(f"study {self.namespace}/{self.name} is loading; retry")
+        assert self.study is not None
+        try:
+            tid = int(trial)
+        except ValueError:
+            return None
+        if not 0 <= tid < len(self.study.trials):
+            return None
+        return derive_token(self._key, tid)
+
+    async def submit_report(self, trial: str, payload: ReportPayload) -> ReportReply:
+        assert self.backend is not None and self.study is not None and self.log is not None
+        replay = self._memo.replay(trial, payload)
+        if replay is not None:
+            await self.log.durable(self._memo_seq.get(trial, -1))
+            return replay
+        tid = int(trial)
+        with self.backend.lock:
+            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+            if record is not None and record.phase.is_active() \
+                    and payload.resource <= record.last_resource:
+                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint with
+                # the env of its launch: the study holds this level and let the trial go on.
+                return ReportReply(Decision.CONTINUE,
+                                   f"{self.config.fidelity.resource} {payload.resource} is "
+                                   "already recorded")
+            try:
+                decision = self.backend._deliver_report(tid, payload.resource, payload.metrics)
+            except EngineUnknownTrial as exc:
+                raise UnknownTrialError(str(exc)) from None
+            except TrialStateError as exc:
+                raise TrialFinishedError(str(exc)) from None
+            except InvalidReportError as exc:
+                raise ReportRejectedError(str(exc)) from None
+            except BackendError as exc:
+                raise UnknownTrialError(str(exc)) from None
+            seq = self.log.last_seq
+            reason = self.study.trial(tid).reason if decision.halts else ""
+            if decision is Decision.STOP \
+                    and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
+                self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
+            reply = ReportReply(decision, reason)
+            self._memo.remember(trial, payload, reply)
+            self._memo_seq[trial] = seq
+        self.poke()
+        await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
+        return reply
+
+    # -- status -------------------------------------------------------------------------------
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                await self._write_status()
+                await self._write_trials()
+                notes, self._notes = self._notes, []
+                for reason, message, warning in notes:
+                    await self.api.post_event(self.involved, reason, message, warning=warning)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - status is a view; the next round retries
+                log.warning("study %s/%s: status update failed: %s", self.namespace, self.name, exc)
+            await asyncio.sleep(self.status_interval)
+
+    def _condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
+        value = "True" if status else "False"
+        old = self._conditions.get(type_)
+        if old is not None and old.status.value == value and old.reason == reason \
+                and old.message == message:
+            return
+        when = old.last_transition_time if old is not None and old.status.value == value \
+            else dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        self._conditions[type_] = Condition(type=type_, status=value, reason=reason,
+                                            message=message[:1024], last_transition_time=when,
+                                            observed_generation=self.generation)
+
+    def study_status(self, *, final: bool = False) -> dict[str, Any]:
+        """The TuningStudy status as the engine sees it now (bounded size)."""
+        if self.failed is not None:
+            self._condition("Ready", False, "Invalid", self.failed)
+            self._condition("Failed", True, "Invalid", self.failed)
+            status = TuningStudyStatus(phase=StudyPhase.FAILED, message=self.failed,
+                                       conditions=list(self._conditions.values()),
+                                       observed_generation=self.generation)
+            return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        assert self.study is not None and self.backend is not None and self.config is not None
+        with self.backend.lock:
+            summary = self.study.summary()
+            block = self.study.stop_reason() or self.study.new_trial_block()
+            start = self.study.start_time
+            configs = {p.trial_id: dict(self.study.trial(p.trial_id).config) for p in summary.front}
+        counts = summary.counts
+        objectives = self.config.objectives
+        front = sorted(summary.front, key=lambda p: (
+            objectives[0].loss(p.values[objectives[0].metric]), p.trial_id))
+        hv = None
+        if summary.front:
+            losses = [[o.loss(p.values[o.metric]) for o in objectives] for p in summary.front]
+            try:
+                hv = float(hypervolume(losses, default_reference_point(losses)))
+            except ValueError:
+                hv = None
+        phase = StudyPhase.COMPLETED if self.finished else (
+            StudyPhase.RUNNING if counts.get("Pending", 0) + counts.get("Running", 0) else
+            StudyPhase.PENDING)
+        self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
+        self._condition("Running", phase is StudyPhase.RUNNING,
+                        "TrialsRunning" if phase is StudyPhase.RUNNING else "NoTrialRunning")
+        self._condition("BudgetExhausted", block is not None,
+                        "BudgetReached" if block else "WithinBudget", block or "")
+        self._condition("Completed", self.finished is not None,
+                        "StudyEnded" if self.finished else "InProgress", self.finished or "")
+        self._condition("Failed", False, "NoFailure")
+
+        def hw(h: Any) -> HardwareChoice | None:
+            return None if h is None else HardwareChoice.model_validate(
+                {"pool": h.pool, "gpuCount": h.gpu_count})
+
+        status = TuningStudyStatus(
+            phase=phase, conditions=list(self._conditions.values()),
+            observed_generation=self.generation,
+            trials=TrialCounts(total=sum(counts.values()),
+                               **{k.lower(): v for k, v in counts.items()}),
+            spent_cost_usd=round(summary.spend.cost_usd, 6),
+            gpu_hours=round(summary.spend.gpu_hours, 6),
+            hypervolume=hv if hv is not None and math.isfinite(hv) else None,
+            front_size=len(summary.front),
+            pareto_front=[FrontPoint(trial=job_name(self.name, p.trial_id), trial_id=p.trial_id,
+                                     hardware=hw(p.hardware), parameters=configs[p.trial_id],
+                                     objectives=dict(p.values))
+                          for p in front[:MAX_FRONT_POINTS]],
+            best_per_objective={m: BestValue(trial=job_name(self.name, p.trial_id),
+                                             trial_id=p.trial_id, value=p.values[m],
+                                             hardware=hw(p.hardware))
+                                for m, p in summary.best.items()},
+            start_time=_iso(start),
+            completion_time=_iso(time.time()) if final and self.finished else None,
+            message=self.finished or (f"{summary.reports} reports" if summary.reports else None),
+        )
+        return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    async def _write_status(self, *, final: bool = False) -> None:
+        status = self.study_status(final=final)
+        if status != self._last_status:
+            await self.api.patch_study_status(self.namespace, self.name, status)
+            self._last_status = status
+
+    def trial_status(self, trial_id: int) -> dict[str, Any]:
+        assert self.study is not None and self.backend is not None
+        with self.backend.lock:
+            record = self.study.trial(trial_id)
+            curve = [LearningCurvePoint(resource=o.resource,
+                                        metrics={k: float(v) for k, v in o.metrics.items()},
+                                        time=dt.datetime.fromtimestamp(o.time, dt.timezone.utc)
+                                        .replace(microsecond=0))
+                     for o in record.observations]
+            runtime = self.study.runtime_of(trial_id)
+            cost = self.study.cost_of(trial_id)
+            gpu_hours = self.study.config.hardware_model.gpu_hours(runtime, record.hardware)
+            phase, reason, resource = record.phase, record.reason, record.last_resource
+        status = TuningTrialStatus(
+            phase=phase, resource=resource, learning_curve=_bounded_curve(curve),
+            runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
+            gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
+            reason=_camel_reason(phase, reason), message=reason or None,
+            last_checkpoint=checkpoint_uri(self._checkpoints,
+                                           self.name, trial_id) if resource else None)
+        return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    async def _write_trials(self) -> None:
+        dirty = [t for t in self._dirty if t in self._trial_uids]
+        self._dirty.difference_update(dirty)
+
+        async def one(tid: int) -> None:
+            try:
+                await self.api.patch_trial_status(self.namespace, job_name(self.name, tid),
+                                                  self.trial_status(tid))
+            except ApiError as exc:
+                if exc.status != 404:
+                    self._dirty.add(tid)
+                    raise
+
+        for start in range(0, len(dirty), 32):
+            await asyncio.gather(*(one(t) for t in dirty[start:start + 32]))
+
+    async def flush_status(self) -> None:
+        """Write the study's and every changed trial's status now (tests, shutdown)."""
+        await self._write_status(final=self.finished is not None)
+        await self._write_trials()
+
+
+def _trial_of(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int(((obj.get("metadata") or {}).get("labels") or {})[LABEL_TRIAL])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _launch_of(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(((obj.get("metadata") or {}).get("annotations") or {})[LABEL_LAUNCH])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _camel_reason(phase: TrialPhase, reason: str) -> str | None:
+    if phase is TrialPhase.STOPPED:
+        return "BudgetExhausted" if reason.startswith("budget") else "StoppedByScheduler"
+    if phase is TrialPhase.PAUSED:
+        return "PausedByScheduler"
+    if phase is TrialPhase.FAILED:
+        return "JobFailed" if reason.startswith("Job failed") else "Failed"
+    if phase is TrialPhase.COMPLETED:
+        return "Completed"
+    return None
