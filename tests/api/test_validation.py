@@ -174,9 +174,9 @@ def test_pool_price_per_gpu_hour_from_node_price() -> None:
 def test_trial_parameter_names_are_checked_offline() -> None:
     # Untyped map values hide the map from CRD rules, so only the models check these keys.
     doc = example_trial()
-    doc["spec"]["parameters"]["batch-size"] = 64
+    doc["spec"]["parameters"]["batch size"] = 64
     assert [str(e) for e in validation_errors(doc)] == [
-        "spec.parameters: parameter name batch-size must match ^[A-Za-z_][A-Za-z0-9_]*$"]
+        "spec.parameters: parameter name batch size must match ^[A-Za-z_][A-Za-z0-9_-]*$"]
 
 
 @pytest.mark.parametrize("case", YAML_CASES, ids=lambda c: c.id)

@@ -581,7 +581,8 @@ def test_a_trainer_that_exits_0_without_reporting_fails_with_that_reason(tmp_pat
     result = LocalStudyRun("silent", spec, workdir=tmp_path / "w").run()
     trial = result.trials[0]
     assert trial.phase is TrialPhase.FAILED
-    assert trial.reason.startswith("exited with status 0 without reporting val_error")
+    assert trial.reason.startswith("ended without reporting its objectives (val_error): exited "
+                                   "with status 0")
     assert "finishing without a report" in trial.reason
 
 

@@ -137,6 +137,7 @@ def test_a_failing_launch_fails_the_trial_and_an_exit_without_decision_completes
     assert second.trial.phase is TrialPhase.PENDING
     backend._deliver_running(second.trial.trial_id)
     assert second.trial.phase is TrialPhase.RUNNING
+    backend._deliver_report(second.trial.trial_id, 1, {"val_error": 0.5}, 1.0)
     backend._deliver_exit(second.trial.trial_id, ok=True, runtime_seconds=3.0)
     assert second.trial.phase is TrialPhase.COMPLETED and study.runtime_of(1) == 3.0
     backend._deliver_exit(third.trial.trial_id, ok=False, reason="exit code 137")

@@ -129,6 +129,7 @@ def test_life_cycle_hooks_and_phases():
     b = study.create_trial({"lr": 2, "opt": "sgd"}, Hardware("t4", 1)).trial.trial_id
     c = study.create_trial({"lr": 3, "opt": "sgd"}, Hardware("t4", 1)).trial.trial_id
     study.fail_trial(a, "OOMKilled", runtime_seconds=30.0)
+    study.report(b, 1, {"val_error": 0.5}, runtime_seconds=20.0)
     study.complete_trial(b, runtime_seconds=60.0)
     study.stop_trial(c, "budget")
     assert [t.phase for t in study.trials] == [TrialPhase.FAILED, TrialPhase.COMPLETED, TrialPhase.STOPPED]
@@ -137,8 +138,28 @@ def test_life_cycle_hooks_and_phases():
     # Failed trials' time still costs money.
     assert study.spend.cost_usd == pytest.approx(90.0 / 3600 * 0.53)
     kinds = [e.kind for e in study.events]
-    assert kinds == [EventKind.CREATED] * 3 + [EventKind.FAILED, EventKind.COMPLETED, EventKind.STOPPED]
-    assert [e.seq for e in study.events] == list(range(6))
+    assert kinds == [EventKind.CREATED] * 3 + [EventKind.FAILED, EventKind.OBSERVED,
+                                                EventKind.COMPLETED, EventKind.STOPPED]
+    assert [e.seq for e in study.events] == list(range(7))
+
+
+def test_a_trial_that_completes_without_any_report_fails_and_says_why():
+    study, scheduler = make_study()
+    a = study.create_trial({"lr": 1, "opt": "sgd"}, Hardware("t4", 1)).trial.trial_id
+    study.complete_trial(a, runtime_seconds=5.0)
+    record = study.trial(a)
+    assert record.phase is TrialPhase.FAILED and ("error", a) in scheduler.calls
+    assert record.reason.startswith("ended without reporting its objectives: the trainer must "
+                                    "report val_error with the hwtune SDK")
+    assert study.ended_without_reporting == 1 and study.failure_reason() is None
+    for _ in range(2):
+        tid = study.create_trial({"lr": 2, "opt": "sgd"}, Hardware("t4", 1)).trial.trial_id
+        study.complete_trial(tid)
+    assert study.failure_reason().startswith("failed: the first 3 trials ended without reporting")
+    assert study.stop_reason() == study.failure_reason()
+    rebuilt = Study.rebuild(study.config, [e.to_dict() for e in study.events],
+                            scheduler=type(scheduler)(study.config))
+    assert rebuilt.failure_reason() == study.failure_reason()
 
 
 def test_start_next_respects_max_trials_and_never_drops_a_suggestion():

@@ -48,6 +48,7 @@ class Algorithm:
 _SEARCH = "hwtune.optimize.searchers"
 _SCHED = "hwtune.optimize.schedulers"
 _SURROGATE = "hwtune.surrogate"  # needs the torch extra (in process) or surrogateUrl
+_OPTUNA = "hwtune.optimize.searchers.optuna_samplers"
 
 SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("random", _SEARCH, "uniform random configurations (hardware included)"),
@@ -61,6 +62,14 @@ SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("fms", _SURROGATE, "FMS: DyHPO plus a graph metanetwork over checkpoint weights"),
     Algorithm("fms-flat", _SURROGATE, "FMS ablation: flattened weights instead of the GMN"),
     Algorithm("fms-nocurve", _SURROGATE, "FMS ablation: no learning-curve CNN"),
+    # Optuna's samplers through ask-and-tell (Katib's tpe, multivariate-tpe, cmaes,
+    # bayesianoptimization, sobol); the optuna extra.
+    Algorithm("optuna-tpe", _OPTUNA, "Optuna TPE (MOTPE with several objectives)"),
+    Algorithm("optuna-multivariate-tpe", _OPTUNA, "Optuna multivariate TPE"),
+    Algorithm("optuna-cmaes", _OPTUNA, "Optuna CMA-ES (one objective)"),
+    Algorithm("optuna-gp", _OPTUNA, "Optuna Gaussian-process BO (imports torch)"),
+    Algorithm("optuna-sobol", _OPTUNA, "Optuna quasi-Monte Carlo, scrambled Sobol"),
+    Algorithm("optuna-nsga2", _OPTUNA, "Optuna NSGA-II (several objectives)"),
 )
 
 # How searcher 'transfer' uses the earlier studies (``transfer.method``): HT-AA's baselines,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import re
 import typing
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ __all__ = [
     "ConditionStatus",
     "ConditionSpec",
     "ContainerTemplate",
+    "JobTemplate",
+    "PodTemplate",
     "CrdInfo",
     "FidelitySpec",
     "FieldError",
@@ -84,6 +87,9 @@ __all__ = [
     "HardwareSpec",
     "LearningCurvePoint",
     "ManifestError",
+    "MetricStrategy",
+    "MetricsCollectorKind",
+    "MetricsCollectorSpec",
     "ObjectMeta",
     "ObjectiveSpec",
     "ParameterSpec",
@@ -113,6 +119,7 @@ __all__ = [
     "load_documents",
     "parse_manifest",
     "parse_spec",
+    "param_env_name",
     "parse_study_spec",
     "validation_errors",
 ]
@@ -121,7 +128,10 @@ GROUP = "hwtune.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# ``-`` is allowed because Katib specs use it (``learning-rate``); the env name replaces it by
+# ``_`` and upper-cases (HWTUNE_PARAM_LEARNING_RATE), and two names may not map to one env name.
+PARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+MAX_STEP_VALUES = 10000  # grid points a stepped range may have (it becomes an ordinal domain)
 METRIC_NAME = METRIC_NAME_PATTERN  # the report protocol's rule too
 MAX_PARAMETERS = 64
 MAX_VALUES = 128
@@ -144,6 +154,14 @@ def _absent(*values: Any) -> bool:
 # TuningStudy spec
 
 
+class MetricStrategy(str, enum.Enum):
+    """Which value of a metric's learning curve counts."""
+
+    LATEST = "latest"
+    MIN = "min"
+    MAX = "max"
+
+
 class ObjectiveSpec(CrdModel):
     """One objective: a metric the trainer reports (or the built-in ``runtime``/``cost``)."""
 
@@ -151,7 +169,15 @@ class ObjectiveSpec(CrdModel):
     """Metric name as the trainer reports it; ``runtime`` (seconds the trial really ran) and
     ``cost`` (runtime priced by its hardware) are measured by hwtune itself."""
     goal: Goal = Goal.MINIMIZE
-    """``minimize`` or ``maximize``."""
+    """``minimize`` or ``maximize`` (Katib's ``objective.type``)."""
+    target: FiniteFloat | None = None
+    """Stop the study once a trial's value reaches this (``<=`` when minimising, ``>=`` when
+    maximising; Katib's ``objective.goal``). With several targets, the study stops when one
+    observation of one trial reaches every target that is set."""
+    strategy: MetricStrategy | None = None
+    """Which value of the learning curve counts at each report: ``latest`` (default: the value just
+    reported), ``min`` or ``max`` (best so far over the trial's curve). Schedulers, the front and
+    the target all see the value this picks (Katib's ``metricStrategies``)."""
 
     def to_record(self) -> Objective:
         return Objective(metric=self.metric, goal=self.goal)
@@ -241,6 +267,9 @@ class ParameterSpec(CrdModel):
     values: typing.Annotated[
         list[JsonScalar] | None, Field(min_length=1, max_length=MAX_VALUES)] = None
     """The choices: strings, numbers or booleans for categorical; numbers (ordinal) for int/float."""
+    step: PosFloat | None = None
+    """Grid of a min/max range: only min, min + step, ... (up to max) are tried (Katib's
+    ``feasibleSpace.step``); linear ranges only, an integer for int parameters."""
     default: JsonScalar | None = None
     """Value to try first; must lie in the domain."""
     condition: ConditionSpec | None = None
@@ -268,6 +297,20 @@ class ParameterSpec(CrdModel):
                  "(!has(self.max) || self.max == double(int(self.max))))",
              check=lambda p: p.type is not ParameterType.INT
              or all(v is None or float(v).is_integer() for v in (p.min, p.max))),
+        Rule("step applies to a linear min/max range only", field="step",
+             reason=Reason.FORBIDDEN,
+             cel="!has(self.step) || (has(self.min) && (!has(self.scale) || self.scale != 'log'))",
+             check=lambda p: p.step is None or (p.min is not None and p.scale is not Scale.LOG)),
+        Rule("an int parameter needs an integer step", field="step",
+             cel="!has(self.step) || self.type != 'int' || self.step == double(int(self.step))",
+             check=lambda p: p.step is None or p.type is not ParameterType.INT
+             or float(p.step).is_integer()),
+        Rule(f"step must leave at most {MAX_STEP_VALUES} values between min and max",
+             field="step",
+             cel=f"!has(self.step) || !has(self.min) || !has(self.max) || "
+                 f"(self.max - self.min) / self.step < {MAX_STEP_VALUES}.0",
+             check=lambda p: p.step is None or p.min is None or p.max is None
+             or (p.max - p.min) / p.step < MAX_STEP_VALUES),
         # ``values``, ``default`` and ``condition.in`` mix strings and floats, so the schema leaves
         # them untyped and CRD rules cannot read them: the admission policy checks these.
         Rule("a categorical parameter needs values", field="values", reason=Reason.REQUIRED,
@@ -298,6 +341,16 @@ class ParameterSpec(CrdModel):
                  "self.default >= self.min && self.default <= self.max))",
              check=_default_in_domain),
     )
+
+    def step_values(self) -> list[int | float] | None:
+        """The grid of a stepped range (min, min + step, ... <= max), None without ``step``."""
+        if self.step is None or self.min is None or self.max is None:
+            return None
+        count = int(math.floor((self.max - self.min) / self.step + 1e-9)) + 1
+        if self.type is ParameterType.INT:
+            return [int(round(self.min + k * self.step)) for k in range(count)]
+        # Rounded so that 0.1 + 2 * 0.1 prints as 0.3 in the trial's env and args.
+        return [round(self.min + k * self.step, 12) for k in range(count)]
 
 
 def _keys_matching(pattern: str, what: str) -> Any:
@@ -350,6 +403,22 @@ def _condition_values(spec: "TuningStudySpec") -> bool | str:
         if any((type(v).__name__, v) not in allowed for v in p.condition.in_):
             return (f"condition of parameter {name} lists a value that parameter "
                     f"{p.condition.parameter} does not take")
+    return True
+
+
+def param_env_name(name: str) -> str:
+    """The ``HWTUNE_PARAM_`` suffix of a parameter (``learning-rate`` -> ``LEARNING_RATE``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def _env_names_unique(spec: "TuningStudySpec") -> bool | str:
+    seen: dict[str, str] = {}
+    for name in spec.parameters:
+        env = param_env_name(name)
+        if env in seen:
+            return (f"parameters {seen[env]} and {name} both become env variable "
+                    f"HWTUNE_PARAM_{env}; rename one")
+        seen[env] = name
     return True
 
 
@@ -547,6 +616,9 @@ class BudgetSpec(CrdModel):
     """Most GPU-hours to use."""
     max_duration_seconds: NonNegInt | None = None
     """Deadline in seconds after the study started."""
+    max_failed_trials: NonNegInt | None = None
+    """The study fails (phase Failed, with the reason) once more than this many trials failed
+    (Katib's ``maxFailedTrialCount``); 0 fails it at the first failure."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule("maxParallelTrials must not exceed maxTrials", field="maxParallelTrials",
@@ -578,9 +650,62 @@ class CheckpointSpec(CrdModel):
     )
 
 
+class MetricsCollectorKind(str, enum.Enum):
+    """How a trial's metrics reach hwtune."""
+
+    SDK = "sdk"  # the trainer calls hwtune.trainer (decisions reach it: pause with a checkpoint)
+    STDOUT = "stdout"  # ``name=value`` pairs in the output, as Katib's StdOut collector reads
+    JSON = "json"  # one JSON object per line: {"epoch": 3, "loss": 0.25}
+    REGEX = "regex"  # the user's pattern with named groups
+
+
+def _regex_error(pattern: str | None) -> bool | str:
+    if pattern is None:
+        return True
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        return f"pattern is not a valid regular expression: {exc}"
+    groups = set(compiled.groupindex)
+    if not groups:
+        return "pattern needs named groups: (?P<name>...) and (?P<value>...), or one per metric"
+    if ("name" in groups) != ("value" in groups):
+        return "pattern must have both groups name and value, or neither"
+    return True
+
+
+class MetricsCollectorSpec(CrdModel):
+    """Where metrics come from. Anything but ``sdk`` is parsed from the trainer's output
+    (stdout and stderr) by hwtune, outside the trainer: any language, any image, unchanged.
+    Without the SDK a trainer cannot checkpoint on request, so a scheduler's pause or stop
+    ends its process and the trial is stopped (``hwtune.report.collector``)."""
+
+    kind: MetricsCollectorKind = MetricsCollectorKind.SDK
+    """``sdk`` (default), ``stdout`` (``loss=0.3`` pairs), ``json`` (JSON lines) or ``regex``."""
+    pattern: typing.Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """``regex`` only, Python syntax: groups ``name`` and ``value`` (one metric per match, many
+    matches per line), or one group per metric name (``(?P<epoch>\\d+) .* (?P<loss>\\S+)``)."""
+    resource_metric: MetricName | None = None
+    """A printed metric whose value is the resource level (e.g. ``epoch``). Omitted: levels are
+    counted, one per group of lines that gives every objective a new value."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("pattern is required with kind regex and applies to it only", field="pattern",
+             cel="has(self.pattern) == (has(self.kind) && self.kind == 'regex')",
+             check=lambda c: (c.pattern is not None) == (c.kind is MetricsCollectorKind.REGEX)),
+        Rule("resourceMetric applies to a collector that parses output (not sdk)",
+             field="resourceMetric", reason=Reason.FORBIDDEN,
+             cel="!has(self.resourceMetric) || (has(self.kind) && self.kind != 'sdk')",
+             check=lambda c: c.resource_metric is None
+             or c.kind is not MetricsCollectorKind.SDK),
+        Rule("pattern must be a valid regular expression with named groups", field="pattern",
+             enforced_by=Enforcement.OPERATOR, check=lambda c: _regex_error(c.pattern)),
+    )
+
+
 class ContainerTemplate(CrdModel):
     """A container of the trial pod; fields other than name and image pass through unchecked
-    (hwtune adds GPU limits, env and the checkpoint mount to the first container)."""
+    (hwtune adds GPU limits, env and the checkpoint mount to the primary container)."""
 
     model_config = {"extra": "allow"}
 
@@ -596,7 +721,7 @@ class PodSpecTemplate(CrdModel):
     model_config = {"extra": "allow"}
 
     containers: typing.Annotated[list[ContainerTemplate], Field(min_length=1, max_length=16)]
-    """The containers; the first one is the trainer."""
+    """The containers; the trainer is the one named by primaryContainerName, else the first."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule("container names must be unique", field="containers",
@@ -605,13 +730,103 @@ class PodSpecTemplate(CrdModel):
     )
 
 
-class TrialTemplate(CrdModel):
-    """The pod template of every trial's Job (hyperparameters reach it as env and args)."""
+class PodTemplate(CrdModel):
+    """A pod template (core/v1 PodTemplateSpec shape): metadata and spec."""
 
     metadata: FreeForm | None = None
     """Labels and annotations of the trial pods."""
     spec: PodSpecTemplate
     """The pod spec."""
+
+
+class JobTemplate(CrdModel):
+    """The batch/v1 Job of each trial, for the fields a pod spec cannot say. hwtune owns
+    ``parallelism``, ``completions``, ``restartPolicy`` and the selector; other Job fields are
+    not accepted."""
+
+    backoff_limit: typing.Annotated[StrictInt, Field(ge=0, le=100)] | None = None
+    """Pod restarts before the Job (and the trial) fails; default 0 (hwtune resumes trials from
+    checkpoints itself)."""
+    active_deadline_seconds: typing.Annotated[StrictInt, Field(ge=1)] | None = None
+    """Wall-clock limit of one Job (one launch of the trial); past it the trial fails."""
+    ttl_seconds_after_finished: typing.Annotated[StrictInt, Field(ge=0)] | None = None
+    """Delete the finished Job (and its pods, logs included) this long after it ends."""
+    template: PodTemplate
+    """The pod template."""
+
+
+class TrialTemplate(CrdModel):
+    """What runs a trial: a pod spec (``spec``) or a Job (``job``), exactly one. Hyperparameters
+    reach the primary container as env and ``$(HWTUNE_PARAM_X)`` in args.
+
+    Kinds are sibling fields, so a kind for GPU counts beyond one node (an indexed Job or a
+    JobSet over several pods, ``multiNode``) can be added later beside ``job`` without changing
+    these. Readers use ``pod_template()`` and ``primary_container()``, never the fields."""
+
+    metadata: FreeForm | None = None
+    """Labels and annotations of the trial pods (with ``spec``)."""
+    spec: PodSpecTemplate | None = None
+    """The pod spec, run in a Job hwtune makes with its defaults."""
+    job: JobTemplate | None = None
+    """A Job template: Job fields plus the pod template."""
+    primary_container_name: name_type(DNS_LABEL, 63) | None = None
+    """The trainer container (gets the env, GPU limits and the checkpoint mount; its output is
+    what a metrics collector reads). Default: the first container."""
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule("set exactly one of spec or job", field="spec",
+             cel="has(self.spec) != has(self.job)",
+             check=lambda t: (t.spec is None) != (t.job is None)),
+        Rule("primaryContainerName must name one of the containers",
+             field="primaryContainerName",
+             cel="!has(self.primaryContainerName) || (has(self.spec) ? "
+                 "self.spec.containers.exists(c, c.name == self.primaryContainerName) : "
+                 "!has(self.job) || "
+                 "self.job.template.spec.containers.exists(c, c.name == self.primaryContainerName))",
+             check=lambda t: t.primary_container_name is None
+             or (t.spec is None and t.job is None)
+             or any(c.name == t.primary_container_name for c in t.pod_spec().containers)),
+        Rule("metadata applies to spec; with job, set job.template.metadata", field="metadata",
+             reason=Reason.FORBIDDEN, cel="!has(self.metadata) || !has(self.job)",
+             check=lambda t: t.metadata is None or t.job is None),
+    )
+
+    # -- the accessors every backend uses (the operator builds its Job from these) ------------
+    def pod_spec(self) -> PodSpecTemplate:
+        """The pod spec, whichever kind holds it."""
+        if self.job is not None:
+            return self.job.template.spec
+        assert self.spec is not None
+        return self.spec
+
+    def pod_metadata(self) -> dict[str, Any]:
+        """Labels and annotations of the trial pods (may be empty)."""
+        meta = self.job.template.metadata if self.job is not None else self.metadata
+        return dict(meta or {})
+
+    def pod_template(self) -> tuple[dict[str, Any], PodSpecTemplate, int]:
+        """(pod metadata, pod spec, index of the primary container in ``spec.containers``)."""
+        return self.pod_metadata(), self.pod_spec(), self.primary_index()
+
+    def primary_index(self) -> int:
+        containers = self.pod_spec().containers
+        if self.primary_container_name is None:
+            return 0
+        return next(i for i, c in enumerate(containers) if c.name == self.primary_container_name)
+
+    def primary_container(self) -> ContainerTemplate:
+        """The trainer container."""
+        return self.pod_spec().containers[self.primary_index()]
+
+    def job_fields(self) -> dict[str, int]:
+        """The Job-level fields the user set (camelCase, as in a batch/v1 JobSpec)."""
+        if self.job is None:
+            return {}
+        return {k: v for k, v in self.job.to_dict().items() if k != "template"}
+
+    def pod_spec_path(self) -> str:
+        """Field path of the pod spec, for messages (``spec.trialTemplate.job.template.spec``)."""
+        return "spec.trialTemplate." + ("job.template.spec" if self.job is not None else "spec")
 
 
 # Rules that exist only while some listed searcher needs them (an empty CEL list says nothing).
@@ -652,6 +867,8 @@ class TuningStudySpec(CrdModel):
     """When to stop."""
     checkpoints: CheckpointSpec | None = None
     """Where checkpoints live."""
+    metrics_collector: MetricsCollectorSpec | None = None
+    """How metrics are collected: the SDK (default) or parsed from the trainer's output."""
     trial_template: TrialTemplate
     """Pod template of the trials."""
 
@@ -700,6 +917,18 @@ class TuningStudySpec(CrdModel):
              check=lambda s: next((f"parameter {n} is named like a built-in metric; pick "
                                    "another name" for n in s.parameters
                                    if n in BUILTIN_METRICS), True)),
+        Rule("parameter names must stay distinct as env names (- becomes _, upper case)",
+             field="parameters",
+             cel="self.parameters.all(a, self.parameters.exists_one(b, "
+                 "b.upperAscii().replace('-', '_') == a.upperAscii().replace('-', '_')))",
+             check=_env_names_unique),
+        Rule("metricsCollector.resourceMetric must not be an objective metric",
+             field="metricsCollector.resourceMetric",
+             cel="!has(self.metricsCollector) || !has(self.metricsCollector.resourceMetric) || "
+                 "self.objectives.all(o, o.metric != self.metricsCollector.resourceMetric)",
+             check=lambda s: s.metrics_collector is None
+             or s.metrics_collector.resource_metric is None
+             or all(o.metric != s.metrics_collector.resource_metric for o in s.objectives)),
         Rule("conditions must not form a cycle", field="parameters",
              enforced_by=Enforcement.OPERATOR, check=_condition_cycles),
         Rule(f"this scheduler needs fidelity (only {', '.join(_SINGLE_FIDELITY_SCHEDULERS)} "

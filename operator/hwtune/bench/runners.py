@@ -79,6 +79,22 @@ def _ours(kind: str) -> SchedulerFactory:
     return build
 
 
+def _ours_with(kind: str, searcher_name: str) -> SchedulerFactory:
+    """An hwtune scheduler over a named searcher (e.g. MO-ASHA + Optuna's TPE), its proposals
+    moved to the nearest table configs."""
+    def build(setup: "BenchmarkSetup", config: StudyConfig, seed: int) -> Scheduler:
+        from hwtune.optimize.searchers import make_searcher
+
+        searcher = make_searcher(searcher_name, config.space, list(config.hardware), seed=seed,
+                                 settings=config.settings, objectives=config.objectives,
+                                 candidates=setup.table.configs())
+        return make_scheduler(kind, searcher=searcher, objectives=config.objectives,
+                              resource_min=config.fidelity.min, resource_max=config.fidelity.max,
+                              reduction_factor=config.fidelity.reduction_factor, seed=seed,
+                              settings=config.settings)
+    return build
+
+
 def _syne_tune(rank_fix: bool) -> SchedulerFactory:
     def build(setup: "BenchmarkSetup", config: StudyConfig, seed: int) -> Scheduler:
         return SyneTuneMOASHA(setup.table, list(config.hardware), config.objectives,
@@ -106,6 +122,11 @@ METHODS: dict[str, SchedulerFactory] = {
     "syne-tune-moasha-fixed": _syne_tune(rank_fix=True),
     "optuna-nsga2": _optuna("nsga2"),
     "optuna-motpe": _optuna("motpe"),
+    # hwtune's MO-ASHA deciding, Optuna's samplers proposing (hwtune.optimize.searchers.
+    # optuna_samplers); the two above are Optuna's own study loop.
+    "mo-asha+optuna-tpe": _ours_with("mo-asha", "optuna-tpe"),
+    "mo-asha+optuna-nsga2": _ours_with("mo-asha", "optuna-nsga2"),
+    "mo-asha+optuna-sobol": _ours_with("mo-asha", "optuna-sobol"),
 }
 DEFAULT_METHODS = ("random", "asha", "mo-asha", "syne-tune-moasha", "optuna-nsga2")
 

@@ -3,15 +3,17 @@
 - ``hwtune tune study.yaml``: run a study on this machine (trials are local processes), with a
   live view, then print the Pareto front and write its plot.
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
+- ``hwtune convert katib experiment.yaml``: Katib Experiments as TuningStudies, with what was lost.
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
 - ``hwtune surrogate serve``: the DyHPO/FMS surrogate service (docs/surrogate-protocol.md).
 - ``hwtune surrogate bench``: the FMS benchmark (model hub, Kendall tau, regret, latency).
 - ``hwtune observe generate|render``: the chart's dashboard/alerts; the dashboard as a PNG.
 - ``hwtune version``.
 
-Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 75 the machine
-failed (a full disk; continue with ``--resume`` once fixed), 130 interrupted (continue with
-``--resume``).
+Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 3 the study
+failed (more failed trials than budget.maxFailedTrials, or no trial reported its objectives), 75
+the machine failed (a full disk; continue with ``--resume`` once fixed), 130 interrupted
+(continue with ``--resume``); ``convert`` exits 4 when something could not be kept.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+EXIT_STUDY_FAILED = 3  # the study ran and failed (maxFailedTrials, no trial reported)
 EXIT_INFRASTRUCTURE = 75  # EX_TEMPFAIL: try again (--resume) once the machine is fixed
 EXIT_INTERRUPTED = 130
 
@@ -212,6 +215,78 @@ def tune(
                      highlight=False)
     else:
         console.print(f"plot: {written}", highlight=False)
+    if result.failed:
+        raise _fail(f"study {study.name} {result.stop_reason}", EXIT_STUDY_FAILED)
+    if summary.reports == 0 and result.trials:
+        # Never a silent success with no data.
+        from hwtune.engine.study import no_report_advice
+
+        raise _fail(f"study {study.name} got no report from any trial: "
+                    f"{no_report_advice(run.study.config)}", EXIT_STUDY_FAILED)
+
+
+convert_app = typer.Typer(help="Convert other tuners' specs to TuningStudies.",
+                          no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+EXIT_LOSSY = 4  # converted, but something could not be kept (see the report)
+
+
+@convert_app.command("katib")
+def convert_katib(
+    files: list[Path] = typer.Argument(..., help="YAML files with Katib v1beta1 Experiments"),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the TuningStudies here [default: stdout]"),
+    max_resource: Optional[int] = typer.Option(
+        None, "--max-resource", min=1,
+        help="Reports per trial at most (e.g. epochs): needed to turn medianstop into ASHA"),
+    configmap: list[Path] = typer.Option(
+        [], "--configmap", help="A ConfigMap YAML holding a trial template (repeatable)"),
+) -> None:
+    """Katib Experiments -> TuningStudies. Prints what could not be kept, per Katib field, and
+    exits 4 when anything was lost (2 when a file is not a Katib Experiment)."""
+    import yaml
+
+    from hwtune.api.katib import KatibConversionError, convert_experiment
+
+    maps: dict[tuple, dict] = {}
+    for path in configmap:
+        try:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                    meta = doc.get("metadata") or {}
+                    maps[(meta.get("namespace"), meta.get("name"))] = doc.get("data") or {}
+                    maps[(None, meta.get("name"))] = doc.get("data") or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise _fail(f"{path}: {exc}") from None
+    studies, lossy = [], False
+    for path in files:
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except (OSError, yaml.YAMLError) as exc:
+            raise _fail(f"{path}: {exc}") from None
+        for i, doc in enumerate(docs):
+            where = f"{path}" + (f", document {i + 1}" if len(docs) > 1 else "")
+            try:
+                conv = convert_experiment(doc, max_resource=max_resource, configmaps=maps)
+            except KatibConversionError as exc:
+                raise _fail(f"{where}: {exc}") from None
+            name = (doc.get("metadata") or {}).get("name")
+            for field_path, why in conv.lost:
+                errors.print(f"{escape(where)}: {escape(str(name))}: [bold red]lost[/] "
+                             f"{escape(field_path)}: {escape(why)}", highlight=False,
+                             soft_wrap=True)
+            for field_path, why in conv.notes:
+                errors.print(f"{escape(where)}: {escape(str(name))}: note {escape(field_path)}: "
+                             f"{escape(why)}", highlight=False, soft_wrap=True)
+            lossy |= conv.lossy
+            studies.append(conv.study)
+    text = yaml.safe_dump_all(studies, sort_keys=False)
+    if output is not None:
+        output.write_text(text)
+    else:
+        typer.echo(text, nl=False)
+    if lossy:
+        raise typer.Exit(EXIT_LOSSY)
 
 
 @app.command("operator")

@@ -57,6 +57,8 @@ class Budget:
     max_cost_usd: float | None = None
     max_gpu_hours: float | None = None
     max_duration_seconds: float | None = None
+    # Not a spend limit: the study fails past it (Study.failure_reason). Validated by the model.
+    max_failed_trials: int | None = None
 
     def __post_init__(self) -> None:
         for key, attr in _FIELDS.items():
@@ -85,7 +87,8 @@ class Budget:
             return cls()
         return cls(max_trials=spec.max_trials, max_parallel_trials=spec.max_parallel_trials,
                    max_cost_usd=spec.max_cost_usd, max_gpu_hours=spec.max_gpu_hours,
-                   max_duration_seconds=spec.max_duration_seconds)
+                   max_duration_seconds=spec.max_duration_seconds,
+                   max_failed_trials=spec.max_failed_trials)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None, path: str = "spec.budget") -> "Budget":

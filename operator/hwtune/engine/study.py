@@ -59,7 +59,8 @@ from hwtune.optimize.context import SearchContext, StudyView
 from hwtune.optimize.pareto import pareto_front_mask
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 
-__all__ = ["FrontPoint", "Study", "StudySummary", "TrialStart"]
+__all__ = ["NO_REPORT_REASON", "FrontPoint", "Study", "StudySummary", "TrialStart",
+           "no_report_advice"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,34 @@ class StudySummary:
     reports: int
 
 
+# How a failure reason starts when the trainer exited cleanly without a single report (any
+# backend may fail a trial so; the study counts them for ``failure_reason``).
+NO_REPORT_REASON = "ended without reporting its objectives"
+
+
+def no_report_advice(config: StudyConfig) -> str:
+    """What to fix when trainers end without reporting, in the words of the study's collector."""
+    metrics = [o.metric for o in config.objectives if o.metric not in BUILTIN_METRICS]
+    collector = config.spec.metrics_collector
+    kind = "sdk" if collector is None else collector.kind.value
+    names = ", ".join(metrics) or "the objectives"
+    if kind == "sdk":
+        return (f"the trainer must report {names} with the hwtune SDK (hwtune.trainer), or set "
+                f"spec.metricsCollector (kind stdout reads lines like "
+                f"'{' '.join(m + '=0.3' for m in metrics)}')")
+    if kind == "stdout":
+        return (f"spec.metricsCollector kind stdout found no line giving {names} as "
+                f"name=value ('{' '.join(m + '=0.3' for m in metrics)}')"
+                + (f" together with {collector.resource_metric}=<level>"
+                   if collector.resource_metric else "")
+                + "; check that the trainer prints them (to stdout or stderr) under these names")
+    if kind == "json":
+        return (f"spec.metricsCollector kind json found no JSON line with numbers for {names}"
+                + (f" and {collector.resource_metric}" if collector.resource_metric else ""))
+    return (f"spec.metricsCollector pattern {collector.pattern!r} matched no line giving "
+            f"{names}; fix the pattern or what the trainer prints")
+
+
 class Study:
     """One study's state. Build it with a ``StudyConfig``; the scheduler defaults to
     ``config.make_scheduler()``. ``clock`` gives event times, measured runtimes when the backend
@@ -104,6 +133,10 @@ class Study:
     checkpoint at a level is or was (default: ``<spec.checkpoints.uri>/<trial id>`` when the study
     sets a URI, as the local backend stores them, overwritten at every level: readers check the
     level they find there); backends that know better pass their own."""
+
+    #: Trials that exit cleanly without a report, with no report at all in the study, after
+    #: which the study fails with advice (a trainer that never reports is a setup mistake).
+    NO_REPORT_LIMIT = 3
 
     def __init__(
         self,
@@ -159,6 +192,9 @@ class Study:
         self._trials_started = 0
         self._reports = 0
         self._failed_unreported = 0  # trials that failed before their first report
+        self._ended_unreported = 0  # trials whose trainer exited 0 without reporting
+        self._failed = 0  # trials failed, for budget.maxFailedTrials
+        self._target_reached: str | None = None  # why the objective targets count as reached
         self._replay_time: float | None = None
         self._replay_event: StudyEvent | None = None
         self._gc = GcPacer()
@@ -237,13 +273,38 @@ class Study:
         """Trials that failed without a single report (a launch error, out of memory)."""
         return self._failed_unreported
 
+    @property
+    def ended_without_reporting(self) -> int:
+        """Trials whose trainer exited cleanly without a single report (failed for it)."""
+        return self._ended_unreported
+
     def new_trial_block(self) -> str | None:
         """Why no trial (new or resumed) may start now, or None."""
-        return self.config.budget.new_trial_block(self._spend())
+        return self.failure_reason() or self._target_reached \
+            or self.config.budget.new_trial_block(self._spend())
 
     def stop_reason(self) -> str | None:
-        """Why running trials must be stopped now (cost, GPU-hours, deadline), or None."""
-        return self.config.budget.running_stop_reason(self._spend())
+        """Why running trials must be stopped now (the study failed, its objective targets
+        were reached, cost, GPU-hours, deadline), or None."""
+        return self.failure_reason() or self._target_reached \
+            or self.config.budget.running_stop_reason(self._spend())
+
+    def failure_reason(self) -> str | None:
+        """Why the study has failed (phase Failed), or None: more trials failed than
+        ``budget.maxFailedTrials`` allows, or the first trials all ended without reporting."""
+        limit = self.config.budget.max_failed_trials
+        if limit is not None and self._failed > limit:
+            return (f"failed: {self._failed} trials failed, more than budget.maxFailedTrials "
+                    f"({limit}); see the trials' reasons")
+        if self._reports == 0 and self._ended_unreported >= self.NO_REPORT_LIMIT:
+            return (f"failed: the first {self._ended_unreported} trials ended without "
+                    f"reporting their objectives; {no_report_advice(self.config)}")
+        return None
+
+    @property
+    def target_reached(self) -> str | None:
+        """Why the objectives' ``target``s count as reached, or None."""
+        return self._target_reached
 
     def accrue(self, runtimes: Mapping[int, float] | None = None) -> None:
         """Charge running trials' spend as time passes, not only at their reports, so a trial
@@ -508,6 +569,8 @@ class Study:
         now = self.now()
         if record.phase is TrialPhase.PENDING:
             record.phase = TrialPhase.RUNNING
+        raw = metrics
+        metrics = self._by_strategy(record, metrics)
         observation = Observation(trial_id=record.trial_id, resource=resource, metrics=metrics, time=now)
         record.observations.append(observation)
         self._reports += 1
@@ -541,21 +604,63 @@ class Study:
             self._segment_start.pop(record.trial_id, None)
         if answer is Decision.PAUSE:
             self.scheduler.on_trial_pause(record)
+        if self._target_reached is None:
+            self._target_reached = self._targets_met(record.trial_id, metrics)
+        # The log keeps what was reported; a replay applies the strategies again.
         self._emit(StudyEvent(seq=0, kind=EventKind.OBSERVED, trial_id=record.trial_id, time=now,
-                              resource=resource, metrics=dict(metrics), runtime_seconds=runtime,
+                              resource=resource, metrics=dict(raw), runtime_seconds=runtime,
                               decision=answer, reason=record.reason if answer.halts else ""))
         return answer
+
+    def _by_strategy(self, record: TrialRecord, metrics: dict[str, float]) -> dict[str, float]:
+        """Objective values as their ``strategy`` reads the curve: the latest value, or the
+        min/max over the trial's reports so far (the previous observation already holds it)."""
+        previous = record.observations[-1].metrics if record.observations else None
+        out = dict(metrics)
+        for spec in self.config.spec.objectives:
+            strategy = spec.strategy.value if spec.strategy is not None else "latest"
+            if strategy == "latest" or previous is None or spec.metric not in out \
+                    or spec.metric not in previous:
+                continue
+            pick = min if strategy == "min" else max
+            out[spec.metric] = pick(out[spec.metric], float(previous[spec.metric]))
+        return out
+
+    def _targets_met(self, trial_id: int, metrics: Mapping[str, float]) -> str | None:
+        """Every objective ``target`` that is set, reached by this one observation."""
+        reached = []
+        for spec in self.config.spec.objectives:
+            if spec.target is None:
+                continue
+            value = metrics.get(spec.metric)
+            if value is None:
+                return None
+            ok = value <= spec.target if spec.goal.value == "minimize" else value >= spec.target
+            if not ok:
+                return None
+            reached.append(f"{spec.metric} {value:.6g} {'<=' if spec.goal.value == 'minimize' else '>='} "
+                           f"{spec.target:.6g}")
+        if not reached:
+            return None
+        return f"objective target reached by trial {trial_id}: {', '.join(reached)}"
 
     def _decide(self, record: TrialRecord, observation: Observation, replayed: Decision | None) -> Decision:
         """The scheduler's decision. In a rebuild (``replayed``: the answer the log holds) the
         scheduler may apply it instead of ranking again (``Scheduler.replay_result``)."""
         if replayed is None:
             return self.scheduler.on_trial_result(record, observation)
-        return self.scheduler.replay_result(record, observation, replayed, self.stop_reason() is not None)
+        # Budget stops only (a reached target or a failed study stops trials from outside).
+        budget_stop = self.config.budget.running_stop_reason(self._spend()) is not None
+        return self.scheduler.replay_result(record, observation, replayed, budget_stop)
 
     # -- life-cycle facts ---------------------------------------------------------------------
     def complete_trial(self, trial_id: int, runtime_seconds: float | None = None) -> None:
-        """The trial ended normally before the study maximum (the trainer's loop finished)."""
+        """The trial ended normally before the study maximum (the trainer's loop finished). A
+        trial that never reported fails instead: its objectives are unknown."""
+        if self.trial(trial_id).phase.is_active() and not self.trial(trial_id).observations:
+            self.fail_trial(trial_id, f"{NO_REPORT_REASON}: " + no_report_advice(self.config),
+                            runtime_seconds)
+            return
         record = self._halt(trial_id, runtime_seconds, "complete")
         record.phase = TrialPhase.COMPLETED
         record.reason = "completed: the trainer finished"
@@ -567,6 +672,9 @@ class Study:
         record = self._halt(trial_id, runtime_seconds, "fail")
         if not record.observations:
             self._failed_unreported += 1
+            if reason.startswith(NO_REPORT_REASON):  # live and in replay alike
+                self._ended_unreported += 1
+        self._failed += 1
         record.phase = TrialPhase.FAILED
         record.reason = reason or "failed"
         self.scheduler.on_trial_error(record)

@@ -64,6 +64,7 @@ class TuningResult:
     summary: StudySummary
     stop_reason: str  # why the loop ended
     iterations: int
+    failed: bool = False  # the study failed (Study.failure_reason: maxFailedTrials, no reports)
 
 
 class Tuner:
@@ -181,7 +182,8 @@ class Tuner:
         summary = self.study.summary()
         return TuningResult(trials=tuple(self.study.trials), front=summary.front,
                             spend=summary.spend, summary=summary, stop_reason=reason,
-                            iterations=self.iterations)
+                            iterations=self.iterations,
+                            failed=self.study.failure_reason() is not None)
 
     def _fill(self) -> int:
         """Start trials into the free slots; returns how many were started."""

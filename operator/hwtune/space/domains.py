@@ -37,7 +37,7 @@ __all__ = [
     "domain_from_spec",
 ]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")  # the CRD's PARAMETER_NAME
 
 
 def _is_number(value: Any) -> bool:
@@ -351,6 +351,8 @@ def domain_from_model(name: str, p: Any) -> Domain:
         return CategoricalDomain(name, p.values, **common)
     if p.values is not None:
         return OrdinalDomain(name, p.values, integer=p.type is ParameterType.INT, **common)
+    if p.step is not None:  # a stepped range is its grid, ordered
+        return OrdinalDomain(name, p.step_values(), integer=p.type is ParameterType.INT, **common)
     log = p.scale is Scale.LOG
     if p.type is ParameterType.INT:
         return IntDomain(name, int(p.min), int(p.max), log=log, **common)

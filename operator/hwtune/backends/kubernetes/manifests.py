@@ -151,19 +151,24 @@ def checkpoint_uri(checkpoints: Mapping[str, Any] | None, study: str, trial_id: 
 def job_manifest(template: Mapping[str, Any], p: JobParams) -> dict[str, Any]:
     """The batch/v1 Job of one launch, from the study's ``spec.trialTemplate`` (a pod template).
 
-    The first container is the trainer: it gets the HWTUNE_* variables first in its env (so the
+    The primary container (``primaryContainerName``, else the first) is the trainer: it gets the HWTUNE_* variables first in its env (so the
     template's own env and command can use ``$(HWTUNE_PARAM_X)``), the token file and the GPU
     limit. The pod gets the pool's node selector and tolerations, our labels, restartPolicy
     Never (a podFailurePolicy needs it) and the token volume."""
     template = copy.deepcopy(dict(template))
-    meta = copy.deepcopy(dict(template.get("metadata") or {}))
-    pod = copy.deepcopy(dict(template.get("spec") or {}))
+    # A Job-level template (trialTemplate.job: Job fields + pod template) or a bare pod spec.
+    job_fields = dict(template.get("job") or {})
+    pod_template = job_fields.pop("template", None) or template
+    meta = copy.deepcopy(dict(pod_template.get("metadata") or {}))
+    pod = copy.deepcopy(dict(pod_template.get("spec") or {}))
     labels = {**(meta.get("labels") or {}), **_labels(p.study, p.trial_id, p.hardware)}
     annotations = {**(meta.get("annotations") or {}), LABEL_LAUNCH: str(p.launch)}
     containers = [dict(c) for c in pod.get("containers") or []]
     if not containers:
         raise ValueError("spec.trialTemplate.spec.containers: needs at least one container")
-    trainer = containers[0]
+    primary = template.get("primaryContainerName")
+    index = next((i for i, c in enumerate(containers) if c.get("name") == primary), 0)
+    trainer = containers[index]
     ours = [{"name": k, "value": v} for k, v in sorted(p.env.to_env().items())]
     ours.append({"name": REPORT_TOKEN_FILE, "value": TOKEN_PATH})
     own_names = {e["name"] for e in ours}
@@ -194,7 +199,7 @@ def job_manifest(template: Mapping[str, Any], p: JobParams) -> dict[str, Any]:
         resources["requests"] = requests
     if resources:
         trainer["resources"] = resources
-    containers[0] = trainer
+    containers[index] = trainer
     pod["containers"] = containers
     pod["volumes"] = volumes
     pod["restartPolicy"] = "Never"
@@ -212,7 +217,9 @@ def job_manifest(template: Mapping[str, Any], p: JobParams) -> dict[str, Any]:
         "spec": {
             # Failures other than disruptions (crash, OOM, exit 75 after SIGTERM) start a new
             # pod that resumes from the checkpoint, up to retry_limit; then the Job fails.
-            "backoffLimit": p.retry_limit,
+            "backoffLimit": job_fields.get("backoffLimit", p.retry_limit),
+            **{k: job_fields[k] for k in ("activeDeadlineSeconds", "ttlSecondsAfterFinished")
+               if k in job_fields},
             "podFailurePolicy": {"rules": [
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]},

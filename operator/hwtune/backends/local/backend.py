@@ -51,6 +51,7 @@ from hwtune.backends.local import supervise
 from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine.errors import InvalidReportError, TrialStateError
+from hwtune.engine.study import NO_REPORT_REASON, no_report_advice
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.optimize.hardware import HardwareModel
 from hwtune.report.protocol import (
@@ -61,6 +62,7 @@ from hwtune.report.protocol import (
     TrialFinishedError,
     UnknownTrialError,
 )
+from hwtune.report.collector import LineCollector
 from hwtune.report.server import ReplyMemo, ReportServer, new_token
 from hwtune.trainer.env import ENV_PREFIX, TrialEnv
 from hwtune.trainer.trial import EXIT_INFRASTRUCTURE, EXIT_PREEMPTED
@@ -86,6 +88,18 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 8192) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(data.splitlines()[-lines:])
+
+
+def _utf8_boundary(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` that does not end inside a UTF-8 sequence."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
 
 
 def cap_log(path: Path, max_bytes: int) -> bool:
@@ -208,6 +222,8 @@ class _Launch:
     hardware: Hardware | None
     restarts: int = 0  # automatic restarts after preemption since the last report
     halt_deadline: float | None = None  # after a halting decision: exit by then
+    collector: LineCollector | None = None  # metrics parsed from the output (no SDK)
+    log_offset: int = 0  # where this launch's output starts in the trial log
     last_activity: float = 0.0  # backend clock of the spawn or the last report
 
 
@@ -235,6 +251,8 @@ class LocalBackend(Backend):
         inactivity: InactivityLimit | None = None,
         log_max_bytes: int = 10 * 2**20,
         clock: Callable[[], float] = time.monotonic,
+        collector: Callable[[], LineCollector | None] | None = None,
+        collect_whole_run: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if max_parallel is not None and max_parallel < 1:
@@ -256,6 +274,11 @@ class LocalBackend(Backend):
             raise ValueError(f"log_max_bytes must be >= 4096, got {log_max_bytes}")
         self.log_max_bytes = log_max_bytes
         self._clock = clock
+        # spec.metricsCollector other than sdk: a fresh parser per launch over its output.
+        self._make_collector = collector
+        # A study without fidelity: one report per trial, the run's summary when it exits
+        # (objective -> strategy); None: every printed group is a report as it comes.
+        self._whole_run = collect_whole_run
         self._base_env = self._clean_env(os.environ if base_env is None else base_env,
                                          max_parallel)
         self._launches: dict[int, _Launch] = {}
@@ -373,6 +396,7 @@ class LocalBackend(Backend):
         log.write(f"=== hwtune: trial {tid} {how} on {trial.hardware or 'default'} at "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(argv)}\n".encode())
         log.flush()
+        log_offset = log.tell()
         try:
             if problem is not None:
                 raise problem
@@ -404,7 +428,9 @@ class LocalBackend(Backend):
         now = self._clock()
         launch = _Launch(trial_id=tid, process=process, log=log, started=now,
                          base_runtime=base_runtime, hardware=trial.hardware, restarts=restarts,
-                         last_activity=now)
+                         last_activity=now,
+                         collector=self._make_collector() if self._make_collector else None,
+                         log_offset=log_offset)
         self._tokens[tid] = token
         self._memo.forget(str(tid))
         self._launches[tid] = launch
@@ -535,6 +561,11 @@ class LocalBackend(Backend):
             now = self._clock()
             for tid, launch in list(self._launches.items()):
                 code = launch.process.poll()
+                if launch.collector is not None:
+                    # Output first: what a process printed before it exited counts.
+                    delivered |= self._collect(launch, final=code is not None)
+                    if tid not in self._launches:
+                        continue  # a decision ended it
                 if code is None:
                     if launch.halt_deadline is not None and now > launch.halt_deadline:
                         # Told to pause or stop, still running: the slot is already given away.
@@ -545,7 +576,10 @@ class LocalBackend(Backend):
                     elif launch.halt_deadline is None and self._check_inactivity(launch, now):
                         delivered = True
                     elif os.fstat(launch.log.fileno()).st_size > self.log_max_bytes:
-                        cap_log(self.log_path(tid), self.log_max_bytes)
+                        if cap_log(self.log_path(tid), self.log_max_bytes) \
+                                and launch.collector is not None:
+                            # Just read up to here; the cut log starts over after its marker.
+                            launch.log_offset = os.path.getsize(self.log_path(tid))
                     continue
                 del self._launches[tid]
                 self._signal_group(launch.process, signal.SIGKILL)  # what it left behind
@@ -553,6 +587,66 @@ class LocalBackend(Backend):
                 cap_log(self.log_path(tid), self.log_max_bytes)
                 self._runtime_total[tid] = self._runtime(launch, now)
                 delivered |= self._on_exit(launch, code, now)
+        return delivered
+
+    def _collect(self, launch: _Launch, *, final: bool) -> bool:
+        """Parse what the trial printed since the last look (``spec.metricsCollector``) and
+        deliver each complete group as a report. There is no SDK to hear a decision, so a
+        halting one terminates the process here. Reports at levels the trial already reported
+        (a process restarted from scratch prints them again) are skipped. True if any report
+        was delivered."""
+        assert launch.collector is not None
+        tid = launch.trial_id
+        try:
+            with open(self.log_path(tid), "rb") as fh:
+                fh.seek(launch.log_offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return False
+        # Only whole UTF-8 sequences: a character split between two reads is decoded next time.
+        cut = len(data) if final else _utf8_boundary(data)
+        launch.log_offset += cut
+        found = launch.collector.feed_text(data[:cut].decode(errors="replace"))
+        if final:
+            found += launch.collector.close()
+        if self._whole_run is not None:
+            if found:
+                launch.last_activity = self._clock()  # printing metrics: not inactive
+            summary = launch.collector.summary(self._whole_run) if final else None
+            found = [summary] if summary is not None else []
+        delivered = False
+        for report in found:
+            record = self.sink.trial(tid)
+            resource = min(report.resource, self.max_resource)
+            if not self._trials[tid].active or resource <= record.last_resource:
+                continue
+            previous = record.last_resource
+            try:
+                decision = self._deliver_report(tid, resource, report.metrics,
+                                                self._runtime(launch))
+            except InfrastructureError as exc:
+                self._fatal = exc  # the study cannot record reports: as submit_report does
+                self._activity.set()
+                return delivered
+            except (EngineUnknownTrial, TrialStateError, InvalidReportError, BackendError) as exc:
+                launch.log.write(f"=== hwtune: report at {self.resource_name} {resource} "
+                                 f"refused: {exc}\n".encode())
+                continue
+            launch.restarts = 0
+            now = self._clock()
+            self._level_times.setdefault(tid, []).append(
+                (now - launch.last_activity) / (resource - previous))
+            launch.last_activity = now
+            delivered = True
+            if decision.halts:
+                if not final:
+                    launch.log.write(f"=== hwtune: {decision.value} at {self.resource_name} "
+                                     f"{resource}; terminating (metrics from output: no SDK to "
+                                     "tell the trainer)\n".encode())
+                    launch.log.flush()
+                    self._launches.pop(tid, None)
+                    self._terminate(launch)
+                break
         return delivered
 
     def _check_inactivity(self, launch: _Launch, now: float) -> bool:
@@ -608,11 +702,13 @@ class LocalBackend(Backend):
             return True
         if code == 0 and not self.sink.trial(tid).observations:
             # Completing it would put a trial without a single value into the study.
+            config = getattr(self.sink, "config", None)
             objectives = ", ".join(
-                o.metric for o in getattr(getattr(self.sink, "config", None), "objectives", ())
+                o.metric for o in getattr(config, "objectives", ())
                 if o.metric not in BUILTIN_METRICS) or "its objectives"
-            reason = (f"exited with status 0 without reporting {objectives}; last log lines:"
-                      f"\n{log_tail(self.log_path(tid))}")
+            advice = f" {no_report_advice(config)};" if config is not None else ""
+            reason = (f"{NO_REPORT_REASON} ({objectives}): exited with status 0;{advice} "
+                      f"last log lines:\n{log_tail(self.log_path(tid))}")
             self._deliver_exit(tid, ok=False, reason=reason, runtime_seconds=runtime)
         elif code == 0:
             self._deliver_exit(tid, ok=True, runtime_seconds=runtime)

@@ -136,6 +136,10 @@ class LocalStudyRun:
             max_parallel=max_parallel or self.config.budget.max_parallel_trials,
             cwd=cwd,
             checkpoint_root=self._checkpoint_root(spec),
+            collector=self._collector_factory(),
+            collect_whole_run=None if self.config.fidelity_declared else {
+                o.metric: (o.strategy.value if o.strategy is not None else "latest")
+                for o in self.config.spec.objectives},
             **dict(backend_options or {}),
         )
         self._on_iteration = on_iteration
@@ -234,6 +238,17 @@ class LocalStudyRun:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.workdir / STUDY_FILE)
+
+    def _collector_factory(self) -> Callable[[], Any] | None:
+        """A fresh output parser per launch when spec.metricsCollector is not the SDK."""
+        from hwtune.api.records import BUILTIN_METRICS
+        from hwtune.report.collector import make_collector
+
+        spec = self.config.spec.metrics_collector
+        metrics = [o.metric for o in self.config.objectives if o.metric not in BUILTIN_METRICS]
+        if not metrics or make_collector(spec, metrics) is None:
+            return None
+        return lambda: make_collector(spec, metrics)
 
     def _checkpoint_root(self, spec: Mapping[str, Any]) -> str:
         checkpoints = spec.get("checkpoints") or {}
