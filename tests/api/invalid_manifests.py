@@ -316,16 +316,16 @@ STUDY_CASES = [
          model="Input should be 'fifo'"),
     Case("mo-asha-without-fidelity", "study", {S + ("fidelity",): DELETE}, "spec.fidelity",
          server="this scheduler needs fidelity"),
-    # Only names with a registered factory are listed (hwtune.api.algorithms): fms is not yet.
-    Case("searcher-nothing-runs", "study", {S + ("algorithm", "searcher"): "fms"},
-         "spec.algorithm.searcher", server='Unsupported value: "fms"',
-         model="Input should be 'random', 'grid', 'tpe', 'transfer', 'optuna-tpe'"),
+    # Only names with a registered factory are listed (hwtune.api.algorithms).
+    Case("searcher-nothing-runs", "study", {S + ("algorithm", "searcher"): "bohb"},
+         "spec.algorithm.searcher", server='Unsupported value: "bohb"',
+         model="Input should be 'random', 'grid', 'tpe', 'transfer', 'dyhpo', 'fms'"),
     Case("transfer-method-unknown", "study",
          {S + ("transfer",): {"fromStudies": ["old"], "method": "warm-start"}},
          "spec.transfer.method", server='Unsupported value: "warm-start"',
          model="Input should be 'only-new'"),
-    Case("scheduler-nothing-runs", "study", {S + ("algorithm", "scheduler"): "dyhpo"},
-         "spec.algorithm.scheduler", server='Unsupported value: "dyhpo"',
+    Case("scheduler-nothing-runs", "study", {S + ("algorithm", "scheduler"): "pbt"},
+         "spec.algorithm.scheduler", server='Unsupported value: "pbt"',
          model="Input should be 'fifo'"),
     # One metric-name rule for the schema and the report protocol (which refuses ':').
     Case("metric-name-with-colon", "study", {S + ("objectives", 0, "metric"): "val:err"},
