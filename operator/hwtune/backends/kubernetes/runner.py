@@ -35,6 +35,7 @@ from hwtune.api.records import BUILTIN_METRICS, Decision, TrialPhase
 from hwtune.backends.base import BackendError
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
+from hwtune.backends.kubernetes.lease import StudyLease
 from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
@@ -103,7 +104,7 @@ class StudyRunner:
     def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
-                 effect_concurrency: int = 16) -> None:
+                 effect_concurrency: int = 16, lease_seconds: float | None = None) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -133,6 +134,9 @@ class StudyRunner:
         self._tasks: list[asyncio.Task[Any]] = []
         self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
         self._budget_noted = False
+        # One replica acts for the study at a time (None: unfenced, unit tests' fake API).
+        self.lease = StudyLease(api, namespace, name, uid, duration_s=lease_seconds,
+                                renew_s=lease_seconds / 5) if lease_seconds else None
 
     @property
     def involved(self) -> dict[str, str]:
@@ -158,6 +162,8 @@ class StudyRunner:
         """Parse the spec, read the key and the log, rebuild the study, adopt running trials.
         A spec or log the study cannot run with sets ``failed`` instead of raising."""
         self._loop = asyncio.get_running_loop()
+        if self.lease is not None:
+            await self.lease.acquire()  # a standby waits here, answering 503 meanwhile
         try:
             pools = await self.api.list_pools()
             self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
@@ -178,11 +184,14 @@ class StudyRunner:
             return
         self._key = key
         store = self.api.log_store(self.namespace, self.name, self.uid)
+        store.fence = self.lease
         try:
             loaded = parse_chunks(await store.read_chunks())
         except LogCorrupted as exc:
             self.failed = str(exc)
             return
+        if self.lease is not None and loaded.chunk >= 0:
+            await store.stamp(loaded.chunk)  # an older writer's next write now conflicts
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
@@ -278,8 +287,11 @@ class StudyRunner:
         assert self.log is not None and self.tuner is not None
         self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
                        asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
+        if self.lease is not None:
+            self._tasks.append(asyncio.create_task(self.lease.keep(), name=f"lease:{self.name}"))
         try:
             while True:
+                self._check_tasks()
                 self._dispatch()
                 reason = await asyncio.to_thread(self.tuner.step)
                 self._dispatch()
@@ -293,17 +305,39 @@ class StudyRunner:
                     waiter.cancel()
                 self._wake.clear()
             self.finished = reason
-            await self._drain()
+            drain = asyncio.ensure_future(self._drain())
+            while not drain.done():  # a lost Lease ends the drain too
+                await asyncio.wait({drain}, timeout=0.5)
+                if not drain.done():
+                    try:
+                        self._check_tasks()
+                    except BaseException:
+                        drain.cancel()
+                        raise
+            drain.result()
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
+        except BaseException:
+            if self.lease is not None and not self.lease.held():
+                for chain in list(self._chains.values()):  # no effect after the Lease is gone
+                    chain.cancel()
+            raise
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.lease is not None:
+                await self.lease.release()  # a standby takes over now, not at expiry
+
+    def _check_tasks(self) -> None:
+        """A helper task that died (the Lease lost, the log fenced) ends the runner."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def _drain(self) -> None:
         """Wait until the log is stored and every effect done."""
@@ -457,7 +491,7 @@ class StudyRunner:
 
     # -- the report endpoint's sink ---------------------------------------------------------------
     def expected_token(self, trial: str) -> str | None:
-        if not self.ready:
+        if not self.ready or (self.lease is not None and not self.lease.held()):
             raise StudyUnavailable(f"study {self.namespace}/{self.name} is loading; retry")
         assert self.study is not None
         try:
