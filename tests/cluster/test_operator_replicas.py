@@ -194,3 +194,62 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
     logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
                      if e["kind"] == "observed")
     assert answered == logged and max(logged.values()) == 1
+
+
+def test_a_former_holder_that_missed_its_loss_cannot_write_the_log(
+        cluster: LocalCluster, namespace: str) -> None:  # noqa: F811
+    """The fence itself, without timing luck: replica a holds the Lease and writes; b takes the
+    Lease over after a stopped renewing and stamps the log; a, still believing it holds the
+    Lease (as a paused process would), is refused by resourceVersion (409), and a chunk that b
+    created is not a's to write either."""
+    import asyncio
+
+    from kubernetes import client
+
+    from hwtune.backends.kubernetes.api import KubeApi
+    from hwtune.backends.kubernetes.lease import LeaseLost, StudyLease
+    from hwtune.backends.kubernetes.log import LogFenced
+    from hwtune.controller.operator import load_client_configuration
+
+    name = "fenced"
+    apply(cluster, study_doc(name), namespace)  # the owner of the Lease and the log
+    uid = get(cluster, "tuningstudies", namespace)[0]["metadata"]["uid"]
+
+    async def scenario() -> list[tuple[int, dict[str, str]]]:
+        api = KubeApi(client.ApiClient(load_client_configuration(cluster.kubeconfig)))
+        try:
+            lease_a = StudyLease(api, namespace, name, uid, identity="replica-a", duration_s=2,
+                                 renew_s=0.4)
+            lease_b = StudyLease(api, namespace, name, uid, identity="replica-b", duration_s=2,
+                                 renew_s=0.4)
+            store_a, store_b = (api.log_store(namespace, name, uid) for _ in range(2))
+            store_a.fence, store_b.fence = lease_a, lease_b
+            assert await lease_a.try_acquire()
+            assert not await lease_b.try_acquire()  # a live holder
+            await store_a.write_chunk(0, {"e000000000": "a0"}, new=True)
+            await store_a.write_chunk(0, {"e000000001": "a1"}, new=False)
+            await asyncio.sleep(2.2)  # a stops renewing; its Lease expires
+            assert not lease_a.held()
+            with pytest.raises(LogFenced):  # refused before any request: not held
+                await store_a.write_chunk(0, {"e000000002": "a2"}, new=False)
+            lease_a._renewed = time.monotonic()  # a believes it still holds it (a pause)
+            await lease_b.acquire()
+            await store_b.read_chunks()
+            await store_b.stamp(0)
+            with pytest.raises(LogFenced):  # the chunk's version moved on: 409
+                await store_a.write_chunk(0, {"e000000002": "a2"}, new=False)
+            await store_b.write_chunk(0, {"e000000002": "b2"}, new=False)
+            await store_b.write_chunk(1, {"e000000003": "b3"}, new=True)
+            with pytest.raises(LogFenced):  # b created chunk 1: a may not add to it
+                await store_a.write_chunk(1, {"e000000003": "a3"}, new=True)
+            with pytest.raises(LeaseLost):
+                await lease_a.renew()
+            await lease_b.renew()  # b keeps it
+            return await store_b.read_chunks()
+        finally:
+            api.close()
+
+    chunks = asyncio.run(scenario())
+    data = {k: v for _, d in chunks for k, v in d.items()}
+    assert data == {"e000000000": "a0", "e000000001": "a1", "e000000002": "b2",
+                    "e000000003": "b3"}
