@@ -14,6 +14,8 @@ stamp() { printf '[hwtune test %(%H:%M:%S)T +%ss] %s\n' -1 "$((SECONDS - start))
 # The Go build is CPU-bound and the venv install mostly network-bound: overlap them.
 stamp "control plane: build or reuse (background)"
 hack/build-control-plane.sh --background
+stamp "system: Debian's prometheus for the metrics tests (installed once, never started as a service)"
+bash hack/install-prometheus.sh
 stamp "python: create or reuse the virtualenv"
 venv=$(hack/setup-venv.sh)
 stamp "python ready: $venv"

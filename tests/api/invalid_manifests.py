@@ -250,7 +250,11 @@ STUDY_CASES = [
     # Only names with a registered factory are listed (hwtune.api.algorithms): fms is not yet.
     Case("searcher-nothing-runs", "study", {S + ("algorithm", "searcher"): "fms"},
          "spec.algorithm.searcher", server='Unsupported value: "fms"',
-         model="Input should be 'random' or 'grid'"),
+         model="Input should be 'random', 'grid', 'tpe' or 'transfer'"),
+    Case("transfer-method-unknown", "study",
+         {S + ("transfer",): {"fromStudies": ["old"], "method": "warm-start"}},
+         "spec.transfer.method", server='Unsupported value: "warm-start"',
+         model="Input should be 'only-new'"),
     Case("scheduler-nothing-runs", "study", {S + ("algorithm", "scheduler"): "dyhpo"},
          "spec.algorithm.scheduler", server='Unsupported value: "dyhpo"',
          model="Input should be 'fifo'"),

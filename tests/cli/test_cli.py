@@ -173,7 +173,7 @@ def test_a_searcher_nothing_runs_is_refused_before_anything_is_written(tmp_path)
     path = write_study(tmp_path / "s.yaml", spec)
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 2
-    assert "spec.algorithm.searcher: Input should be 'random' or 'grid'" in result.output
+    assert "spec.algorithm.searcher: Input should be 'random', 'grid', 'tpe' or 'transfer'" in result.output
     workdir = tmp_path / "w"
     result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir)])
     assert result.exit_code == 2 and not workdir.exists()

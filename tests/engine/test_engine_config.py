@@ -108,7 +108,7 @@ _DELETE = object()
          "greater than or equal to 2"),
         ("fidelity.max", _DELETE, "spec.fidelity.max", "Required value"),
         ("algorithm.scheduler", "bohb", "spec.algorithm.scheduler", "'fifo', 'random', 'asha'"),
-        ("algorithm.searcher", "tpe", "spec.algorithm.searcher", "'random' or 'grid'"),
+        ("algorithm.searcher", "bohb", "spec.algorithm.searcher", "'random', 'grid', 'tpe' or 'transfer'"),
         ("algorithm.seed", -1, "spec.algorithm.seed", "greater than or equal to 0"),
         ("algorithm.settings", [1], "spec.algorithm.settings", "must be an object"),
         ("budget.maxTrials", 0, "spec.budget.maxTrials", "greater than or equal to 1"),

@@ -20,10 +20,23 @@ HW = [Hardware("t4", 1), Hardware("a100", 2)]
 OBJECTIVES = [Objective("val_error", Goal.MINIMIZE), Objective("cost")]
 
 
+def _earlier_study():
+    from hwtune.api.records import TrialPhase
+    from hwtune.transfer import PastStudy, PastTrial
+
+    return PastStudy("old", "test", SPACE.to_spec(), tuple(OBJECTIVES), tuple(HW), 1, tuple(
+        PastTrial(i, {"lr": 10 ** (-1 - i / 2)}, HW[i % 2], TrialPhase.COMPLETED,
+                  ((1, {"val_error": 0.1 * i, "cost": 1.0 + i}),)) for i in range(5)))
+
+
 @pytest.mark.parametrize("name", algorithms.searcher_names())
 def test_every_listed_searcher_builds(name: str) -> None:
-    searcher = make_searcher(name, SPACE, HW, seed=1)
+    # A transfer searcher builds from loaded earlier studies (what the backends attach).
+    needs = ({"objectives": OBJECTIVES, "transfer_studies": [_earlier_study()]}
+             if algorithms.searcher(name).needs_transfer else {})
+    searcher = make_searcher(name, SPACE, HW, seed=1, **needs)
     assert isinstance(searcher, Searcher)
+    assert searcher.suggest() is not None
 
 
 @pytest.mark.parametrize("name", algorithms.scheduler_names())
@@ -49,7 +62,7 @@ def test_crd_enums_and_models_come_from_the_list() -> None:
 
 
 def test_unlisted_name_is_refused_naming_what_exists() -> None:
-    with pytest.raises(ValueError, match=r"unknown searcher 'fms' \(one of: random, grid\)"):
+    with pytest.raises(ValueError, match=r"unknown searcher 'fms' \(one of: random, grid, tpe, transfer\)"):
         make_searcher("fms", SPACE)
     with pytest.raises(ValueError, match="unknown scheduler 'dyhpo'.*fifo, random, asha"):
         make_scheduler("dyhpo", searcher=make_searcher("random", SPACE), objectives=OBJECTIVES,
@@ -61,7 +74,7 @@ def test_unlisted_name_is_refused_naming_what_exists() -> None:
         parse_spec(TuningStudySpec, spec)
     (error,) = info.value.errors
     assert error.path == "spec.algorithm.searcher"
-    assert "'random' or 'grid'" in error.message
+    assert "'random', 'grid', 'tpe' or 'transfer'" in error.message
 
 
 def test_adding_a_name_is_one_entry_plus_a_registered_factory(monkeypatch) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "DEFAULT_TRANSFER_METHOD",
+    "TRANSFER_METHODS",
     "Algorithm",
     "SCHEDULERS",
     "SEARCHERS",
@@ -49,7 +51,17 @@ _SCHED = "hwtune.optimize.schedulers"
 SEARCHERS: tuple[Algorithm, ...] = (
     Algorithm("random", _SEARCH, "uniform random configurations (hardware included)"),
     Algorithm("grid", _SEARCH, "a grid over the space (gridPoints per range, gridShuffle)"),
+    Algorithm("tpe", _SEARCH, "TPE over (config, hardware), on the first objective (tpeStartup, "
+              "tpeGamma, tpeCandidates)"),
+    Algorithm("transfer", "hwtune.transfer", "warm start from transfer.fromStudies, by "
+              "transfer.method (HT-AA baselines, mo-copula)", needs_transfer=True),
 )
+
+# How searcher 'transfer' uses the earlier studies (``transfer.method``): HT-AA's baselines,
+# or the MO-ASHA paper's transfer of Pareto fronts from related tasks (docs/transfer.md).
+TRANSFER_METHODS: tuple[str, ...] = ("only-new", "drop-unimportant", "best-first", "transfer-tpe",
+                                     "best-first-tpe", "mo-copula")
+DEFAULT_TRANSFER_METHOD = "best-first-tpe"
 
 SCHEDULERS: tuple[Algorithm, ...] = (
     Algorithm("fifo", _SCHED, "every trial runs to the maximum resource"),

@@ -100,6 +100,7 @@ __all__ = [
     "TaintEffect",
     "Toleration",
     "TolerationOperator",
+    "TransferMethod",
     "TransferSpec",
     "TrialCounts",
     "TrialTemplate",
@@ -509,11 +510,20 @@ class AlgorithmSpec(CrdModel):
     """Options of the scheduler and searcher (e.g. tieBreak: epsilon-net | crowding)."""
 
 
+# How searcher 'transfer' uses the earlier studies (hwtune.api.algorithms.TRANSFER_METHODS).
+TransferMethod = enum.Enum(  # type: ignore[misc]
+    "TransferMethod", [(_member(n), n) for n in algorithms.TRANSFER_METHODS], type=str,
+    module=__name__)
+
+
 class TransferSpec(CrdModel):
     """Earlier studies whose trials warm-start this one."""
 
     from_studies: unique_list(name_type(DNS_SUBDOMAIN, 253), min_items=1, max_items=16)
     """Names of TuningStudies in the same namespace."""
+    method: TransferMethod | None = None  # type: ignore[valid-type]
+    """How searcher 'transfer' uses them: only-new | drop-unimportant | best-first |
+    transfer-tpe | best-first-tpe (default) | mo-copula."""
     mapping: typing.Annotated[
         dict[str, ParameterName] | None, Field(max_length=MAX_PARAMETERS)] = None
     """Renamed parameters: name in the earlier studies -> name in this study. Parameters with

@@ -206,7 +206,9 @@ def _run_in_child(method: str, trials: int, workers: int, seed: int, timeout: fl
 
 def _failed(method: str, trials: int, error: str) -> ScaleResult:
     nan = math.nan
-    return ScaleResult(method, trials, 0, 0, nan, nan, nan, nan, nan, None, None, 0, error)
+    return ScaleResult(method=method, trials_asked=trials, trials=0, reports=0, wall_s=nan,
+                       peak_rss_mb=nan, p50_s=nan, p99_s=nan, stall_s=nan, rebuild_s=None,
+                       rebuild_mismatches=None, rung_records=0, error=error)
 
 
 def _ms(seconds: float | None) -> str:
@@ -286,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 result = _run_in_child(method, size, args.workers, args.seed, args.timeout)
             results.append(result)
+            if args.json:  # after every run, so that a later failure loses nothing
+                with open(args.json, "w", encoding="utf-8") as handle:
+                    json.dump([asdict(r) for r in results], handle, indent=1)
             print(f"# {method} {size}: {'error: ' + result.error if result.error else f'{result.wall_s:.2f} s'}",
                   file=sys.stderr, flush=True)
     print(format_results(results))

@@ -4,6 +4,7 @@
   live view, then print the Pareto front and write its plot.
 - ``hwtune validate study.yaml``: check a study file as the cluster would, without running it.
 - ``hwtune operator``: run the Kubernetes operator (admission webhook) in the foreground.
+- ``hwtune observe generate|render``: the chart's dashboard/alerts; the dashboard as a PNG.
 - ``hwtune version``.
 
 Exit codes: 0 done, 1 unexpected error, 2 invalid study file or work directory, 75 the machine
@@ -166,6 +167,9 @@ def tune(
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    for past in run.config.transfer_studies:
+        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+                      f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
             result = run.run()
@@ -252,6 +256,11 @@ def operator_command(
         None, "--report-url",
         help="Base URL trainers reach the endpoint at, e.g. "
              "http://hwtune.hwtune-system.svc:8080 [default: http://127.0.0.1:<port>]"),
+    metrics_port: int = typer.Option(
+        9090, "--metrics-port", min=0, max=65535,
+        help="Port of the Prometheus endpoint /metrics (0: no endpoint)"),
+    metrics_listen: str = typer.Option("0.0.0.0", "--metrics-listen",
+                                       help="Address the metrics endpoint binds"),
     trial_retry_limit: int = typer.Option(
         3, "--trial-retry-limit", min=0, max=100,
         help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
@@ -278,10 +287,62 @@ def operator_command(
             standalone=standalone, priority=priority, peering_name=peering_name,
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
+            metrics_port=metrics_port or None, metrics_listen=metrics_listen,
             trial_retry_limit=trial_retry_limit, lease_seconds=lease_seconds)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)
+
+
+observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",
+                          no_args_is_help=True)
+app.add_typer(observe_app, name="observe")
+
+
+@observe_app.command("generate")
+def observe_generate(
+    chart: Path = typer.Option(Path("charts/hwtune"), "--chart", help="The Helm chart to update"),
+) -> None:
+    """Write the chart's PrometheusRule template and Grafana dashboard JSON (dev extra)."""
+    from hwtune.observe.chartgen import write_chart_files
+
+    if not (chart / "Chart.yaml").is_file():
+        raise _fail(f"--chart: {chart} has no Chart.yaml")
+    try:
+        for path in write_chart_files(chart):
+            typer.echo(f"wrote {path}")
+    except ImportError as exc:
+        raise _fail(f"the dashboard needs the dev extra (pip install 'hwtune[dev]'): {exc}") from None
+
+
+@observe_app.command("render")
+def observe_render(
+    out: Path = typer.Option(..., "--out", help="PNG file to write"),
+    prometheus: Optional[str] = typer.Option(
+        None, "--prometheus", help="Prometheus base URL, e.g. http://127.0.0.1:9090"),
+    namespace: str = typer.Option("default", "--namespace", "-n"),
+    study: Optional[str] = typer.Option(None, "--study"),
+    quality: str = typer.Option("", "--quality", help="Quality objective [default: the first]"),
+    hours: float = typer.Option(1.0, "--hours", min=0.01, help="Time range of the time series"),
+    demo: bool = typer.Option(False, "--demo", help="Run a simulated study scraped by a local "
+                              "Prometheus (needs the prometheus binary) and render that"),
+) -> None:
+    """Render the dashboard's panels from real Prometheus query results to a PNG."""
+    from hwtune.observe.promserver import PrometheusError
+    from hwtune.observe.render import render_dashboard, run_demo
+
+    try:
+        if demo:
+            path = run_demo(out)
+        else:
+            if prometheus is None or study is None:
+                raise _fail("--prometheus and --study are needed (or --demo)")
+            now = time.time()
+            path = render_dashboard(prometheus.rstrip("/"), namespace, study, out, quality=quality,
+                                    start=now - hours * 3600, end=now)
+    except (PrometheusError, OSError) as exc:
+        raise _fail(f"render: {exc}", code=1) from None
+    typer.echo(f"wrote {path}")
 
 
 def main() -> None:  # pragma: no cover - console script entry point is ``app``

@@ -31,6 +31,7 @@ from hwtune.controller.admission import (
     StudyAdmission,
     register_admission,
 )
+from hwtune.controller.metrics import start_metrics_endpoint
 from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
 from hwtune.controller.studies import REPORT_ROUTE_PREFIX, StudyHandlers, register_studies
 from hwtune.controller.tls import write_self_signed_certificate
@@ -199,6 +200,7 @@ async def serve(
     studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube,
                             lease_seconds=settings.lease_seconds)
     report_runner, studies.report_url = await _start_report_endpoint(settings, studies.router)
+    metrics_server = start_metrics_endpoint(settings, studies)
     if on_report_url is not None:
         on_report_url(studies.report_url)
     try:
@@ -232,6 +234,8 @@ async def serve(
             finally:
                 kopf_settings.execution.executor.shutdown(wait=True)
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
         await report_runner.cleanup()
         kube.close()
         api_client.close()

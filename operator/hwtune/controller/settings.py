@@ -109,6 +109,11 @@ class OperatorSettings:
     report_url: str | None = None
     """Base URL trainers reach the endpoint at (``http://<service>.<namespace>.svc:8080`` in a
     cluster); None = ``http://127.0.0.1:<port>`` (a local operator, tests)."""
+    metrics_port: int | None = None
+    """Port of the Prometheus endpoint (/metrics; the chart's Service port ``metrics``, which
+    ``hwtune operator`` defaults to 9090); None = no endpoint (embedded operators in tests)."""
+    metrics_listen: str = "0.0.0.0"
+    """Address the metrics endpoint binds."""
     run_studies: bool = True
     """Run TuningStudies (the daemon, finalizer and Job/pod watches); False: admission only
     (tests of the webhook, or a webhook-only replica)."""
@@ -151,6 +156,9 @@ class OperatorSettings:
             raise SettingsError(
                 f"pool_read_timeout_s: must be in (0, 20] to fit the webhook's 30 s, "
                 f"got {self.pool_read_timeout_s}")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise SettingsError(
+                f"metrics_port: must be 1..65535 (or unset), got {self.metrics_port}")
         if self.report_port is not None and not 1 <= self.report_port <= 65535:
             raise SettingsError(
                 f"report_port: must be 1..65535 (or unset), got {self.report_port}")

@@ -24,6 +24,7 @@ import kopf
 from hwtune.api.crd import GROUP, VERSION
 from hwtune.backends.kubernetes import KubeApi, StudyRunner, StudyUnavailable
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY
+from hwtune.controller.metrics import forget_study, instrument_runner
 from hwtune.report.protocol import ReportPayload
 
 __all__ = ["REPORT_ROUTE_PREFIX", "ReportRouter", "StudyHandlers", "register_studies"]
@@ -68,6 +69,7 @@ class StudyHandlers:
     router: ReportRouter = field(default_factory=ReportRouter)
     restarts: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     specs: dict[tuple[str, str], tuple[Mapping[str, Any], int | None]] = field(default_factory=dict)
+    metrics: Any = None  # hwtune.observe.StudyMetrics, set by start_metrics_endpoint
 
 
 def _plain(value: Any) -> Any:
@@ -97,6 +99,7 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                                  retry_limit=handlers.retry_limit,
                                  lease_seconds=handlers.lease_seconds)
             handlers.router.runners[key] = runner
+            instrument_runner(runner, handlers.metrics)
             task = asyncio.create_task(runner.run(), name=f"study:{namespace}/{name}")
             try:
                 # Poll the daemon's stop flag: kopf sets it on deletion, shutdown or a pause.
@@ -126,6 +129,7 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                 logger.info("spec changed: reloading the study from its log")
     finally:
         handlers.router.runners.pop(key, None)
+        forget_study(handlers.metrics, namespace, name)
 
 
 async def spec_changed(spec: Mapping[str, Any], name: str, namespace: str,

@@ -87,6 +87,9 @@ class StudyConfig:
     hardware: HardwareSpace  # the (pool, gpu count) choices; empty = no hardware dimension
     hardware_model: HardwareModel
     budget: Budget = field(default_factory=Budget)
+    # The earlier studies of transfer.fromStudies, loaded (hwtune.transfer.PastStudy): not in
+    # the spec; the backend that can read them attaches them with ``with_transfer_studies``.
+    transfer_studies: tuple[Any, ...] = ()
 
     # -- views of the spec -------------------------------------------------------------------
     @property
@@ -125,6 +128,23 @@ class StudyConfig:
     @property
     def transfer_from(self) -> tuple[str, ...]:
         return tuple(self.spec.transfer.from_studies) if self.spec.transfer else ()
+
+    @property
+    def transfer_method(self) -> str:
+        """``transfer.method``; default ``algorithms.DEFAULT_TRANSFER_METHOD``."""
+        method = self.spec.transfer.method if self.spec.transfer else None
+        return method.value if method is not None else algorithms.DEFAULT_TRANSFER_METHOD
+
+    @property
+    def transfer_renames(self) -> dict[str, str]:
+        """``transfer.mapping``: parameter name in the earlier studies -> name here."""
+        return dict(self.spec.transfer.mapping or {}) if self.spec.transfer else {}
+
+    def with_transfer_studies(self, studies: Any) -> "StudyConfig":
+        """This config with the loaded earlier studies of ``transfer.fromStudies``."""
+        import dataclasses
+
+        return dataclasses.replace(self, transfer_studies=tuple(studies))
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -166,6 +186,11 @@ class StudyConfig:
         """The searcher named by ``algorithm.searcher`` over this space and hardware."""
         from hwtune.optimize.searchers import make_searcher
 
+        extra.setdefault("objectives", self.objectives)
+        if self.searcher_name == "transfer":
+            extra.setdefault("transfer_studies", self.transfer_studies)
+            extra.setdefault("transfer_method", self.transfer_method)
+            extra.setdefault("transfer_renames", self.transfer_renames)
         return make_searcher(self.searcher_name, self.space, self.hardware, seed=self.seed,
                              settings=self.settings, **extra)
 
@@ -189,8 +214,15 @@ class StudyConfig:
     def check_algorithm(self) -> None:
         """Build the searcher and scheduler once, so a study whose algorithm cannot run is
         refused before anything starts (its provider failed to import, a setting is bad).
-        Raises ``SpecError`` at ``spec.algorithm``."""
+        Raises ``SpecError`` at ``spec.algorithm``. A transfer study whose earlier studies are
+        not loaded yet (``hwtune validate``) checks its provider and scheduler only."""
         try:
+            if self.searcher_name == "transfer" and not self.transfer_studies:
+                import hwtune.transfer  # noqa: F401 - its provider must import
+                from hwtune.optimize.searchers import make_searcher
+
+                self.make_scheduler(make_searcher("random", self.space, self.hardware))
+                return
             self.make_scheduler()
         except (ValueError, TypeError) as exc:
             if isinstance(exc, ManifestError):

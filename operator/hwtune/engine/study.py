@@ -173,6 +173,13 @@ class Study:
         self.trial(trial_id)
         return self._cost.get(trial_id, 0.0)
 
+    def live_spend_of(self, trial_id: int) -> tuple[float, float]:
+        """(cost USD, GPU-hours) of one trial, its spend since the last report included, so
+        per-pool sums equal ``spend`` (the metrics exporter reads this)."""
+        self.trial(trial_id)
+        return (self._cost.get(trial_id, 0.0) + self._live_cost.get(trial_id, 0.0),
+                self._gpu_hours.get(trial_id, 0.0) + self._live_gpu_hours.get(trial_id, 0.0))
+
     @property
     def spend(self) -> Spend:
         """What was used, running trials' spend since their last report included."""

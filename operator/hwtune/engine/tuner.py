@@ -42,6 +42,9 @@ class TrialBackend(Protocol):
 
     def active_trial_ids(self) -> list[int]: ...
 
+    @property
+    def active_count(self) -> int: ...  # len(active_trial_ids()) without building the list
+
     def start_trial(self, start: Any) -> None: ...
 
     def stop_trial(self, trial_id: int, reason: str) -> None: ...

@@ -158,6 +158,24 @@ class StudyRunner:
             pass
 
     # -- loading and adoption -----------------------------------------------------------------
+    async def _with_transfer(self, config: StudyConfig) -> StudyConfig:
+        """transfer.fromStudies: the earlier TuningStudies of this namespace and their
+        TuningTrials, read once when the study is loaded (hwtune.backends.kubernetes.transfer).
+        A missing or unusable study is a ``SpecError`` at ``spec.transfer.fromStudies``."""
+        from hwtune.backends.kubernetes.transfer import load_cluster_studies
+        from hwtune.space.errors import SpecError
+        from hwtune.transfer import TransferError
+
+        try:
+            studies = await asyncio.get_running_loop().run_in_executor(
+                None, load_cluster_studies, self.api.client, self.namespace,
+                list(config.transfer_from))
+        except TransferError as exc:
+            raise SpecError("spec.transfer.fromStudies", str(exc)) from None
+        config = config.with_transfer_studies(studies)
+        config.check_algorithm()  # builds the transfer searcher: unusable studies fail here
+        return config
+
     async def load(self) -> None:
         """Parse the spec, read the key and the log, rebuild the study, adopt running trials.
         A spec or log the study cannot run with sets ``failed`` instead of raising."""
@@ -169,6 +187,8 @@ class StudyRunner:
             self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
                                                 require_trial_template=True)
             self.config.check_algorithm()
+            if self.config.transfer_from:
+                self.config = await self._with_transfer(self.config)
         except ManifestError as exc:  # SpecError is one: every refusal with its field path
             self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return

@@ -64,7 +64,8 @@ class LocalStudyRun:
     (or replace entries of) ``DEFAULT_CATALOG``; ``cwd`` is where trial processes start unless
     the container has a ``workingDir`` (relative ones are taken from ``base_dir``, the study
     file's directory). ``on_iteration(run)`` is called after every tuner iteration. ``config`` is
-    ``StudyConfig.from_model`` of the validated study when the caller has it."""
+    ``StudyConfig.from_model`` of the validated study when the caller has it. Earlier studies
+    named in ``transfer.fromStudies`` are work directories found by ``_load_transfer``."""
 
     def __init__(
         self,
@@ -80,6 +81,7 @@ class LocalStudyRun:
         base_dir: str | os.PathLike | None = None,
         on_iteration: Callable[["LocalStudyRun"], None] | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        transfer_search_dirs: list[str | os.PathLike] | None = None,
     ) -> None:
         self.name = name
         self.workdir = Path(workdir)
@@ -92,6 +94,9 @@ class LocalStudyRun:
         # otherwise the spec is validated here by the same CRD model.
         self.config = config if config is not None else StudyConfig.from_spec(
             spec, catalog=self.catalog, require_trial_template=True)
+        if self.config.transfer_from:
+            self.config = self.config.with_transfer_studies(
+                self._load_transfer(transfer_search_dirs))
         template = ProcessTemplate.from_trial_template(
             spec["trialTemplate"], base_dir=None if base_dir is None else str(base_dir))
         self._lock = self._lock_workdir()
@@ -134,10 +139,33 @@ class LocalStudyRun:
             # Only now that everything the study needs was built: a study that cannot start
             # leaves no study.json behind to block the next attempt.
             self._write_study_record(name, spec, pools)
+            if self.config.transfer_studies:
+                from hwtune.backends.local.studies import write_snapshot
+
+                write_snapshot(self.workdir, self.config.transfer_studies)
         self.resumed_trials: list[int] = []
         self.started_at = time.monotonic()
 
     # -- setup ---------------------------------------------------------------------------------
+    def _load_transfer(self, search_dirs):
+        """transfer.fromStudies: earlier studies' work directories, looked up by name next to
+        this one (``<workdir>/../<name>``: ``.hwtune/<name>`` by default) or in
+        ``transfer_search_dirs``; a name may also be a work directory's path. A resumed study
+        uses the snapshot its first start wrote (``<workdir>/transfer.json``)."""
+        from hwtune.backends.local.studies import load_studies, read_snapshot
+        from hwtune.transfer import TransferError
+
+        dirs = list(search_dirs) if search_dirs else [self.workdir.parent]
+        try:
+            studies = read_snapshot(self.workdir) if self.resume else None
+            if studies is None:
+                studies = load_studies(self.config.transfer_from, dirs)
+            # Unusable studies (another metric, no reports) fail here, not in the tuner.
+            self.config.with_transfer_studies(studies).make_searcher()
+        except TransferError as exc:
+            raise WorkdirError(str(exc)) from None
+        return studies
+
     def _lock_workdir(self) -> WorkdirLock:
         """One tuner per work directory: a second one would run every trial twice and interleave
         two event logs into one that no resume can read."""

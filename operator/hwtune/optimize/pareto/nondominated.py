@@ -190,6 +190,11 @@ def pareto_front_mask(losses: object) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     if n == 0:
         return mask
+    fast = _moocore() if m >= 3 else None
+    if fast is not None and np.isfinite(L).all():
+        # keep_weakly: duplicates of a front point do not dominate each other, all stay.
+        # Finite input only: moocore 0.3.2 crashes on -inf and misranks +inf in places.
+        return np.asarray(fast.is_nondominated(L, keep_weakly=True), dtype=bool)
     order = np.lexsort(L.T[::-1])
     if m == 1:
         mask[L[:, 0] == L[order[0], 0]] = True
@@ -208,11 +213,6 @@ def pareto_front_mask(losses: object) -> np.ndarray:
         dominated = (best_before < y) | ((best_before == y) & (x_of_best < x))
         mask[order] = ~dominated
         return mask
-    fast = _moocore()
-    if fast is not None and np.isfinite(L).all():
-        # keep_weakly: duplicates of a front point do not dominate each other, all stay.
-        # Finite input only: moocore 0.3.2 crashes on -inf and misranks +inf in places.
-        return np.asarray(fast.is_nondominated(L, keep_weakly=True), dtype=bool)
     return _front_mask_by_pruning(L, order)
 
 

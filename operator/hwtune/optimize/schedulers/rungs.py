@@ -23,7 +23,11 @@ indices, n promoted flags.
   a front of f records).
 * ``first_promotable`` (promotion rule): the front that straddles floor(n / eta) is found from
   the front sizes (O(n)); only fronts holding not yet promoted candidates are tie-broken, and
-  the epsilon-net stops as soon as it has passed an eligible candidate.
+  the epsilon-net stops as soon as it has passed an eligible candidate (kept nets make that
+  O(k m) again while the fronts do not change).
+* ``record(..., defer=True)`` (a rebuild, whose answers the event log already holds): appended
+  without repair; the fronts are computed once, in one batch, when next needed (moocore's
+  non-dominated sort for finite losses, else the incremental repair record by record).
 
 Measured on the 19,317 records of the first rung of a 20,000-trial study (benchmarks/scale.py
 data, 3 objectives, 97 fronts, largest 410): record + stopping decision p50 0.09 ms, p99 1.1 ms,

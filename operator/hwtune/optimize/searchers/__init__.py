@@ -12,10 +12,11 @@ from hwtune.api.records import Hardware
 from hwtune.optimize.searchers.base import Searcher
 from hwtune.optimize.searchers.grid import GridSearcher
 from hwtune.optimize.searchers.random import RandomSearcher
+from hwtune.optimize.searchers.tpe import TPESearcher
 from hwtune.space import SearchSpace
 
 __all__ = ["GridSearcher", "RandomSearcher", "Searcher", "make_searcher", "register_searcher",
-           "searcher_names"]
+           "searcher_names", "TPESearcher"]
 
 SearcherFactory = Callable[..., Searcher]
 
@@ -48,7 +49,21 @@ def _grid(space, hardware, seed, settings, *, candidates=None, **_: Any) -> Sear
                         shuffle=bool(_setting(settings, "gridShuffle", False)))
 
 
+def _tpe(space, hardware, seed, settings, *, candidates=None, objectives=None, context=None,
+         **_: Any) -> Searcher:
+    # TPE models one metric: the study's first objective.
+    objectives = objectives or getattr(context, "objectives", None)
+    kwargs: dict[str, Any] = {}
+    if "tpeStartup" in settings:
+        kwargs["n_startup"] = int(settings["tpeStartup"])
+    return TPESearcher(space, hardware, seed, candidates=candidates,
+                       objective=objectives[0] if objectives else None,
+                       gamma=float(_setting(settings, "tpeGamma", 0.25)),
+                       n_candidates=int(_setting(settings, "tpeCandidates", 32)), **kwargs)
+
+
 register_searcher("random", _random)
+register_searcher("tpe", _tpe)
 register_searcher("grid", _grid)
 
 
