@@ -14,6 +14,7 @@ import http.server
 import json
 import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -47,7 +48,8 @@ from tests.cluster.trial_driver import TrialDriver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-LEASE_SECONDS = 4.0
+# Long enough that a loaded machine never lets the active replica's Lease lapse by accident.
+LEASE_SECONDS = 10.0
 
 
 class Front:
@@ -101,6 +103,14 @@ class Front:
         self.server.server_close()
 
 
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def lease_holder(cluster: LocalCluster, namespace: str, study: str) -> str:
     result = cluster.kubectl("-n", namespace, "get", "lease", lease_name(study), "-o", "json",
                              check=False)
@@ -126,40 +136,46 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
     driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
                          report_url=f"http://127.0.0.1:{front.port}/studies/{namespace}/{name}")
     driver.start()
-    processes = {"a": start_operator_process(cluster, namespace, op_configuration, ports["a"],
-                                             tmp_path / "a.log", lease_seconds=LEASE_SECONDS)}
+    # Both replicas are up before the study exists: either may take it.
+    processes = {r: start_operator_process(cluster, namespace, op_configuration, ports[r],
+                                           tmp_path / f"{r}.log", lease_seconds=LEASE_SECONDS)
+                 for r in ports}
     try:
+        for replica, port in ports.items():
+            cluster.wait_for(lambda port=port: listening(port), timeout=120,
+                             what=f"replica {replica}'s report endpoint")
         apply(cluster, doc, namespace)
-        cluster.wait_for(lambda: f"-{processes['a'].pid}-" in lease_holder(cluster, namespace,
-                                                                           name),
-                         timeout=90, what="replica a to hold the study's Lease")
-        processes["b"] = start_operator_process(cluster, namespace, op_configuration,
-                                                ports["b"], tmp_path / "b.log",
-                                                lease_seconds=LEASE_SECONDS)
-        # Both run; a acts alone. b is up (its endpoint answers) but refuses reports.
+
+        def holder() -> str | None:
+            identity = lease_holder(cluster, namespace, name)
+            return next((r for r, p in processes.items() if f"-{p.pid}-" in identity), None)
+
+        active = cluster.wait_for(holder, timeout=90, what="a replica to hold the Lease")
+        standby = next(r for r in ports if r != active)
+        # Both run; the active one acts alone, the standby refuses reports (503).
         cluster.wait_for(lambda: (study_progress(custom, namespace, name).get("trials") or {})
-                         .get("total", 0) >= 15 and front.refused["b"] > 0,
-                         timeout=180, what=f"15 trials with b up and refusing (a log "
-                                           f"{tmp_path / 'a.log'}, b log {tmp_path / 'b.log'})")
-        assert f"-{processes['a'].pid}-" in lease_holder(cluster, namespace, name)
-        assert front.answered["a"] > 0 and front.answered["b"] == 0, (front.answered,
-                                                                       front.refused)
+                         .get("total", 0) >= 10 and front.refused[standby] > 0,
+                         timeout=180, what=f"10 trials with the standby refusing (answers "
+                                           f"{dict(front.answered)}, 503s {dict(front.refused)}, "
+                                           f"Lease {lease_holder(cluster, namespace, name)})")
+        assert holder() == active
+        assert front.answered[active] > 0 and front.answered[standby] == 0, (front.answered,
+                                                                             front.refused)
         writers = {(c["metadata"].get("annotations") or {}).get(LOG_WRITER)
                    for c in get(cluster, "configmaps", namespace,
                                 f"hwtune.io/study={name},hwtune.io/log=true")}
-        assert len(writers) == 1 and f"-{processes['a'].pid}-" in writers.pop()
+        assert len(writers) == 1 and f"-{processes[active].pid}-" in writers.pop()
         before_kill = dict(front.answered)
-        processes["a"].send_signal(signal.SIGKILL)
-        processes["a"].wait(timeout=10)
+        processes[active].send_signal(signal.SIGKILL)
+        processes[active].wait(timeout=10)
         killed = time.monotonic()
-        cluster.wait_for(lambda: f"-{processes['b'].pid}-" in lease_holder(cluster, namespace,
-                                                                           name),
-                         timeout=60, what="replica b to take the Lease over")
+        cluster.wait_for(lambda: holder() == standby, timeout=60,
+                         what="the standby to take the Lease over")
         takeover = time.monotonic() - killed
         deadline = time.monotonic() + 240
         while study_progress(custom, namespace, name).get("phase") != "Completed":
             assert time.monotonic() < deadline, \
-                f"the study did not complete (b log {tmp_path / 'b.log'}, " \
+                f"the study did not complete (logs {tmp_path}, " \
                 f"driver errors {driver.errors[-3:]})"
             time.sleep(0.5)
         status = study_progress(custom, namespace, name)
@@ -179,10 +195,10 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
                 process.kill()
         front.close()
         delete_configurations(cluster, op_configuration)
-    print(f"replicas: b took over {takeover:.1f}s after a was killed; answers {dict(front.answered)}"
-          f" (a before the kill: {before_kill.get('a', 0)}), 503s {dict(front.refused)}")
+    print(f"replicas: {standby} took over {takeover:.1f}s after {active} was killed; answers "
+          f"{dict(front.answered)} (before the kill: {before_kill}), 503s {dict(front.refused)}")
     assert takeover <= LEASE_SECONDS + 15
-    assert front.answered["b"] > 0  # b answered after the takeover
+    assert front.answered[standby] > 0  # the standby answered after the takeover
     assert not driver.errors, driver.errors
     Study.rebuild(engine_config(cluster, doc), events, strict=True)
     assert sorted(e["trialId"] for e in events if e["kind"] == "created") == list(range(trials))

@@ -380,7 +380,8 @@ def start_operator_process(cluster: LocalCluster, namespace: str, configuration:
                str(cluster.kubeconfig), "--namespace", namespace,
                "--webhook-port", str(free_port()), "--webhook-configuration", configuration,
                "--standalone", "--report-port", str(report_port), "--report-listen",
-               "127.0.0.1", "--log-format", "json", "--lease-seconds", str(lease_seconds)]
+               "127.0.0.1", "--log-format", "json", "--lease-seconds", str(lease_seconds),
+               "--metrics-port", "0"]  # no fixed port 9090: several operators run at once
     log = log_path.open("a")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cluster.env(),
                             cwd=ROOT)
