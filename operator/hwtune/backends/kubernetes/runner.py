@@ -530,33 +530,41 @@ class StudyRunner:
             return replay
         tid = int(trial)
         with self.backend.lock:
-            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
-            if record is not None and record.phase.is_active() \
-                    and payload.resource <= record.last_resource:
-                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint with
-                # the env of its launch: the study holds this level and let the trial go on.
-                return ReportReply(Decision.CONTINUE,
-                                   f"{self.config.fidelity.resource} {payload.resource} is "
-                                   "already recorded")
-            try:
-                decision = self.backend._deliver_report(tid, payload.resource, payload.metrics)
-            except EngineUnknownTrial as exc:
-                raise UnknownTrialError(str(exc)) from None
-            except TrialStateError as exc:
-                raise TrialFinishedError(str(exc)) from None
-            except InvalidReportError as exc:
-                raise ReportRejectedError(str(exc)) from None
-            except BackendError as exc:
-                raise UnknownTrialError(str(exc)) from None
-            seq = self.log.last_seq
-            reason = self.study.trial(tid).reason if decision.halts else ""
-            if decision is Decision.STOP \
-                    and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
-                self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
-            reply = ReportReply(decision, reason)
-            self._memo.remember(trial, payload, reply)
-            self._memo_seq[trial] = seq
-        self.poke()
+            # Again under the lock: a retry that raced its original (the client timed out while
+            # the original waited for the lock) gets the original's answer, not a 409.
+            replay = self._memo.replay(trial, payload)
+            if replay is not None:
+                reply, seq = replay, self._memo_seq.get(trial, -1)
+            else:
+                record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+                if record is not None and record.phase.is_active() \
+                        and payload.resource <= record.last_resource:
+                    # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
+                    # with the env of its launch: the study holds this level; let it go on.
+                    return ReportReply(Decision.CONTINUE,
+                                       f"{self.config.fidelity.resource} {payload.resource} is "
+                                       "already recorded")
+                try:
+                    decision = self.backend._deliver_report(tid, payload.resource,
+                                                            payload.metrics)
+                except EngineUnknownTrial as exc:
+                    raise UnknownTrialError(str(exc)) from None
+                except TrialStateError as exc:
+                    raise TrialFinishedError(str(exc)) from None
+                except InvalidReportError as exc:
+                    raise ReportRejectedError(str(exc)) from None
+                except BackendError as exc:
+                    raise UnknownTrialError(str(exc)) from None
+                seq = self.log.last_seq
+                reason = self.study.trial(tid).reason if decision.halts else ""
+                if decision is Decision.STOP \
+                        and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
+                    self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
+                reply = ReportReply(decision, reason)
+                self._memo.remember(trial, payload, reply)
+                self._memo_seq[trial] = seq
+        if replay is None:
+            self.poke()
         await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
         return reply
 
