@@ -123,6 +123,9 @@ class StudyRunner:
         self._key = b""
         self._memo = ReplyMemo()
         self._memo_seq: dict[str, int] = {}
+        # Every answered report, by (trial, resource): a late retry from an older launch's pod
+        # (its answer lost in a crash, the trial promoted meanwhile) gets its logged answer.
+        self._answers: dict[tuple[str, int], tuple[dict[str, float], ReportReply, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
@@ -265,6 +268,11 @@ class StudyRunner:
                 last_launch[tid] = event
             elif event["kind"] == EventKind.OBSERVED.value:
                 last_observed[tid] = event
+                if event.get("decision"):
+                    self._answers[(str(tid), int(event["resource"]))] = (
+                        {k: v for k, v in event["metrics"].items() if k not in BUILTIN_METRICS},
+                        ReportReply(Decision(event["decision"]), event.get("reason", "")),
+                        int(event["seq"]))
         for record in self.study.trials:
             tid = record.trial_id
             start = last_launch[tid]
@@ -530,11 +538,14 @@ class StudyRunner:
             return replay
         tid = int(trial)
         with self.backend.lock:
-            # Again under the lock: a retry that raced its original (the client timed out while
-            # the original waited for the lock) gets the original's answer, not a 409.
-            replay = self._memo.replay(trial, payload)
-            if replay is not None:
-                reply, seq = replay, self._memo_seq.get(trial, -1)
+            # Under the lock: a retry that raced its original (the client timed out while the
+            # original waited for the lock), or a late one from an older launch, gets the
+            # answer the log holds, not a 409.
+            answered = self._answers.get((trial, payload.resource))
+            replay = answered[1] if answered is not None \
+                and answered[0] == dict(payload.metrics) else None
+            if answered is not None and replay is not None:
+                reply, seq = replay, answered[2]
             else:
                 record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
                 if record is not None and record.phase.is_active() \
@@ -563,6 +574,7 @@ class StudyRunner:
                 reply = ReportReply(decision, reason)
                 self._memo.remember(trial, payload, reply)
                 self._memo_seq[trial] = seq
+                self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
         if replay is None:
             self.poke()
         await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
