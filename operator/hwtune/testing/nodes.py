@@ -7,7 +7,8 @@ with whatever ``python3`` is at hand.
 
 Command line (used by the scripts)::
 
-    python -m hwtune.testing.nodes render [--file F]          # a v1 List of KWOK Nodes, JSON
+    python -m hwtune.testing.nodes render [--file F] [--scale POOL=N ...]
+        # a v1 List of KWOK Nodes, JSON; --scale gives POOL N nodes (benchmarks: 500 GPU nodes)
     python -m hwtune.testing.nodes names  [--file F]          # "<pool> <node>" per line
     python -m hwtune.testing.nodes patch POOL [--status] [--file F]
         # a merge patch that makes an existing (kind) node look like a node of POOL:
@@ -17,6 +18,7 @@ Command line (used by the scripts)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -43,6 +45,7 @@ __all__ = [
     "quantity_value",
     "render_nodes",
     "repo_root",
+    "scale_pools",
 ]
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -275,6 +278,24 @@ def render_nodes(pools: list[NodePool]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "List", "items": [n for p in pools for n in p.render()]}
 
 
+def scale_pools(pools: list[NodePool], sizes: dict[str, int]) -> list[NodePool]:
+    """The pools with ``sizes[pool]`` nodes each (others unchanged). Node names stay
+    ``<prefix><pool>-<i>``, so applying a larger pool adds nodes and keeps the existing ones."""
+    known = {p.name for p in pools}
+    for name, count in sizes.items():
+        if name not in known:
+            raise NodePoolFileError(f"pool {name!r} is not defined; known pools: {sorted(known)}")
+        _int_at_least(count, 1, f"--scale {name}")
+    return [dataclasses.replace(p, nodes=sizes.get(p.name, p.nodes)) for p in pools]
+
+
+def _scale_arg(text: str) -> tuple[str, int]:
+    name, _, count = text.partition("=")
+    if not name or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected POOL=N, got {text!r}")
+    return name, int(count)
+
+
 def _pool_by_name(pools: list[NodePool], name: str) -> NodePool:
     for pool in pools:
         if pool.name == name:
@@ -300,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pool", nargs="?", help="pool name (patch only)")
     parser.add_argument("--status", action="store_true", help="patch: the status part")
     parser.add_argument("--file", help="node pool file (default: hack/cluster/nodes.yaml)")
+    parser.add_argument("--scale", type=_scale_arg, action="append", default=[],
+                        metavar="POOL=N", help="render: POOL with N nodes (repeatable)")
     args = parser.parse_args(argv)
     try:
-        pools = load_node_pools(args.file)
+        pools = scale_pools(load_node_pools(args.file), dict(args.scale))
         if args.command == "render":
             json.dump(render_nodes(pools), sys.stdout, indent=1)
             sys.stdout.write("\n")

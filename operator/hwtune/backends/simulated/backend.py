@@ -27,7 +27,18 @@ from hwtune.backends.base import Backend, BackendTrial
 from hwtune.backends.simulated.table import MEMORY_KEY, RUNTIME_KEY, TableProtocol
 from hwtune.optimize.hardware import HardwareModel
 
-__all__ = ["SimulatedBackend", "SimulatedClock"]
+__all__ = ["SimulatedBackend", "SimulatedClock", "seed_slot"]
+
+
+def seed_slot(seed: int, trial_id: int, n_seeds: int) -> int:
+    """Which of a table's ``n_seeds`` recorded seeds a trial replays: a hash of (backend seed,
+    trial id), so it does not depend on the order trials launch in. Shared with the simulated
+    trainer of KWOK pods (hwtune.testing.simtrainer), so a study replays the same curves there."""
+    x = (trial_id * 0x9E3779B97F4A7C15 + seed * 0xBF58476D1CE4E5B9 + 1) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 29
+    return x % n_seeds
 
 
 @dataclass
@@ -120,13 +131,7 @@ class SimulatedBackend(Backend):
         return True
 
     def _seed_slot(self, trial_id: int) -> int:
-        """Which recorded seed a trial replays: a hash of (backend seed, trial id), so it does
-        not depend on the order trials launch in."""
-        x = (trial_id * 0x9E3779B97F4A7C15 + self.seed * 0xBF58476D1CE4E5B9 + 1) & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 31
-        x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        x ^= x >> 29
-        return x % len(self._seeds)
+        return seed_slot(self.seed, trial_id, len(self._seeds))
 
     def _schedule_epoch(self, trial_id: int, run: _SimRun, epoch: int, values: Any,
                         start: float, extra: float) -> None:

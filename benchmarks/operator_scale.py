@@ -1,0 +1,705 @@
+"""How the operator scales on a real control plane: launches per second, report-to-decision
+latency under many concurrent trials, the largest study, the study object's size, the operator's
+memory and its rebuild time after a SIGKILL.
+
+Everything is real except the GPUs and the training: the local control plane of hack/cluster.sh
+(etcd, kube-apiserver, controller-manager, scheduler), the operator (`hwtune operator`, a
+subprocess), many KWOK GPU nodes (the pool ``--pool`` scaled to ``--nodes`` nodes), and the
+simulated trainer (hwtune.testing.simtrainer, in this process) that plays every trial pod's
+trainer by replaying benchmarks/tables/digits-quick.jsonl through the operator's report endpoint.
+
+    python benchmarks/operator_scale.py --quick            # CI size, < 60 s on a warm cluster
+    python benchmarks/operator_scale.py                    # 1,000 concurrent trials, 500 nodes
+    python benchmarks/operator_scale.py --trials 20000 --parallel 1000 --level-seconds 20
+    python benchmarks/operator_scale.py --trainer-only --parallel 1000   # the harness alone
+
+Measured (goals from issue 8 beside them):
+- launches/s: Jobs created per second while the study ramps up to ``--parallel`` running
+  trials (first seen by a watch), and over the whole run (goal > 20/s);
+- report-to-decision p50/p99: the round trip a trainer sees for each report (goal p99 < 200 ms),
+  without the reports that waited across the operator restart (those are counted apart);
+- peak concurrent trials (pods the simulated trainer was training at once);
+- the study object's size (bytes of its JSON as the API server returns it; Katib's Suggestion
+  object hit etcd's limit near 14,500 trials) and what the operator keeps beside it;
+- the operator's memory (peak and final resident set, from /proc);
+- rebuild after a restart: the operator is SIGKILLed once when ``--restart-at`` of the trials
+  have launched and restarted at once; the time from its new start to the first report it
+  answers is how long trainers were blocked (kopf start-up + rebuilding the study from the
+  cluster).
+
+Wall-clock numbers depend on the machine; the header line prints its CPU count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hwtune.api.records import Hardware
+from hwtune.bench.table import RUNTIME_METRIC, load_table
+from hwtune.optimize.hardware import DEFAULT_CATALOG, HardwareModel
+from hwtune.testing.cluster import SIM_OUTCOME, LocalCluster
+from hwtune.testing.nodes import load_node_pools, render_nodes, scale_pools
+from hwtune.testing.simtrainer import SimTrainer, default_table_path
+
+REPO = Path(__file__).resolve().parents[1]
+
+DEFAULT_OPERATOR_CMD = (
+    "hwtune operator --kubeconfig {kubeconfig} --namespace {namespace} --standalone "
+    "--webhook-host 127.0.0.1 --webhook-port {webhook_port} --report-port {report_port} "
+    "--metrics-port {metrics_port}")
+
+GPUS_PER_TRIAL = 2
+GOALS = {"launches_per_second": 20.0, "p99_ms": 200.0, "largest_study": 20000}
+
+
+@dataclass
+class ScaleConfig:
+    nodes: int = 500  # nodes of --pool (a100: 8 GPUs each)
+    pool: str = "a100"
+    trials: int = 1000  # the study's maxTrials
+    parallel: int = 1000  # maxParallelTrials
+    max_level: int = 9  # fidelity max (reductionFactor 3: rungs 1, 3, 9)
+    level_seconds: float = 5.0  # mean wall seconds one level takes on the pool
+    restart_at: float | None = 0.75  # fraction of trials launched when the operator is killed
+    timeout: float = 3600.0
+    seed: int = 0
+    workers: int = 64  # simulated trainer threads
+    operator_cmd: str = DEFAULT_OPERATOR_CMD
+
+
+QUICK = ScaleConfig(nodes=8, trials=24, parallel=12, max_level=3, level_seconds=0.5,
+                    restart_at=0.5, timeout=50.0, workers=16)
+
+
+@dataclass
+class Result:
+    config: dict[str, Any]
+    cpus: int
+    mode: str = "operator"  # or "trainer-only"
+    phase: str = ""
+    wall_seconds: float = 0.0
+    jobs_created: int = 0
+    trials_by_phase: dict[str, int] = field(default_factory=dict)
+    launches_per_second_ramp: float | None = None
+    launches_per_second_overall: float | None = None
+    peak_concurrent: int = 0
+    reports: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    reports_across_restart: int = 0
+    study_object_bytes: int = 0
+    log_objects: int = 0
+    log_bytes: int = 0
+    operator_peak_rss_mib: float | None = None
+    operator_rss_mib: float | None = None
+    rebuild_seconds: float | None = None
+    trials_at_restart: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def _proc_mib(pid: int, field_name: str) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def study_manifest(name: str, table, cfg: ScaleConfig) -> dict[str, Any]:
+    """A study over the table's space on one pool, held pods for the simulated trainer."""
+    return {
+        "apiVersion": "hwtune.io/v1alpha1", "kind": "TuningStudy",
+        "metadata": {"name": name},
+        "spec": {
+            "objectives": [{"metric": "val_error", "goal": "minimize"},
+                           {"metric": "runtime", "goal": "minimize"},
+                           {"metric": "cost", "goal": "minimize"}],
+            "parameters": table.space_spec(),
+            # 2 GPUs: the table's largest config (92.6 GiB) fits an A100 pair, so no trial
+            # fails as out of memory (and waits out its Job's retry backoff).
+            "hardware": {"pools": [bench_pool(cfg)], "gpuCounts": [GPUS_PER_TRIAL]},
+            "fidelity": {"resource": "epoch", "min": 1, "max": cfg.max_level,
+                         "reductionFactor": 3},
+            "algorithm": {"scheduler": "mo-asha", "searcher": "random", "seed": cfg.seed},
+            "budget": {"maxTrials": cfg.trials, "maxParallelTrials": cfg.parallel},
+            "checkpoints": {"uri": "file:///checkpoints"},
+            "trialTemplate": {
+                "metadata": {"annotations": {SIM_OUTCOME: "hold"}},
+                "spec": {"containers": [{"name": "trainer", "image": "bench/trainer:1",
+                                         "command": ["python", "train.py"]}]}},
+        },
+    }
+
+
+def time_scale_for(table, pool: str, level_seconds: float, max_level: int) -> float:
+    """The time scale at which an average level (over the table's configs, levels 1..max)
+    takes ``level_seconds`` on a trial's GPUs of ``pool``."""
+    runtimes = table.metric_array(RUNTIME_METRIC)[:, :, :max_level]
+    reference = float(runtimes.mean())
+    seconds = HardwareModel(DEFAULT_CATALOG).runtime(reference, Hardware(pool, GPUS_PER_TRIAL))
+    return seconds / level_seconds
+
+
+class _JobWatch:
+    """First-seen time of every Job of the study (a watch, so no launch is missed)."""
+
+    def __init__(self, api_client: Any, namespace: str, study: str) -> None:
+        from kubernetes import client
+
+        self._batch = client.BatchV1Api(api_client)
+        self._namespace, self._study = namespace, study
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._response: Any = None
+        self._thread = threading.Thread(target=self._run, name="job-watch", daemon=True)
+
+    def start(self) -> "_JobWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            if self._response is not None:
+                self._response.close()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        selector = f"hwtune.io/study={self._study}"
+        version = None
+        while not self._stop.is_set():
+            try:
+                if version is None:
+                    listed = json.loads(self._batch.list_namespaced_job(
+                        self._namespace, label_selector=selector, _preload_content=False).data)
+                    version = listed["metadata"]["resourceVersion"]
+                    for job in listed["items"]:
+                        self.seen.setdefault(job["metadata"]["uid"], time.monotonic())
+                self._response = self._batch.list_namespaced_job(
+                    self._namespace, label_selector=selector, watch=True,
+                    resource_version=version, timeout_seconds=30, _preload_content=False)
+                for line in iter_resp_lines(self._response):
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        version = None
+                        break
+                    version = obj["metadata"].get("resourceVersion", version)
+                    if event.get("type") == "ADDED":
+                        self.seen.setdefault(obj["metadata"]["uid"], time.monotonic())
+            except Exception:  # noqa: BLE001 - reconnect (an API server hiccup)
+                if self._stop.is_set():
+                    return
+                time.sleep(0.5)
+
+
+class _Operator:
+    """The operator subprocess: started, SIGKILLed and restarted on the same ports."""
+
+    def __init__(self, cfg: ScaleConfig, cluster: LocalCluster, namespace: str,
+                 log_dir: Path) -> None:
+        self.report_port, self.webhook_port = _free_port(), _free_port()
+        self.command = shlex.split(cfg.operator_cmd.format(
+            kubeconfig=cluster.kubeconfig, namespace=namespace, report_port=self.report_port,
+            webhook_port=self.webhook_port, metrics_port=_free_port()))
+        self.env = cluster.env()
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+        self.peak_rss_mib = 0.0
+
+    @property
+    def report_url(self) -> str:
+        return f"http://127.0.0.1:{self.report_port}"
+
+    def start(self) -> float:
+        self.starts += 1
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")
+        started = time.monotonic()
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                        env=self.env, start_new_session=True)
+        log.close()
+        return started
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the operator exited with {self.process.returncode}; see "
+                                   f"{self.log_dir}/operator-{self.starts}.log")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.report_url}/healthz", timeout=1) as reply:
+                    if reply.status == 200:
+                        return
+            time.sleep(0.2)
+        raise RuntimeError(f"the operator's report endpoint did not answer within {timeout:g}s")
+
+    def sample(self) -> float | None:
+        if self.process is None:
+            return None
+        peak = _proc_mib(self.process.pid, "VmHWM")
+        if peak is not None:
+            self.peak_rss_mib = max(self.peak_rss_mib, peak)
+        return _proc_mib(self.process.pid, "VmRSS")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.sample()
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+def bench_pool(cfg: ScaleConfig) -> str:
+    """The benchmark's own pool (a copy of ``cfg.pool``), so the cluster's pools stay as
+    hack/cluster/nodes.yaml describes them for whatever else runs on it."""
+    return f"bench-{cfg.pool}"
+
+
+def prepare_cluster(cluster: LocalCluster, cfg: ScaleConfig) -> None:
+    """CRDs, the example HardwarePools, and the HardwarePool ``bench-<pool>`` (a copy of
+    ``cfg.pool``) with ``cfg.nodes`` KWOK nodes of its own."""
+    import yaml
+
+    name = bench_pool(cfg)
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("apply", "-f", str(REPO / "examples" / "pools.yaml"))
+    docs = yaml.safe_load_all((REPO / "examples" / "pools.yaml").read_text())
+    base = next((d for d in docs if d and d["metadata"]["name"] == cfg.pool), None)
+    if base is None:
+        raise ValueError(f"--pool {cfg.pool}: not a HardwarePool of examples/pools.yaml")
+    base["metadata"] = {"name": name, "labels": {"hwtune.io/benchmark": "operator-scale"}}
+    base["spec"]["nodeSelector"] = {"hwtune.io/pool": name}
+    cluster.apply(base)
+    pools = [replace(p, name=name, nodes=cfg.nodes) for p in load_node_pools()
+             if p.name == cfg.pool]
+    nodes = render_nodes(pools)["items"]
+    for start in range(0, len(nodes), 100):
+        cluster.apply(nodes[start:start + 100])
+
+    def ready() -> bool:
+        listed = cluster.get_json("nodes", selector=f"hwtune.io/pool={name}")["items"]
+        ok = [n for n in listed if any(c["type"] == "Ready" and c["status"] == "True"
+                                       for c in n.get("status", {}).get("conditions") or [])]
+        return len(ok) >= cfg.nodes
+
+    cluster.wait_for(ready, 120 + cfg.nodes * 0.5, f"{cfg.nodes} Ready nodes in pool {name}",
+                     interval=1.0)
+
+
+def remove_bench_pool(cluster: LocalCluster, cfg: ScaleConfig) -> None:
+    name = bench_pool(cfg)
+    cluster.kubectl("delete", "nodes", "-l", f"hwtune.io/pool={name}", "--wait=false",
+                    check=False, timeout=120)
+    cluster.kubectl("delete", "hardwarepool", name, "--ignore-not-found", check=False)
+
+
+def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
+        progress: bool = True, keep_namespace: bool = False) -> Result:
+    """One study of ``cfg`` on ``cluster`` (up): prepare, run to the end, measure, clean up."""
+    table = load_table(default_table_path())
+    if cfg.max_level > table.max_resource:
+        raise ValueError(f"--max-level {cfg.max_level}: the table has {table.max_resource} levels")
+    result = Result(config=asdict(cfg), cpus=os.cpu_count() or 0)
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hwtune-opscale-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    prepare_cluster(cluster, cfg)
+    namespace = f"opscale-{secrets.token_hex(3)}"
+    study = "scale"
+    cluster.kubectl("create", "namespace", namespace)
+    operator = _Operator(cfg, cluster, namespace, log_dir)
+    sim = SimTrainer(table, kubeconfig=cluster.kubeconfig, namespace=namespace,
+                     time_scale=time_scale_for(table, cfg.pool, cfg.level_seconds, cfg.max_level),
+                     report_url=operator.report_url, checkpoint_root=log_dir / "checkpoints",
+                     seed=cfg.seed, workers=cfg.workers)
+    watch: _JobWatch | None = None
+    began = time.monotonic()
+    restart_started: float | None = None
+    killed_at: float | None = None
+    try:
+        operator.start()
+        operator.wait_ready(60)
+        sim.start()
+        watch = _JobWatch(sim._api_client, namespace, study).start()
+        manifest = study_manifest(study, table, cfg)
+        cluster.wait_for(lambda: cluster.apply(manifest, namespace=namespace), 30,
+                         "the study to be admitted", interval=0.5)
+        last_print = 0.0
+        while True:
+            now = time.monotonic()
+            if now - began > cfg.timeout:
+                result.errors.append(f"timed out after {cfg.timeout:g}s")
+                break
+            rss = operator.sample()
+            if rss is not None:
+                result.operator_rss_mib = rss
+            result.peak_concurrent = max(result.peak_concurrent, sim.active())
+            status = (cluster.get_json("tuningstudy", study, namespace=namespace)
+                      .get("status") or {})
+            result.phase = status.get("phase") or ""
+            launched = len(watch.seen)
+            if (cfg.restart_at is not None and restart_started is None
+                    and launched >= cfg.restart_at * cfg.trials):
+                killed_at = time.monotonic()
+                operator.kill()
+                result.trials_at_restart = launched
+                restart_started = operator.start()
+            if operator.process is not None and operator.process.poll() is not None:
+                result.errors.append(f"operator exited with {operator.process.returncode}")
+                break
+            if progress and now - last_print >= 10:
+                last_print = now
+                print(f"  {now - began:6.0f}s phase={result.phase or '-'} jobs={launched} "
+                      f"training={sim.active()} reports={len(sim.report_times())} "
+                      f"rss={rss or 0:.0f}MiB", flush=True)
+            if result.phase in ("Completed", "Failed"):
+                break
+            time.sleep(1.0 if cfg.trials > 100 else 0.3)
+        result.wall_seconds = time.monotonic() - began
+        # -- numbers ----------------------------------------------------------------------
+        body = cluster.kubectl("get", "tuningstudy", study, "-n", namespace, "-o", "json").stdout
+        result.study_object_bytes = len(body.encode())
+        status = json.loads(body).get("status") or {}
+        result.trials_by_phase = {k: v for k, v in (status.get("trials") or {}).items() if v}
+        logs = cluster.get_json("configmaps", namespace=namespace,
+                                selector=f"hwtune.io/study={study}")["items"]
+        result.log_objects = len(logs)
+        result.log_bytes = sum(len(json.dumps(c).encode()) for c in logs)
+        seen = sorted(watch.seen.values())
+        result.jobs_created = len(seen)
+        ramp = min(len(seen), cfg.parallel)
+        if ramp >= 2 and seen[ramp - 1] > seen[0]:
+            result.launches_per_second_ramp = (ramp - 1) / (seen[ramp - 1] - seen[0])
+        if len(seen) >= 2 and seen[-1] > seen[0]:
+            result.launches_per_second_overall = (len(seen) - 1) / (seen[-1] - seen[0])
+        times = sim.report_times()
+        result.reports = len(times)
+        if restart_started is not None:
+            after = [answered for answered, _ in times if answered > restart_started]
+            if after:
+                result.rebuild_seconds = min(after) - restart_started
+            window_end = min(after) if after else float("inf")
+            steady = [lat for answered, lat in times
+                      if not (answered - lat <= window_end and answered >= (killed_at or 0))]
+            result.reports_across_restart = len(times) - len(steady)
+        else:
+            steady = [lat for _, lat in times]
+        if steady:
+            result.p50_ms = 1000 * statistics.median(steady)
+            result.p99_ms = 1000 * _percentile(steady, 99)
+            result.max_ms = 1000 * max(steady)
+        operator.sample()
+        result.operator_peak_rss_mib = operator.peak_rss_mib or None
+    finally:
+        if watch is not None:
+            watch.stop()
+        sim.stop()
+        operator.stop()
+        if keep_namespace:
+            print(f"namespace {namespace} and pool {bench_pool(cfg)} kept; logs in {log_dir}")
+        else:
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+            remove_bench_pool(cluster, cfg)
+    return result
+
+
+class _ContinueSink:
+    """A report sink for the trainer-only run: continue every level, stop at the maximum."""
+
+    def __init__(self, max_level: int) -> None:
+        self.max_level = max_level
+        self.tokens: dict[str, str] = {}
+        self.last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def expected_token(self, trial: str) -> str | None:
+        return self.tokens.get(trial)
+
+    def submit_report(self, trial: str, payload: Any) -> Any:
+        from hwtune.api.records import Decision
+        from hwtune.report.protocol import ReportReply
+
+        with self._lock:
+            self.last[trial] = payload.resource
+        if payload.resource >= self.max_level:
+            return ReportReply(Decision.STOP, "complete")
+        return ReportReply(Decision.CONTINUE, "")
+
+
+def trial_pod_manifest(study: str, trial: int, params: dict[str, Any], pool: str,
+                       max_level: int) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(Secret, Pod, token) of one trial as the operator/trainer contract describes them."""
+    from hwtune.report.server import new_token
+    from hwtune.trainer.env import TrialEnv
+
+    token = new_token()
+    secret = f"{study}-{trial}-token"
+    env = TrialEnv(trial_id=str(trial), study=study, params=params,
+                   hardware=Hardware(pool, GPUS_PER_TRIAL),
+                   max_resource=max_level, report_url="http://operator.invalid:8080").to_env()
+    env["HWTUNE_REPORT_TOKEN_FILE"] = "/var/run/hwtune/token/token"
+    labels = {"hwtune.io/study": study, "hwtune.io/trial": str(trial), "hwtune.io/pool": pool}
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"{study}-{trial}", "labels": labels,
+                     "annotations": {SIM_OUTCOME: "hold"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"hwtune.io/pool": pool},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                             "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "trainer", "image": "bench/trainer:1",
+                "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                "resources": {"limits": {"nvidia.com/gpu": str(GPUS_PER_TRIAL)}},
+                "volumeMounts": [{"name": "token", "mountPath": "/var/run/hwtune/token"}]}],
+            "volumes": [{"name": "token", "secret": {"secretName": secret}}],
+        },
+    }
+    secret_body = {"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": secret, "labels": labels}, "stringData": {"token": token}}
+    return secret_body, pod, token
+
+
+def run_trainer_only(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
+                     progress: bool = True) -> Result:
+    """Without the operator: ``cfg.parallel`` trial pods made at once and the simulated trainer
+    against an in-process endpoint that always continues. Shows what the harness itself
+    sustains (its own report latency, pods it trains at once), so operator numbers are not
+    limited by the simulated trainer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client
+
+    from hwtune.report.server import ReportServer
+
+    table = load_table(default_table_path())
+    result = Result(config=asdict(cfg), cpus=os.cpu_count() or 0, mode="trainer-only")
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hwtune-simload-"))
+    prepare_cluster(cluster, cfg)
+    namespace = f"simload-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.wait_for(lambda: cluster.kubectl("-n", namespace, "get", "serviceaccount",
+                                             "default", check=False).returncode == 0,
+                     30, "the default service account")
+    sink = _ContinueSink(cfg.max_level)
+    began = time.monotonic()
+    try:
+        with ReportServer(sink) as server:
+            sim = SimTrainer(table, kubeconfig=cluster.kubeconfig, namespace=namespace,
+                             time_scale=time_scale_for(table, cfg.pool, cfg.level_seconds,
+                                                       cfg.max_level),
+                             report_url=server.url, checkpoint_root=log_dir / "checkpoints",
+                             seed=cfg.seed, workers=cfg.workers)
+            sim.start()
+            core = client.CoreV1Api(sim._api_client)
+            configs = table.configs()
+            created: list[float] = []
+
+            def make(i: int) -> None:
+                secret, pod, token = trial_pod_manifest("load", i, configs[i % len(configs)],
+                                                        bench_pool(cfg), cfg.max_level)
+                sink.tokens[str(i)] = token
+                core.create_namespaced_secret(namespace, secret, _preload_content=False)
+                core.create_namespaced_pod(namespace, pod, _preload_content=False)
+                created.append(time.monotonic())
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(make, range(cfg.parallel)))
+            result.jobs_created = len(created)
+            if len(created) >= 2:
+                result.launches_per_second_ramp = (len(created) - 1) / (max(created) - min(created))
+            last_print = 0.0
+            while time.monotonic() - began < cfg.timeout:
+                runs = sim.runs()
+                result.peak_concurrent = max(result.peak_concurrent, sim.active())
+                done = sum(1 for r in runs if r.ended)
+                if progress and time.monotonic() - last_print >= 10:
+                    last_print = time.monotonic()
+                    print(f"  {last_print - began:6.0f}s pods={len(created)} seen={len(runs)} "
+                          f"training={sim.active()} ended={done} "
+                          f"reports={len(sim.report_times())}", flush=True)
+                if done >= cfg.parallel:
+                    result.phase = "Completed"
+                    break
+                time.sleep(0.5)
+            else:
+                result.errors.append(f"timed out after {cfg.timeout:g}s")
+            sim.stop()
+            result.trials_by_phase = {}
+            for r in sim.runs():
+                result.trials_by_phase[r.outcome or "running"] = (
+                    result.trials_by_phase.get(r.outcome or "running", 0) + 1)
+            latencies = [lat for _, lat in sim.report_times()]
+            result.reports = len(latencies)
+            if latencies:
+                result.p50_ms = 1000 * statistics.median(latencies)
+                result.p99_ms = 1000 * _percentile(latencies, 99)
+                result.max_ms = 1000 * max(latencies)
+    finally:
+        result.wall_seconds = time.monotonic() - began
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        remove_bench_pool(cluster, cfg)
+    return result
+
+
+def format_result(r: Result) -> str:
+    def num(value: float | None, fmt: str = "{:.1f}") -> str:
+        return "n/a" if value is None else fmt.format(value)
+
+    cfg = r.config
+    if r.mode == "trainer-only":
+        lines = [
+            f"simulated trainer alone (no operator): {cfg['parallel']} trial pods at once, "
+            f"{cfg['nodes']} KWOK {cfg['pool']} nodes, {cfg['max_level']} levels of ~"
+            f"{cfg['level_seconds']}s; {r.cpus} CPUs; {r.wall_seconds:.0f}s",
+            f"  {'pods created per second':<40} {num(r.launches_per_second_ramp):>12}",
+            f"  {'peak pods trained at once':<40} {r.peak_concurrent:>12}",
+            f"  {'reports':<40} {r.reports:>12}",
+            f"  {'report round trip p50 (ms)':<40} {num(r.p50_ms):>12}",
+            f"  {'report round trip p99 (ms)':<40} {num(r.p99_ms):>12}",
+            f"  {'report round trip max (ms)':<40} {num(r.max_ms):>12}",
+            f"  pods by outcome: {r.trials_by_phase}",
+        ]
+        lines += [f"  error: {e}" for e in r.errors]
+        return "\n".join(lines)
+    lines = [
+        f"operator scale: {cfg['trials']} trials, <= {cfg['parallel']} parallel, "
+        f"{cfg['nodes']} KWOK {cfg['pool']} nodes, {cfg['max_level']} levels of ~"
+        f"{cfg['level_seconds']}s; {r.cpus} CPUs; phase {r.phase or 'none'} after "
+        f"{r.wall_seconds:.0f}s",
+        f"  {'measure':<40} {'value':>12}   goal (issue 8)",
+        f"  {'launches/s (ramp to parallel)':<40} {num(r.launches_per_second_ramp):>12}   > 20",
+        f"  {'launches/s (whole run)':<40} {num(r.launches_per_second_overall):>12}",
+        f"  {'Jobs created':<40} {r.jobs_created:>12}",
+        f"  {'peak concurrent trials':<40} {r.peak_concurrent:>12}   1,000",
+        f"  {'reports':<40} {r.reports:>12}",
+        f"  {'report-to-decision p50 (ms)':<40} {num(r.p50_ms):>12}",
+        f"  {'report-to-decision p99 (ms)':<40} {num(r.p99_ms):>12}   < 200",
+        f"  {'report-to-decision max (ms)':<40} {num(r.max_ms):>12}",
+        f"  {'reports waiting across the restart':<40} {r.reports_across_restart:>12}",
+        f"  {'study object (bytes of JSON)':<40} {r.study_object_bytes:>12}   < 100 KiB",
+        f"  {'other study objects (count / bytes)':<40} "
+        f"{f'{r.log_objects} / {r.log_bytes}':>12}",
+        f"  {'operator peak RSS (MiB)':<40} {num(r.operator_peak_rss_mib):>12}",
+        f"  {'restart -> first answer (s)':<40} {num(r.rebuild_seconds, '{:.2f}'):>12}"
+        f"   (at {r.trials_at_restart} trials launched)",
+        f"  trials by phase: {r.trials_by_phase}",
+    ]
+    lines += [f"  error: {e}" for e in r.errors]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI size (< 60 s)")
+    parser.add_argument("--nodes", type=int)
+    parser.add_argument("--pool")
+    parser.add_argument("--trials", type=int)
+    parser.add_argument("--parallel", type=int)
+    parser.add_argument("--max-level", type=int)
+    parser.add_argument("--level-seconds", type=float)
+    parser.add_argument("--restart-at", type=float,
+                        help="fraction of trials launched when the operator is SIGKILLed "
+                             "(negative: never)")
+    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--operator-cmd", help="command line template of the operator "
+                        f"[default: {DEFAULT_OPERATOR_CMD}]")
+    parser.add_argument("--cluster-name", default="opscale",
+                        help="local cluster to start or reuse [default: opscale]")
+    parser.add_argument("--keep-cluster", action="store_true")
+    parser.add_argument("--trainer-only", action="store_true",
+                        help="no operator: --parallel trial pods against an endpoint that "
+                             "always continues (what the simulated trainer itself sustains)")
+    parser.add_argument("--keep-namespace", action="store_true",
+                        help="leave the study's namespace for a look afterwards")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--log-dir", type=Path, help="operator logs and checkpoints")
+    args = parser.parse_args(argv)
+    # The SDK's retry warnings during the operator restart are expected; the result counts them.
+    logging.getLogger("hwtune.trainer").setLevel(logging.ERROR)
+    cfg = QUICK if args.quick else ScaleConfig()
+    overrides = {k: getattr(args, k) for k in ("nodes", "pool", "trials", "parallel",
+                                               "max_level", "level_seconds", "restart_at",
+                                               "timeout", "workers", "operator_cmd")
+                 if getattr(args, k) is not None}
+    if overrides.get("restart_at") is not None and overrides["restart_at"] < 0:
+        overrides["restart_at"] = None
+    cfg = replace(cfg, **overrides)
+    for name in ("nodes", "trials", "parallel", "max_level", "workers"):
+        if getattr(cfg, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: must be >= 1")
+    if not cfg.level_seconds > 0:
+        parser.error("--level-seconds: must be > 0")
+    cluster = LocalCluster.from_env(args.cluster_name)
+    started_here = not cluster.attached and not (cluster.kubeconfig.is_file() and cluster.is_up())
+    cluster.up()
+    try:
+        if args.trainer_only:
+            result = run_trainer_only(cfg, cluster, log_dir=args.log_dir)
+        else:
+            result = run(cfg, cluster, log_dir=args.log_dir, keep_namespace=args.keep_namespace)
+    finally:
+        if started_here and not args.keep_cluster:
+            cluster.down()
+    print(format_result(result))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=1))
+    return 0 if not result.errors and result.phase == "Completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
