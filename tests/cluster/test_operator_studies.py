@@ -374,12 +374,15 @@ def test_study_completes_across_an_api_server_restart(
 
 
 def start_operator_process(cluster: LocalCluster, namespace: str, configuration: str,
-                           report_port: int, log_path: Path) -> subprocess.Popen:
+                           report_port: int, log_path: Path, *,
+                           lease_seconds: float = 4.0) -> subprocess.Popen:
+    # A short Lease: a restarted operator (a new identity) waits that long for the killed one's.
     command = [sys.executable, "-m", "hwtune.cli.main", "operator", "--kubeconfig",
                str(cluster.kubeconfig), "--namespace", namespace,
                "--webhook-port", str(free_port()), "--webhook-configuration", configuration,
                "--standalone", "--report-port", str(report_port), "--report-listen",
-               "127.0.0.1", "--log-format", "json"]
+               "127.0.0.1", "--log-format", "json", "--lease-seconds", str(lease_seconds),
+               "--metrics-port", "0"]  # no fixed port 9090: several operators run at once
     log = log_path.open("a")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cluster.env(),
                             cwd=ROOT)

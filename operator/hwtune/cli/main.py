@@ -342,6 +342,10 @@ def operator_command(
         3, "--trial-retry-limit", min=0, max=100,
         help="Failed pods a trial's Job replaces (resuming from its checkpoint) before the "
              "trial fails"),
+    lease_seconds: float = typer.Option(
+        15.0, "--lease-seconds", min=1.0, max=3600.0,
+        help="Duration of each study's writer Lease: a standby replica takes a study over "
+             "this long after the active one stopped renewing it"),
     log_format: str = typer.Option("plain", "--log-format", help="json | plain"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -361,7 +365,7 @@ def operator_command(
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
             metrics_port=metrics_port or None, metrics_listen=metrics_listen,
-            trial_retry_limit=trial_retry_limit)
+            trial_retry_limit=trial_retry_limit, lease_seconds=lease_seconds)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)

@@ -197,7 +197,8 @@ async def serve(
     configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
     api_client = client.ApiClient(configuration)
     kube = KubeApi(api_client)
-    studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube)
+    studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube,
+                            lease_seconds=settings.lease_seconds)
     report_runner, studies.report_url = await _start_report_endpoint(settings, studies.router)
     metrics_server = start_metrics_endpoint(settings, studies)
     if on_report_url is not None:

@@ -119,6 +119,9 @@ class OperatorSettings:
     (tests of the webhook, or a webhook-only replica)."""
     trial_retry_limit: int = 3
     """Failed pods (crash, OOM, exit 75) a trial's Job replaces before the trial fails."""
+    lease_seconds: float = 15.0
+    """Duration of a study's writer Lease (renewed every fifth of it): how long a standby
+    replica waits after the active one died before it takes the study over."""
     extra_sans: tuple[str, ...] = field(default=())
     """More names for the self-signed certificate (e.g. the Service's DNS names)."""
 
@@ -165,6 +168,8 @@ class OperatorSettings:
         if not 0 <= self.trial_retry_limit <= 100:
             raise SettingsError(
                 f"trial_retry_limit: must be 0..100, got {self.trial_retry_limit}")
+        if not 1.0 <= self.lease_seconds <= 3600:
+            raise SettingsError(f"lease_seconds: must be 1..3600, got {self.lease_seconds}")
         if self.shutdown_timeout_s <= 0:
             raise SettingsError(f"shutdown_timeout_s: must be > 0, got {self.shutdown_timeout_s}")
         # Coerce enums given as strings ("json", "Ignore") so the CLI can pass its text.

@@ -64,6 +64,7 @@ class StudyHandlers:
 
     report_url: str
     retry_limit: int = 3
+    lease_seconds: float = 15.0
     api: KubeApi | None = None
     router: ReportRouter = field(default_factory=ReportRouter)
     restarts: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
@@ -95,7 +96,8 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
             runner = StudyRunner(handlers.api, namespace=namespace, name=name, uid=uid,
                                  spec=current_spec, generation=generation,
                                  report_url=handlers.report_url,
-                                 retry_limit=handlers.retry_limit)
+                                 retry_limit=handlers.retry_limit,
+                                 lease_seconds=handlers.lease_seconds)
             handlers.router.runners[key] = runner
             instrument_runner(runner, handlers.metrics)
             task = asyncio.create_task(runner.run(), name=f"study:{namespace}/{name}")
@@ -108,6 +110,7 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                     task.cancel()  # the trials keep running: a new runner adopts them
                     await asyncio.gather(task, return_exceptions=True)
             if task.done() and not task.cancelled() and task.exception() is not None:
+                handlers.router.runners.pop(key, None)  # e.g. its Lease lost: it answers no more
                 # The API said no (a namespace being deleted, a hiccup): nothing is lost, as
                 # the next runner starts again from the log. Not an operator error.
                 logger.warning("study runner stopped: %s; restarting in %gs", task.exception(),

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 GROUP, VERSION = "hwtune.io", "v1alpha1"
 LABEL_LOG = "hwtune.io/log"
 LABEL_CHUNK = "hwtune.io/log-chunk"
+LOG_WRITER = "hwtune.io/log-writer"  # annotation: the Lease holder that last wrote a chunk
 T = TypeVar("T")
 
 
@@ -206,10 +207,55 @@ class KubeApi:
 
 
 class StudyLogStore:
-    """``LogStore`` over ConfigMaps ``<study>-log-<chunk>`` (see ``log``)."""
+    """``LogStore`` over ConfigMaps ``<study>-log-<chunk>`` (see ``log``).
+
+    With a ``fence`` (the study's ``StudyLease``) every write is fenced: refused unless the
+    Lease is held, stamped with the writer's identity (annotation ``hwtune.io/log-writer``) and
+    conditional on the chunk's resourceVersion this writer last saw, so a writer that lost the
+    study to another replica fails (``LogFenced``) instead of interleaving."""
 
     def __init__(self, api: KubeApi, namespace: str, study: str, study_uid: str) -> None:
         self.api, self.namespace, self.study, self.study_uid = api, namespace, study, study_uid
+        self.fence: Any = None  # StudyLease
+        self._versions: dict[int, str] = {}  # chunk -> resourceVersion last read or written
+
+    def _check_fence(self) -> None:
+        from hwtune.backends.kubernetes.log import LogFenced
+
+        if self.fence is not None and not self.fence.held():
+            raise LogFenced(f"study {self.namespace}/{self.study}: this replica does not hold "
+                            "the study's Lease; log write refused")
+
+    async def _ours(self, index: int, entries: Mapping[str, str]) -> bool:
+        """After a conflict: is the chunk as this writer's own (timed-out) write left it?"""
+        cm = self.api._plain(await self.api._call(self.api.core.read_namespaced_config_map,
+                                                  self._name(index), self.namespace))
+        meta = cm.get("metadata") or {}
+        data = cm.get("data") or {}
+        if (meta.get("annotations") or {}).get(LOG_WRITER) == getattr(self.fence, "identity", "") \
+                and all(data.get(k) == v for k, v in entries.items()):
+            self._versions[index] = meta["resourceVersion"]
+            return True
+        return False
+
+    async def stamp(self, index: int) -> None:
+        """Take the log over (after acquiring the Lease): mark the last chunk with this writer,
+        conditional on the version just read, so an older writer's next write conflicts."""
+        from hwtune.backends.kubernetes.log import LogFenced
+
+        if self.fence is None or index not in self._versions:
+            return
+        body = {"metadata": {"resourceVersion": self._versions[index],
+                             "annotations": {LOG_WRITER: self.fence.identity}}}
+        try:
+            cm = await self.api._call(self.api.core.patch_namespaced_config_map,
+                                      self._name(index), self.namespace, body)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise LogFenced(f"study {self.namespace}/{self.study}: the log changed while "
+                                "this replica took it over") from None
+            raise
+        self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
 
     def _name(self, index: int) -> str:
         return f"{self.study}-log-{index}"
@@ -226,6 +272,7 @@ class StudyLogStore:
             for cm in listing.items:
                 index = int(cm.metadata.labels.get(LABEL_CHUNK, "0"))
                 chunks.append((index, cm.data or {}))
+                self._versions[index] = cm.metadata.resource_version
             token = listing.metadata._continue
             if not token:
                 return chunks
@@ -233,21 +280,46 @@ class StudyLogStore:
     async def write_chunk(self, index: int, entries: Mapping[str, str], *, new: bool) -> None:
         from hwtune.backends.kubernetes.manifests import owner_reference
 
+        from hwtune.backends.kubernetes.log import LogFenced
+
         core = self.api.core
         name = self._name(index)
+        self._check_fence()
+        writer = {LOG_WRITER: self.fence.identity} if self.fence is not None else {}
         if new:
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": self.namespace,
                                  "labels": {LABEL_STUDY: self.study, LABEL_LOG: "true",
                                             LABEL_CHUNK: str(index)},
+                                 "annotations": writer,
                                  "ownerReferences": [owner_reference(
                                      "TuningStudy", self.study, self.study_uid)]},
                     "data": dict(entries)}
             try:
-                await self.api._call(core.create_namespaced_config_map, self.namespace, body)
+                cm = await self.api._call(core.create_namespaced_config_map, self.namespace, body)
+                self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
                 return
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-        await self.api._call(core.patch_namespaced_config_map, name, self.namespace,
-                             {"data": dict(entries)})
+            if self.fence is not None:
+                if await self._ours(index, entries):
+                    return
+                raise LogFenced(f"study {self.namespace}/{self.study}: log chunk {name} was "
+                                "created by another writer")
+        patch: dict[str, Any] = {"data": dict(entries)}
+        if self.fence is not None:
+            patch["metadata"] = {"annotations": writer}
+            if index in self._versions:
+                patch["metadata"]["resourceVersion"] = self._versions[index]
+        try:
+            cm = await self.api._call(core.patch_namespaced_config_map, name, self.namespace,
+                                      patch)
+        except ApiError as exc:
+            if exc.status != 409 or self.fence is None:
+                raise
+            if await self._ours(index, entries):
+                return
+            raise LogFenced(f"study {self.namespace}/{self.study}: log chunk {name} was "
+                            "written by another writer") from None
+        self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]

@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping, Protocol
 
 from hwtune.engine.events import StudyEvent
 
-__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LogCorrupted", "LogStore", "StudyLog", "parse_chunks"]
+__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LogCorrupted", "LogFenced", "LogStore", "StudyLog",
+           "parse_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ KEY_PREFIX = "e"
 
 class LogCorrupted(RuntimeError):
     """The stored log has a gap or an unreadable entry: the study cannot be rebuilt."""
+
+
+class LogFenced(RuntimeError):
+    """This writer no longer holds the study's Lease, or another writer changed the log under
+    it: it must stop acting for the study (a new runner reloads the log)."""
 
 
 class LogStore(Protocol):
@@ -176,7 +182,7 @@ class StudyLog:
             index, new, entries = batch
             try:
                 await self.store.write_chunk(index, entries, new=new)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, LogFenced):
                 raise
             except Exception as exc:  # noqa: BLE001 - retried; the answer waits meanwhile
                 self.failure = f"writing the study log failed: {exc}"

@@ -35,6 +35,7 @@ from hwtune.api.records import BUILTIN_METRICS, Decision, TrialPhase
 from hwtune.backends.base import BackendError
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
+from hwtune.backends.kubernetes.lease import StudyLease
 from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
@@ -103,7 +104,7 @@ class StudyRunner:
     def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
-                 effect_concurrency: int = 16) -> None:
+                 effect_concurrency: int = 16, lease_seconds: float | None = None) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -122,6 +123,9 @@ class StudyRunner:
         self._key = b""
         self._memo = ReplyMemo()
         self._memo_seq: dict[str, int] = {}
+        # Every answered report, by (trial, resource): a late retry from an older launch's pod
+        # (its answer lost in a crash, the trial promoted meanwhile) gets its logged answer.
+        self._answers: dict[tuple[str, int], tuple[dict[str, float], ReportReply, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
@@ -133,6 +137,9 @@ class StudyRunner:
         self._tasks: list[asyncio.Task[Any]] = []
         self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
         self._budget_noted = False
+        # One replica acts for the study at a time (None: unfenced, unit tests' fake API).
+        self.lease = StudyLease(api, namespace, name, uid, duration_s=lease_seconds,
+                                renew_s=lease_seconds / 5) if lease_seconds else None
 
     @property
     def involved(self) -> dict[str, str]:
@@ -176,6 +183,8 @@ class StudyRunner:
         """Parse the spec, read the key and the log, rebuild the study, adopt running trials.
         A spec or log the study cannot run with sets ``failed`` instead of raising."""
         self._loop = asyncio.get_running_loop()
+        if self.lease is not None:
+            await self.lease.acquire()  # a standby waits here, answering 503 meanwhile
         try:
             pools = await self.api.list_pools()
             self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
@@ -198,11 +207,14 @@ class StudyRunner:
             return
         self._key = key
         store = self.api.log_store(self.namespace, self.name, self.uid)
+        store.fence = self.lease
         try:
             loaded = parse_chunks(await store.read_chunks())
         except LogCorrupted as exc:
             self.failed = str(exc)
             return
+        if self.lease is not None and loaded.chunk >= 0:
+            await store.stamp(loaded.chunk)  # an older writer's next write now conflicts
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
@@ -256,6 +268,11 @@ class StudyRunner:
                 last_launch[tid] = event
             elif event["kind"] == EventKind.OBSERVED.value:
                 last_observed[tid] = event
+                if event.get("decision"):
+                    self._answers[(str(tid), int(event["resource"]))] = (
+                        {k: v for k, v in event["metrics"].items() if k not in BUILTIN_METRICS},
+                        ReportReply(Decision(event["decision"]), event.get("reason", "")),
+                        int(event["seq"]))
         for record in self.study.trials:
             tid = record.trial_id
             start = last_launch[tid]
@@ -298,8 +315,11 @@ class StudyRunner:
         assert self.log is not None and self.tuner is not None
         self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
                        asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
+        if self.lease is not None:
+            self._tasks.append(asyncio.create_task(self.lease.keep(), name=f"lease:{self.name}"))
         try:
             while True:
+                self._check_tasks()
                 self._dispatch()
                 reason = await asyncio.to_thread(self.tuner.step)
                 self._dispatch()
@@ -313,17 +333,39 @@ class StudyRunner:
                     waiter.cancel()
                 self._wake.clear()
             self.finished = reason
-            await self._drain()
+            drain = asyncio.ensure_future(self._drain())
+            while not drain.done():  # a lost Lease ends the drain too
+                await asyncio.wait({drain}, timeout=0.5)
+                if not drain.done():
+                    try:
+                        self._check_tasks()
+                    except BaseException:
+                        drain.cancel()
+                        raise
+            drain.result()
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
+        except BaseException:
+            if self.lease is not None and not self.lease.held():
+                for chain in list(self._chains.values()):  # no effect after the Lease is gone
+                    chain.cancel()
+            raise
         finally:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.lease is not None:
+                await self.lease.release()  # a standby takes over now, not at expiry
+
+    def _check_tasks(self) -> None:
+        """A helper task that died (the Lease lost, the log fenced) ends the runner."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
 
     async def _drain(self) -> None:
         """Wait until the log is stored and every effect done."""
@@ -477,7 +519,7 @@ class StudyRunner:
 
     # -- the report endpoint's sink ---------------------------------------------------------------
     def expected_token(self, trial: str) -> str | None:
-        if not self.ready:
+        if not self.ready or (self.lease is not None and not self.lease.held()):
             raise StudyUnavailable(f"study {self.namespace}/{self.name} is loading; retry")
         assert self.study is not None
         try:
@@ -496,33 +538,45 @@ class StudyRunner:
             return replay
         tid = int(trial)
         with self.backend.lock:
-            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
-            if record is not None and record.phase.is_active() \
-                    and payload.resource <= record.last_resource:
-                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint with
-                # the env of its launch: the study holds this level and let the trial go on.
-                return ReportReply(Decision.CONTINUE,
-                                   f"{self.config.fidelity.resource} {payload.resource} is "
-                                   "already recorded")
-            try:
-                decision = self.backend._deliver_report(tid, payload.resource, payload.metrics)
-            except EngineUnknownTrial as exc:
-                raise UnknownTrialError(str(exc)) from None
-            except TrialStateError as exc:
-                raise TrialFinishedError(str(exc)) from None
-            except InvalidReportError as exc:
-                raise ReportRejectedError(str(exc)) from None
-            except BackendError as exc:
-                raise UnknownTrialError(str(exc)) from None
-            seq = self.log.last_seq
-            reason = self.study.trial(tid).reason if decision.halts else ""
-            if decision is Decision.STOP \
-                    and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
-                self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
-            reply = ReportReply(decision, reason)
-            self._memo.remember(trial, payload, reply)
-            self._memo_seq[trial] = seq
-        self.poke()
+            # Under the lock: a retry that raced its original (the client timed out while the
+            # original waited for the lock), or a late one from an older launch, gets the
+            # answer the log holds, not a 409.
+            answered = self._answers.get((trial, payload.resource))
+            replay = answered[1] if answered is not None \
+                and answered[0] == dict(payload.metrics) else None
+            if answered is not None and replay is not None:
+                reply, seq = replay, answered[2]
+            else:
+                record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+                if record is not None and record.phase.is_active() \
+                        and payload.resource <= record.last_resource:
+                    # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
+                    # with the env of its launch: the study holds this level; let it go on.
+                    return ReportReply(Decision.CONTINUE,
+                                       f"{self.config.fidelity.resource} {payload.resource} is "
+                                       "already recorded")
+                try:
+                    decision = self.backend._deliver_report(tid, payload.resource,
+                                                            payload.metrics)
+                except EngineUnknownTrial as exc:
+                    raise UnknownTrialError(str(exc)) from None
+                except TrialStateError as exc:
+                    raise TrialFinishedError(str(exc)) from None
+                except InvalidReportError as exc:
+                    raise ReportRejectedError(str(exc)) from None
+                except BackendError as exc:
+                    raise UnknownTrialError(str(exc)) from None
+                seq = self.log.last_seq
+                reason = self.study.trial(tid).reason if decision.halts else ""
+                if decision is Decision.STOP \
+                        and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
+                    self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
+                reply = ReportReply(decision, reason)
+                self._memo.remember(trial, payload, reply)
+                self._memo_seq[trial] = seq
+                self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
+        if replay is None:
+            self.poke()
         await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
         return reply
 

@@ -1,0 +1,271 @@
+"""Two operator replicas against one study: only the holder of the study's writer Lease acts
+(launches Jobs, writes the log, answers reports); the other answers 503 and stands by. The
+active one is SIGKILLed: the standby takes the Lease over once it expires, and the study
+completes with exactly one Job per (trial, launch) and every answer in the log once.
+
+Both replicas run ``--standalone`` (no kopf peering), so nothing but the Lease keeps them apart.
+Trainers reach the replicas through a small HTTP front (as a Service would): each report goes
+to a live replica, and a 503 ("not the active replica") is tried on the other one.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hwtune.backends.kubernetes.api import LOG_WRITER
+from hwtune.backends.kubernetes.lease import lease_name
+from hwtune.engine import Study
+from hwtune.testing.cluster import LocalCluster
+from tests.cluster.test_operator_chaos import JobWatch, max_concurrent, study_progress
+from tests.cluster.test_operator_studies import (
+    SUFFIX,
+    apply,
+    cluster,  # noqa: F401 - the module fixture (CRDs and pools applied)
+    delete_configurations,
+    delete_studies,
+    engine_config,
+    free_port,
+    get,
+    logged_events,
+    start_operator_process,
+    study_doc,
+)
+from tests.cluster.trial_driver import TrialDriver
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+# Long enough that a loaded machine never lets the active replica's Lease lapse by accident.
+LEASE_SECONDS = 10.0
+
+
+class Front:
+    """An HTTP front over the replicas' report endpoints; counts who answered 200."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        self.ports = ports
+        self.answered: Counter[str] = Counter()  # replica -> 200 answers
+        self.refused: Counter[str] = Counter()  # replica -> 503 answers
+        front = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, payload = 503, b'{"error": "no replica answered"}'
+                for replica in random.sample(list(front.ports), len(front.ports)):
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{front.ports[replica]}{self.path}", data=body,
+                        method="POST", headers={k: v for k, v in self.headers.items()
+                                                if k in ("Content-Type", "Authorization")})
+                    try:
+                        with urllib.request.urlopen(request, timeout=30) as response:
+                            status, payload = response.status, response.read()
+                    except urllib.error.HTTPError as exc:
+                        status, payload = exc.code, exc.read()
+                    except OSError:
+                        continue  # this replica is down
+                    if status == 503:
+                        front.refused[replica] += 1
+                        continue
+                    if status == 200:
+                        front.answered[replica] += 1
+                    break
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def lease_holder(cluster: LocalCluster, namespace: str, study: str) -> str:
+    result = cluster.kubectl("-n", namespace, "get", "lease", lease_name(study), "-o", "json",
+                             check=False)
+    if result.returncode != 0:
+        return ""
+    return (json.loads(result.stdout).get("spec") or {}).get("holderIdentity") or ""
+
+
+def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
+        cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    custom = client.CustomObjectsApi(client.ApiClient(configuration))
+    name, trials, parallel = "replicas", 40, 8
+    doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
+                    seed=11)
+    op_configuration = f"replicas-{SUFFIX}.hwtune.io"
+    ports = {"a": free_port(), "b": free_port()}
+    front = Front(ports)
+    jobs = JobWatch(cluster.kubeconfig, namespace).start()
+    driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
+                         report_url=f"http://127.0.0.1:{front.port}/studies/{namespace}/{name}")
+    driver.start()
+    # Both replicas are up before the study exists: either may take it.
+    processes = {r: start_operator_process(cluster, namespace, op_configuration, ports[r],
+                                           tmp_path / f"{r}.log", lease_seconds=LEASE_SECONDS)
+                 for r in ports}
+    try:
+        for replica, port in ports.items():
+            cluster.wait_for(lambda port=port: listening(port), timeout=120,
+                             what=f"replica {replica}'s report endpoint")
+        apply(cluster, doc, namespace)
+
+        def holder() -> str | None:
+            identity = lease_holder(cluster, namespace, name)
+            return next((r for r, p in processes.items() if f"-{p.pid}-" in identity), None)
+
+        active = cluster.wait_for(holder, timeout=90, what="a replica to hold the Lease")
+        standby = next(r for r in ports if r != active)
+        # Both run; the active one acts alone, the standby refuses reports (503).
+        cluster.wait_for(lambda: (study_progress(custom, namespace, name).get("trials") or {})
+                         .get("total", 0) >= 10 and front.refused[standby] > 0,
+                         timeout=180, what=f"10 trials with the standby refusing (answers "
+                                           f"{dict(front.answered)}, 503s {dict(front.refused)}, "
+                                           f"Lease {lease_holder(cluster, namespace, name)})")
+        assert holder() == active
+        assert front.answered[active] > 0 and front.answered[standby] == 0, (front.answered,
+                                                                             front.refused)
+        writers = {(c["metadata"].get("annotations") or {}).get(LOG_WRITER)
+                   for c in get(cluster, "configmaps", namespace,
+                                f"hwtune.io/study={name},hwtune.io/log=true")}
+        assert len(writers) == 1 and f"-{processes[active].pid}-" in writers.pop()
+        before_kill = dict(front.answered)
+        processes[active].send_signal(signal.SIGKILL)
+        processes[active].wait(timeout=10)
+        killed = time.monotonic()
+        cluster.wait_for(lambda: holder() == standby, timeout=60,
+                         what="the standby to take the Lease over")
+        takeover = time.monotonic() - killed
+        deadline = time.monotonic() + 240
+        while study_progress(custom, namespace, name).get("phase") != "Completed":
+            assert time.monotonic() < deadline, \
+                f"the study did not complete (logs {tmp_path}, " \
+                f"driver errors {driver.errors[-3:]})"
+            time.sleep(0.5)
+        status = study_progress(custom, namespace, name)
+        events = logged_events(cluster, name, namespace)
+        time.sleep(1.0)  # let the watch see the last Jobs
+    finally:
+        driver.stop()
+        jobs.stop()
+        live = [p for p in processes.values() if p.poll() is None]
+        if live:
+            delete_studies(cluster, namespace)
+        for process in live:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        front.close()
+        delete_configurations(cluster, op_configuration)
+    print(f"replicas: {standby} took over {takeover:.1f}s after {active} was killed; answers "
+          f"{dict(front.answered)} (before the kill: {before_kill}), 503s {dict(front.refused)}")
+    assert takeover <= LEASE_SECONDS + 15
+    assert front.answered[standby] > 0  # the standby answered after the takeover
+    assert not driver.errors, driver.errors
+    Study.rebuild(engine_config(cluster, doc), events, strict=True)
+    assert sorted(e["trialId"] for e in events if e["kind"] == "created") == list(range(trials))
+    assert status["trials"]["total"] == trials
+    assert max_concurrent(events) <= parallel
+    per_launch = Counter(jobs.jobs.values())
+    assert all(n == 1 for n in per_launch.values()), per_launch  # no duplicate Job
+    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                     if e["kind"] == "observed")
+    assert answered == logged and max(logged.values()) == 1
+
+
+def test_a_former_holder_that_missed_its_loss_cannot_write_the_log(
+        cluster: LocalCluster, namespace: str) -> None:  # noqa: F811
+    """The fence itself, without timing luck: replica a holds the Lease and writes; b takes the
+    Lease over after a stopped renewing and stamps the log; a, still believing it holds the
+    Lease (as a paused process would), is refused by resourceVersion (409), and a chunk that b
+    created is not a's to write either."""
+    import asyncio
+
+    from kubernetes import client
+
+    from hwtune.backends.kubernetes.api import KubeApi
+    from hwtune.backends.kubernetes.lease import LeaseLost, StudyLease
+    from hwtune.backends.kubernetes.log import LogFenced
+    from hwtune.controller.operator import load_client_configuration
+
+    name = "fenced"
+    apply(cluster, study_doc(name), namespace)  # the owner of the Lease and the log
+    uid = get(cluster, "tuningstudies", namespace)[0]["metadata"]["uid"]
+
+    async def scenario() -> list[tuple[int, dict[str, str]]]:
+        api = KubeApi(client.ApiClient(load_client_configuration(cluster.kubeconfig)))
+        try:
+            lease_a = StudyLease(api, namespace, name, uid, identity="replica-a", duration_s=2,
+                                 renew_s=0.4)
+            lease_b = StudyLease(api, namespace, name, uid, identity="replica-b", duration_s=2,
+                                 renew_s=0.4)
+            store_a, store_b = (api.log_store(namespace, name, uid) for _ in range(2))
+            store_a.fence, store_b.fence = lease_a, lease_b
+            assert await lease_a.try_acquire()
+            assert not await lease_b.try_acquire()  # a live holder
+            await store_a.write_chunk(0, {"e000000000": "a0"}, new=True)
+            await store_a.write_chunk(0, {"e000000001": "a1"}, new=False)
+            await asyncio.sleep(2.2)  # a stops renewing; its Lease expires
+            assert not lease_a.held()
+            with pytest.raises(LogFenced):  # refused before any request: not held
+                await store_a.write_chunk(0, {"e000000002": "a2"}, new=False)
+            lease_a._renewed = time.monotonic()  # a believes it still holds it (a pause)
+            await lease_b.acquire()
+            await store_b.read_chunks()
+            await store_b.stamp(0)
+            with pytest.raises(LogFenced):  # the chunk's version moved on: 409
+                await store_a.write_chunk(0, {"e000000002": "a2"}, new=False)
+            await store_b.write_chunk(0, {"e000000002": "b2"}, new=False)
+            await store_b.write_chunk(1, {"e000000003": "b3"}, new=True)
+            with pytest.raises(LogFenced):  # b created chunk 1: a may not add to it
+                await store_a.write_chunk(1, {"e000000003": "a3"}, new=True)
+            with pytest.raises(LeaseLost):
+                await lease_a.renew()
+            await lease_b.renew()  # b keeps it
+            return await store_b.read_chunks()
+        finally:
+            api.close()
+
+    chunks = asyncio.run(scenario())
+    data = {k: v for _, d in chunks for k, v in d.items()}
+    assert data == {"e000000000": "a0", "e000000001": "a1", "e000000002": "b2",
+                    "e000000003": "b3"}
