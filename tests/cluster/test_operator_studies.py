@@ -326,12 +326,37 @@ def restart_api_server(cluster: LocalCluster) -> None:
     pids = cluster.kubeconfig.parent / "pids"
     apiserver = _process(pids / "kube-apiserver.pid")
     os.kill(apiserver["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{apiserver['pid']}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # A graceful shutdown waits for open watches; late in a long session that can outlast 30 s,
+    # and a relaunch while the old one still holds the port dies at once: kill it, as a crash.
+    _wait_gone(apiserver["pid"], 30) or (os.kill(apiserver["pid"], signal.SIGKILL),
+                                          _wait_gone(apiserver["pid"], 30))
     _relaunch(pids / "kube-apiserver.pid", apiserver)
-    cluster.wait_for(lambda: cluster.kubectl("get", "--raw", "/readyz", check=False)
-                     .returncode == 0, timeout=180, what="the API server to come back")
+
+    def ready() -> bool:
+        pid = int((pids / "kube-apiserver.pid").read_text().strip())
+        if not _alive(pid):  # it exited at start-up (the port not yet free): start it again
+            _relaunch(pids / "kube-apiserver.pid", apiserver)
+            return False
+        return cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
+
+    cluster.wait_for(ready, timeout=180, what="the API server to come back", interval=1.0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie (exited, not yet reaped) is gone too
+
+
+def _wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _supervise(cluster: LocalCluster, stop: threading.Event) -> None:
