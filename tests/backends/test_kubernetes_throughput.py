@@ -135,3 +135,45 @@ def test_log_writes_do_not_queue_behind_a_busy_api_pool() -> None:
         assert Raw.released
     finally:
         api.close()
+
+
+def test_a_trial_that_fails_at_once_costs_what_its_pods_ran_not_the_retry_backoff() -> None:
+    from hwtune.api.clock import SimulatedClock
+    from hwtune.api.records import TrialPhase
+    from hwtune.backends.kubernetes import KubernetesBackend
+    from hwtune.engine.tuner import Tuner
+
+    clock = SimulatedClock(1000.0)
+    study = Study(StudyConfig.from_spec(study_spec(maxTrials=1, maxParallelTrials=1),
+                                        catalog=pool_catalog(POOLS)), clock=clock)
+    backend = KubernetesBackend(last_seq=lambda: 0)
+    Tuner(study, backend, poll_seconds=1.0).step()
+    tid = 0
+    launch = backend.trial_state(tid).launches
+    meta = {"labels": {"hwtune.io/trial": str(tid)},
+            "annotations": {"hwtune.io/launch": str(launch)}}
+
+    def iso(t: float) -> str:
+        import datetime as dt
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def pod(uid: str, phase: str, start: float, end: float | None) -> dict[str, Any]:
+        state = {"running": {"startedAt": iso(start)}} if end is None else \
+            {"terminated": {"exitCode": 1, "startedAt": iso(start), "finishedAt": iso(end)}}
+        return {"kind": "Pod", "metadata": {**meta, "uid": uid},
+                "status": {"phase": phase, "containerStatuses": [{"name": "t", "state": state}]}}
+
+    # Out of memory three times, 2 s each, with the Job's back-off (10 s, 20 s) between them.
+    assert backend.pod_changed(pod("a", "Running", 1000, None))
+    assert backend.trial_state(tid).phase is TrialPhase.RUNNING
+    backend.pod_changed(pod("a", "Failed", 1000, 1002))
+    backend.pod_changed(pod("b", "Failed", 1012, 1014))
+    backend.pod_changed(pod("c", "Failed", 1034, 1036))
+    clock.advance_to(1040.0)
+    job = {"kind": "Job", "metadata": meta,
+           "status": {"failed": 3, "conditions": [{"type": "Failed", "status": "True",
+                                                    "reason": "BackoffLimitExceeded"}]}}
+    assert backend.job_changed(job)
+    assert study.trial(tid).phase is TrialPhase.FAILED
+    assert study.runtime_of(tid) == pytest.approx(6.0)  # not the 40 s the Job existed
+    assert study.cost_of(tid) < study.config.hardware_model.cost(40.0, study.trial(tid).hardware)
