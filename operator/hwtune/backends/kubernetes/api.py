@@ -103,11 +103,11 @@ class KubeApi:
     async def create_or_get(self, create: Callable[..., Any], read: Callable[..., Any],
                             namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return self._plain(await self._call(create, namespace, body))
+            return await self._call_plain(create, namespace, body)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-        return self._plain(await self._call(read, body["metadata"]["name"], namespace))
+        return await self._call_plain(read, body["metadata"]["name"], namespace)
 
     def log_store(self, namespace: str, study: str, study_uid: str) -> "StudyLogStore":
         return StudyLogStore(self, namespace, study, study_uid)
@@ -230,7 +230,7 @@ class KubeApi:
                 "source": {"component": "hwtune-operator"},
                 "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
         try:
-            await self._call(self.core.create_namespaced_event, involved["namespace"], body)
+            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body)
         except Exception as exc:  # noqa: BLE001 - events are for people; never fail a trial for one
             log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
 
