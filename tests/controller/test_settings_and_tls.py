@@ -151,7 +151,7 @@ def test_webhook_refusals_are_logged_as_info_and_crashes_stay_errors(caplog) -> 
     from hwtune.controller.operator import _install_log_filters
 
     _install_log_filters()
-    _install_log_filters()  # idempotent: one filter however often the operator starts
+    _install_log_filters()  # idempotent: each filter once however often the operator starts
     objects = logging.getLogger("kopf.objects")
     assert len(objects.filters) == 2  # refusals as INFO; watch-handler successes silenced
     with caplog.at_level(logging.INFO, logger="kopf.objects"):
