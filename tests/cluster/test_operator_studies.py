@@ -295,6 +295,9 @@ def test_failed_pods_resume_until_the_retry_limit_then_the_trial_fails(
     assert trials[0]["phase"] == "Completed" and trials[0]["resource"] == 3  # resumed, finished
     assert trials[1]["phase"] == "Failed"
     assert "BackoffLimitExceeded" in trials[1]["message"], trials[1]
+    # Its two pods failed at once; the Job waited >= 10 s (back-off) between them. Only what
+    # the pods ran is charged.
+    assert trials[1]["runtimeSeconds"] < 10, trials[1]
     assert trials[2]["phase"] == "Completed"  # the study went on
     assert status["trials"]["failed"] == 1 and status["trials"]["completed"] == 2
     pods = [p for p in driver.played.values() if p.trial == 0]

@@ -151,9 +151,9 @@ def test_webhook_refusals_are_logged_as_info_and_crashes_stay_errors(caplog) -> 
     from hwtune.controller.operator import _install_log_filters
 
     _install_log_filters()
-    _install_log_filters()  # idempotent: one filter however often the operator starts
+    _install_log_filters()  # idempotent: each filter once however often the operator starts
     objects = logging.getLogger("kopf.objects")
-    assert len(objects.filters) == 1
+    assert len(objects.filters) == 2  # refusals as INFO; watch-handler successes silenced
     with caplog.at_level(logging.INFO, logger="kopf.objects"):
         objects.error("Webhook 'validate-tuning-study' failed permanently: spec.hardware.pools[0]")
         objects.error("Webhook 'validate-tuning-study' failed with an exception and will stop")

@@ -109,10 +109,33 @@ class _RefusalsAreNotErrors(logging.Filter):
         return True
 
 
+class _QuietWatchHandlers(logging.Filter):
+    """kopf logs "Handler 'study-pods' succeeded." at INFO for every pod and Job event: several
+    lines per trial that say nothing (the profile of a 300-trial run spent ~5% of the event
+    loop formatting them). Their failures are still logged."""
+
+    _quiet = tuple(f"Handler '{h}' succeeded" for h in ("study-pods", "study-jobs"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and str(record.msg).startswith(self._quiet))
+
+
+class _StudiesOnlyDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf deep-copies every watched object's body to diff it, although only objects with
+    create/update/delete handlers (the TuningStudy) use the diff. Pods and Jobs have event
+    handlers only, so their essence is not built (~11% of the loop in a 300-trial run)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        if body.get("kind") in ("Pod", "Job"):
+            return None
+        return super().build(body=body, extra_fields=extra_fields)
+
+
 def _install_log_filters() -> None:
     objects = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, _RefusalsAreNotErrors) for f in objects.filters):
-        objects.addFilter(_RefusalsAreNotErrors())
+    for kind in (_RefusalsAreNotErrors, _QuietWatchHandlers):
+        if not any(isinstance(f, kind) for f in objects.filters):
+            objects.addFilter(kind())
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -141,7 +164,7 @@ def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path,
     kopf_settings.persistence.finalizer = FINALIZER
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX)
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    kopf_settings.persistence.diffbase_storage = _StudiesOnlyDiffBase(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
     kopf_settings.posting.reporting_component = "hwtune-operator"
     # kopf's last resort against a stuck exit is SIGKILL, which takes the whole process: right
@@ -195,6 +218,8 @@ async def serve(
 
     _install_log_filters()
     configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0,
+                                                KubeApi.CONNECTIONS)
     api_client = client.ApiClient(configuration)
     kube = KubeApi(api_client)
     studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube,

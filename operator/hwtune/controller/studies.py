@@ -80,6 +80,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _observed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the runner reads of a watched pod or Job (metadata and status), as plain dicts: the
+    spec, most of a pod, is not copied on every event."""
+    return {"kind": body.get("kind"), "metadata": _plain(body.get("metadata") or {}),
+            "status": _plain(body.get("status") or {})}
+
+
 async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str,
                     meta: Mapping[str, Any], stopped: Any, memo: Any,
                     logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
@@ -165,14 +172,14 @@ async def job_event(body: Mapping[str, Any], labels: Mapping[str, str], namespac
                     memo: Any, **_: Any) -> None:
     runner = memo.studies.router.runners.get((namespace, labels.get(LABEL_STUDY, "")))
     if runner is not None:
-        runner.job_event(_plain(body))
+        runner.job_event(_observed(body))
 
 
 async def pod_event(body: Mapping[str, Any], labels: Mapping[str, str], namespace: str,
                     memo: Any, **_: Any) -> None:
     runner = memo.studies.router.runners.get((namespace, labels.get(LABEL_STUDY, "")))
     if runner is not None:
-        runner.pod_event(_plain(body))
+        runner.pod_event(_observed(body))
 
 
 def register_studies(registry: kopf.OperatorRegistry) -> None:

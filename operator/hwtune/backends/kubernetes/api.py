@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -41,7 +42,14 @@ def _now() -> str:
 class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
-    def __init__(self, api_client: Any, *, workers: int = 16,
+    WORKERS = 16
+    LOG_WORKERS = 4
+    # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
+    # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
+    # under load and every later call pays a new TLS handshake.
+    CONNECTIONS = WORKERS + LOG_WORKERS + 4
+
+    def __init__(self, api_client: Any, *, workers: int = WORKERS, log_workers: int = LOG_WORKERS,
                  request_timeout: tuple[float, float] = (5.0, 30.0)) -> None:
         from kubernetes import client
 
@@ -50,22 +58,44 @@ class KubeApi:
         self.batch = client.BatchV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-api")
+        # Study-log writes have threads of their own: an answer waits for its record to be
+        # stored, and must not queue behind launches and TuningTrial status patches.
+        self._log_pool = ThreadPoolExecutor(max_workers=log_workers,
+                                            thread_name_prefix="hwtune-log")
         # (connect, read): a call to an API server that restarted mid-request must fail and be
         # retried, never hold a worker forever.
         self.request_timeout = request_timeout
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._log_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, fn: Callable[..., T], *args: Any, _pool: ThreadPoolExecutor | None = None,
+                    **kwargs: Any) -> T:
         from kubernetes.client.exceptions import ApiException
 
         loop = asyncio.get_running_loop()
         kwargs.setdefault("_request_timeout", self.request_timeout)
         try:
-            return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(_pool or self._pool, partial(fn, *args, **kwargs))
         except ApiException as exc:
             raise ApiError(exc.status or 0, exc.reason or str(exc)) from None
+
+    async def _call_plain(self, fn: Callable[..., Any], *args: Any,
+                          _pool: ThreadPoolExecutor | None = None, **kwargs: Any) -> Any:
+        """``_call`` returning the response as plain JSON: the client's model objects (and
+        turning them back into dicts) cost more than the request itself for a Job or a full
+        log chunk. Errors are the same ``ApiError``."""
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+
+        def call(**_: Any) -> Any:  # _call's own _request_timeout is already in kwargs
+            response = fn(*args, _preload_content=False, **kwargs)
+            try:
+                return json.loads(response.data) if response.data else None
+            finally:
+                response.release_conn()
+
+        return await self._call(call, _pool=_pool)
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
@@ -74,11 +104,11 @@ class KubeApi:
     async def create_or_get(self, create: Callable[..., Any], read: Callable[..., Any],
                             namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            return self._plain(await self._call(create, namespace, body))
+            return await self._call_plain(create, namespace, body)
         except ApiError as exc:
             if exc.status != 409:
                 raise
-        return self._plain(await self._call(read, body["metadata"]["name"], namespace))
+        return await self._call_plain(read, body["metadata"]["name"], namespace)
 
     def log_store(self, namespace: str, study: str, study_uid: str) -> "StudyLogStore":
         return StudyLogStore(self, namespace, study, study_uid)
@@ -125,7 +155,7 @@ class KubeApi:
     # -- Jobs and pods ------------------------------------------------------------------------
     async def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._plain(await self._call(self.batch.read_namespaced_job, name, namespace))
+            return await self._call_plain(self.batch.read_namespaced_job, name, namespace)
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -134,8 +164,8 @@ class KubeApi:
     async def create_job(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """The created Job, or None if one of that name exists (409)."""
         try:
-            return self._plain(await self._call(self.batch.create_namespaced_job,
-                                                body["metadata"]["namespace"], body))
+            return await self._call_plain(self.batch.create_namespaced_job,
+                                          body["metadata"]["namespace"], body)
         except ApiError as exc:
             if exc.status == 409:
                 return None
@@ -201,7 +231,7 @@ class KubeApi:
                 "source": {"component": "hwtune-operator"},
                 "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
         try:
-            await self._call(self.core.create_namespaced_event, involved["namespace"], body)
+            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body)
         except Exception as exc:  # noqa: BLE001 - events are for people; never fail a trial for one
             log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
 
@@ -296,8 +326,9 @@ class StudyLogStore:
                                      "TuningStudy", self.study, self.study_uid)]},
                     "data": dict(entries)}
             try:
-                cm = await self.api._call(core.create_namespaced_config_map, self.namespace, body)
-                self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
+                cm = await self.api._call_plain(core.create_namespaced_config_map,
+                                                self.namespace, body, _pool=self.api._log_pool)
+                self._versions[index] = cm["metadata"]["resourceVersion"]
                 return
             except ApiError as exc:
                 if exc.status != 409:
@@ -313,8 +344,9 @@ class StudyLogStore:
             if index in self._versions:
                 patch["metadata"]["resourceVersion"] = self._versions[index]
         try:
-            cm = await self.api._call(core.patch_namespaced_config_map, name, self.namespace,
-                                      patch)
+            # The reply (the whole chunk, up to 64 KiB) is not turned into a V1ConfigMap.
+            cm = await self.api._call_plain(core.patch_namespaced_config_map, name,
+                                            self.namespace, patch, _pool=self.api._log_pool)
         except ApiError as exc:
             if exc.status != 409 or self.fence is None:
                 raise
@@ -322,4 +354,4 @@ class StudyLogStore:
                 return
             raise LogFenced(f"study {self.namespace}/{self.study}: log chunk {name} was "
                             "written by another writer") from None
-        self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
+        self._versions[index] = cm["metadata"]["resourceVersion"]

@@ -9,6 +9,7 @@ lock. What happens to Jobs and pods comes back through ``job_changed`` / ``pod_c
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class KubernetesBackend(Backend):
         self._last_seq = last_seq
         self._wake = wake
         self._intents: list[Intent] = []
+        # Pod running time of each trial's current launch, for the cost of a Job that fails:
+        # the runtime accounted when the launch began, and seconds run by each ended pod.
+        self._launch_base: dict[int, float] = {}
+        self._pod_seconds: dict[int, dict[str, float]] = {}
 
     # -- intents ------------------------------------------------------------------------------
     def take_intents(self) -> list[Intent]:
@@ -96,6 +101,10 @@ class KubernetesBackend(Backend):
 
     # -- hooks ----------------------------------------------------------------------------------
     def _launch(self, trial: BackendTrial, resume: bool) -> bool:
+        runtime_of = getattr(self.sink, "runtime_of", None)  # the Study's; not in TrialSink
+        if runtime_of is not None:
+            self._launch_base[trial.trial_id] = float(runtime_of(trial.trial_id))
+            self._pod_seconds[trial.trial_id] = {}
         self._intend(self.launch_intent(trial.trial_id, resume=resume))
         return False  # Running when its pod runs (pod_changed)
 
@@ -116,6 +125,18 @@ class KubernetesBackend(Backend):
         pass  # trials outlive the operator: a new one adopts them
 
     # -- what the cluster says ----------------------------------------------------------------
+    def _failed_runtime(self, trial_id: int, job: Mapping[str, Any]) -> float | None:
+        """The trial's runtime when its Job failed: what it had before this launch plus what
+        this launch's pods ran, not the Job's retry back-off between them (a trial that dies at
+        once, e.g. out of memory, costs seconds, not minutes). None (the study's clock) when a
+        failed pod was not seen, e.g. the launch began before this operator started."""
+        seconds = self._pod_seconds.get(trial_id)
+        failed = int((job.get("status") or {}).get("failed") or 0)
+        if trial_id not in self._launch_base or seconds is None or not seconds \
+                or len(seconds) < failed:
+            return None
+        return self._launch_base[trial_id] + sum(seconds.values())
+
     def _current(self, obj: Mapping[str, Any]) -> BackendTrial | None:
         meta = obj.get("metadata") or {}
         try:
@@ -132,7 +153,13 @@ class KubernetesBackend(Backend):
         """A pod of one of our Jobs changed; True if the study learnt something."""
         with self.lock:
             state = self._current(pod)
-            if state is None or state.phase is not TrialPhase.PENDING:
+            if state is None:
+                return False
+            ran = _pod_run_seconds(pod)
+            uid = (pod.get("metadata") or {}).get("uid")
+            if ran is not None and uid and state.trial_id in self._pod_seconds:
+                self._pod_seconds[state.trial_id][uid] = ran
+            if state.phase is not TrialPhase.PENDING:
                 return False
             if (pod.get("status") or {}).get("phase") == "Running" \
                     and not (pod.get("metadata") or {}).get("deletionTimestamp"):
@@ -156,6 +183,35 @@ class KubernetesBackend(Backend):
                     why = condition.get("reason") or "Failed"
                     detail = condition.get("message") or ""
                     self._deliver_exit(state.trial_id, ok=False,
-                                       reason=f"Job failed: {why}" + (f": {detail}" if detail else ""))
+                                       reason=f"Job failed: {why}" + (f": {detail}" if detail else ""),
+                                       runtime_seconds=self._failed_runtime(state.trial_id, job))
                     return True
             return False
+
+
+def _time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _pod_run_seconds(pod: Mapping[str, Any]) -> float | None:
+    """Seconds an ended pod's containers ran (first start to last finish), from their
+    terminated states; None while it runs or when it never started."""
+    status = pod.get("status") or {}
+    if status.get("phase") not in ("Succeeded", "Failed"):
+        return None
+    starts, ends = [], []
+    for container in status.get("containerStatuses") or []:
+        ended = ((container or {}).get("state") or {}).get("terminated") or {}
+        start, end = _time(ended.get("startedAt")), _time(ended.get("finishedAt"))
+        if start is not None and end is not None:
+            starts.append(start)
+            ends.append(end)
+    if not starts:
+        return 0.0  # failed before any container started: nothing ran
+    return max(0.0, max(ends) - min(starts))
+
