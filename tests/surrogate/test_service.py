@@ -211,3 +211,43 @@ def test_metrics_move_with_predict_requests_and_pass_promtool(tmp_path):
     done = subprocess.run([promtool, "check", "metrics"], stdin=scrape.open(), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _run_watched(url: str, timeout: float = 5.0):
+    from hwtune.observe import StudyMetrics
+
+    config = StudyConfig.from_spec(_spec(url, timeout))
+    table = synthetic_table(config.space, 20, 4, seed=3)
+    backend = SimulatedBackend(table, config.hardware_model, n_workers=2, seed=0)
+    ctx = config.search_context()
+    sched = config.make_scheduler(config.make_searcher(context=ctx, candidates=table.configs()), context=ctx)
+    study = Study(config, sched, clock=backend.clock, name="watched")
+    metrics = StudyMetrics()
+    metrics.watch(study, "ml", "watched", lock=backend.lock)
+    Tuner(study, backend).run()
+    text = metrics.exposition().decode()
+    return study, text
+
+
+def test_the_engine_times_its_surrogate_calls_into_the_operator_histogram(server):
+    before = _sample(_scrape(server.url), "hwtune_surrogate_predict_seconds_count")
+    study, text = _run_watched(server.url)
+    served = _sample(_scrape(server.url), "hwtune_surrogate_predict_seconds_count") - before
+    calls = _sample(text, "hwtune_surrogate_request_seconds_count", namespace="ml", study="watched")
+    assert served > 0 and calls == served  # every call the service answered was timed
+    assert _sample(text, "hwtune_surrogate_request_seconds_sum", study="watched") > 0
+    assert _sample(text, "hwtune_surrogate_errors_total", study="watched") == 0
+    assert _sample(text, "hwtune_surrogate_fallbacks_total", study="watched") == 0
+
+
+def test_a_down_service_counts_each_error_and_fallback_exactly():
+    srv = SurrogateServer(ModelStore(device="cpu")).start()
+    url = srv.url
+    srv.stop()
+    study, text = _run_watched(url)
+    core = study.scheduler.core
+    errors = _sample(text, "hwtune_surrogate_errors_total", study="watched")
+    assert core.fallbacks > 0
+    assert _sample(text, "hwtune_surrogate_fallbacks_total", study="watched") == core.fallbacks
+    assert errors >= 1
+    assert _sample(text, "hwtune_surrogate_request_seconds_count", study="watched") == errors
