@@ -107,6 +107,15 @@ def test_helm_installs_the_chart_into_the_real_cluster(kube, namespace):
         assert can.stdout.strip() == "yes"
         cannot = kube.kubectl("auth", "can-i", "delete", "hardwarepools.hwtune.io", "--as", sa, check=False)
         assert cannot.stdout.strip() == "no"
+        # Secrets: it creates trials' token Secrets but cannot read any Secret (its own master
+        # key reaches it through the pod's env, read by the kubelet)
+        for verb, want in (("create", "yes"), ("get", "no"), ("list", "no"), ("watch", "no"),
+                           ("delete", "no"), ("deletecollection", "no")):
+            for ns in (namespace, "default"):
+                can = kube.kubectl("auth", "can-i", verb, "secrets", "-n", ns, "--as", sa, check=False)
+                assert can.stdout.strip() == want, (verb, ns, can.stdout, can.stderr)
+        key = kube.get_json("secret", f"{release}-operator-key", namespace=namespace)
+        assert len(key["data"]["key"]) > 40
         status = helm("status", release, "--namespace", namespace, env=env)
         assert "STATUS: deployed" in status.stdout
     finally:

@@ -412,7 +412,10 @@ def start_operator_process(cluster: LocalCluster, namespace: str, configuration:
                "127.0.0.1", "--log-format", "json", "--lease-seconds", str(lease_seconds),
                "--metrics-port", "0"]  # no fixed port 9090: several operators run at once
     log = log_path.open("a")
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=cluster.env(),
+    # One master key across restarts, as the chart's Secret gives the operator's pods: tokens
+    # are derived from it, never read back.
+    env = {**cluster.env(), "HWTUNE_OPERATOR_KEY": f"test-operator-key-{SUFFIX}"}
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=ROOT)
 
 

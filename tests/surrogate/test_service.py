@@ -164,3 +164,90 @@ def test_a_slow_service_times_out_into_the_fallback():
     assert all(t.phase is TrialPhase.COMPLETED for t in result.trials)
     notes = _notes(study)
     assert any("timeout 0.3s" in n for n in notes), notes
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        return resp.read().decode()
+
+
+def _sample(text: str, name: str, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def test_metrics_move_with_predict_requests_and_pass_promtool(tmp_path):
+    import shutil
+    import subprocess
+
+    with SurrogateServer(ModelStore(device="cpu")) as srv:
+        before = _scrape(srv.url)
+        assert _sample(before, "hwtune_surrogate_models") == 0
+        for study in ("m1", "m2"):
+            status, _ = _post(f"{srv.url}/v1/predict", json.dumps(_request(study=study)).encode())
+            assert status == 200
+        status, _ = _post(f"{srv.url}/v1/predict", b"{not json")
+        assert status == 400
+        text = _scrape(srv.url)
+    assert _sample(text, "hwtune_surrogate_http_requests_total", endpoint="/v1/predict", code="200") == 2
+    assert _sample(text, "hwtune_surrogate_http_requests_total", endpoint="/v1/predict", code="400") == 1
+    assert _sample(text, "hwtune_surrogate_predict_seconds_count") == 2
+    assert _sample(text, "hwtune_surrogate_predict_seconds_sum") > 0
+    assert _sample(text, "hwtune_surrogate_fit_seconds_count", kind="full") == 2
+    assert _sample(text, "hwtune_surrogate_fit_seconds_count", kind="refit") == 2
+    assert _sample(text, "hwtune_surrogate_models") == 2
+    assert "hwtune_surrogate_gpu_memory_bytes{device=\"cpu\"} 0.0" in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    scrape = tmp_path / "scrape.txt"
+    scrape.write_text(text)
+    done = subprocess.run([promtool, "check", "metrics"], stdin=scrape.open(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _run_watched(url: str, timeout: float = 5.0):
+    from hwtune.observe import StudyMetrics
+
+    config = StudyConfig.from_spec(_spec(url, timeout))
+    table = synthetic_table(config.space, 20, 4, seed=3)
+    backend = SimulatedBackend(table, config.hardware_model, n_workers=2, seed=0)
+    ctx = config.search_context()
+    sched = config.make_scheduler(config.make_searcher(context=ctx, candidates=table.configs()), context=ctx)
+    study = Study(config, sched, clock=backend.clock, name="watched")
+    metrics = StudyMetrics()
+    metrics.watch(study, "ml", "watched", lock=backend.lock)
+    Tuner(study, backend).run()
+    text = metrics.exposition().decode()
+    return study, text
+
+
+def test_the_engine_times_its_surrogate_calls_into_the_operator_histogram(server):
+    before = _sample(_scrape(server.url), "hwtune_surrogate_predict_seconds_count")
+    study, text = _run_watched(server.url)
+    served = _sample(_scrape(server.url), "hwtune_surrogate_predict_seconds_count") - before
+    calls = _sample(text, "hwtune_surrogate_request_seconds_count", namespace="ml", study="watched")
+    assert served > 0 and calls == served  # every call the service answered was timed
+    assert _sample(text, "hwtune_surrogate_request_seconds_sum", study="watched") > 0
+    assert _sample(text, "hwtune_surrogate_errors_total", study="watched") == 0
+    assert _sample(text, "hwtune_surrogate_fallbacks_total", study="watched") == 0
+
+
+def test_a_down_service_counts_each_error_and_fallback_exactly():
+    srv = SurrogateServer(ModelStore(device="cpu")).start()
+    url = srv.url
+    srv.stop()
+    study, text = _run_watched(url)
+    core = study.scheduler.core
+    errors = _sample(text, "hwtune_surrogate_errors_total", study="watched")
+    assert core.fallbacks > 0
+    assert _sample(text, "hwtune_surrogate_fallbacks_total", study="watched") == core.fallbacks
+    assert errors >= 1
+    assert _sample(text, "hwtune_surrogate_request_seconds_count", study="watched") == errors

@@ -4,8 +4,9 @@
   when the object goes, the operator stops, or a higher-priority peer appears;
 - a spec change (raised budget, more trials) restarts the runner: it rebuilds from the log with
   the new spec, so a finished study resumes;
-- deletion (finalizer): stop the runner, delete the study's Jobs, pods and Secrets and wait
-  until they are gone;
+- deletion (finalizer): stop the runner, delete the study's Jobs and pods and wait until they
+  are gone (token Secrets go with their TuningTrials, by the garbage collector: the operator
+  may create Secrets, never read or delete them);
 - Job and pod events (label ``hwtune.io/study``) go to their study's runner;
 - the report endpoint (``hwtune.report.server.create_app``) is served from this event loop at
   ``/studies/{namespace}/{study}/v1/trials/{trial}/reports``.
@@ -163,9 +164,9 @@ async def delete_study(name: str, namespace: str, memo: Any,
     await handlers.api.delete_study_objects(namespace, name)
     left = await handlers.api.count_study_objects(namespace, name)
     if left:
-        raise kopf.TemporaryError(f"{left} Jobs/pods/Secrets of the study are still being deleted",
+        raise kopf.TemporaryError(f"{left} Jobs/pods of the study are still being deleted",
                                   delay=2)
-    logger.info("study deleted with its Jobs, pods and Secrets")
+    logger.info("study deleted with its Jobs and pods (the GC takes its token Secrets)")
 
 
 async def job_event(body: Mapping[str, Any], labels: Mapping[str, str], namespace: str,

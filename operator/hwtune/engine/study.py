@@ -173,6 +173,7 @@ class Study:
         self._trials: dict[int, TrialRecord] = {}
         self._events: list[StudyEvent] = []
         self._listeners: list[EventListener] = []
+        self._measure_listeners: list[Callable[[str, float, bool], None]] = []
         self._target: dict[int, int | None] = {}
         # Runtime accounting: runtime frozen at the last halt/report, and when the current
         # segment began (only used when the backend does not measure runtime itself).
@@ -363,6 +364,17 @@ class Study:
         the next recorded event as ``extra["notes"]``."""
         if message and message not in self._notes:
             self._notes.append(str(message))
+
+    def add_measure_listener(self, listener: Callable[[str, float, bool], None]) -> None:
+        """Call ``listener(kind, seconds, ok)`` for every ``measure`` from now on (metrics)."""
+        self._measure_listeners.append(listener)
+
+    def measure(self, kind: str, seconds: float = 0.0, ok: bool = True) -> None:
+        """A searcher's timing or outcome that is no study event and never enters the log
+        (``surrogate_call``: one call's latency and success; ``surrogate_fallback``: a
+        suggestion made without the surrogate). Only listeners see it."""
+        for listener in self._measure_listeners:
+            listener(kind, seconds, ok)
 
     def add_listener(self, listener: EventListener) -> None:
         """Call ``listener(event)`` for every event appended from now on (not during replay)."""

@@ -85,6 +85,7 @@ class StudyObserver:
     name: str
     lock: ContextManager[Any]
     used: set[tuple[Any, tuple[str, ...]]] = field(default_factory=set)
+    measured: bool = False  # the searcher reports surrogate calls itself (on_measure)
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -133,7 +134,21 @@ class StudyObserver:
         elif kind is EventKind.FAILED:
             self._inc(m.failures, hw)
 
+    def on_measure(self, kind: str, seconds: float, ok: bool) -> None:
+        """The searcher's own report of a surrogate call or fallback (``Study.measure``): exact
+        counts, so the study notes are not counted any more for this study."""
+        if kind == "surrogate_call":
+            self.measured = True
+            self._observe(self.metrics.surrogate_seconds, seconds)
+            if not ok:
+                self._inc(self.metrics.surrogate_errors, self.labels)
+        elif kind == "surrogate_fallback":
+            self.measured = True
+            self._inc(self.metrics.surrogate_fallbacks, self.labels)
+
     def _count_surrogate_notes(self, event: StudyEvent) -> None:
+        if self.measured:  # on_measure counts them exactly
+            return
         # Surrogate searchers note a fallback to random search on the study (``Study.note``),
         # attached to the next event as extra["notes"]: "surrogate: <error>; this suggestion
         # fell back ..." (a failed call) or "surrogate: still falling back ..." (skipped while
@@ -364,6 +379,8 @@ class StudyMetrics:
                                 lock if lock is not None else contextlib.nullcontext())
             self._observers[key] = obs
         study.add_listener(obs.on_event)
+        if hasattr(study, "add_measure_listener"):
+            study.add_measure_listener(obs.on_measure)
         if not time_reports:
             return obs
         inner = study.report

@@ -143,6 +143,13 @@ class SearchContext:
         if source is not None and hasattr(source, "note"):
             source.note(message)
 
+    def measure(self, kind: str, seconds: float = 0.0, ok: bool = True) -> None:
+        """Report a timing or outcome to the study's metrics (``Study.measure``); dropped when
+        no study is attached."""
+        source = self.study._source
+        if source is not None and hasattr(source, "measure"):
+            source.measure(kind, seconds, ok)
+
     def losses(self, metrics: Mapping[str, float]) -> list[float]:
         """The objectives' values in ``metrics`` as losses (smaller is better), in order."""
         return [o.loss(metrics[o.metric]) for o in self.objectives]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -288,17 +289,22 @@ class SurrogateCore:
         if self._skip > 0:
             self._skip -= 1
             self.fallbacks += 1
+            self.context.measure("surrogate_fallback")
             self.context.note("surrogate: still falling back to random search after a failure "
                               f"({self._skip + 1} more suggestions before trying again)")
             return None
+        started = time.perf_counter()
         try:
             answer = self.predictor.predict(request)
         except PredictorUnavailable as exc:
+            self.context.measure("surrogate_call", time.perf_counter() - started, False)
             self.fallbacks += 1
+            self.context.measure("surrogate_fallback")
             self._skip = self.retry_after
             self.context.note(f"surrogate: {exc}; this suggestion fell back to random search")
             log.warning("surrogate unavailable, falling back to random: %s", exc)
             return None
+        self.context.measure("surrogate_call", time.perf_counter() - started, True)
         self.last_answer = answer
         return answer
 

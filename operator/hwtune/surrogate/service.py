@@ -8,6 +8,8 @@ Endpoints (version 1):
 - ``GET /v1/studies``: the studies with a model in memory; ``DELETE /v1/studies/{study}`` drops
   them (a finished study).
 - ``GET /healthz``: ``{"status": "ok", "protocolVersion": 1, "device": "cuda"|"cpu"}``.
+- ``GET /metrics``: the service's Prometheus metrics (``hwtune.surrogate.metrics``,
+  docs/metrics.md).
 
 Models are fitted in a thread pool (torch releases the GIL), one lock per study, so studies do not
 wait for each other. GPU when torch sees one, CPU otherwise (``--device`` overrides).
@@ -19,10 +21,12 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from hwtune.surrogate.metrics import ServiceMetrics
 from hwtune.surrogate.points import PROTOCOL_VERSION, RequestError
 from hwtune.surrogate.store import ModelStore
 
@@ -40,6 +44,31 @@ def _error(status: int, message: str) -> web.Response:
 def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_MAX_BODY
                ) -> web.Application:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-surrogate")
+    metrics = ServiceMetrics(store.device, lambda: len(store.studies()))
+
+    @web.middleware
+    async def count(request: web.Request, handler):
+        # The route's template, not the path: one series per endpoint however many studies.
+        resource = request.match_info.route.resource
+        endpoint = resource.canonical if resource is not None else "other"
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.requests.labels(endpoint, str(exc.status)).inc()
+            raise
+        metrics.requests.labels(endpoint, str(response.status)).inc()
+        return response
+
+    def handle_timed(body):
+        started = time.perf_counter()
+        answer = store.handle(body)
+        metrics.predict_seconds.observe(time.perf_counter() - started)
+        info = answer.get("fit") or {}
+        for kind, key in (("full", "fullFit"), ("refit", "refit")):
+            seconds = (info.get(key) or {}).get("seconds")
+            if seconds is not None:
+                metrics.fit_seconds.labels(kind).observe(seconds)
+        return answer
 
     async def predict(request: web.Request) -> web.Response:
         if request.content_type not in ("application/json", ""):
@@ -54,7 +83,7 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
             return _error(400, f"body is not valid JSON: {exc}")
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(pool, store.handle, body)
+            answer = await loop.run_in_executor(pool, handle_timed, body)
         except RequestError as exc:
             return _error(400, str(exc))
         except Exception as exc:  # a model failure is the service's fault: say so, never a bare 500
@@ -72,14 +101,19 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
         return web.json_response({"status": "ok", "protocolVersion": PROTOCOL_VERSION,
                                   "device": store.device})
 
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.scrape(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     async def close_pool(_: web.Application) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = web.Application(client_max_size=max_body)
+    app = web.Application(client_max_size=max_body, middlewares=[count])
     app.router.add_post("/v1/predict", predict)
     app.router.add_get("/v1/studies", studies)
     app.router.add_delete("/v1/studies/{study}", forget)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", scrape)
     app.on_cleanup.append(close_pool)
     return app
 

@@ -177,6 +177,7 @@ class ModelStore:
         digest = req["fullDigest"]
         info: dict[str, Any] = {"points": len(req["train"]), "fullFitPoints": len(full_block)}
         state = model.full.get(digest)
+        fit_started = time.perf_counter()
         if state is None:
             rows = np.arange(len(full_block))
             if uses_gmn and len(rows) > s["gmnPoints"]:
@@ -192,8 +193,9 @@ class ModelStore:
             state = result.state
             model.full[digest] = state
             info["fullFit"] = {"mllStart": result.mll_start, "mllEnd": result.mll_end,
-                               "diverged": result.diverged}
+                               "diverged": result.diverged, "seconds": time.perf_counter() - fit_started}
         train, test = req["train"], req["test"]
+        refit_started = time.perf_counter()
         y, mu, sd = _standardise(req["y"])
         both = _concat(train, test)
         net.set_points(_points(both, index, mu, sd), graphs)
@@ -206,7 +208,7 @@ class ModelStore:
                         lr=s["lr"])
             kind = "scratch"
         info["refit"] = {"kind": kind, "mllStart": refit.mll_start, "mllEnd": refit.mll_end,
-                         "diverged": refit.diverged}
+                         "diverged": refit.diverged, "seconds": time.perf_counter() - refit_started}
         rows = np.arange(len(train), len(train) + len(test))
         if len(test) == 0:
             mean, std = np.zeros(0), np.zeros(0)

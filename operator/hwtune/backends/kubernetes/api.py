@@ -139,10 +139,14 @@ class KubeApi:
         return list(listing.get("items") or [])
 
     # -- Secrets ------------------------------------------------------------------------------
-    async def create_secret(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.create_or_get(self.core.create_namespaced_secret,
-                                        self.core.read_namespaced_secret,
-                                        body["metadata"]["namespace"], body)
+    async def create_secret(self, body: Mapping[str, Any]) -> None:
+        """Create; one that exists already counts as created (its content is derived, so the
+        same): the operator may create Secrets but never read them (least privilege)."""
+        try:
+            await self._call(self.core.create_namespaced_secret, body["metadata"]["namespace"], body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
 
     @staticmethod
     def secret_value(secret: Mapping[str, Any], key: str) -> bytes | None:
@@ -194,7 +198,9 @@ class KubeApi:
         return [self._plain(p) for p in listing.items]
 
     async def delete_study_objects(self, namespace: str, study: str) -> None:
-        """Jobs (with their pods) and Secrets of a study, now; the GC would do it later."""
+        """Jobs (with their pods) of a study, now; the GC would do it later. Token Secrets are
+        left to the GC (owned by their TuningTrial): deleting a collection of Secrets returns
+        their contents, which the operator may not read."""
         from kubernetes import client
 
         selector = f"{LABEL_STUDY}={study}"
@@ -203,16 +209,12 @@ class KubeApi:
                          label_selector=selector, body=options)
         await self._call(self.core.delete_collection_namespaced_pod, namespace,
                          label_selector=selector, grace_period_seconds=0)
-        await self._call(self.core.delete_collection_namespaced_secret, namespace,
-                         label_selector=selector)
 
     async def count_study_objects(self, namespace: str, study: str) -> int:
         selector = f"{LABEL_STUDY}={study}"
         jobs = await self._call(self.batch.list_namespaced_job, namespace, label_selector=selector)
         pods = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
-        secrets = await self._call(self.core.list_namespaced_secret, namespace,
-                                   label_selector=selector)
-        return len(jobs.items) + len(pods.items) + len(secrets.items)
+        return len(jobs.items) + len(pods.items)
 
     # -- HardwarePools ------------------------------------------------------------------------
     async def list_pools(self) -> dict[str, dict[str, Any]]:

@@ -7,8 +7,9 @@ Names are deterministic, so a create retried after a crash finds the object it m
                                 annotation ``hwtune.io/launch`` tells the launches apart)
 ``<study>-<trial>-token``       the trial's report token (Secret, key ``token``), owned by the
                                 TuningTrial and mounted at ``/var/run/hwtune/token/token``
-``<study>-report-key``          the study's token key (Secret); a trial's token is
-                                HMAC-SHA256(key, trial id), so it is the same on every retry
+(no Secret)                     the study's token key is HMAC-SHA256(operator key,
+                                namespace/study/uid) and a trial's token HMAC-SHA256(key, trial
+                                id): the same on every retry and after a restart, never read back
 ``<study>-log-<chunk>``         the study's event log (ConfigMaps, see ``hwtune.backends.kubernetes.log``)
 =============================== =================================================================
 
@@ -21,6 +22,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import logging
+import os
+import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -38,7 +42,9 @@ __all__ = [
     "derive_token",
     "job_manifest",
     "job_name",
+    "derive_study_key",
     "key_secret_name",
+    "operator_key",
     "owner_reference",
     "token_secret_manifest",
     "token_secret_name",
@@ -68,6 +74,30 @@ def token_secret_name(study: str, trial_id: int) -> str:
 
 def key_secret_name(study: str) -> str:
     return f"{study}-report-key"
+
+
+_ephemeral_key: bytes | None = None
+
+
+def operator_key() -> bytes:
+    """The operator's master key: HWTUNE_OPERATOR_KEY (the chart puts it there from the Secret
+    it creates once, ``<release>-operator-key``), else one random key for this process (a dev
+    operator; its tokens do not survive a restart of the process)."""
+    global _ephemeral_key
+    value = os.environ.get("HWTUNE_OPERATOR_KEY", "").strip()
+    if value:
+        return value.encode()
+    if _ephemeral_key is None:
+        _ephemeral_key = secrets.token_bytes(32)
+        logging.getLogger(__name__).warning(
+            "HWTUNE_OPERATOR_KEY is not set: report tokens use a key that dies with this process")
+    return _ephemeral_key
+
+
+def derive_study_key(master: bytes, namespace: str, study: str, uid: str) -> bytes:
+    """The study's token key, derived from the operator's master key (HWTUNE_OPERATOR_KEY):
+    nothing to store, nothing to read back after a restart."""
+    return hmac.new(master, f"study:{namespace}/{study}/{uid}".encode(), hashlib.sha256).digest()
 
 
 def derive_token(key: bytes, trial_id: int | str) -> str:

@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import logging
 import math
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,11 +41,11 @@ from hwtune.backends.kubernetes.manifests import (
     LABEL_TRIAL,
     JobParams,
     checkpoint_uri,
+    derive_study_key,
     derive_token,
     job_manifest,
     job_name,
-    key_secret_name,
-    owner_reference,
+    operator_key,
     token_secret_manifest,
     trial_manifest,
 )
@@ -195,17 +194,7 @@ class StudyRunner:
         except ManifestError as exc:  # SpecError is one: every refusal with its field path
             self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return
-        key_secret = await self.api.create_secret({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": key_secret_name(self.name), "namespace": self.namespace,
-                         "labels": {"hwtune.io/study": self.name},
-                         "ownerReferences": [owner_reference("TuningStudy", self.name, self.uid)]},
-            "stringData": {"key": secrets.token_hex(32)}})
-        key = KubeApi.secret_value(key_secret, "key")
-        if not key:
-            self.failed = f"Secret {key_secret_name(self.name)} has no key 'key'"
-            return
-        self._key = key
+        self._key = derive_study_key(operator_key(), self.namespace, self.name, self.uid)
         store = self.api.log_store(self.namespace, self.name, self.uid)
         store.fence = self.lease
         try:
