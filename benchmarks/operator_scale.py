@@ -243,7 +243,8 @@ class _Operator:
         self.command = shlex.split(cfg.operator_cmd.format(
             kubeconfig=cluster.kubeconfig, namespace=namespace, report_port=self.report_port,
             webhook_port=self.webhook_port, metrics_port=_free_port()))
-        self.env = cluster.env()
+        # One master key across restarts, as the chart's Secret gives it: tokens stay valid.
+        self.env = {**cluster.env(), "HWTUNE_OPERATOR_KEY": secrets.token_hex(32)}
         self.log_dir = log_dir
         self.process: subprocess.Popen | None = None
         self.starts = 0

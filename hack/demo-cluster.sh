@@ -76,6 +76,9 @@ webhook_port=$(free_port)
 metrics=()
 [[ "$operator_help" == *--metrics-port* ]] && metrics=(--metrics-port "$(free_port)")
 echo "operator: report endpoint on 127.0.0.1:$report_port (log: $out/operator.log)"
+# The master key of report tokens (the chart keeps it in a Secret), so a restarted operator
+# derives the same tokens.
+HWTUNE_OPERATOR_KEY=$(python -c "import secrets; print(secrets.token_hex(32))") \
 hwtune operator --kubeconfig "$KUBECONFIG" --namespace "$namespace" --standalone \
   --webhook-host 127.0.0.1 --webhook-port "$webhook_port" --report-port "$report_port" \
   "${metrics[@]}" > "$out/operator.log" 2>&1 &
