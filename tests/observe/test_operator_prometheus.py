@@ -40,7 +40,9 @@ def test_prometheus_scrapes_the_operator_during_a_study(cluster, namespace, tmp_
                             rule_groups=[{"name": "hwtune", "rules": alert_rules()}],
                             workdir=tmp_path / "prom")
     embedded = EmbeddedOperator(settings)
-    driver = TrialDriver(cluster.kubeconfig, namespace)
+    # Epochs that take a moment, so scrapes (every 1 s) see trials running: a faster operator
+    # finished the whole study between two scrapes.
+    driver = TrialDriver(cluster.kubeconfig, namespace, epoch_seconds=0.3)
     try:
         prom.start()
         embedded.start(timeout=60)
