@@ -51,7 +51,7 @@ from hwtune.backends.kubernetes.manifests import (
 )
 from hwtune.engine import StudyConfig
 from hwtune.engine.config import pool_catalog
-from hwtune.engine.errors import InvalidReportError, TrialStateError
+from hwtune.backends.reporting import engine_refusals_as_protocol_errors
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.engine.events import EventKind
 from hwtune.engine.study import Study
@@ -60,9 +60,7 @@ from hwtune.optimize.pareto import default_reference_point, hypervolume
 from hwtune.report.protocol import (
     ProtocolError,
     ReportPayload,
-    ReportRejectedError,
     ReportReply,
-    TrialFinishedError,
     UnknownTrialError,
 )
 from hwtune.report.server import ReplyMemo
@@ -545,14 +543,9 @@ class StudyRunner:
                                        f"{self.config.fidelity.resource} {payload.resource} is "
                                        "already recorded")
                 try:
-                    decision = self.backend._deliver_report(tid, payload.resource,
-                                                            payload.metrics)
-                except EngineUnknownTrial as exc:
-                    raise UnknownTrialError(str(exc)) from None
-                except TrialStateError as exc:
-                    raise TrialFinishedError(str(exc)) from None
-                except InvalidReportError as exc:
-                    raise ReportRejectedError(str(exc)) from None
+                    with engine_refusals_as_protocol_errors():
+                        decision = self.backend._deliver_report(tid, payload.resource,
+                                                                payload.metrics)
                 except BackendError as exc:
                     raise UnknownTrialError(str(exc)) from None
                 seq = self.log.last_seq

@@ -50,6 +50,7 @@ from hwtune.backends.base import (
 from hwtune.backends.local import supervise
 from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
 from hwtune.backends.local.template import ProcessTemplate
+from hwtune.backends.reporting import engine_refusals_as_protocol_errors
 from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.study import NO_REPORT_REASON, no_report_advice
 from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
@@ -57,7 +58,6 @@ from hwtune.optimize.hardware import HardwareModel
 from hwtune.report.protocol import (
     EndpointUnavailableError,
     ReportPayload,
-    ReportRejectedError,
     ReportReply,
     TrialFinishedError,
     UnknownTrialError,
@@ -761,13 +761,9 @@ class LocalBackend(Backend):
             runtime = self._runtime(launch)
             previous = self.sink.trial(tid).last_resource
             try:
-                decision = self._deliver_report(tid, payload.resource, payload.metrics, runtime)
-            except EngineUnknownTrial as exc:
-                raise UnknownTrialError(str(exc)) from None
-            except TrialStateError as exc:
-                raise TrialFinishedError(str(exc)) from None
-            except InvalidReportError as exc:
-                raise ReportRejectedError(str(exc)) from None
+                with engine_refusals_as_protocol_errors():
+                    decision = self._deliver_report(tid, payload.resource, payload.metrics,
+                                                    runtime)
             except InfrastructureError as exc:
                 self._fatal = exc
                 self._activity.set()
