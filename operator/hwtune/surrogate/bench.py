@@ -50,26 +50,40 @@ class BenchConfig:
     name: str
     sources: tuple[str, ...]
     target: str
-    lrs: tuple[float, ...]
-    batches: tuple[int, ...]
+    lrs: tuple[float, ...]  # a geometric grid: encoded by position, i.e. on a log scale
+    finetune: tuple[str, ...]  # "all" (every layer) and/or "head" (body frozen)
+    weight_decays: tuple[float, ...]
+    batch_size: int
     pretrain_epochs: int
     epochs: int
     tau_at: tuple[int, ...]
     regret_at: tuple[int, ...]
     model: Mapping[str, Any] = field(default_factory=dict)
+    surrogates: tuple[str, ...] = ("fms", "dyhpo", "gp")
 
     def grid(self) -> list[dict[str, Any]]:
         hubs = [f"{arch}@{src}" for src in self.sources for arch in hub.ARCHS]
-        return [{"pretrained": p, "lr": lr, "batch_size": b}
-                for p in hubs for lr in self.lrs for b in self.batches]
+        return [{"pretrained": p, "lr": lr, "finetune": f, "weight_decay": wd}
+                for p in hubs for lr in self.lrs for f in self.finetune for wd in self.weight_decays]
+
+    def parameters(self) -> dict[str, Any]:
+        """The table's space. Learning rate and weight decay are ordinal (``values`` of type
+        float: encoded by position, so neighbours are close), not one-hot categoricals."""
+        return {"pretrained": {"type": "categorical",
+                               "values": sorted(f"{a}@{s}" for s in self.sources for a in hub.ARCHS)},
+                "lr": {"type": "float", "values": list(self.lrs)},
+                "finetune": {"type": "categorical", "values": list(self.finetune)},
+                "weight_decay": {"type": "float", "values": list(self.weight_decays)}}
 
 
-FULL = BenchConfig("fms-digits", ("digits-a", "digits-shift"), "digits-b",
-                   (0.003, 0.01, 0.03, 0.1), (16, 64), 12, 20, (50, 100), (25, 50, 100),
-                   {"fullFitSteps": 200, "refitSteps": 20, "freshCandidates": 32, "gmnPoints": 48})
-QUICK = BenchConfig("fms-digits-quick", ("digits-a",), "digits-b", (0.01, 0.1), (32, 128), 4, 5,
-                    (10, 20), (10, 20, 30),
-                    {"fullFitSteps": 25, "refitSteps": 3, "freshCandidates": 8, "gmnPoints": 12,
+# 6 hub models x 4 learning rates over 3 decades x fine-tune all / head only x 2 weight decays.
+FULL = BenchConfig("fms-digits2", ("digits-a", "digits-shift"), "digits-b",
+                   (1e-4, 1e-3, 1e-2, 1e-1), ("all", "head"), (0.0, 0.01), 32, 12, 20,
+                   (50, 100), (25, 50, 100),
+                   {"fullFitSteps": 1000, "refitSteps": 50, "freshCandidates": 32, "gmnPoints": 48})
+QUICK = BenchConfig("fms-digits2-quick", ("digits-a",), "digits-b", (1e-3, 1e-1), ("all", "head"),
+                    (0.0,), 64, 4, 5, (10, 20), (10, 20, 30),
+                    {"fullFitSteps": 60, "refitSteps": 5, "freshCandidates": 8, "gmnPoints": 12,
                      "maxFullFitPoints": 8})
 
 
@@ -116,9 +130,7 @@ def build_table(cfg: BenchConfig, log: Callable[[str], None] = print) -> Path:
     done: set[int] = set()
     header = TableHeader(
         name=cfg.name,
-        parameters={"pretrained": {"type": "categorical", "values": sorted(hubs)},
-                    "lr": {"type": "categorical", "values": list(cfg.lrs)},
-                    "batch_size": {"type": "categorical", "values": list(cfg.batches)}},
+        parameters=cfg.parameters(),
         seeds=(0,),
         metrics={"val_error": {"unit": "fraction", "goal": "minimize"},
                  "epoch_runtime": {"unit": "s", "goal": "minimize"}},
@@ -143,11 +155,13 @@ def build_table(cfg: BenchConfig, log: Callable[[str], None] = print) -> Path:
         model = hub.build(arch)
         record = torch.load(hubs[config["pretrained"]], weights_only=False)
         model.load_state_dict(record["state"]["model"])
-        opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=0.9)
+        params = hub.trainable(model, arch, config["finetune"])
+        opt = torch.optim.SGD(params, lr=config["lr"], momentum=0.9,
+                              weight_decay=config["weight_decay"])
         errors, times, ckpts = [], [], []
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.process_time()
-            loss = hub.train_epoch(model, opt, x, y, config["batch_size"], seed=epoch)
+            loss = hub.train_epoch(model, opt, x, y, cfg.batch_size, seed=epoch)
             err = hub.evaluate(model, xv, yv) if math.isfinite(loss) else 1.0
             times.append(time.process_time() - t0)
             errors.append(err)
@@ -198,8 +212,10 @@ class RunOutcome:
     method: str
     seed: int
     best_at: dict[int, float]  # spent epochs -> best val_error seen so far
-    tau_at: dict[int, float]
+    tau_at: dict[int, float]  # spent epochs -> tau over every config of the table
     seconds: float
+    tau_seen_at: dict[int, float] = field(default_factory=dict)  # over the configs it started
+    seen_at: dict[int, int] = field(default_factory=dict)  # how many configs it had started
     suggestions: int = 0
     fallbacks: int = 0
     points: list[tuple[int, float, float]] = field(default_factory=list)  # (spent, val_error, cost)
@@ -211,6 +227,7 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
 
     from hwtune.backends.simulated import SimulatedBackend
     from hwtune.engine import Study, StudyConfig, Tuner
+    from hwtune.space import config_key
 
     if method == "random":
         spec = _spec(table, "fifo", "random", seed, {}, mo)
@@ -241,6 +258,8 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
     best = math.inf
     best_at: dict[int, float] = {}
     tau_at: dict[int, float] = {}
+    tau_seen_at: dict[int, float] = {}
+    seen_at: dict[int, int] = {}
     horizon = max(cfg.regret_at + cfg.tau_at)
     tuner = Tuner(study, backend)
     started = time.perf_counter()
@@ -255,9 +274,16 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
         if spent in cfg.regret_at:
             best_at[spent] = best
         if spent in cfg.tau_at and variant is not None and not mo:
+            # Aligned by config: pred[i] and true_final[i] are both config i of the table
+            # (tau-b, so tied true values count neither way).
             pred = scheduler.core.predict_final([(c, None) for c in configs])
             if pred is not None:
                 tau_at[spent] = float(kendalltau(pred, true_final).statistic)
+                started = {config_key(t.config) for t in study.trials}
+                seen = np.array([config_key(c) in started for c in configs])
+                seen_at[spent] = int(seen.sum())
+                if seen.sum() >= 3:
+                    tau_seen_at[spent] = float(kendalltau(pred[seen], true_final[seen]).statistic)
         if spent >= horizon:
             tuner.request_stop("benchmark horizon reached")
 
@@ -265,6 +291,7 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
     tuner.run()
     core = getattr(scheduler, "core", None)
     return RunOutcome(method, seed, best_at, tau_at, time.perf_counter() - started,
+                      tau_seen_at=tau_seen_at, seen_at=seen_at,
                       suggestions=0 if core is None else core.count,
                       fallbacks=0 if core is None else core.fallbacks, points=points)
 
@@ -316,9 +343,41 @@ def measure_latency(sizes: Sequence[int], repeats: int = 3, settings: Mapping[st
 
 
 # -- the command ------------------------------------------------------------------------------------
+RUNS_VERSION = 2  # bump when a change to the models or the runs makes cached outcomes stale
+
+
+def _runs_path(cfg: BenchConfig) -> Path:
+    import hashlib
+
+    key = json.dumps({"v": RUNS_VERSION, "model": dict(cfg.model), "grid": len(cfg.grid()),
+                      "epochs": cfg.epochs}, sort_keys=True)
+    return cache_root() / cfg.name / f"runs-{hashlib.sha1(key.encode()).hexdigest()[:10]}.jsonl"
+
+
+def _load_runs(path: Path) -> dict[tuple[str, int, bool], RunOutcome]:
+    out: dict[tuple[str, int, bool], RunOutcome] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:  # a run cut short while writing: it is run again
+            continue
+        mo = bool(d.pop("mo", False))
+        for k in ("best_at", "tau_at", "tau_seen_at", "seen_at"):
+            d[k] = {int(b): v for b, v in d.get(k, {}).items()}
+        d["points"] = [tuple(p) for p in d.get("points", [])]
+        out[(d["method"], int(d["seed"]), mo)] = RunOutcome(**d)
+    return out
+
+
 def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
                   json_path: Path | None = None, log: Callable[[str], None] = print,
-                  surrogates: Sequence[str] | None = None) -> str:
+                  surrogates: Sequence[str] | None = None, multi_objective: bool = True,
+                  only: Sequence[str] | None = None) -> str:
+    """Build (or reuse) the table, run every method for ``seeds`` seeds (each finished run is
+    cached next to the table, so an interrupted or split benchmark resumes; ``only``: run just
+    these methods, e.g. one per process) and return the printed tables."""
     torch.set_num_threads(1)
     cfg = QUICK if quick else FULL
     t0 = time.perf_counter()
@@ -327,70 +386,130 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
     ckpts = load_checkpoints(path)
     log(f"table {path}: {len(table.configs())} configs x {cfg.epochs} epochs "
         f"({time.perf_counter() - t0:.0f} s)")
-    surrogates = list(surrogates or (("fms", "dyhpo", "gp") if quick else SURROGATES))
+    surrogates = list(surrogates or cfg.surrogates)
+    runs_path = _runs_path(cfg)
+    cached = _load_runs(runs_path)
+
+    def outcome(method: str, seed: int, variant: str | None, mo: bool) -> RunOutcome:
+        key = (method, seed, mo)
+        if key not in cached and (only is None or method in only):
+            o = run_method(table, ckpts, method, seed, cfg, variant=variant, mo=mo)
+            cached[key] = o
+            with open(runs_path, "a") as fh:
+                fh.write(json.dumps({**o.__dict__, "mo": mo}, separators=(",", ":")) + "\n")
+            log(f"  {'MO ' if mo else ''}{method} seed {seed}: tau {o.tau_at}, tau over started "
+                f"{o.tau_seen_at}, best {o.best_at}, {o.seconds:.0f} s")
+        return cached.get(key)
+
     outcomes: list[RunOutcome] = []
     for seed in range(seeds):
         for method in ("random", "asha"):
-            outcomes.append(run_method(table, ckpts, method, seed, cfg))
-            log(f"  {method} seed {seed}: best {outcomes[-1].best_at}")
+            outcomes.append(outcome(method, seed, None, False))
         for variant in surrogates:
-            outcomes.append(run_method(table, ckpts, variant, seed, cfg, variant=variant))
-            log(f"  {SURROGATES[variant]} seed {seed}: tau {outcomes[-1].tau_at}, best "
-                f"{outcomes[-1].best_at}, {outcomes[-1].seconds:.0f} s")
+            outcomes.append(outcome(variant, seed, variant, False))
+    outcomes = [o for o in outcomes if o is not None]
     mo_runs: list[RunOutcome] = []
-    for seed in range(seeds):
-        for method, variant in (("random", None), ("asha", None), ("dyhpo", "dyhpo")):
-            mo_runs.append(run_method(table, ckpts, method, seed, cfg, variant=variant, mo=True))
-    log(f"multi-objective runs done ({time.perf_counter() - t0:.0f} s)")
+    if multi_objective:
+        for seed in range(seeds):
+            for method, variant in (("random", None), ("asha", None), ("dyhpo", "dyhpo")):
+                mo_runs.append(outcome(method, seed, variant, True))
+        mo_runs = [o for o in mo_runs if o is not None]
+        log(f"multi-objective runs done ({time.perf_counter() - t0:.0f} s)")
     best = float(table.metric_array("val_error")[:, 0, :].min())
     lat = measure_latency((100, 500, 2000) if not quick else (100,), repeats=3 if not quick else 1,
                           settings=None if not quick else {"fullFitSteps": 30, "refitSteps": 5}
                           ) if latency else {}
     text = _format(cfg, table, outcomes, best, lat, surrogates, seeds)
-    text += "\n\n" + _format_mo(cfg, mo_runs)
+    if mo_runs:
+        text += "\n\n" + _format_mo(cfg, mo_runs)
     if json_path is not None:
         json_path.write_text(json.dumps({
             "config": cfg.name, "seeds": seeds, "tableBest": best,
+            "spread": _spread(table),
             "runs": [{k: v for k, v in o.__dict__.items() if k != "points"} for o in outcomes],
             "multiObjective": _mo_numbers(cfg, mo_runs), "latency": lat}, indent=1, default=str))
     return text
 
 
-def _mean_sd(values: Sequence[float]) -> str:
+def _spread(table) -> dict[str, float]:
+    final = table.metric_array("val_error")[:, 0, -1]
+    q = np.quantile(final, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {"min": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),
+            "max": float(q[4]), "distinct": int(len(np.unique(final))), "configs": int(len(final))}
+
+
+def _median(values: Sequence[float]) -> str:
     if not values:
         return "n/a"
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
+
+
+def _wins(outcomes: list[RunOutcome], methods: Sequence[str], score: Callable[[RunOutcome], float | None],
+          higher: bool) -> dict[str, int]:
+    """Per seed, the method(s) with the best score (ties: each of them) get a win."""
+    wins = {m: 0 for m in methods}
+    for seed in sorted({o.seed for o in outcomes}):
+        scores = {o.method: score(o) for o in outcomes if o.seed == seed and o.method in methods}
+        scores = {m: v for m, v in scores.items() if v is not None}
+        if len(scores) < 2:
+            continue
+        top = (max if higher else min)(scores.values())
+        for m, v in scores.items():
+            if abs(v - top) < 1e-12:
+                wins[m] += 1
+    return wins
 
 
 def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
             lat: Mapping[int, Mapping[str, float]], surrogates: Sequence[str], seeds: int) -> str:
-    lines = [f"FMS benchmark {cfg.name}: {len(table.configs())} configs (hub model x lr x batch) "
-             f"fine-tuned {cfg.epochs} epochs on {cfg.target}; {seeds} run(s) per method; "
-             f"one worker (compute = epochs trained)", ""]
+    sp = _spread(table)
+    n = len(table.configs())
+    lines = [f"FMS benchmark {cfg.name}: {n} configs (hub model x lr x fine-tune all/head x weight "
+             f"decay) fine-tuned {cfg.epochs} epochs on {cfg.target}; {seeds} seed(s) per method; "
+             f"one worker (compute = epochs trained)",
+             f"True final val error over the configs: min {sp['min']:.3f}, quartiles {sp['q25']:.3f} "
+             f"/ {sp['median']:.3f} / {sp['q75']:.3f}, max {sp['max']:.3f}; {sp['distinct']} distinct "
+             f"values", ""]
     a, b = cfg.tau_at
-    lines.append(f"Kendall tau, predicted vs true final val error over all {len(table.configs())} "
-                 f"configs (aligned by config), at {a} / {b} spent epochs:")
-    lines.append(f"  {'method':<20} {'tau@' + str(a):>14} {'tau@' + str(b):>14}   paper (50 / 100)")
+    per = {v: [o for o in outcomes if o.method == v] for v in surrogates}
+    lines.append(f"Kendall tau (b), predicted vs true final val error, aligned by config, at {a} / {b} "
+                 f"spent epochs; median [min, max] over seeds; 'all' = every config of the table, "
+                 f"'started' = the configs the run had trained at least one epoch:")
+    lines.append(f"  {'method':<20} {'all @' + str(a):>18} {'all @' + str(b):>18} "
+                 f"{'started @' + str(a):>18} {'started @' + str(b):>18}   paper (50 / 100)   won @{a}/@{b}")
+    wa = _wins(outcomes, surrogates, lambda o: o.tau_at.get(a), True)
+    wb = _wins(outcomes, surrogates, lambda o: o.tau_at.get(b), True)
     for v in surrogates:
-        runs = [o for o in outcomes if o.method == v]
+        runs = per[v]
         paper = PAPER_TAU.get(v)
         ptxt = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "-"
-        lines.append(f"  {SURROGATES[v]:<20} {_mean_sd([o.tau_at[a] for o in runs if a in o.tau_at]):>14} "
-                     f"{_mean_sd([o.tau_at[b] for o in runs if b in o.tau_at]):>14}   {ptxt}")
+        cells = [_median([o.tau_at[c] for o in runs if c in o.tau_at]) for c in (a, b)]
+        cells += [_median([o.tau_seen_at[c] for o in runs if c in o.tau_seen_at]) for c in (a, b)]
+        lines.append(f"  {SURROGATES[v]:<20} " + " ".join(f"{c:>18}" for c in cells)
+                     + f"   {ptxt:<17}  {wa[v]}/{wb[v]} of {len(runs)}")
+    seen = {c: [o.seen_at[c] for o in outcomes if c in o.seen_at] for c in (a, b)}
+    if seen[a]:
+        lines.append(f"  configs started by then (median over runs): {statistics.median(seen[a]):.0f} "
+                     f"/ {statistics.median(seen[b]):.0f} of {n}")
     lines.append("")
-    lines.append(f"Regret (best val error found - table best {best:.4f}) over spent epochs, mean of runs:")
-    head = "  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>10}" for c in cfg.regret_at)
-    lines.append(head)
-    for m in ["random", "asha", *surrogates]:
+    methods = ["random", "asha", *surrogates]
+    lines.append(f"Regret (best val error found - table best {best:.4f}) over spent epochs, median "
+                 f"over seeds; won = seeds where the method's regret at {cfg.regret_at[-1]} was "
+                 f"lowest (ties count for each). Paper: regret curves only (FMS-GMN lowest).")
+    lines.append("  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>10}" for c in cfg.regret_at)
+                 + "   won")
+    last = cfg.regret_at[-1]
+    wins = _wins(outcomes, methods, lambda o: o.best_at.get(last), False)
+    for m in methods:
         runs = [o for o in outcomes if o.method == m]
         name = {"random": "random", "asha": "ASHA"}.get(m) or SURROGATES[m]
         cells = []
         for c in cfg.regret_at:
             vals = [o.best_at[c] - best for o in runs if c in o.best_at]
-            cells.append(f"{statistics.mean(vals):>10.4f}" if vals else f"{'n/a':>10}")
-        lines.append("  " + f"{name:<20}" + "".join(cells))
+            cells.append(f"{statistics.median(vals):>10.4f}" if vals else f"{'n/a':>10}")
+        lines.append("  " + f"{name:<20}" + "".join(cells) + f"   {wins[m]} of {len(runs)}")
     secs = {m: statistics.mean([o.seconds for o in outcomes if o.method == m])
             for m in {o.method for o in outcomes}}
     lines.append("  wall seconds per run: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(secs.items())))
@@ -400,8 +519,8 @@ def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
                      "+ every paused trial):")
         lines.append(f"  {'observations':>12} {'GP points':>10} {'warm s':>8} {'warm CPU s':>11} "
                      f"{'cold s':>8} {'cold CPU s':>11}   goal: < 1 s at 2000")
-        for n, r in lat.items():
-            lines.append(f"  {n:>12} {r['points']:>10} {r['warm']:>8.3f} {r['warmCpu']:>11.3f} "
+        for k, r in lat.items():
+            lines.append(f"  {k:>12} {r['points']:>10} {r['warm']:>8.3f} {r['warmCpu']:>11.3f} "
                          f"{r['cold']:>8.3f} {r['coldCpu']:>11.3f}")
         lines.append("  s = wall seconds (this machine is shared: see CPU s, the thread's own time); "
                      "warm = the full fit for the current full-fit set is cached (a running study); "
@@ -435,13 +554,13 @@ def _format_mo(cfg: BenchConfig, runs: list[RunOutcome]) -> str:
     numbers = _mo_numbers(cfg, runs)
     lines = ["Multi-objective (val error and cost; hardware t4/a100 x 1/2 GPUs searched too): "
              "hypervolume of the observed points (normalised, reference 1.1, 1.1; higher is better) "
-             "over spent epochs, mean of runs. DyHPO scalarises the two losses with random "
+             "over spent epochs, median of runs. DyHPO scalarises the two losses with random "
              "augmented-Chebyshev weights drawn per suggestion (ParEGO-style).",
              "  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>10}" for c in cfg.regret_at)]
     for m, name in (("random", "random"), ("asha", "MO-ASHA"), ("dyhpo", "DyHPO (random scal.)")):
         cells = []
         for c in cfg.regret_at:
             vals = numbers.get(m, {}).get(c, [])
-            cells.append(f"{statistics.mean(vals):>10.4f}" if vals else f"{'n/a':>10}")
+            cells.append(f"{statistics.median(vals):>10.4f}" if vals else f"{'n/a':>10}")
         lines.append("  " + f"{name:<20}" + "".join(cells))
     return "\n".join(lines)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ARCHS", "TASKS", "build", "evaluate", "load_task", "train_epoch"]
+__all__ = ["ARCHS", "HEADS", "TASKS", "build", "evaluate", "load_task", "train_epoch", "trainable"]
 
 ARCHS = ("mlp", "cnn", "resnet")
 TASKS = ("digits-a", "digits-b", "digits-noisy", "digits-shift")
@@ -67,6 +67,21 @@ class ResNet(nn.Module):
 
 
 ARCH_HINTS: dict[str, dict[str, Any]] = {"mlp": {}, "cnn": {}, "resnet": {"residual": [[0, 2]]}}
+HEADS = {"mlp": "net.5", "cnn": "fc", "resnet": "fc"}  # the classifier layer of each architecture
+
+
+def trainable(model: nn.Module, arch: str, finetune: str) -> list[nn.Parameter]:
+    """The parameters a fine-tuning run trains: ``all``, or ``head`` (the body frozen: a linear
+    probe on the pretrained features)."""
+    if finetune not in ("all", "head"):
+        raise ValueError(f"finetune: must be all or head, got {finetune!r}")
+    out = []
+    for name, param in model.named_parameters():
+        train = finetune == "all" or name.startswith(HEADS[arch] + ".")
+        param.requires_grad_(train)
+        if train:
+            out.append(param)
+    return out
 
 
 def build(arch: str, seed: int = 0) -> nn.Module:

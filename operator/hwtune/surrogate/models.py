@@ -163,7 +163,16 @@ class _ExactGP(gpytorch.models.ExactGP):
         super().__init__(train_idx, y, likelihood)
         self.owner = owner
         self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
+        if owner.net is None:
+            # The plain GP sees hyperparameters in [0, 1] and the budget fraction: one lengthscale
+            # per input (ARD), with a prior around half the unit cube so that an input the data
+            # do not pin down is neither ignored nor over-trusted.
+            rbf = gpytorch.kernels.RBFKernel(
+                ard_num_dims=owner.dx + 1,
+                lengthscale_prior=gpytorch.priors.GammaPrior(3.0, 6.0))
+        else:
+            rbf = gpytorch.kernels.RBFKernel()
+        self.covar_module = gpytorch.kernels.ScaleKernel(rbf)
 
     def forward(self, idx: torch.Tensor):
         z = self.owner.features(idx.long().view(-1))
@@ -187,6 +196,9 @@ class SurrogateNet(nn.Module):
         self._tensors: tuple[torch.Tensor, ...] = ()
         self._graph_batch: Batch | None = None
         self._flat: torch.Tensor | None = None
+        self._graphs: list[Data] = []
+        self._flat_all: torch.Tensor | None = None
+        self._gmap = torch.zeros(1, dtype=torch.long)
         self.freeze_weights_encoder = False
         self._wcache: torch.Tensor | None = None
         self.to(self.device)
@@ -197,14 +209,31 @@ class SurrogateNet(nn.Module):
 
         self._tensors = (t(points.x), t(points.budget), t(points.curve), t(points.mask),
                          t(points.graph, torch.long))
+        self._graphs = [to_pyg(g) for g in graphs] if self.net is not None \
+            and self.net.weights == "gmn" else []
+        self._flat_all = t(np.stack([flat_weights(g) for g in graphs])) if self.net is not None \
+            and self.net.weights == "flat" and graphs else None
+        self.restrict_graphs(None)
+
+    def restrict_graphs(self, rows: np.ndarray | None) -> None:
+        """Encode only the checkpoints that ``rows`` of the point set use (None: every one).
+        A fit needs the training rows' graphs only; the test rows' are encoded once, at
+        prediction. Message passing over every graph is the expensive part of a step."""
+        graph = self._tensors[4].cpu().numpy() if self._tensors else np.zeros(0, dtype=int)
+        n = len(self._graphs) if self._flat_all is None else int(self._flat_all.shape[0])
+        used = np.arange(n) if rows is None else np.unique(graph[np.asarray(rows, dtype=int)])
+        used = used[used >= 0]
+        # Global graph id -> row of the weight table; -1 (none) -> the zero row at the end.
+        gmap = np.full(n + 1, len(used), dtype=np.int64)
+        gmap[used] = np.arange(len(used))
+        self._gmap = torch.as_tensor(gmap, device=self.device)
         self._graph_batch = None
         self._flat = None
         self._wcache = None
-        weights = None if self.net is None else self.net.weights
-        if weights == "gmn" and graphs:
-            self._graph_batch = Batch.from_data_list([to_pyg(g) for g in graphs]).to(self.device)
-        elif weights == "flat" and graphs:
-            self._flat = t(np.stack([flat_weights(g) for g in graphs]))
+        if len(used) and self._graphs:
+            self._graph_batch = Batch.from_data_list([self._graphs[i] for i in used]).to(self.device)
+        elif len(used) and self._flat_all is not None:
+            self._flat = self._flat_all[torch.as_tensor(used, device=self.device)]
 
     def _weight_table(self) -> torch.Tensor | None:
         assert self.net is not None
@@ -231,8 +260,7 @@ class SurrogateNet(nn.Module):
         table = self._weight_table()
         wfeat = None
         if table is not None:
-            gi = torch.where(graph < 0, torch.full_like(graph, table.shape[0] - 1), graph)
-            wfeat = table[gi]
+            wfeat = table[self._gmap[graph]]  # graph -1 indexes the last entry: the zero row
         return self.net(x, budget, curve, mask, wfeat)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -258,12 +286,22 @@ def _build(net: SurrogateNet, n_train: int, y: torch.Tensor):
     return gp.to(net.device), likelihood.to(net.device)
 
 
+PATIENCE = 50  # steps without a better loss (by TOLERANCE per point) before a fit stops
+TOLERANCE = 1e-3
+
+
 def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[str, Any] | None = None,
-        lr: float = 0.01, freeze_encoder: bool = False) -> FitResult:
+        lr: float = 0.01, freeze_encoder: bool = False, patience: int = PATIENCE,
+        tolerance: float = TOLERANCE) -> FitResult:
     """Train on the first ``len(y)`` rows of the installed point set (y standardised by the
-    caller). ``init``: start from an earlier fit's state (a short refit), else from a seeded
-    initialisation. Returns the state and the exact marginal log likelihood (per point) before
-    and after. ``diverged``: the loss went NaN/inf or the Cholesky failed."""
+    caller) with Adam on the negative exact marginal log likelihood, for at most ``steps``
+    steps: it stops early when the loss has not improved by ``tolerance`` (per point) for
+    ``patience`` steps, and returns the state of the best step (Adam's last steps on a deep
+    kernel often wander off the optimum). ``init``: start from an earlier fit's state (a short
+    refit), else from a seeded initialisation. ``freeze_encoder``: keep the weights encoder
+    (GMN / flat MLP) fixed. Returns the state and the exact marginal log likelihood (per point)
+    before and after. ``diverged``: the loss went NaN/inf or the Cholesky failed before any
+    step (the best state so far is still returned)."""
     torch.manual_seed(int(seed) % (2 ** 31))
     if init is None:
         _reset(net)
@@ -271,11 +309,11 @@ def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[s
     gp, likelihood = _build(net, len(y), yt)
     if init is not None:
         _load(net, gp, likelihood, init)
+    net.restrict_graphs(np.arange(len(y)))
     net.freeze_weights_encoder = freeze_encoder
     net._wcache = None
-    params = [p for n, p in gp.named_parameters()
-              if not (freeze_encoder and any(p is q for q in net.encoder_parameters()))]
-    params += [p for p in likelihood.parameters()]
+    frozen = {id(q) for q in net.encoder_parameters()} if freeze_encoder else set()
+    params = [p for p in gp.parameters() if id(p) not in frozen] + list(likelihood.parameters())
     seen: set[int] = set()
     unique = [p for p in params if not (id(p) in seen or seen.add(id(p)))]
     opt = torch.optim.Adam(unique, lr=lr)
@@ -283,8 +321,10 @@ def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[s
     gp.train()
     likelihood.train()
     train_x = torch.arange(len(y), dtype=torch.float32, device=net.device)
-    start = end = float("nan")
+    start = float("nan")
+    best_loss, best_state, best_step = math.inf, None, -1
     diverged = False
+    step = 0
     with gpytorch.settings.cholesky_max_tries(4):
         for step in range(max(1, steps)):
             opt.zero_grad()
@@ -296,23 +336,27 @@ def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[s
             if not torch.isfinite(loss):
                 diverged = True
                 break
+            value = float(loss.detach())
             if step == 0:
-                start = -float(loss.detach())
+                start = -value
+            if value < best_loss - tolerance:
+                best_loss, best_step = value, step
+                best_state = _state(net, gp, likelihood)
+            elif step - best_step >= patience:
+                break
             loss.backward()
             opt.step()
-            net._wcache = None if not freeze_encoder else net._wcache
-        if not diverged:
-            with torch.no_grad():
-                try:
-                    end = -float(mll(gp(train_x), yt))
-                except Exception:
-                    diverged = True
+            if not freeze_encoder:
+                net._wcache = None
     net.freeze_weights_encoder = False
     net._wcache = None
-    if diverged or not math.isfinite(end):
-        diverged = True
-    return FitResult(state=_state(net, gp, likelihood), mll_start=start, mll_end=end,
-                     steps=steps, diverged=diverged)
+    if best_state is None:  # not even the first step gave a finite loss
+        return FitResult(state=_state(net, gp, likelihood), mll_start=start, mll_end=float("nan"),
+                         steps=step + 1, diverged=True)
+    # A loss that blew up after good steps still leaves the best state usable, but it is
+    # reported as diverged so that the caller refits from scratch.
+    return FitResult(state=best_state, mll_start=start, mll_end=-best_loss, steps=step + 1,
+                     diverged=diverged)
 
 
 def predict(net: SurrogateNet, y: np.ndarray, state: dict[str, Any], test_rows: np.ndarray
@@ -324,6 +368,7 @@ def predict(net: SurrogateNet, y: np.ndarray, state: dict[str, Any], test_rows: 
     _load(net, gp, likelihood, state)
     gp.eval()
     likelihood.eval()
+    net.restrict_graphs(np.concatenate([np.arange(len(y)), np.asarray(test_rows, dtype=int)]))
     net.freeze_weights_encoder = True
     net._wcache = None
     try:

@@ -10,9 +10,11 @@ on the first t points and the refit only on the full fit and the current points,
 request is a function of the request alone: a restarted operator or service gives the same
 suggestions. That is also why there is no cache of refits.
 
-FMS variants: the GMN is trained end to end in the full fits, on at most ``gmnPoints`` of the
-points (message passing over every checkpoint graph at every Adam step is the expensive part on
-a CPU); refits keep it frozen and train the rest (feature head, curve CNN, GP) on all points.
+Fits (``hwtune.surrogate.models.fit``) stop early when the marginal likelihood has stopped
+improving and keep the best step's state. FMS variants: the GMN is trained jointly with the rest
+(feature head, curve CNN, GP) in full fits and refits alike; a full fit uses at most
+``gmnPoints`` of the points (message passing over every checkpoint graph at every Adam step is
+the expensive part on a CPU), and every fit encodes only its training points' checkpoints.
 
 Checkpoints are read by location (a directory or fsspec URI holding an hwtune checkpoint, or a
 file written with ``torch.save``); unreadable ones count as "no checkpoint" and are reported in
@@ -42,7 +44,7 @@ __all__ = ["ModelStore", "load_graph"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"fullFitSteps": 300, "refitSteps": 30, "gmnPoints": 64, "lr": 0.01}
+DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 50, "gmnPoints": 64, "lr": 0.01}
 _MAX_GRAPHS = 4096
 
 
@@ -200,7 +202,7 @@ class ModelStore:
         both = _concat(train, test)
         net.set_points(_points(both, index, mu, sd), graphs)
         refit = fit(net, y, steps=s["refitSteps"], seed=_seed(req["seed"], len(train)), init=state,
-                    lr=s["lr"], freeze_encoder=uses_gmn)
+                    lr=s["lr"])
         kind = "refit"
         if refit.diverged or refit.mll_end < refit.mll_start - 1.0:
             # Diverged (or got much worse): fit from scratch on the current points.
