@@ -29,9 +29,21 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     for name in ("FMS-GMN", "DyHPO", "GP", "random", "ASHA"):
         assert re.search(rf"^\s+{name}\s", text, re.M), name
     assert "0.88 / 0.92" in text and "Suggestion latency" in text
+    assert re.search(rf"^  configs started by then .* of {len(bench.QUICK.grid())}$", text, re.M)
+    assert re.search(r"^True final val error over the configs: min \d", text, re.M)
+    assert re.search(r"^\s+FMS-GMN .* \d of 1$", text, re.M)  # seeds won
+    assert {"all", "head"} == {c["finetune"] for c in table.configs()}
+    assert table.header.parameters["lr"] == {"type": "float", "values": list(bench.QUICK.lrs)}
+    for r in numbers["runs"]:
+        if r["method"] in ("fms", "dyhpo", "gp"):
+            assert set(r["tau_seen_at"]) <= set(r["tau_at"]) and r["seen_at"]
     assert re.search(r"^\s+DyHPO \(random scal.\)\s+\d", text, re.M)  # multi-objective section
     assert set(numbers["multiObjective"]) == {"random", "asha", "dyhpo"}
-    # A second run reuses the cached table instead of training again.
+    # A second run reuses the cached table and the cached runs instead of running them again.
     mtime = path.stat().st_mtime
-    bench.build_table(bench.QUICK, log=lambda m: None)
+    runs = bench._runs_path(bench.QUICK)
+    lines = runs.read_text().splitlines()
+    again = bench.run_benchmark(quick=True, seeds=1, latency=False, log=lambda m: None)
     assert path.stat().st_mtime == mtime
+    assert runs.read_text().splitlines() == lines
+    assert again.split("\n\nRegret")[0] == text.split("\n\nRegret")[0]

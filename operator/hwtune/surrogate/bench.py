@@ -97,7 +97,8 @@ def _save(path: Path, model: torch.nn.Module, arch: str, level: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"format": "hwtune-checkpoint/1", "resource": level,
-                "state": {"model": model.state_dict(), "arch": hub.ARCH_HINTS[arch]}}, tmp)
+                # The module itself: the parameter graph's residual edges are inferred from it.
+                "state": {"model": model.state_dict(), "module": model}}, tmp)
     os.replace(tmp, path)
 
 
@@ -223,8 +224,6 @@ class RunOutcome:
 
 def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
                variant: str | None = None, mo: bool = False) -> RunOutcome:
-    from scipy.stats import kendalltau
-
     from hwtune.backends.simulated import SimulatedBackend
     from hwtune.engine import Study, StudyConfig, Tuner
     from hwtune.space import config_key
@@ -278,12 +277,12 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
             # (tau-b, so tied true values count neither way).
             pred = scheduler.core.predict_final([(c, None) for c in configs])
             if pred is not None:
-                tau_at[spent] = float(kendalltau(pred, true_final).statistic)
+                tau_at[spent] = _tau(pred, true_final)
                 started = {config_key(t.config) for t in study.trials}
                 seen = np.array([config_key(c) in started for c in configs])
                 seen_at[spent] = int(seen.sum())
                 if seen.sum() >= 3:
-                    tau_seen_at[spent] = float(kendalltau(pred[seen], true_final[seen]).statistic)
+                    tau_seen_at[spent] = _tau(pred[seen], true_final[seen])
         if spent >= horizon:
             tuner.request_stop("benchmark horizon reached")
 
@@ -294,6 +293,15 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
                       tau_seen_at=tau_seen_at, seen_at=seen_at,
                       suggestions=0 if core is None else core.count,
                       fallbacks=0 if core is None else core.fallbacks, points=points)
+
+
+def _tau(pred: np.ndarray, true: np.ndarray) -> float:
+    """Kendall's tau-b of the predicted and true values of the same configs. A constant
+    prediction ranks nothing: its tau is undefined (NaN) and counted as 0."""
+    from scipy.stats import kendalltau
+
+    tau = float(kendalltau(pred, true).statistic)
+    return 0.0 if math.isnan(tau) else tau
 
 
 # -- latency ---------------------------------------------------------------------------------------

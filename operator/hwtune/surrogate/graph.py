@@ -7,8 +7,8 @@ Nodes: the input neurons (input features or channels) of the first layer, the ou
 - a linear weight ``W[o, i]``: input neuron ``i`` -> output neuron ``o``;
 - a conv weight ``W[o, i, y, x]``: channel ``i`` -> channel ``o``, one edge per kernel position;
 - a bias ``b[o]``: the layer's bias node -> output neuron ``o``;
-- a residual connection (from the checkpoint's ``arch`` hint): neuron ``k`` of the block's input
-  layer -> neuron ``k`` of its output layer, value 1 (an identity skip).
+- a residual connection: neuron ``k`` of the block's input layer -> neuron ``k`` of its output
+  layer, value 1 (an identity skip).
 
 Edge features: [value, layer index / (layers - 1), one-hot edge type (linear, conv, bias,
 residual), kernel position (y, x) scaled to [-1, 1] (0 for non-conv)]. Node features: one-hot
@@ -18,21 +18,26 @@ function-preserving permutation of them permutes the graph and nothing else.
 Layers are read from the state dict in order: every ``*.weight`` of 2 dims (linear) or 4 dims
 (conv2d) with its ``*.bias``. Conv -> linear assumes global pooling (channel k feeds input k).
 Other tensors (batch-norm statistics, embeddings) are ignored. Residual structure is not in a
-state dict: a checkpoint may carry ``arch = {"residual": [[a, b], ...]}`` meaning the output of
-layer ``a`` (or the network input when a == -1) is added to the output of layer ``b``.
+state dict, so it is inferred from the module when the checkpoint holds one (``state["module"]``,
+an ``nn.Module``, as the benchmark hub saves them): ``arch_of_module`` traces its forward pass
+with torch.fx and turns every addition of two layer outputs into ``arch = {"residual": [[a, b],
+...]}``, meaning the output of layer ``a`` (or the network input when a == -1) is added to the
+output of layer ``b``. A state dict alone is read as a plain chain (or with an explicit ``arch``).
 
-numpy only; ``hwtune.surrogate.models.to_pyg`` converts a graph for torch-geometric.
+numpy only (the tracing lives in ``hwtune.surrogate.arch``); ``hwtune.surrogate.models.to_pyg``
+converts a graph for torch-geometric.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["EDGE_FEATURES", "NODE_FEATURES", "Layer", "ParamGraph", "layers_of", "param_graph",
-           "permute_hidden", "state_of_checkpoint"]
+__all__ = ["EDGE_FEATURES", "NODE_FEATURES", "Layer", "ParamGraph", "arch_of_module", "layers_of",
+           "param_graph", "permute_hidden", "state_of_checkpoint"]
 
 EDGE_TYPES = ("linear", "conv", "bias", "residual")
 NODE_TYPES = ("input", "hidden", "output", "bias")
@@ -78,13 +83,37 @@ def _numpy(t: Any) -> np.ndarray:
 
 
 def state_of_checkpoint(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model state dict, arch hint) of an hwtune checkpoint's state: ``state["model"]`` when
-    present (the reference trainer's layout), else the state itself."""
-    arch = dict(state.get("arch") or {}) if isinstance(state, Mapping) else {}
-    model = state.get("model", state) if isinstance(state, Mapping) else state
+    """(model state dict, architecture) of an hwtune checkpoint's state: the module's own when
+    the state holds one (``state["module"]`` or the state itself), else ``state["model"]`` when
+    present (the reference trainer's layout), else the state itself; the architecture inferred
+    from the module (``arch_of_module``), or an explicit ``state["arch"]``, or none."""
+    if _is_module(state):
+        return dict(state.state_dict()), arch_of_module(state)
+    if not isinstance(state, Mapping):
+        raise ValueError("checkpoint state holds no model state dict")
+    module = state.get("module")
+    if _is_module(module):
+        return dict(module.state_dict()), dict(state.get("arch") or arch_of_module(module))
+    arch = dict(state.get("arch") or {})
+    model = state.get("model", state)
+    if _is_module(model):
+        return dict(model.state_dict()), dict(arch or arch_of_module(model))
     if not isinstance(model, Mapping):
         raise ValueError("checkpoint state holds no model state dict")
     return dict(model), arch
+
+
+def _is_module(obj: Any) -> bool:
+    return hasattr(obj, "state_dict") and hasattr(obj, "named_modules") and callable(obj)
+
+
+def arch_of_module(module: Any) -> dict[str, Any]:
+    """``hwtune.surrogate.arch.arch_of_module`` (torch.fx; loaded only when a checkpoint holds a
+    module, so torch is already there); a module that cannot be traced reads as a chain."""
+    try:
+        return importlib.import_module("hwtune.surrogate.arch").arch_of_module(module)
+    except ValueError:
+        return {}
 
 
 def layers_of(state_dict: Mapping[str, Any]) -> list[Layer]:

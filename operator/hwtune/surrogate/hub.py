@@ -6,9 +6,9 @@ Architectures (tiny on purpose: 2 shared CPU cores build the whole benchmark):
 
 - ``mlp``: 64 -> 24 -> 24 -> classes, ReLU.
 - ``cnn``: conv 1->6 (3x3) -> conv 6->8 (3x3) -> global average pool -> linear.
-- ``resnet``: conv 1->6 -> [conv 6->6 -> conv 6->6] + skip -> global average pool -> linear;
-  the checkpoint's ``arch`` hint says ``residual: [[0, 2]]`` (layer 0's output is added to
-  layer 2's), so the parameter graph and hidden-neuron permutations know the skip.
+- ``resnet``: conv 1->6 -> [conv 6->6 -> conv 6->6] + skip -> global average pool -> linear.
+  Checkpoints hold the module, so the parameter graph finds the skip by tracing it
+  (``hwtune.surrogate.graph.arch_of_module``: layer 0's output is added to layer 2's).
 
 Tasks: ``digits-a`` (classes 0-4), ``digits-b`` (classes 5-9), ``digits-noisy`` (all classes,
 pixels with Gaussian noise), ``digits-shift`` (all classes, images shifted by one pixel). Source
@@ -16,8 +16,6 @@ tasks pretrain the hub; the others are fine-tuned.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +64,6 @@ class ResNet(nn.Module):
         return self.fc(h.mean(dim=(2, 3)))
 
 
-ARCH_HINTS: dict[str, dict[str, Any]] = {"mlp": {}, "cnn": {}, "resnet": {"residual": [[0, 2]]}}
 HEADS = {"mlp": "net.5", "cnn": "fc", "resnet": "fc"}  # the classifier layer of each architecture
 
 

@@ -39,6 +39,7 @@ __all__ = ["FLAT_DIM", "VARIANTS", "FitResult", "GMN", "Points", "SurrogateNet",
 
 VARIANTS = ("dyhpo", "fms", "fms-flat", "fms-nocurve", "gp")
 FLAT_DIM = 256
+LOG_BUDGET = True
 
 
 @dataclass
@@ -255,6 +256,7 @@ class SurrogateNet(nn.Module):
 
     def features(self, idx: torch.Tensor) -> torch.Tensor:
         x, budget, curve, mask, graph = (t[idx] for t in self._tensors)
+        budget = self.budget_scale(budget)
         if self.net is None:
             return torch.cat([x, budget[:, None]], dim=1)
         table = self._weight_table()
@@ -262,6 +264,15 @@ class SurrogateNet(nn.Module):
         if table is not None:
             wfeat = table[self._gmap[graph]]  # graph -1 indexes the last entry: the zero row
         return self.net(x, budget, curve, mask, wfeat)
+
+    def budget_scale(self, budget: torch.Tensor) -> torch.Tensor:
+        """budget = level / max level -> log(level) / log(max level): learning curves are
+        closer to straight lines in log epochs, and most points sit at the first few levels,
+        which a linear fraction squeezes next to 0 (the final level stays at 1)."""
+        if not LOG_BUDGET or self.curve_len <= 1:
+            return budget
+        level = (budget * self.curve_len).clamp_min(1.0)
+        return torch.log(level) / math.log(self.curve_len)
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         if self.net is None or self.net.weights is None:
