@@ -47,3 +47,14 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     assert path.stat().st_mtime == mtime
     assert runs.read_text().splitlines() == lines
     assert again.split("\n\nRegret")[0] == text.split("\n\nRegret")[0]
+
+
+def test_the_command_refuses_an_unknown_method_clearly():
+    from typer.testing import CliRunner
+
+    from hwtune.cli.main import app
+
+    result = CliRunner().invoke(app, ["surrogate", "bench", "--quick", "--method", "bohb"])
+    assert result.exit_code != 0
+    assert "--method: unknown method 'bohb'" in result.output
+    assert "Traceback" not in result.output

@@ -402,10 +402,15 @@ def surrogate_serve(
 @surrogate_app.command("bench")
 def surrogate_bench(
     quick: bool = typer.Option(False, "--quick", help="The CI-sized configuration (< 60 s)"),
-    seeds: int = typer.Option(0, "--seeds", min=0, help="Runs per method [default: 1 quick, 3 full]"),
+    seeds: int = typer.Option(0, "--seeds", min=0, help="Runs per method [default: 1 quick, 5 full]"),
     latency: bool = typer.Option(True, "--latency/--no-latency",
                                  help="Also time suggestions at 100/500/2000 observations"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers here"),
+    method: Optional[list[str]] = typer.Option(
+        None, "--method", help="Run only this method (repeatable; e.g. one per process: finished "
+        "runs are cached, the printout takes every cached run)"),
+    multi_objective: bool = typer.Option(True, "--multi-objective/--no-multi-objective",
+                                         help="Also the (val error, cost) hypervolume runs"),
 ) -> None:
     """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
     the FMS paper's numbers."""
@@ -413,8 +418,13 @@ def surrogate_bench(
         from hwtune.surrogate.bench import run_benchmark
     except ImportError as exc:
         raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 3), latency=latency,
-                         json_path=json_out, log=lambda m: errors.print(m, highlight=False))
+    known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp"}
+    for m in method or []:
+        if m not in known:
+            raise _fail(f"--method: unknown method {m!r} (one of {', '.join(sorted(known))})")
+    text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 5), latency=latency,
+                         json_path=json_out, log=lambda m: errors.print(m, highlight=False),
+                         only=method or None, multi_objective=multi_objective)
     console.print(text, highlight=False, soft_wrap=True)
 
 

@@ -297,23 +297,25 @@ def _build(net: SurrogateNet, n_train: int, y: torch.Tensor):
     return gp.to(net.device), likelihood.to(net.device)
 
 
-PATIENCE = 50  # steps without a better loss (by TOLERANCE per point) before a fit stops
+PATIENCE = 50  # at most this many steps without a better loss (by TOLERANCE per point)
 TOLERANCE = 1e-3
 
 
 def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[str, Any] | None = None,
-        lr: float = 0.01, freeze_encoder: bool = False, patience: int = PATIENCE,
+        lr: float = 0.01, freeze_encoder: bool = False, patience: int | None = None,
         tolerance: float = TOLERANCE) -> FitResult:
     """Train on the first ``len(y)`` rows of the installed point set (y standardised by the
     caller) with Adam on the negative exact marginal log likelihood, for at most ``steps``
     steps: it stops early when the loss has not improved by ``tolerance`` (per point) for
-    ``patience`` steps, and returns the state of the best step (Adam's last steps on a deep
+    ``patience`` steps (default: a fifth of ``steps``, between 10 and ``PATIENCE``), and returns the state of the best step (Adam's last steps on a deep
     kernel often wander off the optimum). ``init``: start from an earlier fit's state (a short
     refit), else from a seeded initialisation. ``freeze_encoder``: keep the weights encoder
     (GMN / flat MLP) fixed. Returns the state and the exact marginal log likelihood (per point)
     before and after. ``diverged``: the loss went NaN/inf or the Cholesky failed before any
     step (the best state so far is still returned)."""
     torch.manual_seed(int(seed) % (2 ** 31))
+    if patience is None:
+        patience = max(10, min(PATIENCE, steps // 5))
     if init is None:
         _reset(net)
     yt = torch.as_tensor(y, dtype=torch.float32, device=net.device)

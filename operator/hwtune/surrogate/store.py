@@ -44,7 +44,7 @@ __all__ = ["ModelStore", "load_graph"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 50, "gmnPoints": 64, "lr": 0.01}
+DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 30, "gmnPoints": 64, "lr": 0.01}
 _MAX_GRAPHS = 4096
 
 
