@@ -80,9 +80,9 @@ class BenchConfig:
 FULL = BenchConfig("fms-digits2", ("digits-a", "digits-shift"), "digits-b",
                    (1e-4, 1e-3, 1e-2, 1e-1), ("all", "head"), (0.0, 0.01), 32, 12, 20,
                    (50, 100), (25, 50, 100),
-                   # Refits of 20 steps: message passing over every checkpoint at every step of
-                   # 100 refits per run is what 2 shared CPU cores can afford for 5 seeds.
-                   {"fullFitSteps": 1000, "refitSteps": 20, "freshCandidates": 32, "gmnPoints": 32})
+                   # Refits of 8 steps: message passing over every checkpoint at every step of
+                   # 100 refits per run is what 2 CPU cores shared by six jobs afford for 5 seeds.
+                   {"fullFitSteps": 1000, "refitSteps": 8, "freshCandidates": 32, "gmnPoints": 32})
 QUICK = BenchConfig("fms-digits2-quick", ("digits-a",), "digits-b", (1e-3, 1e-1), ("all", "head"),
                     (0.0,), 64, 4, 5, (10, 20), (10, 20, 30),
                     {"fullFitSteps": 60, "refitSteps": 5, "freshCandidates": 8, "gmnPoints": 12,
