@@ -411,6 +411,9 @@ def surrogate_bench(
         "runs are cached, the printout takes every cached run)"),
     multi_objective: bool = typer.Option(True, "--multi-objective/--no-multi-objective",
                                          help="Also the (val error, cost) hypervolume runs"),
+    run_seed: Optional[list[int]] = typer.Option(
+        None, "--run-seed", min=0, help="Run only this seed (repeatable, in this order; several "
+        "processes share the work, each run is claimed by one)"),
 ) -> None:
     """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
     the FMS paper's numbers."""
@@ -424,7 +427,8 @@ def surrogate_bench(
             raise _fail(f"--method: unknown method {m!r} (one of {', '.join(sorted(known))})")
     text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 5), latency=latency,
                          json_path=json_out, log=lambda m: errors.print(m, highlight=False),
-                         only=method or None, multi_objective=multi_objective)
+                         only=method or None, multi_objective=multi_objective,
+                         run_seeds=run_seed or None)
     console.print(text, highlight=False, soft_wrap=True)
 
 

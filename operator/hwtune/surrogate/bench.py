@@ -80,9 +80,11 @@ class BenchConfig:
 FULL = BenchConfig("fms-digits2", ("digits-a", "digits-shift"), "digits-b",
                    (1e-4, 1e-3, 1e-2, 1e-1), ("all", "head"), (0.0, 0.01), 32, 12, 20,
                    (50, 100), (25, 50, 100),
-                   # Refits of 8 steps: message passing over every checkpoint at every step of
-                   # 100 refits per run is what 2 CPU cores shared by six jobs afford for 5 seeds.
-                   {"fullFitSteps": 1000, "refitSteps": 8, "freshCandidates": 32, "gmnPoints": 32})
+                   # Full fits of at most 300 steps (the service's default is 1000) and refits of
+                   # 8: about 100 suggestions per run x 5 seeds x 3 surrogates is what 2 CPU cores
+                   # shared by six jobs afford (message passing over every checkpoint at every
+                   # step is the expensive part).
+                   {"fullFitSteps": 300, "refitSteps": 8, "freshCandidates": 32, "gmnPoints": 32})
 QUICK = BenchConfig("fms-digits2-quick", ("digits-a",), "digits-b", (1e-3, 1e-1), ("all", "head"),
                     (0.0,), 64, 4, 5, (10, 20), (10, 20, 30),
                     {"fullFitSteps": 60, "refitSteps": 5, "freshCandidates": 8, "gmnPoints": 12,
@@ -381,13 +383,45 @@ def _load_runs(path: Path) -> dict[tuple[str, int, bool], RunOutcome]:
     return out
 
 
+def _claim(runs_path: Path, name: str) -> bool:
+    """Claim one run for this process (a file holding its pid); False when a live process
+    holds it. A dead claimant's run is taken over."""
+    claims = runs_path.with_suffix(".claims")
+    claims.mkdir(parents=True, exist_ok=True)
+    path = claims / name
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(path.read_text() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid == os.getpid():
+            return True
+        try:
+            if pid > 0:
+                os.kill(pid, 0)
+                return False
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        path.write_text(str(os.getpid()))
+        return True
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(os.getpid()))
+    return True
+
+
 def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
                   json_path: Path | None = None, log: Callable[[str], None] = print,
                   surrogates: Sequence[str] | None = None, multi_objective: bool = True,
-                  only: Sequence[str] | None = None) -> str:
+                  only: Sequence[str] | None = None, run_seeds: Sequence[int] | None = None) -> str:
     """Build (or reuse) the table, run every method for ``seeds`` seeds (each finished run is
     cached next to the table, so an interrupted or split benchmark resumes; ``only``: run just
-    these methods, e.g. one per process) and return the printed tables."""
+    these methods, ``run_seeds``: just these seeds, in this order, so that several processes
+    can share the work; a run another live process has claimed is left to it) and return the
+    printed tables of every cached run."""
     torch.set_num_threads(1)
     cfg = QUICK if quick else FULL
     t0 = time.perf_counter()
@@ -403,7 +437,11 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
 
     def outcome(method: str, seed: int, variant: str | None, mo: bool) -> RunOutcome:
         key = (method, seed, mo)
-        if key not in cached and (only is None or method in only):
+        if key not in cached:  # another process may have finished it meanwhile
+            cached.update(_load_runs(runs_path))
+        if key not in cached and (only is None or method in only) \
+                and (run_seeds is None or seed in run_seeds) \
+                and _claim(runs_path, f"{method}-{seed}-{int(mo)}"):
             o = run_method(table, ckpts, method, seed, cfg, variant=variant, mo=mo)
             cached[key] = o
             with open(runs_path, "a") as fh:
@@ -412,13 +450,15 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
                 f"{o.tau_seen_at}, best {o.best_at}, {o.seconds:.0f} s")
         return cached.get(key)
 
-    outcomes: list[RunOutcome] = []
-    for seed in range(seeds):
+    order = [s for s in (run_seeds or []) if 0 <= s < seeds] + \
+        [s for s in range(seeds) if s not in (run_seeds or [])]
+    for seed in order:
         for method in ("random", "asha"):
-            outcomes.append(outcome(method, seed, None, False))
+            outcome(method, seed, None, False)
         for variant in surrogates:
-            outcomes.append(outcome(variant, seed, variant, False))
-    outcomes = [o for o in outcomes if o is not None]
+            outcome(variant, seed, variant, False)
+    outcomes = [cached[(m, seed, False)] for seed in range(seeds)
+                for m in ("random", "asha", *surrogates) if (m, seed, False) in cached]
     mo_runs: list[RunOutcome] = []
     if multi_objective:
         for seed in range(seeds):
