@@ -356,14 +356,15 @@ def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
     custom = client.CustomObjectsApi(client.ApiClient(configuration))
-    name, trials, parallel = "restart", 56, 8
+    name, trials, parallel = "restart", 100, 8
     doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
                     seed=13)
     op_configuration = f"restart-{SUFFIX}.hwtune.io"
     ports = {"a": free_port(), "b": free_port(), "c": free_port()}
     front = Front(ports)
     jobs = JobWatch(cluster.kubeconfig, namespace).start()
-    driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
+    # Slower epochs than the other tests: the study must still run after the zombie phase.
+    driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.2,
                          report_url=f"http://127.0.0.1:{front.port}/studies/{namespace}/{name}")
     driver.start()
     processes: dict[str, subprocess.Popen] = {}
@@ -400,8 +401,9 @@ def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
         # a notices at its next renewal (every 6 s) and then answers nothing (not even 200s
         # from its memo of older answers: its runner is gone); give it two renewals.
         time.sleep(2 * RESTART_LEASE_SECONDS / 5 + 1)
-        a_answers = front.answered["a"]
-        cluster.wait_for(lambda: total() >= 20, timeout=180, what="20 trials")
+        a_answers, b_answers = front.answered["a"], front.answered["b"]
+        cluster.wait_for(lambda: front.answered["b"] >= b_answers + 10, timeout=60,
+                         what="b to answer 10 more reports")
         assert front.answered["a"] == a_answers, "the zombie kept answering"
         processes["a"].send_signal(signal.SIGKILL)
         processes["a"].wait(timeout=10)
