@@ -81,6 +81,8 @@ def run_killed_at(cluster: LocalCluster, namespace: str, tmp_path: Path, doc: di
             time.sleep(0.5)
         # Completed is written after every TuningTrial's final status.
         status = study_status(cluster, name, namespace)
+        events = logged_events(cluster, name, namespace)
+        trials = trials_by_id(cluster, namespace, name)
         time.sleep(1.0)  # let the watch see the last Jobs
     finally:
         driver.stop()
@@ -93,15 +95,14 @@ def run_killed_at(cluster: LocalCluster, namespace: str, tmp_path: Path, doc: di
             except subprocess.TimeoutExpired:
                 process.kill()
         delete_configurations(cluster, configuration)
-    return status, logged_events(cluster, name, namespace), jobs, driver, at_kill
+    at_kill["final_trials"] = trials  # read before the study is deleted
+    return status, events, jobs, driver, at_kill
 
 
-def check_reconciled(cluster: LocalCluster, namespace: str, doc: dict, status: dict,
-                     events: list[dict], jobs: JobWatch) -> dict[int, dict]:
+def check_reconciled(cluster: LocalCluster, doc: dict, status: dict, events: list[dict],
+                     trials: dict[int, dict], jobs: JobWatch) -> None:
     """Every logged trial has its TuningTrial with the log's phase; one Job per launch."""
-    name = doc["metadata"]["name"]
     rebuilt = Study.rebuild(engine_config(cluster, doc), events, strict=True)
-    trials = trials_by_id(cluster, namespace, name)
     assert sorted(trials) == [t.trial_id for t in rebuilt.trials]
     for record in rebuilt.trials:
         assert trials[record.trial_id]["status"]["phase"] == record.phase.value, record.trial_id
@@ -110,7 +111,6 @@ def check_reconciled(cluster: LocalCluster, namespace: str, doc: dict, status: d
     assert all(n == 1 for n in per_launch.values()), per_launch  # no duplicate Job
     launches = {(e["trialId"], n) for e, n in _launch_numbers(events)}
     assert set(per_launch) <= launches  # no Job of a launch the log does not hold
-    return trials
 
 
 def _launch_numbers(events: list[dict]) -> list[tuple[dict, int]]:
@@ -126,8 +126,9 @@ def _launch_numbers(events: list[dict]) -> list[tuple[dict, int]]:
 def test_a_trial_whose_tuningtrial_create_was_lost_is_relaunched_once(
         cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
     doc = study_doc("lost-create", max_trials=8, parallel=3, seed=21)
-    status, events, jobs, driver, _ = run_killed_at(cluster, namespace, tmp_path, doc, trial=4)
-    check_reconciled(cluster, namespace, doc, status, events, jobs)
+    status, events, jobs, driver, at_kill = run_killed_at(cluster, namespace, tmp_path, doc,
+                                                          trial=4)
+    check_reconciled(cluster, doc, status, events, at_kill["final_trials"], jobs)
     assert sorted(e["trialId"] for e in events if e["kind"] == "created") == list(range(8))
     assert Counter(t for t, _ in jobs.jobs.values())[4] >= 1  # trial 4 got its Job ...
     assert any(p.trial == 4 and p.replies for p in driver.played.values())  # ... and ran
@@ -144,7 +145,8 @@ def test_a_trial_halted_while_its_tuningtrial_create_was_lost_gets_it_at_restart
                                                           trial=0, delay=10)
     assert any(e["kind"] == "stopped" and e["trialId"] == 0 for e in at_kill["events"]), \
         "the deadline did not stop trial 0 before the kill"
-    trials = check_reconciled(cluster, namespace, doc, status, events, jobs)
+    trials = at_kill["final_trials"]
+    check_reconciled(cluster, doc, status, events, trials, jobs)
     assert trials[0]["status"]["phase"] == "Stopped"
     assert trials[0]["status"]["reason"] == "BudgetExhausted"
     assert 0 not in {t for t, _ in jobs.jobs.values()}  # never a Job for it

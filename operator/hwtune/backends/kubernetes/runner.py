@@ -113,6 +113,7 @@ class StudyRunner:
         self.status_interval = status_interval
         self.ready = False
         self.finished: str | None = None  # why the study ended
+        self._drained = False  # the ended study's log and effects are done: it may say Completed
         self.failed: str | None = None
         self.config: StudyConfig | None = None
         self.study: Study | None = None
@@ -357,6 +358,7 @@ class StudyRunner:
                         drain.cancel()
                         raise
             drain.result()
+            self._drained = True
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
@@ -652,16 +654,19 @@ class StudyRunner:
                 hv = float(hypervolume(losses, default_reference_point(losses)))
             except ValueError:
                 hv = None
-        phase = StudyPhase.COMPLETED if self.finished else (
-            StudyPhase.RUNNING if counts.get("Pending", 0) + counts.get("Running", 0) else
-            StudyPhase.PENDING)
+        # Completed only once every effect is done (a status write meanwhile says Running):
+        # a restarted operator must still find the study to finish, not a Completed one.
+        done = self.finished is not None and (final or self._drained)
+        phase = StudyPhase.COMPLETED if done else (
+            StudyPhase.RUNNING if self.finished or counts.get("Pending", 0)
+            + counts.get("Running", 0) else StudyPhase.PENDING)
         self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
         self._condition("Running", phase is StudyPhase.RUNNING,
                         "TrialsRunning" if phase is StudyPhase.RUNNING else "NoTrialRunning")
         self._condition("BudgetExhausted", block is not None,
                         "BudgetReached" if block else "WithinBudget", block or "")
-        self._condition("Completed", self.finished is not None,
-                        "StudyEnded" if self.finished else "InProgress", self.finished or "")
+        self._condition("Completed", done, "StudyEnded" if done else "InProgress",
+                        self.finished or "" if done else "")
         self._condition("Failed", False, "NoFailure")
 
         def hw(h: Any) -> HardwareChoice | None:
