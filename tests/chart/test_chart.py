@@ -151,8 +151,8 @@ def test_helm_installs_the_chart_into_the_real_cluster(kube, namespace):
         assert len(names) == 2
         for pod in pods:  # each replica's Lease identity is its own pod's name
             if pod["metadata"]["name"] in names:
-                env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
-                assert env["HWTUNE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+                pod_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+                assert pod_env["HWTUNE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
                     "metadata.name"
         pdb = kube.get_json("poddisruptionbudget", f"{release}-operator", namespace=namespace)
         assert pdb["spec"]["maxUnavailable"] == 1

@@ -448,9 +448,11 @@ def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
           + f"; the Lease was taken {new_acquire - old_renew:.1f}s after the killed process's "
           f"last renewal ({new_acquire - killed:.1f}s after the kill); answers "
           f"{dict(front.answered)}, 503s {dict(front.refused)}")
-    # Taken before the killed incarnation's Lease would have expired: no waiting for it.
+    # Taken before the killed incarnation's Lease would have expired: no waiting for it (the
+    # precise check; the process's own start-up, ~2-12 s on a loaded machine, is on top).
     assert new_acquire - old_renew < RESTART_LEASE_SECONDS - 5
-    assert timings["restart: c's first answer"] < RESTART_LEASE_SECONDS / 2
+    # Waiting for expiry would put the first answer >= 24 s after c's start.
+    assert timings["restart: c's first answer"] < 20
     assert lease_after["leaseTransitions"] >= lease_before["leaseTransitions"] + 1
     assert not driver.errors, driver.errors
     Study.rebuild(engine_config(cluster, doc), events, strict=True)

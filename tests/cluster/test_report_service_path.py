@@ -34,25 +34,33 @@ import signal
 import socket
 import subprocess
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from hwtune.engine import Study
 from hwtune.testing.cluster import LocalCluster
 from hwtune.trainer.client import ReportClient, ReportError
 from tests.chart.test_chart import CHART, helm
+from tests.cluster.test_operator_chaos import JobWatch, max_concurrent
 from tests.cluster.test_operator_studies import (
     SUFFIX,
     apply,
     cluster,  # noqa: F401 - the module fixture (CRDs and pools applied)
     delete_configurations,
     delete_studies,
+    engine_config,
     free_port,
     get,
+    logged_events,
     start_operator_process,
     study_doc,
+    study_status,
 )
+from tests.cluster.trial_driver import TrialDriver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -60,8 +68,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 class ServiceForwarder:
     """kube-proxy's job for one Service port, in userspace, on 127.0.0.1 only."""
 
-    def __init__(self, cluster: LocalCluster, namespace: str, service: str, port: int) -> None:
+    def __init__(self, cluster: LocalCluster, namespace: str, service: str, port: int,
+                 local_ports: dict[str, int] | None = None) -> None:
         self.cluster, self.namespace, self.service, self.port = cluster, namespace, service, port
+        # pod IP -> the local port of the process standing in for that pod (several pods
+        # cannot share one port on 127.0.0.1); default: the endpoint's own port
+        self.local_ports = local_ports or {}
         self.routed: list[tuple[str, int]] = []  # (endpoint IP, endpoint port) per connection
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = self._listener.getsockname()
@@ -96,7 +108,11 @@ class ServiceForwarder:
             return
         ip, port = random.choice(ready)
         self.routed.append((ip, port))
-        upstream = socket.create_connection(("127.0.0.1", port))  # the pod's IP, here
+        try:  # the pod's IP, here
+            upstream = socket.create_connection(("127.0.0.1", self.local_ports.get(ip, port)))
+        except OSError:  # the pod's process is down: the connection fails, as to a dead pod
+            client.close()
+            return
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
 
@@ -191,3 +207,86 @@ def test_reports_through_the_charts_service_need_the_trials_own_token(
         delete_configurations(cluster, configuration)
         helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
     print(f"service path: {json.dumps(forwarder.routed[:1] if forwarder else [])}")
+
+
+def test_two_chart_replicas_behind_the_service_run_a_study(
+        cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
+    """The chart's two replicas (two KWOK pods; two operator processes here, each named as its
+    pod, as HWTUNE_POD_NAME gives them) behind its Service: every trainer connection lands on a
+    random ready endpoint and is kept alive, as through kube-proxy, so about half of them reach
+    the replica that does not hold the study. Its 503 closes the connection, the trainer's retry
+    connects afresh, and the study completes: no trainer error, one Job per launch, every
+    answer in the log once."""
+    env = cluster.env()
+    release = f"two-{SUFFIX}"[:20]
+    report_port = free_port()
+    helm("install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "90s",
+         "--set", f"operator.reportPort={report_port}", env=env)  # the default: two replicas
+    configuration = f"two-{SUFFIX}.hwtune.io"
+    service = f"{release}-operator"
+    processes: list[subprocess.Popen] = []
+    forwarder = None
+    driver = None
+    jobs = JobWatch(cluster.kubeconfig, namespace).start()
+    name, trials, parallel = "two-replicas", 24, 6
+    doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
+                    seed=17)
+    try:
+        pods = [p for p in get(cluster, "pods", namespace, "app.kubernetes.io/component=operator")]
+        assert len(pods) == 2
+        local = {p["status"]["podIP"]: free_port() for p in pods}
+        for pod in pods:
+            processes.append(start_operator_process(
+                cluster, namespace, configuration, local[pod["status"]["podIP"]],
+                tmp_path / f"{pod['metadata']['name']}.log", lease_seconds=10,
+                pod_name=pod["metadata"]["name"],
+                extra_args=(f"--report-url=http://{service}.{namespace}.svc:{report_port}",)))
+        forwarder = ServiceForwarder(cluster, namespace, service, report_port, local)
+        assert sorted(cluster.wait_for(forwarder.endpoints, timeout=60,
+                                       what="the Service's endpoints")) == sorted(
+            (ip, report_port) for ip in local)
+        driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
+                             report_url=f"http://127.0.0.1:{forwarder.address[1]}"
+                                        f"/studies/{namespace}/{name}").start()
+        apply(cluster, doc, namespace)
+        deadline = time.monotonic() + 300
+        while study_status(cluster, name, namespace).get("phase") != "Completed":
+            assert time.monotonic() < deadline, \
+                f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
+            assert not driver.errors, driver.errors
+            time.sleep(0.5)
+        status = study_status(cluster, name, namespace)
+        events = logged_events(cluster, name, namespace)
+        lease = cluster.get_json("lease", f"{name}-writer", namespace=namespace)
+        time.sleep(1.0)  # let the watch see the last Jobs
+    finally:
+        if driver is not None:
+            driver.stop()
+        jobs.stop()
+        if forwarder is not None:
+            forwarder.close()
+        if any(p.poll() is None for p in processes):
+            delete_studies(cluster, namespace)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        delete_configurations(cluster, configuration)
+        helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
+    routed = Counter(ip for ip, _ in forwarder.routed)
+    print(f"two replicas: connections per pod {dict(routed)}, Lease holder "
+          f"{lease['spec']['holderIdentity']}")
+    assert set(routed) == set(local)  # both pods got trainer connections
+    assert lease["spec"]["holderIdentity"] in {p["metadata"]["name"] for p in pods}
+    assert not driver.errors, driver.errors
+    Study.rebuild(engine_config(cluster, doc), events, strict=True)
+    assert status["trials"]["total"] == trials
+    assert max_concurrent(events) <= parallel
+    per_launch = Counter(jobs.jobs.values())
+    assert all(n == 1 for n in per_launch.values()), per_launch
+    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                     if e["kind"] == "observed")
+    assert answered == logged and max(logged.values()) == 1
