@@ -188,6 +188,7 @@ class StudyLease:
         self._version = self.api._plain(replaced)["metadata"]["resourceVersion"]
         self._renewed = started
         self.incarnation = transitions
+        _SUPERSEDED.discard((self.namespace, self.study))  # held again (after an expiry)
         if holder and not mine:
             log.info("study %s/%s: took over the Lease from %s%s", self.namespace, self.study,
                      holder, " (a former incarnation of this pod)"
