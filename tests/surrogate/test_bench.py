@@ -29,7 +29,7 @@ def test_quick_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     for name in ("FMS-GMN", "DyHPO", "GP", "random", "ASHA"):
         assert re.search(rf"^\s+{name}\s", text, re.M), name
     assert "0.88 / 0.92" in text and "Suggestion latency" in text
-    assert re.search(rf"^  configs started by then .* of {len(bench.QUICK.grid())}$", text, re.M)
+    assert re.search(rf"^  n started: .* of {len(bench.QUICK.grid())}$", text, re.M)
     assert re.search(r"^True final val error over the configs: min \d", text, re.M)
     assert re.search(r"^\s+FMS-GMN .* \d of 1$", text, re.M)  # seeds won
     assert {"all", "head"} == {c["finetune"] for c in table.configs()}

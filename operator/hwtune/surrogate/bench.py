@@ -518,7 +518,8 @@ def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
     sp = _spread(table)
     n = len(table.configs())
     lines = [f"FMS benchmark {cfg.name}: {n} configs (hub model x lr x fine-tune all/head x weight "
-             f"decay) fine-tuned {cfg.epochs} epochs on {cfg.target}; {seeds} seed(s) per method; "
+             f"decay) fine-tuned {cfg.epochs} epochs on {cfg.target}; up to {seeds} seed(s) per method "
+             f"('of N': the runs done); "
              f"one worker (compute = epochs trained)",
              f"True final val error over the configs: min {sp['min']:.3f}, quartiles {sp['q25']:.3f} "
              f"/ {sp['median']:.3f} / {sp['q75']:.3f}, max {sp['max']:.3f}; {sp['distinct']} distinct "
@@ -529,7 +530,8 @@ def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
                  f"spent epochs; median [min, max] over seeds; 'all' = every config of the table, "
                  f"'started' = the configs the run had trained at least one epoch:")
     lines.append(f"  {'method':<20} {'all @' + str(a):>18} {'all @' + str(b):>18} "
-                 f"{'started @' + str(a):>18} {'started @' + str(b):>18}   paper (50 / 100)   won @{a}/@{b}")
+                 f"{'started @' + str(a):>18} {'started @' + str(b):>18} {'n started':>10}   "
+                 f"paper (50 / 100)   won @{a}/@{b}")
     wa = _wins(outcomes, surrogates, lambda o: o.tau_at.get(a), True)
     wb = _wins(outcomes, surrogates, lambda o: o.tau_at.get(b), True)
     for v in surrogates:
@@ -538,12 +540,12 @@ def _format(cfg: BenchConfig, table, outcomes: list[RunOutcome], best: float,
         ptxt = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "-"
         cells = [_median([o.tau_at[c] for o in runs if c in o.tau_at]) for c in (a, b)]
         cells += [_median([o.tau_seen_at[c] for o in runs if c in o.tau_seen_at]) for c in (a, b)]
+        started = [[o.seen_at[c] for o in runs if c in o.seen_at] for c in (a, b)]
+        ntxt = "/".join(f"{statistics.median(x):.0f}" if x else "-" for x in started)
         lines.append(f"  {SURROGATES[v]:<20} " + " ".join(f"{c:>18}" for c in cells)
-                     + f"   {ptxt:<17}  {wa[v]}/{wb[v]} of {len(runs)}")
-    seen = {c: [o.seen_at[c] for o in outcomes if c in o.seen_at] for c in (a, b)}
-    if seen[a]:
-        lines.append(f"  configs started by then (median over runs): {statistics.median(seen[a]):.0f} "
-                     f"/ {statistics.median(seen[b]):.0f} of {n}")
+                     + f" {ntxt:>10}   {ptxt:<17}  {wa[v]}/{wb[v]} of {len(runs)}")
+    lines.append(f"  n started: configs the run had started by {a} / {b} spent epochs (median), "
+                 f"of {n}")
     lines.append("")
     methods = ["random", "asha", *surrogates]
     lines.append(f"Regret (best val error found - table best {best:.4f}) over spent epochs, median "
