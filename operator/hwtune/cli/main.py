@@ -18,6 +18,7 @@ the machine failed (a full disk; continue with ``--resume`` once fixed), 130 int
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from importlib import metadata
@@ -385,18 +386,60 @@ def surrogate_serve(
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads per request"),
     workers: int = typer.Option(2, "--workers", min=1, help="Requests fitted in parallel"),
     max_body_mib: int = typer.Option(64, "--max-body-mib", min=1),
+    state_dir: Optional[Path] = typer.Option(
+        None, "--state-dir", envvar="HWTUNE_SURROGATE_STATE_DIR",
+        help="Save each study's fitted model here; a restarted service reloads it"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve surrogate suggestions over HTTP + JSON until interrupted."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise _fail(f"--device: must be cpu or cuda, got {device!r}")
     try:
         from hwtune.surrogate.service import serve_forever
+        from hwtune.surrogate.store import select_device
     except ImportError as exc:
         raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024)
+    try:
+        device = select_device(device)
+    except ValueError as exc:
+        raise _fail(f"--{exc}") from None
+    try:
+        serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024,
+                      state_dir=None if state_dir is None else str(state_dir))
+    except OSError as exc:  # the state directory or the port
+        raise _fail(f"{exc.filename or f'{host}:{port}'}: {exc.strerror or exc}") from None
+
+
+@surrogate_app.command("latency")
+def surrogate_latency(
+    sizes: str = typer.Option("100,500,2000", "--sizes", help="Observation counts, comma-separated"),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Suggestions timed per warm/restart row"),
+    cold_repeats: int = typer.Option(2, "--cold-repeats", min=1, help="Suggestions per cold row"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers here"),
+) -> None:
+    """Time DyHPO suggestions at 100/500/2,000 observations: warm, after a restart that reloads
+    the saved model, and cold; p50 and max beside the goal (< 1 s at 2,000 on a CPU)."""
+    try:
+        counts = [int(v) for v in sizes.split(",") if v.strip()]
+    except ValueError:
+        raise _fail(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
+    if not counts or min(counts) < 10:
+        raise _fail(f"--sizes: each size must be >= 10, got {sizes!r}")
+    try:
+        from hwtune.surrogate.latency import format_table, measure
+        from hwtune.surrogate.store import select_device
+    except ImportError as exc:
+        raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
+    try:
+        device = select_device(device)
+    except ValueError as exc:
+        raise _fail(f"--{exc}") from None
+    results = measure(counts, repeats=repeats, cold_repeats=cold_repeats, device=device,
+                      log=lambda m: errors.print(m, highlight=False))
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=1))
+    console.print(format_table(results), highlight=False, soft_wrap=True)
 
 
 @surrogate_app.command("bench")
