@@ -131,6 +131,7 @@ def tune(
     )
     from hwtune.cli.plot import plot_front
     from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
+    from hwtune.optimize.context import note_event
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = _load(study_file, locally=True)
@@ -170,6 +171,20 @@ def tune(
     except OSError as exc:  # the work directory cannot be created or written
         raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}",
                     EXIT_INFRASTRUCTURE) from None
+    fallbacks = [0]
+
+    def show_notes(event) -> None:
+        # What a searcher noted (a surrogate fallback and why): the same lines the operator
+        # posts as Events, on stderr so the progress view and the result stay on stdout.
+        for note in (event.extra or {}).get("notes") or ():
+            shown = note_event(note)
+            if shown is None:
+                continue
+            reason, message, _ = shown
+            fallbacks[0] += reason == "SurrogateFallback"
+            errors.print(f"{reason}: {message}", highlight=False, markup=False, soft_wrap=True)
+
+    run.study.add_listener(show_notes)
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
@@ -203,6 +218,10 @@ def tune(
                   f"{summary.spend.gpu_hours:.3g} GPU-hours in {wall:.0f} s of wall time.",
                   highlight=False)
     console.print(simulated_note(run.simulated_pools), style="italic", highlight=False)
+    if fallbacks[0]:
+        errors.print(f"the surrogate could not answer {fallbacks[0]} time(s); those suggestions "
+                     f"fell back to random search (see the lines above, and {workdir}/events.jsonl)",
+                     highlight=False)
     console.print(front_table(run.study, result.front))
     console.print(front_configs(run.study, result.front), highlight=False, end="")
     for record in run.study.trials_in(TrialPhase.FAILED):
