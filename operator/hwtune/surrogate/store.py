@@ -47,6 +47,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from hwtune.surrogate import CHECKPOINT_SEARCHERS
 from hwtune.surrogate.graph import ParamGraph, param_graph, state_of_checkpoint
 from hwtune.surrogate.models import VARIANTS, Points, SurrogateNet, fit, predict
 from hwtune.surrogate.points import PROTOCOL_VERSION, PointBlock, RequestError, block_from_json
@@ -241,7 +242,7 @@ class ModelStore:
         graphs: list[ParamGraph] = []
         index: dict[Any, int] = {}
         missing = 0
-        if req["variant"] not in ("fms", "fms-flat", "fms-nocurve"):
+        if req["variant"] not in CHECKPOINT_SEARCHERS:
             return graphs, index, 0
         for block in (req["full"], req["train"], req["test"]):
             for loc in block.checkpoint:
