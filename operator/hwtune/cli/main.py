@@ -396,6 +396,19 @@ surrogate_app = typer.Typer(help="The DyHPO / FMS surrogate: service and benchma
 app.add_typer(surrogate_app, name="surrogate")
 
 
+def _surrogate_device(device: str | None) -> str:
+    """The device the model runs on (GPU when torch sees one), or exit 2 saying why; also the
+    check that the torch extra is installed."""
+    try:
+        from hwtune.surrogate.store import select_device
+    except ImportError as exc:
+        raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
+    try:
+        return select_device(device)
+    except ValueError as exc:
+        raise _fail(f"--{exc}") from None
+
+
 @surrogate_app.command("serve")
 def surrogate_serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
@@ -413,15 +426,9 @@ def surrogate_serve(
     """Serve surrogate suggestions over HTTP + JSON until interrupted."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        from hwtune.surrogate.service import serve_forever
-        from hwtune.surrogate.store import select_device
-    except ImportError as exc:
-        raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    try:
-        device = select_device(device)
-    except ValueError as exc:
-        raise _fail(f"--{exc}") from None
+    device = _surrogate_device(device)
+    from hwtune.surrogate.service import serve_forever
+
     try:
         serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024,
                       state_dir=None if state_dir is None else str(state_dir))
@@ -434,7 +441,8 @@ def surrogate_latency(
     sizes: str = typer.Option("100,500,2000", "--sizes", help="Observation counts, comma-separated"),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Suggestions timed per warm/restart row"),
     cold_repeats: int = typer.Option(2, "--cold-repeats", min=1, help="Suggestions per cold row"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda"),
+    device: Optional[str] = typer.Option(None, "--device",
+                                         help="cpu | cuda [default: cuda when torch sees a GPU]"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers here"),
 ) -> None:
     """Time DyHPO suggestions at 100/500/2,000 observations: warm, after a restart that reloads
@@ -445,15 +453,9 @@ def surrogate_latency(
         raise _fail(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
     if not counts or min(counts) < 10:
         raise _fail(f"--sizes: each size must be >= 10, got {sizes!r}")
-    try:
-        from hwtune.surrogate.latency import format_table, measure
-        from hwtune.surrogate.store import select_device
-    except ImportError as exc:
-        raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    try:
-        device = select_device(device)
-    except ValueError as exc:
-        raise _fail(f"--{exc}") from None
+    device = _surrogate_device(device)
+    from hwtune.surrogate.latency import format_table, measure
+
     results = measure(counts, repeats=repeats, cold_repeats=cold_repeats, device=device,
                       log=lambda m: errors.print(m, highlight=False))
     if json_out is not None:
