@@ -208,7 +208,8 @@ class StudyRunner:
         clock = WallClock()  # event times are compared after a restart in another pod
         # The surrogate reads checkpoints where the Jobs save them, and keeps its models per
         # study: namespace/name, so two namespaces' studies of one name never share a model.
-        known = {"checkpoint_locator": self._checkpoint_locator, "name": f"{self.namespace}/{self.name}"}
+        known = {"checkpoint_locator": self._checkpoint_locator,
+                 "name": f"{self.namespace}/{self.name}"}
         if loaded.events:
             self.study = Study.rebuild(self.config, loaded.events, clock=clock, **known)
             if self.study.replay_mismatches:

@@ -49,8 +49,8 @@ from hwtune.backends.base import (
 )
 from hwtune.backends.local import supervise
 from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
-from hwtune.backends.local.template import ProcessTemplate
 from hwtune.backends.local.retention import keep_level
+from hwtune.backends.local.template import ProcessTemplate
 from hwtune.backends.reporting import engine_refusals_as_protocol_errors
 from hwtune.engine.errors import InvalidReportError, TrialStateError
 from hwtune.engine.study import NO_REPORT_REASON, no_report_advice

@@ -120,13 +120,16 @@ class LocalStudyRun:
 
         # FMS reads checkpoints by level: keep the last few levels' copies of each trial
         # (hwtune.backends.local.retention); other searchers need only the latest.
-        keep = DEFAULT_KEEP_LEVELS if _value(self.config.spec.algorithm.searcher) in CHECKPOINT_SEARCHERS else 0
+        reads = _value(self.config.spec.algorithm.searcher) in CHECKPOINT_SEARCHERS
+        keep = DEFAULT_KEEP_LEVELS if reads else 0
 
         def locator(trial, level: int) -> str | None:
             # The kept copy of that level, else the trial's one location (readers check the level).
             if level < 1 or trial.trial_id < 0:
                 return None
-            return level_location(root, trial.trial_id, level) if keep else f"{root}/{trial.trial_id}"
+            if keep:
+                return level_location(root, trial.trial_id, level)
+            return f"{root}/{trial.trial_id}"
 
         if self.resume:
             self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock(),
