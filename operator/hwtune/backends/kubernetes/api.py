@@ -26,6 +26,7 @@ GROUP, VERSION = "hwtune.io", "v1alpha1"
 LABEL_LOG = "hwtune.io/log"
 LABEL_CHUNK = "hwtune.io/log-chunk"
 LOG_WRITER = "hwtune.io/log-writer"  # annotation: the Lease holder that last wrote a chunk
+LIST_PAGE = 500  # objects per LIST page (study-sized lists: trials, log chunks)
 T = TypeVar("T")
 
 
@@ -134,9 +135,18 @@ class KubeApi:
                          namespace, "tuningtrials", name, {"status": dict(status)})
 
     async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                   namespace, "tuningtrials", label_selector=f"{LABEL_STUDY}={study}")
-        return list(listing.get("items") or [])
+        """Every TuningTrial of the study, in pages (20,000 of them are tens of MB at once)."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            listing = await self._call_plain(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
+                "tuningtrials", label_selector=f"{LABEL_STUDY}={study}", limit=LIST_PAGE,
+                **({"_continue": token} if token else {}))
+            items.extend(listing.get("items") or [])
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     # -- Secrets ------------------------------------------------------------------------------
     async def create_secret(self, body: Mapping[str, Any]) -> None:
@@ -250,6 +260,7 @@ class StudyLogStore:
         self.api, self.namespace, self.study, self.study_uid = api, namespace, study, study_uid
         self.fence: Any = None  # StudyLease
         self._versions: dict[int, str] = {}  # chunk -> resourceVersion last read or written
+        self.read_bytes = 0  # bytes of entries read (load timings)
 
     def _check_fence(self) -> None:
         from hwtune.backends.kubernetes.log import LogFenced
@@ -293,19 +304,22 @@ class StudyLogStore:
         return f"{self.study}-log-{index}"
 
     async def read_chunks(self) -> list[tuple[int, Mapping[str, str]]]:
+        """Every chunk, by one paged LIST by label (not a GET per chunk), as plain JSON."""
         core = self.api.core
         chunks: list[tuple[int, Mapping[str, str]]] = []
         token = None
         while True:
-            listing = await self.api._call(
+            listing = await self.api._call_plain(
                 core.list_namespaced_config_map, self.namespace, limit=100,
                 label_selector=f"{LABEL_STUDY}={self.study},{LABEL_LOG}=true",
                 **({"_continue": token} if token else {}))
-            for cm in listing.items:
-                index = int(cm.metadata.labels.get(LABEL_CHUNK, "0"))
-                chunks.append((index, cm.data or {}))
-                self._versions[index] = cm.metadata.resource_version
-            token = listing.metadata._continue
+            for cm in listing.get("items") or []:
+                meta = cm.get("metadata") or {}
+                index = int((meta.get("labels") or {}).get(LABEL_CHUNK, "0"))
+                chunks.append((index, cm.get("data") or {}))
+                self._versions[index] = meta.get("resourceVersion")
+                self.read_bytes += sum(len(v) for v in (cm.get("data") or {}).values())
+            token = (listing.get("metadata") or {}).get("continue")
             if not token:
                 return chunks
 

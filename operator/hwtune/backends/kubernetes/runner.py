@@ -10,6 +10,7 @@ pod events and reports; nothing here imports kopf.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -74,7 +75,8 @@ from hwtune.report.protocol import (
 from hwtune.report.server import ReplyMemo
 from hwtune.trainer.env import TrialEnv
 
-__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable"]
+__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable",
+           "trial_status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ class StudyRunner:
         self._trial_uids: dict[int, str] = {}
         self._last_status: dict[str, Any] | None = None
         self._status_key: tuple[Any, ...] | None = None
+        self.load_seconds: dict[str, float] = {}
         self._status_next = 0.0
         self._conditions: dict[str, Condition] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -195,8 +198,12 @@ class StudyRunner:
         self._key = derive_study_key(operator_key(), self.namespace, self.name, self.uid)
         store = self.api.log_store(self.namespace, self.name, self.uid)
         store.fence = self.lease
+        t_read = time.perf_counter()
         try:
-            loaded = parse_chunks(await store.read_chunks())
+            chunks = await store.read_chunks()
+            t_parse = time.perf_counter()
+            loaded = parse_chunks(chunks)
+            del chunks
         except LogCorrupted as exc:
             self.failed = str(exc)
             return
@@ -205,6 +212,7 @@ class StudyRunner:
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
+        t_rebuild = time.perf_counter()
         if loaded.events:
             self.study = Study.rebuild(self.config, loaded.events, clock=clock)
             if self.study.replay_mismatches:
@@ -217,6 +225,7 @@ class StudyRunner:
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
+        t_cluster = time.perf_counter()
         # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
         # stopped trials whose deletion was cut short.
         for job in await self.api.list_jobs(self.namespace, self.name):
@@ -242,6 +251,15 @@ class StudyRunner:
                 self._dirty.add(tid)
         self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
+        done = time.perf_counter()
+        # The rebuild's cost by step (benchmarks/operator_large.py reads this line).
+        self.load_seconds = {"read": t_parse - t_read, "parse": t_rebuild - t_parse,
+                             "rebuild": t_cluster - t_rebuild, "cluster": done - t_cluster,
+                             "total": done - t_read}
+        log.info("study %s/%s loaded: %d events, %d trials, %d log chunks (%d bytes); "
+                 "seconds: read %.2f, parse %.2f, rebuild %.2f, cluster state %.2f, total %.2f",
+                 self.namespace, self.name, len(loaded.events), len(self.study.trials),
+                 loaded.chunk + 1, getattr(store, "read_bytes", 0), *self.load_seconds.values())
 
     def _adopt(self, events: list[dict[str, Any]]) -> None:
         assert self.study is not None and self.backend is not None
@@ -686,28 +704,8 @@ class StudyRunner:
 
     def trial_status(self, trial_id: int) -> dict[str, Any]:
         assert self.study is not None and self.backend is not None
-        with self.backend.lock:
-            record = self.study.trial(trial_id)
-            curve = [LearningCurvePoint(resource=o.resource,
-                                        metrics={k: float(v) for k, v in o.metrics.items()},
-                                        time=dt.datetime.fromtimestamp(o.time, dt.timezone.utc)
-                                        .replace(microsecond=0))
-                     for o in record.observations]
-            runtime = self.study.runtime_of(trial_id)
-            cost = self.study.cost_of(trial_id)
-            gpu_hours = self.study.config.hardware_model.gpu_hours(runtime, record.hardware)
-            phase, reason, resource = record.phase, record.reason, record.last_resource
-        curve_json = [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in curve]
-        status = TuningTrialStatus(
-            phase=phase, resource=resource,
-            learning_curve=bounded_curve(curve_json, self.study.config.objectives),
-            reports=len(curve),
-            runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
-            gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
-            reason=_camel_reason(phase, reason), message=reason or None,
-            last_checkpoint=checkpoint_uri(self._checkpoints,
-                                           self.name, trial_id) if resource else None)
-        return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return trial_status_of(self.study, trial_id, self.name, self._checkpoints,
+                               lock=self.backend.lock)
 
     async def _write_trials(self) -> None:
         dirty = [t for t in self._dirty if t in self._trial_uids]
@@ -729,6 +727,34 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+
+
+def trial_status_of(study: Study, trial_id: int, study_name: str,
+                    checkpoints: Mapping[str, Any], *, lock: Any = None) -> dict[str, Any]:
+    """A TuningTrial's status as the engine sees the trial (``lock``: the engine's, held while
+    reading it); the curve bounded by ``hwtune.backends.kubernetes.status``."""
+    with lock if lock is not None else contextlib.nullcontext():
+        record = study.trial(trial_id)
+        observations = list(record.observations)
+        runtime = study.runtime_of(trial_id)
+        cost = study.cost_of(trial_id)
+        gpu_hours = study.config.hardware_model.gpu_hours(runtime, record.hardware)
+        phase, reason, resource = record.phase, record.reason, record.last_resource
+    curve = [LearningCurvePoint(resource=o.resource,
+                                metrics={k: float(v) for k, v in o.metrics.items()},
+                                time=dt.datetime.fromtimestamp(o.time, dt.timezone.utc)
+                                .replace(microsecond=0)).model_dump(mode="json", by_alias=True,
+                                                                    exclude_none=True)
+             for o in observations]
+    status = TuningTrialStatus(
+        phase=phase, resource=resource,
+        learning_curve=bounded_curve(curve, study.config.objectives),
+        reports=len(curve),
+        runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
+        gpu_hours=round(gpu_hours, 6), job_name=job_name(study_name, trial_id),
+        reason=_camel_reason(phase, reason), message=reason or None,
+        last_checkpoint=checkpoint_uri(checkpoints, study_name, trial_id) if resource else None)
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _trial_of(obj: Mapping[str, Any]) -> int | None:
