@@ -89,7 +89,19 @@ class LargeResult:
     first_decision_seconds: float | None = None  # operator start -> first Job / answered report
     lease_wait_seconds: float | None = None  # of that: standing by for the killed one's Lease
     load_split: dict[str, float] = field(default_factory=dict)  # the operator's own timings
+    replay_differences: int = 0  # the operator's "replay differences" (0: decided the same)
+    loads: int = 0  # times the operator loaded the study (1 unless its runner restarted)
     errors: list[str] = field(default_factory=list)
+
+
+def _log_counts(path: Path) -> tuple[int, int]:
+    """(loads, replay differences) in an operator log."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return 0, 0
+    found = re.search(r"(\d+) replay differences", text)
+    return len(LOADED.findall(text)), int(found.group(1)) if found else 0
 
 
 def _loaded_line(path: Path) -> dict[str, float] | None:
@@ -149,6 +161,7 @@ def run_study(cfg: scale.ScaleConfig, cluster: LocalCluster, *, log_dir: Path | 
     if split is not None:
         result.load_split = split
     result.lease_wait_seconds = _lease_wait(log_dir / "operator-2.log")
+    result.loads, result.replay_differences = _log_counts(log_dir / "operator-2.log")
     return result
 
 
@@ -285,25 +298,29 @@ def run_seeded(cfg: scale.ScaleConfig, cluster: LocalCluster, *, extra: int = 20
     began = time.monotonic()
     try:
         manifest = scale.study_manifest(STUDY, table, cfg)
-        pools = {p["metadata"]["name"]: p["spec"]
-                 for p in cluster.get_json("hardwarepools")["items"]}
-        if progress:
-            print(f"  simulating a {cfg.trials}-trial study with the engine ...", flush=True)
-        study = simulate_study(manifest["spec"], pools, seed=cfg.seed)
-        result.trials = len(study.trials)
         # The study object first (the log and the trials are owned by it), maxTrials raised so
         # that the restarted operator has a decision to make.
         manifest["spec"]["budget"]["maxTrials"] = cfg.trials + extra
         cluster.wait_for(lambda: cluster.apply(manifest, namespace=namespace), 30,
                          "the study to be admitted", interval=0.5)
-        uid = cluster.get_json("tuningstudy", STUDY, namespace=namespace)["metadata"]["uid"]
+        stored = cluster.get_json("tuningstudy", STUDY, namespace=namespace)
+        uid = stored["metadata"]["uid"]
+        # The spec as the API server keeps it (defaults applied), as the operator reads it.
+        spec = json.loads(json.dumps(stored["spec"]))
+        spec["budget"]["maxTrials"] = cfg.trials
+        pools = {p["metadata"]["name"]: p["spec"]
+                 for p in cluster.get_json("hardwarepools")["items"]}
+        if progress:
+            print(f"  simulating a {cfg.trials}-trial study with the engine ...", flush=True)
+        study = simulate_study(spec, pools, seed=cfg.seed)
+        result.trials = len(study.trials)
         api_client = kube_config.new_client_from_config(str(cluster.kubeconfig))
         api_client.configuration.connection_pool_maxsize = KubeApi.CONNECTIONS
         api = KubeApi(api_client)
         if progress:
             print(f"  writing its log and {result.trials} TuningTrials ...", flush=True)
         try:
-            asyncio.run(write_study(api, namespace, uid, study, manifest["spec"], progress))
+            asyncio.run(write_study(api, namespace, uid, study, spec, progress))
         finally:
             api.close()
         del study
@@ -328,6 +345,7 @@ def run_seeded(cfg: scale.ScaleConfig, cluster: LocalCluster, *, extra: int = 20
         else:
             result.errors.append(f"no decision within {cfg.timeout:g}s of the start")
         result.load_split = _loaded_line(log_file) or {}
+        result.loads, result.replay_differences = _log_counts(log_file)
         # Let the status catch up with the whole study, then measure the objects.
         cluster.wait_for(lambda: (cluster.get_json("tuningstudy", STUDY, namespace=namespace)
                                   .get("status") or {}).get("trials", {}).get("total", 0)
@@ -385,7 +403,8 @@ def format_result(r: LargeResult) -> str:
             f"  operator's load: {int(split['events'])} events, {int(split['chunks'])} chunks, "
             f"{int(split['bytes'])} bytes; read {split['read']:.2f}s, parse {split['parse']:.2f}s, "
             f"engine replay {split['rebuild']:.2f}s, cluster state {split['cluster']:.2f}s, "
-            f"total {split['total']:.2f}s")
+            f"total {split['total']:.2f}s; loads {r.loads}, replay differences "
+            f"{r.replay_differences}")
     lines += [f"  error: {e}" for e in r.errors]
     return "\n".join(lines)
 

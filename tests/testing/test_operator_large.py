@@ -18,6 +18,7 @@ def test_seeded_quick_rebuilds_a_stored_study_and_decides(kube: LocalCluster, tm
     assert result.load_split["events"] > 2 * QUICK.trials
     assert result.loaded_seconds is not None and result.first_decision_seconds is not None
     assert result.first_decision_seconds >= result.loaded_seconds
+    assert result.loads == 1 and result.replay_differences == 0, text  # decided the same
     assert result.status_trials >= QUICK.trials
     assert 0 < result.study_object_bytes < 100 * 1024
     assert result.log_chunks >= 1 and result.log_bytes > 0 and result.tuningtrial_bytes > 0

@@ -132,6 +132,7 @@ class StudyRunner:
         self._last_status: dict[str, Any] | None = None
         self._status_key: tuple[Any, ...] | None = None
         self.load_seconds: dict[str, float] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
         self._status_next = 0.0
         self._conditions: dict[str, Condition] = {}
         self._tasks: list[asyncio.Task[Any]] = []
@@ -185,6 +186,23 @@ class StudyRunner:
         self._loop = asyncio.get_running_loop()
         if self.lease is not None:
             await self.lease.acquire()  # a standby waits here, answering 503 meanwhile
+            # Renewed while loading too: a 20,000-trial study loads for longer than the Lease
+            # lasts on a busy machine, and would lose it (and load again, and again).
+            self._lease_keeper = asyncio.create_task(self.lease.keep(),
+                                                     name=f"lease:{self.name}")
+        try:
+            await self._load()
+        except BaseException:
+            await self._stop_lease_keeper()
+            raise
+
+    async def _stop_lease_keeper(self) -> None:
+        keeper, self._lease_keeper = self._lease_keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _load(self) -> None:
         try:
             pools = await self.api.list_pools()
             self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
@@ -202,7 +220,8 @@ class StudyRunner:
         try:
             chunks = await store.read_chunks()
             t_parse = time.perf_counter()
-            loaded = parse_chunks(chunks)
+            # CPU-bound steps in a thread: the loop keeps renewing Leases and answering 503s.
+            loaded = await asyncio.to_thread(parse_chunks, chunks)
             del chunks
         except LogCorrupted as exc:
             self.failed = str(exc)
@@ -214,7 +233,8 @@ class StudyRunner:
         clock = WallClock()  # event times are compared after a restart in another pod
         t_rebuild = time.perf_counter()
         if loaded.events:
-            self.study = Study.rebuild(self.config, loaded.events, clock=clock)
+            self.study = await asyncio.to_thread(Study.rebuild, self.config, loaded.events,
+                                                 clock=clock)
             if self.study.replay_mismatches:
                 log.warning("study %s/%s: %d replay differences (the log wins), first: %s",
                             self.namespace, self.name, len(self.study.replay_mismatches),
@@ -314,6 +334,7 @@ class StudyRunner:
         if not self.ready and self.failed is None:
             await self.load()
         if self.failed is not None:
+            await self._stop_lease_keeper()
             await self._write_status(final=True)
             await self.api.post_event(self.involved, "Failed", self.failed, warning=True)
             return self.failed
@@ -321,7 +342,9 @@ class StudyRunner:
         self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
                        asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
         if self.lease is not None:
-            self._tasks.append(asyncio.create_task(self.lease.keep(), name=f"lease:{self.name}"))
+            keeper, self._lease_keeper = self._lease_keeper, None
+            self._tasks.append(keeper or asyncio.create_task(self.lease.keep(),
+                                                             name=f"lease:{self.name}"))
         try:
             while True:
                 self._check_tasks()
