@@ -135,7 +135,9 @@ class KubeApi:
                          namespace, "tuningtrials", name, {"status": dict(status)})
 
     async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        """Every TuningTrial of the study, in pages (20,000 of them are tens of MB at once)."""
+        """Every TuningTrial of the study, as much of it as the runner reads (metadata name and
+        uid, spec.trialId, status phase and resource), read in pages: 20,000 whole TuningTrials
+        are ~60 MB of JSON, never held at once."""
         items: list[dict[str, Any]] = []
         token = None
         while True:
@@ -143,8 +145,14 @@ class KubeApi:
                 self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
                 "tuningtrials", label_selector=f"{LABEL_STUDY}={study}", limit=LIST_PAGE,
                 **({"_continue": token} if token else {}))
-            items.extend(listing.get("items") or [])
+            for item in listing.get("items") or []:
+                meta, status = item.get("metadata") or {}, item.get("status") or {}
+                items.append({
+                    "metadata": {"name": meta.get("name"), "uid": meta.get("uid")},
+                    "spec": {"trialId": (item.get("spec") or {}).get("trialId")},
+                    "status": {k: status[k] for k in ("phase", "resource") if k in status}})
             token = (listing.get("metadata") or {}).get("continue")
+            del listing  # one page of whole objects at a time
             if not token:
                 return items
 
