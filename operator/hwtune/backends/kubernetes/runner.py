@@ -214,6 +214,17 @@ class StudyRunner:
             self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return
         self._key = derive_study_key(operator_key(), self.namespace, self.name, self.uid)
+        # The TuningTrials (20,000 of them: seconds of API server work) are listed while the
+        # log is read and replayed; only uids and the phase shown are used, after adoption.
+        trials = asyncio.ensure_future(self.api.list_trials(self.namespace, self.name))
+        try:
+            await self._load_log(trials)
+        finally:
+            if not trials.done():
+                trials.cancel()
+                await asyncio.gather(trials, return_exceptions=True)
+
+    async def _load_log(self, trials: asyncio.Future[list[dict[str, Any]]]) -> None:
         store = self.api.log_store(self.namespace, self.name, self.uid)
         store.fence = self.lease
         t_read = time.perf_counter()
@@ -257,7 +268,7 @@ class StudyRunner:
                     tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
         for pod in await self.api.list_pods(self.namespace, self.name):
             self.pod_event(pod)
-        for trial in await self.api.list_trials(self.namespace, self.name):
+        for trial in await trials:
             try:
                 tid = int(trial["spec"]["trialId"])
                 self._trial_uids[tid] = trial["metadata"]["uid"]
