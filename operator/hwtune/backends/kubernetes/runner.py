@@ -81,7 +81,6 @@ __all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavaila
 log = logging.getLogger(__name__)
 
 
-
 class StudyUnavailable(ProtocolError):
     """The study is loading (or gone): the trainer should retry (503)."""
 
@@ -689,9 +688,10 @@ class StudyRunner:
                               objectives=dict(p.values))
 
         def size(p: Any) -> int:  # JSON bytes of its FrontPoint (plain: no model built)
-            hardware = None if p.hardware is None else [p.hardware.pool, p.hardware.gpu_count]
+            hardware = None if p.hardware is None else {"pool": p.hardware.pool,
+                                                        "gpuCount": p.hardware.gpu_count}
             return json_bytes({"trial": job_name(self.name, p.trial_id), "trialId": p.trial_id,
-                               "hardware": {"pool": hardware}, "parameters": configs[p.trial_id],
+                               "hardware": hardware, "parameters": configs[p.trial_id],
                                "objectives": p.values}) + 1
 
         # A bounded selection of a large front (hwtune.backends.kubernetes.status).
