@@ -142,3 +142,25 @@ def test_a_20000_trial_study_with_a_huge_front_stays_under_100_kib() -> None:
     assert "hwtune.io/study=st" in status["frontSource"]
     for metric, best in status["bestPerObjective"].items():  # the extremes are always listed
         assert best["value"] in [p["objectives"][metric] for p in status["paretoFront"]], metric
+
+
+def test_a_trial_of_a_thousand_reports_has_a_bounded_tuningtrial_status() -> None:
+    from hwtune.backends.kubernetes.runner import trial_status_of
+
+    spec = study_spec()
+    spec["fidelity"] = {"resource": "epoch", "min": 1, "max": 1000, "reductionFactor": 3}
+    spec["algorithm"] = {"scheduler": "fifo", "searcher": "random", "seed": 1}
+    study = Study(StudyConfig.from_spec(spec, catalog=pool_catalog(POOLS)))
+    tid = study.start_next().trial.trial_id
+    rng = random.Random(3)
+    for epoch in range(1, 1001):
+        study.report(tid, epoch, {"val_error": rng.random(), "extra": 1.0},
+                     runtime_seconds=float(epoch))
+    status = trial_status_of(study, tid, "st", {})
+    curve = status["learningCurve"]
+    assert status["reports"] == 1000 and status["phase"] == "Completed"
+    assert len(curve) <= bounds.MAX_CURVE_POINTS
+    assert bounds.json_bytes(status) < bounds.CURVE_BYTES + 4 * KIB
+    assert curve[0]["resource"] == 1 and curve[-1]["resource"] == 1000
+    best = min(study.trial(tid).observations, key=lambda o: o.metrics["val_error"])
+    assert best.resource in [p["resource"] for p in curve]
