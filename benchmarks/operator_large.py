@@ -182,7 +182,9 @@ def _lease_wait(path: Path) -> float | None:
         return None
     waiting = next((_stamp(x) for x in lines if "holds the Lease; standing by" in x), None)
     took = next((_stamp(x) for x in lines if "took over the Lease" in x), None)
-    return took - waiting if waiting is not None and took is not None else None
+    if took is None:
+        return None
+    return took - waiting if waiting is not None else 0.0  # the Lease had expired already
 
 
 def _kept_namespace(cluster: LocalCluster) -> str | None:
