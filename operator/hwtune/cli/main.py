@@ -317,8 +317,12 @@ def operator_command(
         help="Fail: refuse studies while the webhook is unreachable (a stopped operator "
              "removes its webhook first; a crashed one blocks until it is back); Ignore: "
              "admit them without the pool checks (schema and admission policy still apply)"),
+    webhook_persistent: bool = typer.Option(
+        False, "--webhook-persistent",
+        help="Keep the webhook registered when this process stops (several replicas)"),
     standalone: bool = typer.Option(
-        False, "--standalone", help="No peering with other replicas (one replica only)"),
+        False, "--standalone",
+        help="No kopf peering (replicas are kept apart by each study's writer Lease)"),
     priority: int = typer.Option(
         0, "--priority", help="Peering priority: the highest-priority replica works"),
     peering_name: str = typer.Option(
@@ -360,7 +364,7 @@ def operator_command(
             webhook_port=webhook_port, webhook_service=webhook_service,
             webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
-            failure_policy=failure_policy,
+            failure_policy=failure_policy, webhook_persistent=webhook_persistent,
             standalone=standalone, priority=priority, peering_name=peering_name,
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,

@@ -121,6 +121,13 @@ def _error(status: int, message: str, *, field: str = "", headers: dict | None =
     return web.json_response(body, status=status, headers=headers)
 
 
+def _refusal(exc: ProtocolError) -> web.Response:
+    # A 503 closes the connection: behind a Service (kube-proxy picks a pod per connection) the
+    # retry then reaches another replica, e.g. the one that acts for the study.
+    headers = {"Connection": "close"} if exc.status == 503 else None
+    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
+
+
 # RFC 6750's b64token. aiohttp hands header bytes that are not UTF-8 over as surrogates; a
 # token with anything outside this set is malformed, never a server error.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -163,7 +170,7 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
         try:
             expected = sink.expected_token(trial)
         except ProtocolError as exc:  # e.g. 503 while the study is loading: trainers retry
-            return web.json_response(exc.to_json(), status=exc.status)
+            return _refusal(exc)
         # An unknown trial is answered exactly like a wrong token, after the same comparison:
         # a caller without a token learns nothing about which trial ids exist.
         if not tokens_match(token, _NOT_A_TOKEN if expected is None else expected) \
@@ -188,7 +195,7 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
             if inspect.isawaitable(reply):
                 reply = await reply
         except ProtocolError as exc:
-            return web.json_response(exc.to_json(), status=exc.status)
+            return _refusal(exc)
         return web.json_response(reply.to_json())
 
     async def healthz(_: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +38,7 @@ from hwtune.backends.base import BackendError
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
 from hwtune.backends.kubernetes.lease import StudyLease
-from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
+from hwtune.backends.kubernetes.log import LogCorrupted, LogFenced, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.status import (
     MAX_CURVE_POINTS,
     MAX_FRONT_POINTS,
@@ -110,6 +112,7 @@ class StudyRunner:
         self.status_interval = status_interval
         self.ready = False
         self.finished: str | None = None  # why the study ended
+        self._drained = False  # the ended study's log and effects are done: it may say Completed
         self.failed: str | None = None
         self.config: StudyConfig | None = None
         self.study: Study | None = None
@@ -279,6 +282,7 @@ class StudyRunner:
             if shown.get("phase") != record.phase.value \
                     or shown.get("resource", 0) != record.last_resource:
                 self._dirty.add(tid)
+        await self._restore_missing_trials()
         self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
         done = time.perf_counter()
@@ -290,6 +294,30 @@ class StudyRunner:
                  "seconds: read %.2f, parse %.2f, rebuild %.2f, cluster state %.2f, total %.2f",
                  self.namespace, self.name, len(loaded.events), len(self.study.trials),
                  loaded.chunk + 1, getattr(store, "read_bytes", 0), *self.load_seconds.values())
+
+    async def _restore_missing_trials(self) -> None:
+        """Every logged trial gets its TuningTrial. An active one's re-run launch intent creates
+        it (and keeps or makes its Job); a halted one whose TuningTrial create was lost (the
+        operator died between logging the launch and creating it, and the trial was stopped
+        meanwhile) gets it here, with no Secret and no Job: nothing of it runs any more."""
+        assert self.study is not None and self.backend is not None
+        for record in self.study.trials:
+            tid = record.trial_id
+            if tid in self._trial_uids or record.phase.is_active():
+                continue
+            with self.backend.lock:
+                intent = self.backend.launch_intent(tid, resume=False)
+                launches = self.backend.trial_state(tid).launches
+            trial = await self.api.create_trial(trial_manifest(
+                namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
+                config=intent.config or {}, hardware=intent.hardware,
+                target_resource=intent.target_resource,
+                resume_from=checkpoint_uri(self._checkpoints, self.name, tid)
+                if launches > 1 else None))
+            self._trial_uids[tid] = trial["metadata"]["uid"]
+            self._dirty.add(tid)
+            log.info("study %s/%s: trial %d (%s) had no TuningTrial; recreated it",
+                     self.namespace, self.name, tid, record.phase.value)
 
     def _adopt(self, events: list[dict[str, Any]]) -> None:
         assert self.study is not None and self.backend is not None
@@ -381,6 +409,7 @@ class StudyRunner:
                         drain.cancel()
                         raise
             drain.result()
+            self._drained = True
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
@@ -469,6 +498,8 @@ class StudyRunner:
     async def _launch(self, intent: Intent) -> None:
         assert self.config is not None
         tid = intent.trial_id
+        if _KILL_BEFORE_TRIAL_CREATE:
+            await _test_kill_point(self.namespace, self.name, tid)
         name = job_name(self.name, tid)
         resume_from = checkpoint_uri(self._checkpoints, self.name, tid) if intent.resume else None
         trial = await self.api.create_trial(trial_manifest(
@@ -572,7 +603,7 @@ class StudyRunner:
         assert self.backend is not None and self.study is not None and self.log is not None
         replay = self._memo.replay(trial, payload)
         if replay is not None:
-            await self.log.durable(self._memo_seq.get(trial, -1))
+            await self._durable(self._memo_seq.get(trial, -1))
             return replay
         tid = int(trial)
         with self.backend.lock:
@@ -610,8 +641,16 @@ class StudyRunner:
                 self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
         if replay is None:
             self.poke()
-        await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
+        await self._durable(seq)  # write-ahead: the decision is stored before it is told
         return reply
+
+    async def _durable(self, seq: int) -> None:
+        assert self.log is not None
+        try:
+            await self.log.durable(seq)
+        except LogFenced:  # never stored here: not told; the replica that acts now decides
+            raise StudyUnavailable(f"study {self.namespace}/{self.name}: this replica stopped "
+                                   "acting for it; retry") from None
 
     # -- status -------------------------------------------------------------------------------
     async def _status_loop(self) -> None:
@@ -666,16 +705,19 @@ class StudyRunner:
                 hv = float(hypervolume(losses, default_reference_point(losses)))
             except ValueError:
                 hv = None
-        phase = StudyPhase.COMPLETED if self.finished else (
-            StudyPhase.RUNNING if counts.get("Pending", 0) + counts.get("Running", 0) else
-            StudyPhase.PENDING)
+        # Completed only once every effect is done (a status write meanwhile says Running):
+        # a restarted operator must still find the study to finish, not a Completed one.
+        done = self.finished is not None and (final or self._drained)
+        phase = StudyPhase.COMPLETED if done else (
+            StudyPhase.RUNNING if self.finished or counts.get("Pending", 0)
+            + counts.get("Running", 0) else StudyPhase.PENDING)
         self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
         self._condition("Running", phase is StudyPhase.RUNNING,
                         "TrialsRunning" if phase is StudyPhase.RUNNING else "NoTrialRunning")
         self._condition("BudgetExhausted", block is not None,
                         "BudgetReached" if block else "WithinBudget", block or "")
-        self._condition("Completed", self.finished is not None,
-                        "StudyEnded" if self.finished else "InProgress", self.finished or "")
+        self._condition("Completed", done, "StudyEnded" if done else "InProgress",
+                        self.finished or "" if done else "")
         self._condition("Failed", False, "NoFailure")
 
         def hw(h: Any) -> HardwareChoice | None:
@@ -723,8 +765,8 @@ class StudyRunner:
         # The summary (the front over every trial) is computed under the engine lock: 0.2 s at
         # 20,000 trials. Only when the log moved, and at most every ~20x its cost, so the lock
         # stays free for reports (the status is a view; the log is the record).
-        key = (self.log.last_seq if self.log is not None else -1, self.finished, self.failed,
-               self.generation, final)
+        key = (self.log.last_seq if self.log is not None else -1, self.finished, self._drained,
+               self.failed, self.generation, final)
         now = time.monotonic()
         if not final and self._status_key is not None and (
                 key == self._status_key or now < self._status_next):
@@ -789,6 +831,22 @@ def trial_status_of(study: Study, trial_id: int, study_name: str,
         reason=_camel_reason(phase, reason), message=reason or None,
         last_checkpoint=checkpoint_uri(checkpoints, study_name, trial_id) if resource else None)
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# Tests only: "<study>/<trial>[:<seconds>]" SIGKILLs this process when that trial's launch
+# effect starts (its launch is in the log, its TuningTrial not yet created), after waiting
+# <seconds> (meanwhile the study may log more, e.g. a deadline stopping the trial).
+_KILL_BEFORE_TRIAL_CREATE = os.environ.get("HWTUNE_TEST_KILL_BEFORE_TRIAL_CREATE", "")
+
+
+async def _test_kill_point(namespace: str, study: str, trial_id: int) -> None:
+    where, _, delay = _KILL_BEFORE_TRIAL_CREATE.partition(":")
+    if where != f"{study}/{trial_id}":
+        return
+    log.warning("study %s/%s trial %d: test kill point reached; SIGKILL in %ss", namespace,
+                study, trial_id, delay or 0)
+    await asyncio.sleep(float(delay or 0))
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _trial_of(obj: Mapping[str, Any]) -> int | None:
