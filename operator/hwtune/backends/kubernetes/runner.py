@@ -67,6 +67,7 @@ from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.engine.events import EventKind
 from hwtune.engine.study import Study
 from hwtune.engine.tuner import Tuner
+from hwtune.optimize.context import note_event
 from hwtune.optimize.pareto import default_reference_point, hypervolume
 from hwtune.report.protocol import (
     ProtocolError,
@@ -244,16 +245,20 @@ class StudyRunner:
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
+        # The surrogate reads checkpoints where the Jobs save them, and keeps its models per
+        # study: namespace/name, so two namespaces' studies of one name never share a model.
+        known = {"checkpoint_locator": self._checkpoint_locator,
+                 "name": f"{self.namespace}/{self.name}"}
         t_rebuild = time.perf_counter()
         if loaded.events:
             self.study = await asyncio.to_thread(Study.rebuild, self.config, loaded.events,
-                                                 clock=clock)
+                                                 clock=clock, **known)
             if self.study.replay_mismatches:
                 log.warning("study %s/%s: %d replay differences (the log wins), first: %s",
                             self.namespace, self.name, len(self.study.replay_mismatches),
                             self.study.replay_mismatches[0])
         else:
-            self.study = Study(self.config, clock=clock)
+            self.study = Study(self.config, clock=clock, **known)
         self.backend = KubernetesBackend(last_seq=lambda: self.log.last_seq, wake=self.poke)
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         self._adopt(loaded.events)
@@ -365,6 +370,10 @@ class StudyRunner:
                 and not self._budget_noted:
             self._budget_noted = True
             self._notes.append(("BudgetExhausted", event.reason, True))
+        for note in (event.extra or {}).get("notes") or ():  # e.g. a surrogate fallback
+            shown = note_event(note)
+            if shown is not None:
+                self._notes.append(shown)
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -483,6 +492,14 @@ class StudyRunner:
     def _checkpoints(self) -> dict[str, Any]:
         spec = self.config.spec.checkpoints if self.config is not None else None
         return spec.to_dict() if spec is not None else {}
+
+    def _checkpoint_locator(self, trial: Any, level: int) -> str | None:
+        """The searcher's view of where a trial's checkpoint is: the ``HWTUNE_CHECKPOINT_URI``
+        its Jobs save to (one location per trial, overwritten at every level: a reader checks
+        the level it finds). Level 0 (a candidate's starting weights) is unknown here."""
+        if level < 1 or trial.trial_id < 0:
+            return None
+        return checkpoint_uri(self._checkpoints, self.name, trial.trial_id)
 
     @property
     def _template(self) -> dict[str, Any]:
