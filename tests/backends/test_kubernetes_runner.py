@@ -179,11 +179,10 @@ def test_log_chunks_stay_small_and_reload_in_order() -> None:
 
 
 def test_status_stays_bounded_front_and_curve_are_capped(monkeypatch) -> None:
-    from hwtune.backends.kubernetes import runner as runner_module
+    # The rules themselves: tests/backends/test_kubernetes_status.py.
+    from hwtune.backends.kubernetes import status as bounds
 
-    assert runner_module._bounded_curve(list(range(1000)))[::99] == [0, 999]
-    assert len(runner_module._bounded_curve(list(range(1000)))) == runner_module.MAX_CURVE_POINTS
-    monkeypatch.setattr(runner_module, "MAX_FRONT_POINTS", 2)
+    monkeypatch.setattr(bounds, "MAX_FRONT_POINTS", 2)
     kube = FakeKube()
     trainers = FakeTrainers(kube)
     runner = make_runner(kube)
@@ -195,7 +194,8 @@ def test_status_stays_bounded_front_and_curve_are_capped(monkeypatch) -> None:
 
     asyncio.run(main())
     status = kube.study_status
-    assert status["frontSize"] >= 2 and len(status["paretoFront"]) == 2
+    assert status["frontSize"] >= 3 and len(status["paretoFront"]) == 2
+    assert status["frontOmitted"] == status["frontSize"] - 2 and status["frontSource"]
     assert len(json.dumps(status)) < 100 * 1024
 
 

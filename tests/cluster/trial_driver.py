@@ -105,9 +105,18 @@ class TrialDriver:
             self._stop.wait(0.2)
 
     def _token(self, played: Played) -> str:
-        secret = self.core.read_namespaced_secret(
-            f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
-        return base64.b64decode(secret.data["token"]).decode()
+        # A kubelet retries a Secret volume until the API server answers (it may be restarting).
+        deadline = time.monotonic() + 120.0
+        while True:
+            try:
+                secret = self.core.read_namespaced_secret(
+                    f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
+                return base64.b64decode(secret.data["token"]).decode()
+            except Exception as exc:  # noqa: BLE001
+                status = getattr(exc, "status", None)
+                if status == 404 or time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                time.sleep(0.5)
 
     def _fail(self, played: Played) -> bool:
         with self._lock:

@@ -1036,7 +1036,12 @@ class TuningStudyStatus(StatusModel):
     front_size: NonNegInt | None = None
     """Number of trials on the Pareto front."""
     pareto_front: list[FrontPoint] = Field(default_factory=list)
-    """The non-dominated trials over all objectives."""
+    """The non-dominated trials over all objectives; at most 50 points and 40 KiB (the best of
+    each objective, then points spread along the first objective: see frontOmitted)."""
+    front_omitted: NonNegInt | None = None
+    """Front points not listed in paretoFront (the status stays small at any study size)."""
+    front_source: typing.Annotated[str, Field(max_length=1024)] | None = None
+    """Where the whole front lives (set when points are omitted): the study's TuningTrials."""
     best_per_objective: dict[str, BestValue] = Field(default_factory=dict)
     """The best trial for each objective alone, by metric."""
     start_time: dt.datetime | None = None
@@ -1089,7 +1094,10 @@ class TuningTrialStatus(StatusModel):
     resource: NonNegInt | None = None
     """Last resource level reported."""
     learning_curve: list[LearningCurvePoint] = Field(default_factory=list)
-    """Every report, in order (objectives per resource level)."""
+    """The reports, in order (objectives per resource level); at most 100 points and 48 KiB:
+    the last, the first, the best of each objective, then points spread over the curve."""
+    reports: NonNegInt | None = None
+    """Reports in all (the study's event log holds every one)."""
     runtime_seconds: NonNegFloat | None = None
     """Seconds the trial really ran (all its Jobs together)."""
     cost_usd: NonNegFloat | None = Field(default=None, alias="costUSD")

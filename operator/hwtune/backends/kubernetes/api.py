@@ -26,6 +26,7 @@ GROUP, VERSION = "hwtune.io", "v1alpha1"
 LABEL_LOG = "hwtune.io/log"
 LABEL_CHUNK = "hwtune.io/log-chunk"
 LOG_WRITER = "hwtune.io/log-writer"  # annotation: <holder>#<incarnation> that last wrote a chunk
+LIST_PAGE = 500  # objects per LIST page (study-sized lists: trials, log chunks)
 T = TypeVar("T")
 
 
@@ -134,9 +135,26 @@ class KubeApi:
                          namespace, "tuningtrials", name, {"status": dict(status)})
 
     async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                   namespace, "tuningtrials", label_selector=f"{LABEL_STUDY}={study}")
-        return list(listing.get("items") or [])
+        """Every TuningTrial of the study, as much of it as the runner reads (metadata name and
+        uid, spec.trialId, status phase and resource), read in pages: 20,000 whole TuningTrials
+        are ~60 MB of JSON, never held at once."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            listing = await self._call_plain(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
+                "tuningtrials", label_selector=f"{LABEL_STUDY}={study}", limit=LIST_PAGE,
+                **({"_continue": token} if token else {}))
+            for item in listing.get("items") or []:
+                meta, status = item.get("metadata") or {}, item.get("status") or {}
+                items.append({
+                    "metadata": {"name": meta.get("name"), "uid": meta.get("uid")},
+                    "spec": {"trialId": (item.get("spec") or {}).get("trialId")},
+                    "status": {k: status[k] for k in ("phase", "resource") if k in status}})
+            token = (listing.get("metadata") or {}).get("continue")
+            del listing  # one page of whole objects at a time
+            if not token:
+                return items
 
     # -- Secrets ------------------------------------------------------------------------------
     async def create_secret(self, body: Mapping[str, Any]) -> None:
@@ -188,14 +206,31 @@ class KubeApi:
                 raise
 
     async def list_jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.batch.list_namespaced_job, namespace,
-                                   label_selector=f"{LABEL_STUDY}={study}")
-        return [self._plain(j) for j in listing.items]
+        """The study's Jobs (metadata and status: what the runner reads), in pages."""
+        return await self._list_observed(self.batch.list_namespaced_job, "Job", namespace, study)
 
     async def list_pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.core.list_namespaced_pod, namespace,
-                                   label_selector=f"{LABEL_STUDY}={study}")
-        return [self._plain(p) for p in listing.items]
+        """The study's pods (metadata and status), in pages."""
+        return await self._list_observed(self.core.list_namespaced_pod, "Pod", namespace, study)
+
+    async def _list_observed(self, fn: Callable[..., Any], kind: str, namespace: str,
+                             study: str) -> list[dict[str, Any]]:
+        # Plain JSON, a page at a time, without the spec: a study's finished Jobs and their
+        # pods stay (thousands at 20,000 trials), and turning each into the client's models
+        # cost the restarted operator tens of seconds and hundreds of MiB.
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            listing = await self._call_plain(fn, namespace, limit=LIST_PAGE,
+                                             label_selector=f"{LABEL_STUDY}={study}",
+                                             **({"_continue": token} if token else {}))
+            items.extend({"kind": kind, "metadata": item.get("metadata") or {},
+                          "status": item.get("status") or {}}
+                         for item in listing.get("items") or [])
+            token = (listing.get("metadata") or {}).get("continue")
+            del listing
+            if not token:
+                return items
 
     async def delete_study_objects(self, namespace: str, study: str) -> None:
         """Jobs (with their pods) of a study, now; the GC would do it later. Token Secrets are
@@ -250,6 +285,7 @@ class StudyLogStore:
         self.api, self.namespace, self.study, self.study_uid = api, namespace, study, study_uid
         self.fence: Any = None  # StudyLease
         self._versions: dict[int, str] = {}  # chunk -> resourceVersion last read or written
+        self.read_bytes = 0  # bytes of entries read (load timings)
 
     def _check_fence(self) -> None:
         from hwtune.backends.kubernetes.log import LogFenced
@@ -293,19 +329,22 @@ class StudyLogStore:
         return f"{self.study}-log-{index}"
 
     async def read_chunks(self) -> list[tuple[int, Mapping[str, str]]]:
+        """Every chunk, by one paged LIST by label (not a GET per chunk), as plain JSON."""
         core = self.api.core
         chunks: list[tuple[int, Mapping[str, str]]] = []
         token = None
         while True:
-            listing = await self.api._call(
+            listing = await self.api._call_plain(
                 core.list_namespaced_config_map, self.namespace, limit=100,
                 label_selector=f"{LABEL_STUDY}={self.study},{LABEL_LOG}=true",
                 **({"_continue": token} if token else {}))
-            for cm in listing.items:
-                index = int(cm.metadata.labels.get(LABEL_CHUNK, "0"))
-                chunks.append((index, cm.data or {}))
-                self._versions[index] = cm.metadata.resource_version
-            token = listing.metadata._continue
+            for cm in listing.get("items") or []:
+                meta = cm.get("metadata") or {}
+                index = int((meta.get("labels") or {}).get(LABEL_CHUNK, "0"))
+                chunks.append((index, cm.get("data") or {}))
+                self._versions[index] = meta.get("resourceVersion")
+                self.read_bytes += sum(len(v) for v in (cm.get("data") or {}).values())
+            token = (listing.get("metadata") or {}).get("continue")
             if not token:
                 return chunks
 

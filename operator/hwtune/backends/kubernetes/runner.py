@@ -10,6 +10,7 @@ pod events and reports; nothing here imports kopf.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -38,6 +39,14 @@ from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
 from hwtune.backends.kubernetes.lease import StudyLease
 from hwtune.backends.kubernetes.log import LogCorrupted, LogFenced, StudyLog, parse_chunks
+from hwtune.backends.kubernetes.status import (
+    MAX_CURVE_POINTS,
+    MAX_FRONT_POINTS,
+    bounded_curve,
+    bounded_front,
+    front_source,
+    json_bytes,
+)
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
     LABEL_TRIAL,
@@ -69,12 +78,10 @@ from hwtune.report.protocol import (
 from hwtune.report.server import ReplyMemo
 from hwtune.trainer.env import TrialEnv
 
-__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable"]
+__all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavailable",
+           "trial_status_of"]
 
 log = logging.getLogger(__name__)
-
-MAX_FRONT_POINTS = 50  # the study object stays small at any study size
-MAX_CURVE_POINTS = 100  # per TuningTrial
 
 
 class StudyUnavailable(ProtocolError):
@@ -87,14 +94,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _bounded_curve(points: list[Any], limit: int = MAX_CURVE_POINTS) -> list[Any]:
-    """At most ``limit`` points, evenly thinned, always keeping the first and the last."""
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[round(i * step)] for i in range(limit)]
 
 
 class StudyRunner:
@@ -134,6 +133,10 @@ class StudyRunner:
         self._dirty: set[int] = set()
         self._trial_uids: dict[int, str] = {}
         self._last_status: dict[str, Any] | None = None
+        self._status_key: tuple[Any, ...] | None = None
+        self.load_seconds: dict[str, float] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
+        self._status_next = 0.0
         self._conditions: dict[str, Condition] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
@@ -186,6 +189,23 @@ class StudyRunner:
         self._loop = asyncio.get_running_loop()
         if self.lease is not None:
             await self.lease.acquire()  # a standby waits here, answering 503 meanwhile
+            # Renewed while loading too: a 20,000-trial study loads for longer than the Lease
+            # lasts on a busy machine, and would lose it (and load again, and again).
+            self._lease_keeper = asyncio.create_task(self.lease.keep(),
+                                                     name=f"lease:{self.name}")
+        try:
+            await self._load()
+        except BaseException:
+            await self._stop_lease_keeper()
+            raise
+
+    async def _stop_lease_keeper(self) -> None:
+        keeper, self._lease_keeper = self._lease_keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _load(self) -> None:
         try:
             pools = await self.api.list_pools()
             self.config = StudyConfig.from_spec(self.spec, catalog=pool_catalog(pools),
@@ -197,10 +217,26 @@ class StudyRunner:
             self.failed = "; ".join(str(e) for e in exc.errors) or str(exc)
             return
         self._key = derive_study_key(operator_key(), self.namespace, self.name, self.uid)
+        # The TuningTrials (20,000 of them: seconds of API server work) are listed while the
+        # log is read and replayed; only uids and the phase shown are used, after adoption.
+        trials = asyncio.ensure_future(self.api.list_trials(self.namespace, self.name))
+        try:
+            await self._load_log(trials)
+        finally:
+            if not trials.done():
+                trials.cancel()
+                await asyncio.gather(trials, return_exceptions=True)
+
+    async def _load_log(self, trials: asyncio.Future[list[dict[str, Any]]]) -> None:
         store = self.api.log_store(self.namespace, self.name, self.uid)
         store.fence = self.lease
+        t_read = time.perf_counter()
         try:
-            loaded = parse_chunks(await store.read_chunks())
+            chunks = await store.read_chunks()
+            t_parse = time.perf_counter()
+            # CPU-bound steps in a thread: the loop keeps renewing Leases and answering 503s.
+            loaded = await asyncio.to_thread(parse_chunks, chunks)
+            del chunks
         except LogCorrupted as exc:
             self.failed = str(exc)
             return
@@ -213,8 +249,10 @@ class StudyRunner:
         # study: namespace/name, so two namespaces' studies of one name never share a model.
         known = {"checkpoint_locator": self._checkpoint_locator,
                  "name": f"{self.namespace}/{self.name}"}
+        t_rebuild = time.perf_counter()
         if loaded.events:
-            self.study = Study.rebuild(self.config, loaded.events, clock=clock, **known)
+            self.study = await asyncio.to_thread(Study.rebuild, self.config, loaded.events,
+                                                 clock=clock, **known)
             if self.study.replay_mismatches:
                 log.warning("study %s/%s: %d replay differences (the log wins), first: %s",
                             self.namespace, self.name, len(self.study.replay_mismatches),
@@ -225,6 +263,7 @@ class StudyRunner:
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
+        t_cluster = time.perf_counter()
         # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
         # stopped trials whose deletion was cut short.
         for job in await self.api.list_jobs(self.namespace, self.name):
@@ -236,7 +275,7 @@ class StudyRunner:
                     tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
         for pod in await self.api.list_pods(self.namespace, self.name):
             self.pod_event(pod)
-        for trial in await self.api.list_trials(self.namespace, self.name):
+        for trial in await trials:
             try:
                 tid = int(trial["spec"]["trialId"])
                 self._trial_uids[tid] = trial["metadata"]["uid"]
@@ -251,6 +290,15 @@ class StudyRunner:
         await self._restore_missing_trials()
         self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
+        done = time.perf_counter()
+        # The rebuild's cost by step (benchmarks/operator_large.py reads this line).
+        self.load_seconds = {"read": t_parse - t_read, "parse": t_rebuild - t_parse,
+                             "rebuild": t_cluster - t_rebuild, "cluster": done - t_cluster,
+                             "total": done - t_read}
+        log.info("study %s/%s loaded: %d events, %d trials, %d log chunks (%d bytes); "
+                 "seconds: read %.2f, parse %.2f, rebuild %.2f, cluster state %.2f, total %.2f",
+                 self.namespace, self.name, len(loaded.events), len(self.study.trials),
+                 loaded.chunk + 1, getattr(store, "read_bytes", 0), *self.load_seconds.values())
 
     async def _restore_missing_trials(self) -> None:
         """Every logged trial gets its TuningTrial. An active one's re-run launch intent creates
@@ -333,6 +381,7 @@ class StudyRunner:
         if not self.ready and self.failed is None:
             await self.load()
         if self.failed is not None:
+            await self._stop_lease_keeper()
             await self._write_status(final=True)
             await self.api.post_event(self.involved, "Failed", self.failed, warning=True)
             return self.failed
@@ -340,7 +389,9 @@ class StudyRunner:
         self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
                        asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
         if self.lease is not None:
-            self._tasks.append(asyncio.create_task(self.lease.keep(), name=f"lease:{self.name}"))
+            keeper, self._lease_keeper = self._lease_keeper, None
+            self._tasks.append(keeper or asyncio.create_task(self.lease.keep(),
+                                                             name=f"lease:{self.name}"))
         try:
             while True:
                 self._check_tasks()
@@ -659,7 +710,7 @@ class StudyRunner:
             summary = self.study.summary()
             block = self.study.stop_reason() or self.study.new_trial_block()
             start = self.study.start_time
-            configs = {p.trial_id: dict(self.study.trial(p.trial_id).config) for p in summary.front}
+            configs = {p.trial_id: self.study.trial(p.trial_id).config for p in summary.front}
         counts = summary.counts
         objectives = self.config.objectives
         front = sorted(summary.front, key=lambda p: (
@@ -690,6 +741,21 @@ class StudyRunner:
             return None if h is None else HardwareChoice.model_validate(
                 {"pool": h.pool, "gpuCount": h.gpu_count})
 
+        def point(p: Any) -> FrontPoint:
+            return FrontPoint(trial=job_name(self.name, p.trial_id), trial_id=p.trial_id,
+                              hardware=hw(p.hardware), parameters=dict(configs[p.trial_id]),
+                              objectives=dict(p.values))
+
+        def size(p: Any) -> int:  # JSON bytes of its FrontPoint (plain: no model built)
+            hardware = None if p.hardware is None else {"pool": p.hardware.pool,
+                                                        "gpuCount": p.hardware.gpu_count}
+            return json_bytes({"trial": job_name(self.name, p.trial_id), "trialId": p.trial_id,
+                               "hardware": hardware, "parameters": configs[p.trial_id],
+                               "objectives": p.values}) + 1
+
+        # A bounded selection of a large front (hwtune.backends.kubernetes.status).
+        listed = [point(p) for p in bounded_front(front, lambda p: p.values, objectives, size)]
+        omitted = len(front) - len(listed)
         status = TuningStudyStatus(
             phase=phase, conditions=list(self._conditions.values()),
             observed_generation=self.generation,
@@ -699,10 +765,9 @@ class StudyRunner:
             gpu_hours=round(summary.spend.gpu_hours, 6),
             hypervolume=hv if hv is not None and math.isfinite(hv) else None,
             front_size=len(summary.front),
-            pareto_front=[FrontPoint(trial=job_name(self.name, p.trial_id), trial_id=p.trial_id,
-                                     hardware=hw(p.hardware), parameters=configs[p.trial_id],
-                                     objectives=dict(p.values))
-                          for p in front[:MAX_FRONT_POINTS]],
+            pareto_front=listed,
+            front_omitted=omitted,
+            front_source=front_source(self.name) if omitted else None,
             best_per_objective={m: BestValue(trial=job_name(self.name, p.trial_id),
                                              trial_id=p.trial_id, value=p.values[m],
                                              hardware=hw(p.hardware))
@@ -714,32 +779,26 @@ class StudyRunner:
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def _write_status(self, *, final: bool = False) -> None:
+        # The summary (the front over every trial) is computed under the engine lock: 0.2 s at
+        # 20,000 trials. Only when the log moved, and at most every ~20x its cost, so the lock
+        # stays free for reports (the status is a view; the log is the record).
+        key = (self.log.last_seq if self.log is not None else -1, self.finished, self._drained,
+               self.failed, self.generation, final)
+        now = time.monotonic()
+        if not final and self._status_key is not None and (
+                key == self._status_key or now < self._status_next):
+            return
         status = self.study_status(final=final)
+        self._status_next = now + min(30.0, 20 * (time.monotonic() - now))
         if status != self._last_status:
             await self.api.patch_study_status(self.namespace, self.name, status)
             self._last_status = status
+        self._status_key = key  # written (a failed patch is retried next round)
 
     def trial_status(self, trial_id: int) -> dict[str, Any]:
         assert self.study is not None and self.backend is not None
-        with self.backend.lock:
-            record = self.study.trial(trial_id)
-            curve = [LearningCurvePoint(resource=o.resource,
-                                        metrics={k: float(v) for k, v in o.metrics.items()},
-                                        time=dt.datetime.fromtimestamp(o.time, dt.timezone.utc)
-                                        .replace(microsecond=0))
-                     for o in record.observations]
-            runtime = self.study.runtime_of(trial_id)
-            cost = self.study.cost_of(trial_id)
-            gpu_hours = self.study.config.hardware_model.gpu_hours(runtime, record.hardware)
-            phase, reason, resource = record.phase, record.reason, record.last_resource
-        status = TuningTrialStatus(
-            phase=phase, resource=resource, learning_curve=_bounded_curve(curve),
-            runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
-            gpu_hours=round(gpu_hours, 6), job_name=job_name(self.name, trial_id),
-            reason=_camel_reason(phase, reason), message=reason or None,
-            last_checkpoint=checkpoint_uri(self._checkpoints,
-                                           self.name, trial_id) if resource else None)
-        return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return trial_status_of(self.study, trial_id, self.name, self._checkpoints,
+                               lock=self.backend.lock)
 
     async def _write_trials(self) -> None:
         dirty = [t for t in self._dirty if t in self._trial_uids]
@@ -761,6 +820,34 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+
+
+def trial_status_of(study: Study, trial_id: int, study_name: str,
+                    checkpoints: Mapping[str, Any], *, lock: Any = None) -> dict[str, Any]:
+    """A TuningTrial's status as the engine sees the trial (``lock``: the engine's, held while
+    reading it); the curve bounded by ``hwtune.backends.kubernetes.status``."""
+    with lock if lock is not None else contextlib.nullcontext():
+        record = study.trial(trial_id)
+        observations = list(record.observations)
+        runtime = study.runtime_of(trial_id)
+        cost = study.cost_of(trial_id)
+        gpu_hours = study.config.hardware_model.gpu_hours(runtime, record.hardware)
+        phase, reason, resource = record.phase, record.reason, record.last_resource
+    curve = [LearningCurvePoint(resource=o.resource,
+                                metrics={k: float(v) for k, v in o.metrics.items()},
+                                time=dt.datetime.fromtimestamp(o.time, dt.timezone.utc)
+                                .replace(microsecond=0)).model_dump(mode="json", by_alias=True,
+                                                                    exclude_none=True)
+             for o in observations]
+    status = TuningTrialStatus(
+        phase=phase, resource=resource,
+        learning_curve=bounded_curve(curve, study.config.objectives),
+        reports=len(curve),
+        runtime_seconds=round(runtime, 3), cost_usd=round(cost, 6),
+        gpu_hours=round(gpu_hours, 6), job_name=job_name(study_name, trial_id),
+        reason=_camel_reason(phase, reason), message=reason or None,
+        last_checkpoint=checkpoint_uri(checkpoints, study_name, trial_id) if resource else None)
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 # Tests only: "<study>/<trial>[:<seconds>]" SIGKILLs this process when that trial's launch
