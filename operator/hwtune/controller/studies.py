@@ -7,7 +7,9 @@
 - deletion (finalizer): stop the runner, delete the study's Jobs and pods and wait until they
   are gone (token Secrets go with their TuningTrials, by the garbage collector: the operator
   may create Secrets, never read or delete them);
-- Job and pod events (label ``hwtune.io/study``) go to their study's runner;
+- Job events (label ``hwtune.io/study``) go to their study's runner; pods are not watched
+  (their events were most of the operator's work): the runner reads a trial's pods when its
+  Job says one failed or went away;
 - the report endpoint (``hwtune.report.server.create_app``) is served from this event loop at
   ``/studies/{namespace}/{study}/v1/trials/{trial}/reports``.
 """
@@ -176,13 +178,6 @@ async def job_event(body: Mapping[str, Any], labels: Mapping[str, str], namespac
         runner.job_event(_observed(body))
 
 
-async def pod_event(body: Mapping[str, Any], labels: Mapping[str, str], namespace: str,
-                    memo: Any, **_: Any) -> None:
-    runner = memo.studies.router.runners.get((namespace, labels.get(LABEL_STUDY, "")))
-    if runner is not None:
-        runner.pod_event(_observed(body))
-
-
 def register_studies(registry: kopf.OperatorRegistry) -> None:
     """Add the study handlers to ``registry``; they read ``memo.studies`` (StudyHandlers)."""
     kopf.daemon(GROUP, VERSION, STUDIES, id="run-study", registry=registry,
@@ -192,6 +187,4 @@ def register_studies(registry: kopf.OperatorRegistry) -> None:
     kopf.on.delete(GROUP, VERSION, STUDIES, id="delete-study", registry=registry)(delete_study)
     kopf.on.event("batch", "v1", "jobs", id="study-jobs", registry=registry,
                   labels={LABEL_STUDY: kopf.PRESENT})(job_event)
-    kopf.on.event("", "v1", "pods", id="study-pods", registry=registry,
-                  labels={LABEL_STUDY: kopf.PRESENT})(pod_event)
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Mapping, TypeVar
 
-from hwtune.backends.kubernetes.manifests import LABEL_STUDY
+from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
 
 __all__ = ["ApiError", "KubeApi", "StudyLogStore"]
 
@@ -188,14 +188,19 @@ class KubeApi:
                 raise
 
     async def list_jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.batch.list_namespaced_job, namespace,
-                                   label_selector=f"{LABEL_STUDY}={study}")
-        return [self._plain(j) for j in listing.items]
+        listing = await self._call_plain(self.batch.list_namespaced_job, namespace,
+                                         label_selector=f"{LABEL_STUDY}={study}")
+        return list((listing or {}).get("items") or [])
 
-    async def list_pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        listing = await self._call(self.core.list_namespaced_pod, namespace,
-                                   label_selector=f"{LABEL_STUDY}={study}")
-        return [self._plain(p) for p in listing.items]
+    async def list_pods(self, namespace: str, study: str,
+                        trial: int | None = None) -> list[dict[str, Any]]:
+        """The study's pods (or one trial's), as plain JSON."""
+        selector = f"{LABEL_STUDY}={study}"
+        if trial is not None:
+            selector += f",{LABEL_TRIAL}={trial}"
+        listing = await self._call_plain(self.core.list_namespaced_pod, namespace,
+                                         label_selector=selector)
+        return list((listing or {}).get("items") or [])
 
     async def delete_study_objects(self, namespace: str, study: str) -> None:
         """Jobs (with their pods) of a study, now; the GC would do it later. Token Secrets are

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hwtune.api._base import ManifestError
@@ -126,7 +127,11 @@ class StudyRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
+        self._job_reads: dict[int, asyncio.Task[None]] = {}  # per trial: pods read, then its Job
+        self._job_seen: dict[int, tuple[int, int, int, int]] = {}  # launch, failed, ready, term.
         self._effects = asyncio.Semaphore(effect_concurrency)
+        # Decisions that found the engine's lock held wait for it here, not in the event loop.
+        self._decider: ThreadPoolExecutor | None = None  # made at the first wait
         self._dirty: set[int] = set()
         self._trial_uids: dict[int, str] = {}
         self._last_status: dict[str, Any] | None = None
@@ -345,6 +350,9 @@ class StudyRunner:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._decider is not None:  # a later report (study ended) makes another
+                self._decider.shutdown(wait=False)
+                self._decider = None
             if self.lease is not None:
                 await self.lease.release()  # a standby takes over now, not at expiry
 
@@ -378,25 +386,29 @@ class StudyRunner:
     async def _effect(self, previous: asyncio.Task[None] | None, intent: Intent) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        assert self.log is not None
-        await self.log.durable(intent.seq)
-        delay = 0.5
-        while True:
-            try:
-                async with self._effects:
-                    if intent.kind is IntentKind.LAUNCH:
-                        await self._launch(intent)
-                    else:
-                        await self._delete(intent)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - an API hiccup: the intent is retried
-                log.warning("study %s/%s trial %d: %s failed (%s); retrying in %.1fs",
-                            self.namespace, self.name, intent.trial_id, intent.kind.value, exc,
-                            delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        assert self.log is not None and self.backend is not None
+        try:
+            await self.log.durable(intent.seq)
+            delay = 0.5
+            while True:
+                try:
+                    async with self._effects:
+                        if intent.kind is IntentKind.LAUNCH:
+                            await self._launch(intent)
+                        else:
+                            await self._delete(intent)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an API hiccup: the intent is retried
+                    log.warning("study %s/%s trial %d: %s failed (%s); retrying in %.1fs",
+                                self.namespace, self.name, intent.trial_id, intent.kind.value,
+                                exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        finally:
+            if intent.kind is IntentKind.LAUNCH:
+                self.backend.launch_done()  # room for the tuner's next batch
 
     # -- effects --------------------------------------------------------------------------------
     @property
@@ -497,8 +509,63 @@ class StudyRunner:
 
     # -- what the cluster reports -----------------------------------------------------------------
     def job_event(self, job: Mapping[str, Any]) -> None:
-        if self.backend is not None and self.backend.job_changed(job):
+        """A Job of the study changed. Pods are not watched (their events were most of the
+        operator's work): the Job's status says when the trial runs and ends. A trial's pods
+        are read only when its Job says one of them failed, is terminating or stopped being
+        ready (what it ran counts for a failed Job's cost; a disruption is counted), before
+        the Job event is applied; a trial's Job events stay in order behind that read."""
+        if self.backend is None:
+            return
+        tid = _trial_of(job)
+        need = tid is not None and self._pods_needed(tid, job)
+        pending = self._job_reads.get(tid) if tid is not None else None
+        if tid is not None and (pending is not None or need):
+            task = asyncio.get_running_loop().create_task(
+                self._job_with_pods(pending, tid, job, need))
+            self._job_reads[tid] = task
+            task.add_done_callback(lambda t, tid=tid: self._job_read_done(tid, t))
+            return
+        if self.backend.job_changed(job):
             self.poke()
+
+    def _pods_needed(self, tid: int, job: Mapping[str, Any]) -> bool:
+        assert self.backend is not None
+        status = job.get("status") or {}
+        failed = int(status.get("failed") or 0)
+        ready = int(status.get("ready") or 0)
+        terminating = int(status.get("terminating") or 0)
+        launch = _launch_of(job)
+        seen = self._job_seen.get(tid)
+        if seen is None or seen[0] != launch:
+            seen = (launch, 0, 0, 0)
+        self._job_seen[tid] = (launch, failed, ready, terminating)
+        if not self.backend.is_current(job):
+            return False
+        ended_badly = any(c.get("type") == "Failed" and c.get("status") == "True"
+                          for c in status.get("conditions") or [])
+        return (ended_badly or failed > seen[1] or terminating > seen[3]
+                or (seen[2] > 0 and ready == 0))
+
+    async def _job_with_pods(self, previous: asyncio.Task[None] | None, tid: int,
+                             job: Mapping[str, Any], need: bool) -> None:
+        assert self.backend is not None
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        if need:
+            try:
+                pods = await self.api.list_pods(self.namespace, self.name, trial=tid)
+            except Exception as exc:  # noqa: BLE001 - the Job event still counts without them
+                log.warning("study %s/%s trial %d: reading its pods failed: %s", self.namespace,
+                            self.name, tid, exc)
+                pods = []
+            for pod in pods:
+                self.pod_event(pod)
+        if self.backend.job_changed(job):
+            self.poke()
+
+    def _job_read_done(self, tid: int, task: asyncio.Task[None]) -> None:
+        if self._job_reads.get(tid) is task:
+            del self._job_reads[tid]
 
     def pod_event(self, pod: Mapping[str, Any]) -> None:
         if self.backend is not None and self.backend.pod_changed(pod):
@@ -523,44 +590,64 @@ class StudyRunner:
         if replay is not None:
             await self.log.durable(self._memo_seq.get(trial, -1))
             return replay
+        # The engine decides under its lock. Free (the usual case), this event loop takes it
+        # at once; held (the tuner launching a batch, a status snapshot), the decision waits in
+        # a thread of its own, so this loop (every other report, the watches, the log writer)
+        # never blocks on it.
+        lock = self.backend.lock
+        if lock.acquire(blocking=False):
+            try:
+                reply, seq, fresh = self._decide(trial, payload)
+            finally:
+                lock.release()
+        else:
+            if self._decider is None:
+                self._decider = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="hwtune-decide")
+            reply, seq, fresh = await asyncio.get_running_loop().run_in_executor(
+                self._decider, self._decide, trial, payload)
+        if seq is None:
+            return reply  # not recorded (a level the study already holds): nothing to persist
+        if fresh:
+            self.poke()
+        await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
+        return reply
+
+    def _decide(self, trial: str, payload: ReportPayload) -> tuple[ReportReply, int | None, bool]:
+        """The engine's decision on a report: (reply, log seq to await, new decision?)."""
+        assert self.backend is not None and self.study is not None and self.log is not None
         tid = int(trial)
         with self.backend.lock:
             # Under the lock: a retry that raced its original (the client timed out while the
             # original waited for the lock), or a late one from an older launch, gets the
             # answer the log holds, not a 409.
             answered = self._answers.get((trial, payload.resource))
-            replay = answered[1] if answered is not None \
-                and answered[0] == dict(payload.metrics) else None
-            if answered is not None and replay is not None:
-                reply, seq = replay, answered[2]
-            else:
-                record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
-                if record is not None and record.phase.is_active() \
-                        and payload.resource <= record.last_resource:
-                    # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
-                    # with the env of its launch: the study holds this level; let it go on.
-                    return ReportReply(Decision.CONTINUE,
-                                       f"{self.config.fidelity.resource} {payload.resource} is "
-                                       "already recorded")
-                try:
-                    with engine_refusals_as_protocol_errors():
-                        decision = self.backend._deliver_report(tid, payload.resource,
-                                                                payload.metrics)
-                except BackendError as exc:
-                    raise UnknownTrialError(str(exc)) from None
-                seq = self.log.last_seq
-                reason = self.study.trial(tid).reason if decision.halts else ""
-                if decision is Decision.STOP \
-                        and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
-                    self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
-                reply = ReportReply(decision, reason)
-                self._memo.remember(trial, payload, reply)
-                self._memo_seq[trial] = seq
-                self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
-        if replay is None:
-            self.poke()
-        await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
-        return reply
+            if answered is not None and answered[0] == dict(payload.metrics):
+                return answered[1], answered[2], False
+            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+            if record is not None and record.phase.is_active() \
+                    and payload.resource <= record.last_resource:
+                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
+                # with the env of its launch: the study holds this level; let it go on.
+                return ReportReply(Decision.CONTINUE,
+                                   f"{self.config.fidelity.resource} {payload.resource} is "
+                                   "already recorded"), None, False
+            try:
+                with engine_refusals_as_protocol_errors():
+                    decision = self.backend._deliver_report(tid, payload.resource,
+                                                            payload.metrics)
+            except BackendError as exc:
+                raise UnknownTrialError(str(exc)) from None
+            seq = self.log.last_seq
+            reason = self.study.trial(tid).reason if decision.halts else ""
+            if decision is Decision.STOP \
+                    and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
+                self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
+            reply = ReportReply(decision, reason)
+            self._memo.remember(trial, payload, reply)
+            self._memo_seq[trial] = seq
+            self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
+            return reply, seq, True
 
     # -- status -------------------------------------------------------------------------------
     async def _status_loop(self) -> None:
