@@ -147,6 +147,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+_interrupted = threading.Event()  # SIGINT: stop the run, but still measure what ran
+
+
 def _at_load(times: list[tuple[float, float]], concurrency: list[tuple[float, int]],
              threshold: float) -> list[float]:
     """Latencies of the reports sent while at least ``threshold`` pods were training (the
@@ -415,6 +418,9 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
         last_print = 0.0
         while True:
             now = time.monotonic()
+            if _interrupted.is_set():
+                result.errors.append(f"interrupted (SIGINT) after {now - began:.0f}s")
+                break
             if now - began > cfg.timeout:
                 result.errors.append(f"timed out after {cfg.timeout:g}s")
                 break
@@ -736,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')}: must be >= 1")
     if not cfg.level_seconds > 0:
         parser.error("--level-seconds: must be > 0")
+    signal.signal(signal.SIGINT, lambda *_: _interrupted.set())
     cluster = LocalCluster.from_env(args.cluster_name)
     started_here = not cluster.attached and not (cluster.kubeconfig.is_file() and cluster.is_up())
     cluster.up()

@@ -44,12 +44,14 @@ class KubeApi:
 
     WORKERS = 16
     LOG_WORKERS = 4
+    STATUS_WORKERS = 4
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
     # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
     # under load and every later call pays a new TLS handshake.
-    CONNECTIONS = WORKERS + LOG_WORKERS + 4
+    CONNECTIONS = WORKERS + LOG_WORKERS + STATUS_WORKERS + 4
 
     def __init__(self, api_client: Any, *, workers: int = WORKERS, log_workers: int = LOG_WORKERS,
+                 status_workers: int = STATUS_WORKERS,
                  request_timeout: tuple[float, float] = (5.0, 30.0)) -> None:
         from kubernetes import client
 
@@ -62,6 +64,10 @@ class KubeApi:
         # stored, and must not queue behind launches and TuningTrial status patches.
         self._log_pool = ThreadPoolExecutor(max_workers=log_workers,
                                             thread_name_prefix="hwtune-log")
+        # Views (study and trial status, Events) have their own few threads: however many
+        # are due, launches and deletions never queue behind them.
+        self._status_pool = ThreadPoolExecutor(max_workers=status_workers,
+                                               thread_name_prefix="hwtune-status")
         # (connect, read): a call to an API server that restarted mid-request must fail and be
         # retried, never hold a worker forever.
         self.request_timeout = request_timeout
@@ -69,6 +75,7 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._log_pool.shutdown(wait=False, cancel_futures=True)
+        self._status_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _pool: ThreadPoolExecutor | None = None,
                     **kwargs: Any) -> T:
@@ -76,6 +83,11 @@ class KubeApi:
 
         loop = asyncio.get_running_loop()
         kwargs.setdefault("_request_timeout", self.request_timeout)
+        if _pool is None and type(getattr(fn, "__self__", None)).__name__ == "CoordinationV1Api":
+            # Lease renewals share the log's threads: queued behind a burst of launches and
+            # status patches on a slow API server, a renewal came too late and the study's
+            # runner stopped (its Lease counted as lost) in the middle of a 1,000-trial run.
+            _pool = self._log_pool
         try:
             return await loop.run_in_executor(_pool or self._pool, partial(fn, *args, **kwargs))
         except ApiException as exc:
@@ -116,7 +128,8 @@ class KubeApi:
     # -- TuningStudies / TuningTrials ---------------------------------------------------------
     async def patch_study_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                         namespace, "tuningstudies", name, {"status": dict(status)})
+                         namespace, "tuningstudies", name, {"status": dict(status)},
+                         _pool=self._status_pool)
 
     async def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
         ns = body["metadata"]["namespace"]
@@ -131,7 +144,8 @@ class KubeApi:
 
     async def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                         namespace, "tuningtrials", name, {"status": dict(status)})
+                         namespace, "tuningtrials", name, {"status": dict(status)},
+                         _pool=self._status_pool)
 
     async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
         listing = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION,
@@ -238,7 +252,8 @@ class KubeApi:
                 "source": {"component": "hwtune-operator"},
                 "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
         try:
-            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body)
+            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body,
+                                   _pool=self._status_pool)
         except Exception as exc:  # noqa: BLE001 - events are for people; never fail a trial for one
             log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
 

@@ -338,6 +338,7 @@ class StudyRunner:
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
+            await self._post_notes()
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
@@ -442,6 +443,14 @@ class StudyRunner:
         await self.api.create_secret(token_secret_manifest(
             namespace=self.namespace, study=self.name, trial_id=tid,
             token=derive_token(self._key, tid), trial_uid=trial_uid))
+        job = None
+        if self._still_current(intent):
+            # Create first: a trial's first Job usually does not exist yet (a 409 reads it).
+            created = await self.api.create_job(job_manifest(
+                self._template, self._job_params(intent, trial_uid)))
+            if created is not None:
+                self._launched(intent, name)
+                return
         while True:
             job = await self.api.read_job(self.namespace, name)
             if job is not None:
@@ -458,12 +467,15 @@ class StudyRunner:
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
-                what = "Resumed" if intent.resume else "Launched"
-                hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
-                    if intent.hardware else ""
-                await self.api.post_event(self.involved, what,
-                                          f"trial {tid} (launch {intent.launch}){hw}: Job {name}")
+                self._launched(intent, name)
                 return
+
+    def _launched(self, intent: Intent, name: str) -> None:
+        # Posted by the status task: the launch (and its in-flight slot) does not wait for it.
+        what = "Resumed" if intent.resume else "Launched"
+        hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" if intent.hardware else ""
+        self._notes.append((what, f"trial {intent.trial_id} (launch {intent.launch}){hw}: "
+                                  f"Job {name}", False))
 
     async def _wait_job_gone(self, name: str, uid: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -503,9 +515,8 @@ class StudyRunner:
         if job is None or _launch_of(job) > intent.launch:
             return
         await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
-        await self.api.post_event(self.involved, "Stopped",
-                                  f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
-                                  f"Job {name} deleted")
+        self._notes.append(("Stopped", f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
+                                       f"Job {name} deleted", False))
 
     # -- what the cluster reports -----------------------------------------------------------------
     def job_event(self, job: Mapping[str, Any]) -> None:
@@ -655,14 +666,19 @@ class StudyRunner:
             try:
                 await self._write_status()
                 await self._write_trials()
-                notes, self._notes = self._notes, []
-                for reason, message, warning in notes:
-                    await self.api.post_event(self.involved, reason, message, warning=warning)
+                await self._post_notes()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - status is a view; the next round retries
                 log.warning("study %s/%s: status update failed: %s", self.namespace, self.name, exc)
             await asyncio.sleep(self.status_interval)
+
+    async def _post_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        for start in range(0, len(notes), 16):
+            await asyncio.gather(*(self.api.post_event(self.involved, reason, message,
+                                                       warning=warning)
+                                   for reason, message, warning in notes[start:start + 16]))
 
     def _condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
         value = "True" if status else "False"
@@ -789,6 +805,7 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+        await self._post_notes()
 
 
 def _trial_of(obj: Mapping[str, Any]) -> int | None:
