@@ -140,6 +140,13 @@ options:
   kubectlBinary: $BIN/kubectl
   nodeLeaseDurationSeconds: 40
 ---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  # Pods are moved through their stages 4 at a time by default: with ~1,000 trial pods
+  # starting and ending, hundreds sat scheduled but Pending.
+  podPlayStageParallelism: 32
+---
 EOF
   cat "$STAGES" >> "$1"
 }

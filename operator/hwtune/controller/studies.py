@@ -83,10 +83,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_METADATA = ("name", "namespace", "uid", "labels", "annotations", "deletionTimestamp")
+
+
 def _observed(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the runner reads of a watched pod or Job (metadata and status), as plain dicts: the
-    spec, most of a pod, is not copied on every event."""
-    return {"kind": body.get("kind"), "metadata": _plain(body.get("metadata") or {}),
+    """What the runner reads of a watched Job (some metadata and the status), as plain dicts:
+    neither the spec nor the managed fields (most of a Job) are copied on every event."""
+    meta = body.get("metadata") or {}
+    return {"kind": body.get("kind"),
+            "metadata": {k: _plain(meta[k]) for k in _METADATA if k in meta},
             "status": _plain(body.get("status") or {})}
 
 

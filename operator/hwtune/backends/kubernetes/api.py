@@ -42,7 +42,7 @@ def _now() -> str:
 class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
-    WORKERS = 16
+    WORKERS = 48
     LOG_WORKERS = 4
     STATUS_WORKERS = 4
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one

@@ -102,7 +102,7 @@ class StudyRunner:
     def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
-                 effect_concurrency: int = 16, lease_seconds: float | None = None) -> None:
+                 effect_concurrency: int = 48, lease_seconds: float | None = None) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -127,6 +127,7 @@ class StudyRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
+        self._job_uids: dict[int, tuple[int, str]] = {}  # trial -> (launch, uid) of Jobs made
         self._job_reads: dict[int, asyncio.Task[None]] = {}  # per trial: pods read, then its Job
         self._job_seen: dict[int, tuple[int, int, int, int]] = {}  # launch, failed, ready, term.
         self._effects = asyncio.Semaphore(effect_concurrency)
@@ -449,7 +450,7 @@ class StudyRunner:
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
-                self._launched(intent, name)
+                self._launched(intent, name, created)
                 return
         while True:
             job = await self.api.read_job(self.namespace, name)
@@ -467,10 +468,11 @@ class StudyRunner:
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
-                self._launched(intent, name)
+                self._launched(intent, name, created)
                 return
 
-    def _launched(self, intent: Intent, name: str) -> None:
+    def _launched(self, intent: Intent, name: str, job: Mapping[str, Any]) -> None:
+        self._job_uids[intent.trial_id] = (intent.launch, job["metadata"]["uid"])
         # Posted by the status task: the launch (and its in-flight slot) does not wait for it.
         what = "Resumed" if intent.resume else "Launched"
         hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" if intent.hardware else ""
@@ -511,10 +513,15 @@ class StudyRunner:
 
     async def _delete(self, intent: Intent) -> None:
         name = job_name(self.name, intent.trial_id)
-        job = await self.api.read_job(self.namespace, name)
-        if job is None or _launch_of(job) > intent.launch:
-            return
-        await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
+        known = self._job_uids.get(intent.trial_id)
+        if known is not None and known[0] == intent.launch:
+            uid = known[1]  # this runner made it: no read (the uid guards a newer Job)
+        else:
+            job = await self.api.read_job(self.namespace, name)
+            if job is None or _launch_of(job) > intent.launch:
+                return
+            uid = job["metadata"]["uid"]
+        await self.api.delete_job(self.namespace, name, uid=uid)
         self._notes.append(("Stopped", f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
                                        f"Job {name} deleted", False))
 
@@ -675,6 +682,7 @@ class StudyRunner:
 
     async def _post_notes(self) -> None:
         notes, self._notes = self._notes, []
+        notes = _grouped_notes(notes)
         for start in range(0, len(notes), 16):
             await asyncio.gather(*(self.api.post_event(self.involved, reason, message,
                                                        warning=warning)
@@ -806,6 +814,24 @@ class StudyRunner:
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
         await self._post_notes()
+
+
+GROUP_NOTES = 8  # more Events of one reason per status round than this are posted as one
+
+
+def _grouped_notes(notes: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """One Event per reason for a burst (hundreds of launches a minute: one Event each would
+    double the API calls of a launch); each message still names every trial (to 1 KiB)."""
+    by_reason: dict[tuple[str, bool], list[str]] = {}
+    for reason, message, warning in notes:
+        by_reason.setdefault((reason, warning), []).append(message)
+    out = []
+    for (reason, warning), messages in by_reason.items():
+        if len(messages) <= GROUP_NOTES:
+            out += [(reason, m, warning) for m in messages]
+        else:
+            out.append((reason, f"{len(messages)} trials: " + "; ".join(messages), warning))
+    return out
 
 
 def _trial_of(obj: Mapping[str, Any]) -> int | None:
