@@ -286,3 +286,14 @@ def test_launches_go_out_in_bounded_batches() -> None:
     assert kube.job_creates == 40
     assert max(seen) <= 8
     assert KubernetesBackend.LAUNCHES_IN_FLIGHT >= 16
+
+
+def test_a_burst_of_events_is_posted_as_one_per_reason() -> None:
+    from hwtune.backends.kubernetes.runner import GROUP_NOTES, _grouped_notes
+
+    few = [("Launched", f"trial {i}", False) for i in range(GROUP_NOTES)]
+    assert _grouped_notes(few) == few
+    many = [("Launched", f"trial {i}", False) for i in range(20)] + [("Stopped", "trial 3", False)]
+    grouped = _grouped_notes(many)
+    assert grouped[0][0] == "Launched" and grouped[0][1].startswith("20 trials: trial 0; trial 1")
+    assert grouped[1] == ("Stopped", "trial 3", False)
