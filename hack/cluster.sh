@@ -140,16 +140,6 @@ options:
   kubectlBinary: $BIN/kubectl
   nodeLeaseDurationSeconds: 40
 ---
-apiVersion: config.kwok.x-k8s.io/v1alpha1
-kind: KwokConfiguration
-options:
-  # Pods are moved through their stages 4 at a time by default: with ~1,000 trial pods
-  # starting and ending, hundreds sat scheduled but Pending. (A KwokConfiguration given here
-  # has no defaults: the other two keep kwok's.)
-  podPlayStageParallelism: 32
-  nodePlayStageParallelism: 4
-  nodeLeaseParallelism: 4
----
 EOF
   cat "$STAGES" >> "$1"
 }
