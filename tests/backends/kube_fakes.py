@@ -73,6 +73,8 @@ class FakeKube:
         self.deleted_jobs: list[str] = []
         self.events: list[tuple[str, str]] = []
         self.study_status: dict[str, Any] = {}
+        self.pods: dict[int, list[dict[str, Any]]] = {}  # a trial's pods, when set by a test
+        self.pod_reads: list[int] = []  # trials whose pods the runner listed
 
     # the KubeApi surface the runner uses
     def log_store(self, namespace: str, study: str, uid: str) -> FakeLogStore:
@@ -135,8 +137,14 @@ class FakeKube:
     async def list_jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == "Job"]
 
-    async def list_pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        return [self.pod_of(o) for (k, _), o in self.objects.items() if k == "Job"]
+    async def list_pods(self, namespace: str, study: str,
+                        trial: int | None = None) -> list[dict[str, Any]]:
+        if trial is not None:
+            self.pod_reads.append(trial)
+            if trial in self.pods:
+                return copy.deepcopy(self.pods[trial])
+        return [self.pod_of(o) for (k, _), o in self.objects.items()
+                if k == "Job" and (trial is None or trial_of(o) == trial)]
 
     async def post_event(self, involved: Mapping[str, Any], reason: str, message: str,
                          *, warning: bool = False) -> None:
@@ -179,7 +187,9 @@ class FakeTrainers:
             key = (name, uid)
             if key not in self._playing:
                 self._playing.add(key)
-                runner.pod_event(self.kube.pod_of(job))
+                # The Job controller counts the pod ready: the runner watches Jobs only.
+                job["status"] = {"active": 1, "ready": 1}
+                runner.job_event(copy.deepcopy(job))
                 job.setdefault("_next", int(env["HWTUNE_REPORTED_RESOURCE"]) + 1)
             trial = env["HWTUNE_TRIAL_ID"]
             params = json.loads(env["HWTUNE_PARAMS"])

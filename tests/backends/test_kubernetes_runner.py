@@ -199,6 +199,106 @@ def test_status_stays_bounded_front_and_curve_are_capped(monkeypatch) -> None:
     assert len(json.dumps(status)) < 100 * 1024
 
 
+def test_pods_are_read_only_when_a_job_says_one_failed() -> None:
+    """No pod watch: a ready pod in the Job's status is the trial running; a failed Job makes the
+    runner read that trial's pods (what they ran is the trial's cost), before the Job event."""
+    import copy
+    import datetime as dt
+
+    from hwtune.api.records import TrialPhase
+
+    kube = FakeKube()
+    runner = make_runner(kube, study_spec(maxTrials=1, maxParallelTrials=1))
+
+    def iso(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    async def main() -> None:
+        await runner.load()
+        task = asyncio.create_task(runner.run())
+        for _ in range(500):
+            if ("Job", "st-0") in kube.objects:
+                break
+            await asyncio.sleep(0.01)
+        job = kube.objects[("Job", "st-0")]
+        job["status"] = {"active": 1}  # a pod, not ready yet
+        runner.job_event(copy.deepcopy(job))
+        assert runner.study.trial(0).phase is TrialPhase.PENDING
+        job["status"] = {"active": 1, "ready": 1}
+        runner.job_event(copy.deepcopy(job))
+        assert runner.study.trial(0).phase is TrialPhase.RUNNING
+        assert kube.pod_reads == []  # running needs no pod
+        # Out of memory twice, 2 s each, far apart (the Job's back-off between them).
+        meta = {"labels": dict(job["metadata"]["labels"]),
+                "annotations": dict(job["metadata"]["annotations"])}
+        now = dt.datetime.now(dt.timezone.utc).timestamp()
+        kube.pods[0] = [
+            {"metadata": {**meta, "uid": uid}, "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "t", "state": {"terminated": {"exitCode": 137, "startedAt": iso(start),
+                                                       "finishedAt": iso(start + 2)}}}]}}
+            for uid, start in (("a", now - 60), ("b", now - 30))]
+        job["status"] = {"failed": 2, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+        runner.job_event(copy.deepcopy(job))
+        for _ in range(500):
+            if runner.study.trial(0).phase is TrialPhase.FAILED:
+                break
+            await asyncio.sleep(0.01)
+        assert kube.pod_reads == [0]
+        assert runner.study.trial(0).phase is TrialPhase.FAILED
+        assert runner.study.runtime_of(0) == pytest.approx(4.0, abs=0.01)
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+def test_launches_go_out_in_bounded_batches() -> None:
+    """The tuner launches at most LAUNCHES_IN_FLIGHT trials whose Jobs are not made yet, and
+    refills as they are made: each batch holds the engine lock briefly."""
+    from hwtune.backends.kubernetes import KubernetesBackend
+
+    kube, trainers = FakeKube(), FakeTrainers(FakeKube())
+    trainers.kube = kube
+    runner = make_runner(kube, study_spec(maxTrials=40, maxParallelTrials=40))
+    seen: list[int] = []
+    create = kube.create_job
+
+    async def slow_create(body):
+        seen.append(runner.backend._launching)
+        await asyncio.sleep(0.01)
+        return await create(body)
+
+    kube.create_job = slow_create
+
+    load = runner.load
+
+    async def load_with_a_small_limit() -> None:
+        await load()
+        runner.backend._in_flight_limit = 8
+
+    runner.load = load_with_a_small_limit
+
+    async def main() -> None:
+        task = await play(kube, trainers, runner)
+        task.result()
+
+    asyncio.run(main())
+    assert kube.job_creates == 40
+    assert max(seen) <= 8
+    assert KubernetesBackend.LAUNCHES_IN_FLIGHT >= 16
+
+
+def test_a_burst_of_events_is_posted_as_one_per_reason() -> None:
+    from hwtune.backends.kubernetes.runner import GROUP_NOTES, _grouped_notes
+
+    few = [("Launched", f"trial {i}", False) for i in range(GROUP_NOTES)]
+    assert _grouped_notes(few) == few
+    many = [("Launched", f"trial {i}", False) for i in range(20)] + [("Stopped", "trial 3", False)]
+    grouped = _grouped_notes(many)
+    assert grouped[0][0] == "Launched" and grouped[0][1].startswith("20 trials: trial 0; trial 1")
+    assert grouped[1] == ("Stopped", "trial 3", False)
+
+
 def test_answers_waiting_on_a_fenced_log_fail_instead_of_hanging() -> None:
     """A writer that is fenced (another replica took the study) fails every answer still
     waiting for durability: the report handler says 503 at once, and nothing is told that the

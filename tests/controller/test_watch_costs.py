@@ -49,3 +49,6 @@ def test_runner_sees_metadata_and_status_without_the_spec() -> None:
                                  "annotations": {"hwtune.io/launch": "1"}},
                     "status": {"phase": "Running"}}
     assert type(seen["metadata"]["labels"]) is dict  # plain, not kopf's live views
+    managed = body("Job")
+    managed["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    assert "managedFields" not in _observed(managed)["metadata"]  # most of a watched Job

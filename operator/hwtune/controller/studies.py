@@ -7,7 +7,9 @@
 - deletion (finalizer): stop the runner, delete the study's Jobs and pods and wait until they
   are gone (token Secrets go with their TuningTrials, by the garbage collector: the operator
   may create Secrets, never read or delete them);
-- Job and pod events (label ``hwtune.io/study``) go to their study's runner;
+- Job events (label ``hwtune.io/study``) go to their study's runner; pods are not watched
+  (their events were most of the operator's work): the runner reads a trial's pods when its
+  Job says one failed or went away;
 - the report endpoint (``hwtune.report.server.create_app``) is served from this event loop at
   ``/studies/{namespace}/{study}/v1/trials/{trial}/reports``.
 """
@@ -81,10 +83,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_METADATA = ("name", "namespace", "uid", "labels", "annotations", "deletionTimestamp")
+
+
 def _observed(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the runner reads of a watched pod or Job (metadata and status), as plain dicts: the
-    spec, most of a pod, is not copied on every event."""
-    return {"kind": body.get("kind"), "metadata": _plain(body.get("metadata") or {}),
+    """What the runner reads of a watched Job (some metadata and the status), as plain dicts:
+    neither the spec nor the managed fields (most of a Job) are copied on every event."""
+    meta = body.get("metadata") or {}
+    return {"kind": body.get("kind"),
+            "metadata": {k: _plain(meta[k]) for k in _METADATA if k in meta},
             "status": _plain(body.get("status") or {})}
 
 
@@ -176,13 +183,6 @@ async def job_event(body: Mapping[str, Any], labels: Mapping[str, str], namespac
         runner.job_event(_observed(body))
 
 
-async def pod_event(body: Mapping[str, Any], labels: Mapping[str, str], namespace: str,
-                    memo: Any, **_: Any) -> None:
-    runner = memo.studies.router.runners.get((namespace, labels.get(LABEL_STUDY, "")))
-    if runner is not None:
-        runner.pod_event(_observed(body))
-
-
 def register_studies(registry: kopf.OperatorRegistry) -> None:
     """Add the study handlers to ``registry``; they read ``memo.studies`` (StudyHandlers)."""
     kopf.daemon(GROUP, VERSION, STUDIES, id="run-study", registry=registry,
@@ -192,6 +192,4 @@ def register_studies(registry: kopf.OperatorRegistry) -> None:
     kopf.on.delete(GROUP, VERSION, STUDIES, id="delete-study", registry=registry)(delete_study)
     kopf.on.event("batch", "v1", "jobs", id="study-jobs", registry=registry,
                   labels={LABEL_STUDY: kopf.PRESENT})(job_event)
-    kopf.on.event("", "v1", "pods", id="study-pods", registry=registry,
-                  labels={LABEL_STUDY: kopf.PRESENT})(pod_event)
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Mapping, TypeVar
 
-from hwtune.backends.kubernetes.manifests import LABEL_STUDY
+from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
 
 __all__ = ["ApiError", "KubeApi", "StudyLogStore"]
 
@@ -43,14 +43,16 @@ def _now() -> str:
 class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
-    WORKERS = 16
+    WORKERS = 48
     LOG_WORKERS = 4
+    STATUS_WORKERS = 4
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
     # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
     # under load and every later call pays a new TLS handshake.
-    CONNECTIONS = WORKERS + LOG_WORKERS + 4
+    CONNECTIONS = WORKERS + LOG_WORKERS + STATUS_WORKERS + 4
 
     def __init__(self, api_client: Any, *, workers: int = WORKERS, log_workers: int = LOG_WORKERS,
+                 status_workers: int = STATUS_WORKERS,
                  request_timeout: tuple[float, float] = (5.0, 30.0)) -> None:
         from kubernetes import client
 
@@ -63,6 +65,10 @@ class KubeApi:
         # stored, and must not queue behind launches and TuningTrial status patches.
         self._log_pool = ThreadPoolExecutor(max_workers=log_workers,
                                             thread_name_prefix="hwtune-log")
+        # Views (study and trial status, Events) have their own few threads: however many
+        # are due, launches and deletions never queue behind them.
+        self._status_pool = ThreadPoolExecutor(max_workers=status_workers,
+                                               thread_name_prefix="hwtune-status")
         # (connect, read): a call to an API server that restarted mid-request must fail and be
         # retried, never hold a worker forever.
         self.request_timeout = request_timeout
@@ -70,6 +76,7 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._log_pool.shutdown(wait=False, cancel_futures=True)
+        self._status_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _pool: ThreadPoolExecutor | None = None,
                     **kwargs: Any) -> T:
@@ -77,6 +84,11 @@ class KubeApi:
 
         loop = asyncio.get_running_loop()
         kwargs.setdefault("_request_timeout", self.request_timeout)
+        if _pool is None and type(getattr(fn, "__self__", None)).__name__ == "CoordinationV1Api":
+            # Lease renewals share the log's threads: queued behind a burst of launches and
+            # status patches on a slow API server, a renewal came too late and the study's
+            # runner stopped (its Lease counted as lost) in the middle of a 1,000-trial run.
+            _pool = self._log_pool
         try:
             return await loop.run_in_executor(_pool or self._pool, partial(fn, *args, **kwargs))
         except ApiException as exc:
@@ -117,7 +129,8 @@ class KubeApi:
     # -- TuningStudies / TuningTrials ---------------------------------------------------------
     async def patch_study_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                         namespace, "tuningstudies", name, {"status": dict(status)})
+                         namespace, "tuningstudies", name, {"status": dict(status)},
+                         _pool=self._status_pool)
 
     async def create_trial(self, body: Mapping[str, Any]) -> dict[str, Any]:
         ns = body["metadata"]["namespace"]
@@ -132,7 +145,8 @@ class KubeApi:
 
     async def patch_trial_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
-                         namespace, "tuningtrials", name, {"status": dict(status)})
+                         namespace, "tuningtrials", name, {"status": dict(status)},
+                         _pool=self._status_pool)
 
     async def list_trials(self, namespace: str, study: str) -> list[dict[str, Any]]:
         """Every TuningTrial of the study, as much of it as the runner reads (metadata name and
@@ -209,20 +223,25 @@ class KubeApi:
         """The study's Jobs (metadata and status: what the runner reads), in pages."""
         return await self._list_observed(self.batch.list_namespaced_job, "Job", namespace, study)
 
-    async def list_pods(self, namespace: str, study: str) -> list[dict[str, Any]]:
-        """The study's pods (metadata and status), in pages."""
-        return await self._list_observed(self.core.list_namespaced_pod, "Pod", namespace, study)
+    async def list_pods(self, namespace: str, study: str,
+                        trial: int | None = None) -> list[dict[str, Any]]:
+        """The study's pods, or one trial's (metadata and status), in pages."""
+        return await self._list_observed(self.core.list_namespaced_pod, "Pod", namespace, study,
+                                         trial)
 
     async def _list_observed(self, fn: Callable[..., Any], kind: str, namespace: str,
-                             study: str) -> list[dict[str, Any]]:
+                             study: str, trial: int | None = None) -> list[dict[str, Any]]:
         # Plain JSON, a page at a time, without the spec: a study's finished Jobs and their
         # pods stay (thousands at 20,000 trials), and turning each into the client's models
         # cost the restarted operator tens of seconds and hundreds of MiB.
+        selector = f"{LABEL_STUDY}={study}"
+        if trial is not None:
+            selector += f",{LABEL_TRIAL}={trial}"
         items: list[dict[str, Any]] = []
         token = None
         while True:
             listing = await self._call_plain(fn, namespace, limit=LIST_PAGE,
-                                             label_selector=f"{LABEL_STUDY}={study}",
+                                             label_selector=selector,
                                              **({"_continue": token} if token else {}))
             items.extend({"kind": kind, "metadata": item.get("metadata") or {},
                           "status": item.get("status") or {}}
@@ -268,7 +287,8 @@ class KubeApi:
                 "source": {"component": "hwtune-operator"},
                 "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1}
         try:
-            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body)
+            await self._call_plain(self.core.create_namespaced_event, involved["namespace"], body,
+                                   _pool=self._status_pool)
         except Exception as exc:  # noqa: BLE001 - events are for people; never fail a trial for one
             log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
 

@@ -45,11 +45,18 @@ class KubernetesBackend(Backend):
     """Bookkeeping plus intents; ``take_intents()`` hands them to the runner."""
 
     poll_seconds = 1.0
+    #: Launches whose Job is not created yet, at most: the tuner starts trials in batches of
+    #: this size (each holds the engine lock, which reports wait for), and later trials are
+    #: sampled knowing more results, while the API calls stay pipelined.
+    LAUNCHES_IN_FLIGHT = 48
 
     def __init__(self, *, last_seq: Callable[[], int], wake: Callable[[], None] = lambda: None,
-                 max_parallel: int | None = None) -> None:
+                 max_parallel: int | None = None,
+                 launches_in_flight: int = LAUNCHES_IN_FLIGHT) -> None:
         super().__init__()
-        self.capacity = max_parallel
+        self._max_parallel = max_parallel
+        self._in_flight_limit = launches_in_flight
+        self._launching = 0  # launch intents handed out and not yet done
         self._last_seq = last_seq
         self._wake = wake
         self._intents: list[Intent] = []
@@ -58,6 +65,25 @@ class KubernetesBackend(Backend):
         self._launch_base: dict[int, float] = {}
         self._pod_seconds: dict[int, dict[str, float]] = {}
 
+    @property  # type: ignore[override]
+    def capacity(self) -> int | None:
+        """Trials active plus the launches allowed now: a new batch once half of the last one
+        is done, and always one when no trial is active (launches still in flight may all be
+        of trials that ended meanwhile: the study must go on)."""
+        room = self._in_flight_limit - self._launching \
+            if self._launching <= self._in_flight_limit // 2 else 0
+        active = self.active_count
+        cap = active + (room if active else max(room, 1))
+        return cap if self._max_parallel is None else min(self._max_parallel, cap)
+
+    def launch_done(self) -> None:
+        """The runner finished a launch intent (its Job exists, or it was superseded)."""
+        with self.lock:
+            self._launching = max(0, self._launching - 1)
+            refill = self._launching == self._in_flight_limit // 2
+        if refill:
+            self._wake()
+
     # -- intents ------------------------------------------------------------------------------
     def take_intents(self) -> list[Intent]:
         with self.lock:
@@ -65,6 +91,8 @@ class KubernetesBackend(Backend):
             return intents
 
     def _intend(self, intent: Intent) -> None:
+        if intent.kind is IntentKind.LAUNCH:
+            self._launching += 1
         self._intents.append(intent)
         self._wake()
 
@@ -167,13 +195,22 @@ class KubernetesBackend(Backend):
                 return True
             return False
 
+    def is_current(self, obj: Mapping[str, Any]) -> bool:
+        """The Job or pod belongs to its trial's current launch, which is still active."""
+        with self.lock:
+            state = self._current(obj)
+            return state is not None and state.active
+
     def job_changed(self, job: Mapping[str, Any]) -> bool:
-        """A Job changed: its end (Complete / Failed) is the trial process's exit."""
+        """A Job changed: its end (Complete / Failed) is the trial process's exit; a ready pod
+        (``status.ready``, counted by the Job controller) is the trial running, so the operator
+        needs no watch on pods."""
         with self.lock:
             state = self._current(job)
             if state is None or not state.active:
                 return False
-            for condition in (job.get("status") or {}).get("conditions") or []:
+            status = job.get("status") or {}
+            for condition in status.get("conditions") or []:
                 if condition.get("status") != "True":
                     continue
                 if condition.get("type") == "Complete":
@@ -186,6 +223,9 @@ class KubernetesBackend(Backend):
                                        reason=f"Job failed: {why}" + (f": {detail}" if detail else ""),
                                        runtime_seconds=self._failed_runtime(state.trial_id, job))
                     return True
+            if state.phase is TrialPhase.PENDING and int(status.get("ready") or 0) > 0:
+                self._deliver_running(state.trial_id)
+                return True
             return False
 
 

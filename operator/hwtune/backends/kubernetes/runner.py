@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hwtune.api._base import ManifestError
@@ -103,7 +104,7 @@ class StudyRunner:
     def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
-                 effect_concurrency: int = 16, lease_seconds: float | None = None) -> None:
+                 effect_concurrency: int = 48, lease_seconds: float | None = None) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -129,7 +130,12 @@ class StudyRunner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
+        self._job_uids: dict[int, tuple[int, str]] = {}  # trial -> (launch, uid) of Jobs made
+        self._job_reads: dict[int, asyncio.Task[None]] = {}  # per trial: pods read, then its Job
+        self._job_seen: dict[int, tuple[int, int, int, int]] = {}  # launch, failed, ready, term.
         self._effects = asyncio.Semaphore(effect_concurrency)
+        # Decisions that found the engine's lock held wait for it here, not in the event loop.
+        self._decider: ThreadPoolExecutor | None = None  # made at the first wait
         self._dirty: set[int] = set()
         self._trial_uids: dict[int, str] = {}
         self._last_status: dict[str, Any] | None = None
@@ -422,6 +428,7 @@ class StudyRunner:
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
+            await self._post_notes()
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
@@ -434,6 +441,9 @@ class StudyRunner:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._decider is not None:  # a later report (study ended) makes another
+                self._decider.shutdown(wait=False)
+                self._decider = None
             if self.lease is not None:
                 await self.lease.release()  # a standby takes over now, not at expiry
 
@@ -467,25 +477,29 @@ class StudyRunner:
     async def _effect(self, previous: asyncio.Task[None] | None, intent: Intent) -> None:
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        assert self.log is not None
-        await self.log.durable(intent.seq)
-        delay = 0.5
-        while True:
-            try:
-                async with self._effects:
-                    if intent.kind is IntentKind.LAUNCH:
-                        await self._launch(intent)
-                    else:
-                        await self._delete(intent)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - an API hiccup: the intent is retried
-                log.warning("study %s/%s trial %d: %s failed (%s); retrying in %.1fs",
-                            self.namespace, self.name, intent.trial_id, intent.kind.value, exc,
-                            delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        assert self.log is not None and self.backend is not None
+        try:
+            await self.log.durable(intent.seq)
+            delay = 0.5
+            while True:
+                try:
+                    async with self._effects:
+                        if intent.kind is IntentKind.LAUNCH:
+                            await self._launch(intent)
+                        else:
+                            await self._delete(intent)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - an API hiccup: the intent is retried
+                    log.warning("study %s/%s trial %d: %s failed (%s); retrying in %.1fs",
+                                self.namespace, self.name, intent.trial_id, intent.kind.value,
+                                exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        finally:
+            if intent.kind is IntentKind.LAUNCH:
+                self.backend.launch_done()  # room for the tuner's next batch
 
     # -- effects --------------------------------------------------------------------------------
     @property
@@ -529,6 +543,14 @@ class StudyRunner:
         await self.api.create_secret(token_secret_manifest(
             namespace=self.namespace, study=self.name, trial_id=tid,
             token=derive_token(self._key, tid), trial_uid=trial_uid))
+        job = None
+        if self._still_current(intent):
+            # Create first: a trial's first Job usually does not exist yet (a 409 reads it).
+            created = await self.api.create_job(job_manifest(
+                self._template, self._job_params(intent, trial_uid)))
+            if created is not None:
+                self._launched(intent, name, created)
+                return
         while True:
             job = await self.api.read_job(self.namespace, name)
             if job is not None:
@@ -545,12 +567,16 @@ class StudyRunner:
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
-                what = "Resumed" if intent.resume else "Launched"
-                hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" \
-                    if intent.hardware else ""
-                await self.api.post_event(self.involved, what,
-                                          f"trial {tid} (launch {intent.launch}){hw}: Job {name}")
+                self._launched(intent, name, created)
                 return
+
+    def _launched(self, intent: Intent, name: str, job: Mapping[str, Any]) -> None:
+        self._job_uids[intent.trial_id] = (intent.launch, job["metadata"]["uid"])
+        # Posted by the status task: the launch (and its in-flight slot) does not wait for it.
+        what = "Resumed" if intent.resume else "Launched"
+        hw = f" on {intent.hardware.pool} x{intent.hardware.gpu_count}" if intent.hardware else ""
+        self._notes.append((what, f"trial {intent.trial_id} (launch {intent.launch}){hw}: "
+                                  f"Job {name}", False))
 
     async def _wait_job_gone(self, name: str, uid: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -586,18 +612,77 @@ class StudyRunner:
 
     async def _delete(self, intent: Intent) -> None:
         name = job_name(self.name, intent.trial_id)
-        job = await self.api.read_job(self.namespace, name)
-        if job is None or _launch_of(job) > intent.launch:
-            return
-        await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
-        await self.api.post_event(self.involved, "Stopped",
-                                  f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
-                                  f"Job {name} deleted")
+        known = self._job_uids.get(intent.trial_id)
+        if known is not None and known[0] == intent.launch:
+            uid = known[1]  # this runner made it: no read (the uid guards a newer Job)
+        else:
+            job = await self.api.read_job(self.namespace, name)
+            if job is None or _launch_of(job) > intent.launch:
+                return
+            uid = job["metadata"]["uid"]
+        await self.api.delete_job(self.namespace, name, uid=uid)
+        self._notes.append(("Stopped", f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
+                                       f"Job {name} deleted", False))
 
     # -- what the cluster reports -----------------------------------------------------------------
     def job_event(self, job: Mapping[str, Any]) -> None:
-        if self.backend is not None and self.backend.job_changed(job):
+        """A Job of the study changed. Pods are not watched (their events were most of the
+        operator's work): the Job's status says when the trial runs and ends. A trial's pods
+        are read only when its Job says one of them failed, is terminating or stopped being
+        ready (what it ran counts for a failed Job's cost; a disruption is counted), before
+        the Job event is applied; a trial's Job events stay in order behind that read."""
+        if self.backend is None:
+            return
+        tid = _trial_of(job)
+        need = tid is not None and self._pods_needed(tid, job)
+        pending = self._job_reads.get(tid) if tid is not None else None
+        if tid is not None and (pending is not None or need):
+            task = asyncio.get_running_loop().create_task(
+                self._job_with_pods(pending, tid, job, need))
+            self._job_reads[tid] = task
+            task.add_done_callback(lambda t, tid=tid: self._job_read_done(tid, t))
+            return
+        if self.backend.job_changed(job):
             self.poke()
+
+    def _pods_needed(self, tid: int, job: Mapping[str, Any]) -> bool:
+        assert self.backend is not None
+        status = job.get("status") or {}
+        failed = int(status.get("failed") or 0)
+        ready = int(status.get("ready") or 0)
+        terminating = int(status.get("terminating") or 0)
+        launch = _launch_of(job)
+        seen = self._job_seen.get(tid)
+        if seen is None or seen[0] != launch:
+            seen = (launch, 0, 0, 0)
+        self._job_seen[tid] = (launch, failed, ready, terminating)
+        if not self.backend.is_current(job):
+            return False
+        ended_badly = any(c.get("type") == "Failed" and c.get("status") == "True"
+                          for c in status.get("conditions") or [])
+        return (ended_badly or failed > seen[1] or terminating > seen[3]
+                or (seen[2] > 0 and ready == 0))
+
+    async def _job_with_pods(self, previous: asyncio.Task[None] | None, tid: int,
+                             job: Mapping[str, Any], need: bool) -> None:
+        assert self.backend is not None
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        if need:
+            try:
+                pods = await self.api.list_pods(self.namespace, self.name, trial=tid)
+            except Exception as exc:  # noqa: BLE001 - the Job event still counts without them
+                log.warning("study %s/%s trial %d: reading its pods failed: %s", self.namespace,
+                            self.name, tid, exc)
+                pods = []
+            for pod in pods:
+                self.pod_event(pod)
+        if self.backend.job_changed(job):
+            self.poke()
+
+    def _job_read_done(self, tid: int, task: asyncio.Task[None]) -> None:
+        if self._job_reads.get(tid) is task:
+            del self._job_reads[tid]
 
     def pod_event(self, pod: Mapping[str, Any]) -> None:
         if self.backend is not None and self.backend.pod_changed(pod):
@@ -622,44 +707,64 @@ class StudyRunner:
         if replay is not None:
             await self._durable(self._memo_seq.get(trial, -1))
             return replay
+        # The engine decides under its lock. Free (the usual case), this event loop takes it
+        # at once; held (the tuner launching a batch, a status snapshot), the decision waits in
+        # a thread of its own, so this loop (every other report, the watches, the log writer)
+        # never blocks on it.
+        lock = self.backend.lock
+        if lock.acquire(blocking=False):
+            try:
+                reply, seq, fresh = self._decide(trial, payload)
+            finally:
+                lock.release()
+        else:
+            if self._decider is None:
+                self._decider = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="hwtune-decide")
+            reply, seq, fresh = await asyncio.get_running_loop().run_in_executor(
+                self._decider, self._decide, trial, payload)
+        if seq is None:
+            return reply  # not recorded (a level the study already holds): nothing to persist
+        if fresh:
+            self.poke()
+        await self._durable(seq)  # write-ahead: the decision is stored before it is told
+        return reply
+
+    def _decide(self, trial: str, payload: ReportPayload) -> tuple[ReportReply, int | None, bool]:
+        """The engine's decision on a report: (reply, log seq to await, new decision?)."""
+        assert self.backend is not None and self.study is not None and self.log is not None
         tid = int(trial)
         with self.backend.lock:
             # Under the lock: a retry that raced its original (the client timed out while the
             # original waited for the lock), or a late one from an older launch, gets the
             # answer the log holds, not a 409.
             answered = self._answers.get((trial, payload.resource))
-            replay = answered[1] if answered is not None \
-                and answered[0] == dict(payload.metrics) else None
-            if answered is not None and replay is not None:
-                reply, seq = replay, answered[2]
-            else:
-                record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
-                if record is not None and record.phase.is_active() \
-                        and payload.resource <= record.last_resource:
-                    # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
-                    # with the env of its launch: the study holds this level; let it go on.
-                    return ReportReply(Decision.CONTINUE,
-                                       f"{self.config.fidelity.resource} {payload.resource} is "
-                                       "already recorded")
-                try:
-                    with engine_refusals_as_protocol_errors():
-                        decision = self.backend._deliver_report(tid, payload.resource,
-                                                                payload.metrics)
-                except BackendError as exc:
-                    raise UnknownTrialError(str(exc)) from None
-                seq = self.log.last_seq
-                reason = self.study.trial(tid).reason if decision.halts else ""
-                if decision is Decision.STOP \
-                        and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
-                    self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
-                reply = ReportReply(decision, reason)
-                self._memo.remember(trial, payload, reply)
-                self._memo_seq[trial] = seq
-                self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
-        if replay is None:
-            self.poke()
-        await self._durable(seq)  # write-ahead: the decision is stored before it is told
-        return reply
+            if answered is not None and answered[0] == dict(payload.metrics):
+                return answered[1], answered[2], False
+            record = self.study.trial(tid) if 0 <= tid < len(self.study.trials) else None
+            if record is not None and record.phase.is_active() \
+                    and payload.resource <= record.last_resource:
+                # A pod the Job replaced (eviction, crash) resumed from an older checkpoint
+                # with the env of its launch: the study holds this level; let it go on.
+                return ReportReply(Decision.CONTINUE,
+                                   f"{self.config.fidelity.resource} {payload.resource} is "
+                                   "already recorded"), None, False
+            try:
+                with engine_refusals_as_protocol_errors():
+                    decision = self.backend._deliver_report(tid, payload.resource,
+                                                            payload.metrics)
+            except BackendError as exc:
+                raise UnknownTrialError(str(exc)) from None
+            seq = self.log.last_seq
+            reason = self.study.trial(tid).reason if decision.halts else ""
+            if decision is Decision.STOP \
+                    and self.study.trial(tid).phase is not TrialPhase.COMPLETED:
+                self.backend.intend(self.backend.delete_intent(tid, reason, seq=seq))
+            reply = ReportReply(decision, reason)
+            self._memo.remember(trial, payload, reply)
+            self._memo_seq[trial] = seq
+            self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
+            return reply, seq, True
 
     async def _durable(self, seq: int) -> None:
         assert self.log is not None
@@ -675,14 +780,20 @@ class StudyRunner:
             try:
                 await self._write_status()
                 await self._write_trials()
-                notes, self._notes = self._notes, []
-                for reason, message, warning in notes:
-                    await self.api.post_event(self.involved, reason, message, warning=warning)
+                await self._post_notes()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - status is a view; the next round retries
                 log.warning("study %s/%s: status update failed: %s", self.namespace, self.name, exc)
             await asyncio.sleep(self.status_interval)
+
+    async def _post_notes(self) -> None:
+        notes, self._notes = self._notes, []
+        notes = _grouped_notes(notes)
+        for start in range(0, len(notes), 16):
+            await asyncio.gather(*(self.api.post_event(self.involved, reason, message,
+                                                       warning=warning)
+                                   for reason, message, warning in notes[start:start + 16]))
 
     def _condition(self, type_: str, status: bool, reason: str, message: str = "") -> None:
         value = "True" if status else "False"
@@ -820,6 +931,25 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+        await self._post_notes()
+
+
+GROUP_NOTES = 8  # more Events of one reason per status round than this are posted as one
+
+
+def _grouped_notes(notes: list[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    """One Event per reason for a burst (hundreds of launches a minute: one Event each would
+    double the API calls of a launch); each message still names every trial (to 1 KiB)."""
+    by_reason: dict[tuple[str, bool], list[str]] = {}
+    for reason, message, warning in notes:
+        by_reason.setdefault((reason, warning), []).append(message)
+    out = []
+    for (reason, warning), messages in by_reason.items():
+        if len(messages) <= GROUP_NOTES:
+            out += [(reason, m, warning) for m in messages]
+        else:
+            out.append((reason, f"{len(messages)} trials: " + "; ".join(messages), warning))
+    return out
 
 
 def trial_status_of(study: Study, trial_id: int, study_name: str,
