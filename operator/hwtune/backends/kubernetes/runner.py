@@ -134,6 +134,7 @@ class StudyRunner:
         self._tasks: list[asyncio.Task[Any]] = []
         self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
         self._budget_noted = False
+        self._pod_logs: Any = None  # PodLogCollectors: metricsCollector other than sdk
         # One replica acts for the study at a time (None: unfenced, unit tests' fake API).
         self.lease = StudyLease(api, namespace, name, uid, duration_s=lease_seconds,
                                 renew_s=lease_seconds / 5) if lease_seconds else None
@@ -215,6 +216,8 @@ class StudyRunner:
             self.study = Study(self.config, clock=clock)
         self.backend = KubernetesBackend(last_seq=lambda: self.log.last_seq, wake=self.poke)
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
+        from hwtune.backends.kubernetes.podlog import PodLogCollectors
+        self._pod_logs = PodLogCollectors.for_study(self)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
         # What happened while no operator watched: Jobs that ended, pods that started, Jobs of
@@ -345,6 +348,8 @@ class StudyRunner:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._pod_logs is not None:
+                await self._pod_logs.close()
             if self.lease is not None:
                 await self.lease.release()  # a standby takes over now, not at expiry
 
@@ -497,10 +502,14 @@ class StudyRunner:
 
     # -- what the cluster reports -----------------------------------------------------------------
     def job_event(self, job: Mapping[str, Any]) -> None:
+        if self._pod_logs is not None and self._pod_logs.hold_job(job):
+            return  # handed back once the pods' logs are read to the end
         if self.backend is not None and self.backend.job_changed(job):
             self.poke()
 
     def pod_event(self, pod: Mapping[str, Any]) -> None:
+        if self._pod_logs is not None:
+            self._pod_logs.pod_event(pod)
         if self.backend is not None and self.backend.pod_changed(pod):
             self.poke()
 
@@ -602,6 +611,7 @@ class StudyRunner:
         with self.backend.lock:
             summary = self.study.summary()
             block = self.study.stop_reason() or self.study.new_trial_block()
+            failure = self.study.failure_reason()
             start = self.study.start_time
             configs = {p.trial_id: dict(self.study.trial(p.trial_id).config) for p in summary.front}
         counts = summary.counts
@@ -615,7 +625,10 @@ class StudyRunner:
                 hv = float(hypervolume(losses, default_reference_point(losses)))
             except ValueError:
                 hv = None
-        phase = StudyPhase.COMPLETED if self.finished else (
+        # A study that ended because it failed (maxFailedTrials, trainers that never report)
+        # says so: Failed, with the engine's reason as its message.
+        phase = StudyPhase.FAILED if self.finished and failure else \
+            StudyPhase.COMPLETED if self.finished else (
             StudyPhase.RUNNING if counts.get("Pending", 0) + counts.get("Running", 0) else
             StudyPhase.PENDING)
         self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
@@ -625,7 +638,10 @@ class StudyRunner:
                         "BudgetReached" if block else "WithinBudget", block or "")
         self._condition("Completed", self.finished is not None,
                         "StudyEnded" if self.finished else "InProgress", self.finished or "")
-        self._condition("Failed", False, "NoFailure")
+        if self.finished and failure:
+            self._condition("Failed", True, "TrialsFailed", failure)
+        else:
+            self._condition("Failed", False, "NoFailure")
 
         def hw(h: Any) -> HardwareChoice | None:
             return None if h is None else HardwareChoice.model_validate(
