@@ -219,3 +219,70 @@ def test_a_script_that_never_reports_fails_its_trials_and_the_study(
     assert len(failed) >= 3
     for trial in failed:
         assert trial["status"]["message"].startswith(NO_REPORT_REASON), trial["status"]
+
+
+def test_an_operator_restart_loses_no_level_and_counts_none_twice(
+        kube: LocalCluster, namespace: str, sim: SimTrainer, tmp_path: Path) -> None:
+    """The operator stops while scripts print (and one ends): the next one reads every pod's
+    log again, skips the levels the study's log holds and reads the rest, also of the pods that
+    ended meanwhile."""
+    from hwtune.backends.kubernetes.log import parse_chunks
+
+    kube.kubectl("apply", "-f", str(ROOT / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    kube.kubectl("apply", "-f", str(ROOT / "examples" / "pools.yaml"))
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    name = "stdout-restart"
+    doc = study(name, script, max_trials=4, parallel=2)
+    doc["spec"]["algorithm"]["scheduler"] = "fifo"  # every trial runs its 9 epochs
+    configuration = f"stdout-{secrets.token_hex(3)}.hwtune.io"
+
+    def settings() -> OperatorSettings:
+        return OperatorSettings(
+            kubeconfig=kube.kubeconfig, namespaces=(namespace,), webhook_host="127.0.0.1",
+            webhook_port=None, webhook_configuration=configuration, standalone=True,
+            shutdown_timeout_s=15, report_listen="127.0.0.1", report_port=None)
+
+    def curves() -> dict[int, list[dict[str, Any]]]:
+        return {t["spec"]["trialId"]: (t.get("status") or {}).get("learningCurve") or []
+                for t in kube.get_json("tuningtrials", namespace=namespace)["items"]}
+
+    first = EmbeddedOperator(settings()).start(timeout=60)
+    try:
+        kube.wait_for(lambda: kube.apply(doc, namespace=namespace), 30, "the study admitted")
+        kube.wait_for(lambda: any(len(c) >= 2 for c in curves().values()), 120,
+                      "a trial to report two epochs")
+    finally:
+        first.stop(check=False)
+    # Down while the scripts go on printing; at least one of them ends meanwhile.
+    sim.wait_for(lambda runs: any(r.ended for r in runs), 60, "a script to end")
+    second = EmbeddedOperator(settings()).start(timeout=60)
+    try:
+        final = kube.wait_for(lambda: (s := status_of(kube, name, namespace)).get("phase")
+                              in ("Completed", "Failed") and s, 240, f"study {name} to end")
+        assert final["phase"] == "Completed", final
+        trials = kube.get_json("tuningtrials", namespace=namespace)["items"]
+        assert len(trials) == 4
+        for trial in trials:
+            lr = float(trial["spec"]["parameters"]["lr"])
+            curve = trial["status"]["learningCurve"]
+            assert [p["resource"] for p in curve] == list(range(1, 10)), trial["status"]
+            assert [p["metrics"]["loss"] for p in curve] == pytest.approx(
+                [expected_loss(lr, e) for e in range(1, 10)], abs=1e-6)
+            assert trial["status"]["phase"] == "Completed"
+        # The study's own log holds each level once.
+        chunks = kube.get_json("configmaps", namespace=namespace,
+                               selector=f"hwtune.io/study={name},hwtune.io/log=true")["items"]
+        events = parse_chunks((int(c["metadata"]["labels"]["hwtune.io/log-chunk"]),
+                               c.get("data") or {}) for c in chunks).events
+        observed = [(e["trialId"], e["resource"]) for e in events if e["kind"] == "observed"]
+        assert len(observed) == len(set(observed)) == 4 * 9
+    finally:
+        try:
+            kube.kubectl("-n", namespace, "delete", "tuningstudies", "--all", "--timeout=60s",
+                         check=False)
+            second.stop(check=False)
+        finally:
+            kube.kubectl("delete", "validatingwebhookconfiguration", configuration,
+                         "--ignore-not-found", check=False)
