@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent("""\
     for epoch in range(1, args.epochs + 1):
         time.sleep(0.25)
         loss = (math.log10(args.lr) + 2.5) ** 2 + 1.0 / epoch
-        print(f"epoch={epoch} loss={loss:.6f}")
+        print(f"epoch={epoch} loss={loss:.6f} acc={1 / (1 + loss):.6f}")
     """)
 SILENT = "import time\ntime.sleep(0.2)\nprint('done, but no metrics')\n"
 
@@ -91,7 +91,8 @@ def study(name: str, script: Path, *, max_trials: int, parallel: int) -> dict[st
             "fidelity": {"resource": "epoch", "min": 1, "max": 9, "reductionFactor": 3},
             "algorithm": {"scheduler": "asha", "searcher": "random", "seed": 7},
             "budget": {"maxTrials": max_trials, "maxParallelTrials": parallel},
-            "metricsCollector": {"kind": "stdout", "resourceMetric": "epoch"},
+            "metricsCollector": {"kind": "stdout", "resourceMetric": "epoch",
+                                 "additionalMetrics": ["acc"]},
             "trialTemplate": {
                 "metadata": {"annotations": {"hwtune.io/sim-outcome": "hold"}},
                 "spec": {"containers": [{
@@ -185,6 +186,9 @@ def test_asha_tunes_an_unmodified_script_from_its_log(
         for point in curve:  # exactly what the script printed for this lr
             assert point["metrics"]["loss"] == pytest.approx(
                 expected_loss(lr, point["resource"]), abs=1e-6)
+            # additionalMetrics: recorded in the curve, not optimised
+            assert point["metrics"]["acc"] == pytest.approx(
+                1 / (1 + point["metrics"]["loss"]), abs=1e-5)
         if trial["status"]["phase"] == "Stopped":
             assert len(curve) < 9 and trial["status"]["reason"] == "StoppedByScheduler"
         if trial["status"]["phase"] == "Completed":

@@ -84,6 +84,10 @@ def test_fields_are_converted_as_documented():
                     "--batch-size", "$(HWTUNE_PARAM_BATCH_SIZE)",
                     "--run-name", "$(HWTUNE_STUDY)-$(HWTUNE_TRIAL_ID)"]
     assert spec["metricsCollector"] == {"kind": "stdout"}
+    # additionalMetricNames: read from the output and recorded, not optimised.
+    random = convert_experiment(yaml.safe_load((EXPERIMENTS / "random.yaml").read_text()))
+    assert random.study["spec"]["metricsCollector"] == {
+        "kind": "stdout", "additionalMetrics": ["train-accuracy"]}
     hyper = convert_experiment(yaml.safe_load((EXPERIMENTS / "hyperband.yaml").read_text()))
     hspec = hyper.study["spec"]
     assert hspec["algorithm"]["scheduler"] == "hyperband" and "num-epochs" not in hspec["parameters"]

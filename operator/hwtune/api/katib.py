@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hwtune.api.crd import API_VERSION, param_env_name, parse_manifest
+from hwtune.api.records import BUILTIN_METRICS
 
 __all__ = ["ALGORITHMS", "Conversion", "KatibConversionError", "convert_experiment"]
 
@@ -186,10 +187,6 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
     strategy = strategies.get(metric) or ("min" if entry["goal"] == "minimize" else "max")
     entry["strategy"] = strategy
     out["objectives"] = [entry]
-    if objective.get("additionalMetricNames"):
-        conv.note("spec.objective.additionalMetricNames",
-                  "not objectives: hwtune records the objectives only (add them to objectives "
-                  "to optimise them together)")
 
     # -- algorithm -----------------------------------------------------------------------------
     algorithm = spec.get("algorithm") or {}
@@ -303,6 +300,19 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
         conv.lose("spec.metricsCollectorSpec.collector.kind",
                   f"{kind}: hwtune reads metrics from the trainer's output (stdout, JSON lines "
                   "or a regex), not from files or other sources; print them instead")
+
+    extra = [m for m in objective.get("additionalMetricNames") or [] if m != metric]
+    if extra:
+        kept = [m for m in extra if m not in BUILTIN_METRICS]
+        if out["metricsCollector"]["kind"] != "sdk" and kept:
+            out["metricsCollector"]["additionalMetrics"] = kept
+        elif kept:
+            conv.note("spec.objective.additionalMetricNames",
+                      "SDK reports carry any extra metric: report them with the objectives")
+        for name in extra:
+            if name in BUILTIN_METRICS:
+                conv.lose("spec.objective.additionalMetricNames",
+                          f"{name!r} is measured by hwtune itself (a built-in metric)")
 
     # -- trial template ------------------------------------------------------------------------
     tt = spec.get("trialTemplate") or {}
