@@ -324,7 +324,8 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
         data = (configmaps or {}).get(key) or (configmaps or {}).get((None, key[1]))
         if data is None or cm.get("templatePath") not in data:
             conv.lose("spec.trialTemplate.configMap", f"ConfigMap {key[0]}/{key[1]} (key "
-                      f"{cm.get('templatePath')}) not given: pass it with --configmap FILE")
+                      f"{cm.get('templatePath')}) not given: pass it with --configmap FILE or "
+                      "read it with --from-cluster")
         else:
             import yaml
 
