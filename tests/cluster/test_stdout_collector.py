@@ -290,3 +290,31 @@ def test_an_operator_restart_loses_no_level_and_counts_none_twice(
         finally:
             kube.kubectl("delete", "validatingwebhookconfiguration", configuration,
                          "--ignore-not-found", check=False)
+
+
+def test_without_fidelity_a_trial_is_one_report_of_its_whole_log(
+        kube: LocalCluster, namespace: str, operator: EmbeddedOperator, sim: SimTrainer,
+        tmp_path: Path) -> None:
+    """As Katib reads a trial: one value per objective over the whole output (strategy min
+    here), read once the pod has ended."""
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    name = "stdout-whole"
+    doc = study(name, script, max_trials=2, parallel=2)
+    del doc["spec"]["fidelity"]
+    doc["spec"]["algorithm"]["scheduler"] = "fifo"
+    doc["spec"]["objectives"][0]["strategy"] = "min"
+    doc["spec"]["metricsCollector"] = {"kind": "stdout"}
+    doc["spec"]["trialTemplate"]["spec"]["containers"][0]["args"] = [
+        "--lr=$(HWTUNE_PARAM_LR)", "--epochs=4"]
+    kube.wait_for(lambda: kube.apply(doc, namespace=namespace), 30, "the study admitted")
+    final = kube.wait_for(lambda: (s := status_of(kube, name, namespace)).get("phase")
+                          in ("Completed", "Failed") and s, 240, f"study {name} to end")
+    assert final["phase"] == "Completed", final
+    for trial in kube.get_json("tuningtrials", namespace=namespace)["items"]:
+        lr = float(trial["spec"]["parameters"]["lr"])
+        curve = trial["status"]["learningCurve"]
+        assert [p["resource"] for p in curve] == [1]
+        assert curve[0]["metrics"]["loss"] == pytest.approx(
+            min(expected_loss(lr, e) for e in range(1, 5)), abs=1e-6)
+        assert trial["status"]["phase"] == "Completed"
