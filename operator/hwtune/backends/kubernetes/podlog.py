@@ -156,6 +156,7 @@ class PodLogCollectors:
         self._held: dict[tuple[int, int], Mapping[str, Any]] = {}  # ended Jobs waiting for logs
         self._draining: dict[tuple[int, int], asyncio.Task[None]] = {}
         self._drained: set[tuple[int, int]] = set()
+        self._read_pods: set[str] = set()  # uids of pods read to their end (or gone)
         self._closed = False
 
     @classmethod
@@ -191,7 +192,7 @@ class PodLogCollectors:
             return
         follow = self._pods.get(uid)
         if follow is None:
-            if not _started(pod) or not self._current(*ids):
+            if uid in self._read_pods or not _started(pod) or not self._current(*ids):
                 return
             follow = _PodFollow(ids[0], ids[1], meta.get("name", ""), uid,
                                 str(meta.get("creationTimestamp") or ""),
@@ -287,6 +288,7 @@ class PodLogCollectors:
                     if final:
                         await self._read(follow, stream=False)
                         await self._finish(follow)
+                        self._read_pods.add(follow.uid)
                         return
                     reading = asyncio.ensure_future(self._read(follow, stream=True))
                     ended = asyncio.ensure_future(follow.ended.wait())
@@ -302,6 +304,7 @@ class PodLogCollectors:
                         raise reading.exception()  # type: ignore[misc]
                     delay = RETRY_MIN  # read until the server closed it: open it again
                 except _Gone:
+                    self._read_pods.add(follow.uid)
                     return
                 except (_NotYet, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                     if final:
@@ -323,6 +326,10 @@ class PodLogCollectors:
                           self.runner.name, follow.name)
         finally:
             follow.drained.set()
+            # Read to its end, or nothing more to read: forget it (a 20,000-trial study keeps
+            # no collector per finished pod, only its uid in _read_pods).
+            if self._pods.get(follow.uid) is follow:
+                del self._pods[follow.uid]
 
     async def _finish(self, follow: _PodFollow) -> None:
         """The whole log was read: its last line (no newline needed) and, for a study without
