@@ -196,12 +196,19 @@ def test_asha_tunes_an_unmodified_script_from_its_log(
         if curve:
             best = min(best, curve[-1]["metrics"]["loss"])
     assert final["bestPerObjective"]["loss"]["value"] == pytest.approx(best)
-    # Stopped early: the Job is deleted and the process was killed before its last epoch.
-    jobs = {j["metadata"]["name"] for j in kube.get_json("jobs", namespace=namespace)["items"]}
-    for trial in stopped:
-        assert trial["status"]["jobName"] not in jobs
-    killed = [r for r in sim.runs() if r.outcome == "killed"]
-    assert killed and all(r.exit_code in (143, 137) for r in killed), sim.runs()
+    # Stopped early: the Job is deleted (the deletion of the last ones may still be under way
+    # when the study completes) and the process was killed before its last epoch.
+    def jobs() -> set[str]:
+        return {j["metadata"]["name"] for j in kube.get_json("jobs", namespace=namespace)["items"]}
+
+    kube.wait_for(lambda: not {t["status"]["jobName"] for t in stopped} & jobs(), 60,
+                  "the Jobs of the stopped trials to be deleted")
+    stopped_ids = {str(t["spec"]["trialId"]) for t in stopped}
+    runs = sim.wait_for(lambda rs: all(r.ended for r in rs if r.trial in stopped_ids) and rs,
+                        60, "the stopped trials' processes to end")
+    killed = [r for r in runs if r.outcome == "killed"]
+    assert killed and all(r.exit_code in (143, 137) for r in killed), runs
+    assert all(r.trial in stopped_ids for r in killed), runs
 
 
 def test_a_script_that_never_reports_fails_its_trials_and_the_study(
