@@ -75,7 +75,8 @@ JOB = {"metadata": {"name": "s-0", "labels": {"hwtune.io/trial": "0"},
        "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
 
 
-async def serve(requests: list[dict[str, str]], ended: asyncio.Event) -> web.AppRunner:
+async def serve(requests: list[dict[str, str]], ended: asyncio.Event, *,
+                break_first: bool = True) -> web.AppRunner:
     async def log(request: web.Request) -> web.StreamResponse:
         requests.append(dict(request.query) | {"auth": request.headers.get("Authorization")})
         response = web.StreamResponse()
@@ -83,7 +84,7 @@ async def serve(requests: list[dict[str, str]], ended: asyncio.Event) -> web.App
         if request.query.get("follow") != "true":
             await response.write(LOG + TAIL)  # the whole log, then the end
             return response
-        if len([r for r in requests if r.get("follow")]) == 1:
+        if break_first and len([r for r in requests if r.get("follow")]) == 1:
             await response.write(LOG[:20])  # the middle of "epoch=1 ...": then the stream breaks
             request.transport.close()
             return response
@@ -191,5 +192,35 @@ def test_a_pause_deletes_the_job_as_there_is_no_sdk_to_hear_it() -> None:
             await logs.close()
             await server.cleanup()
         assert runner.intents == [("delete", 0)] and len(runner.reports) == 1
+
+    asyncio.run(main())
+
+
+def test_reports_read_when_the_pod_ends_are_all_delivered() -> None:
+    """Several levels in one chunk, the engine slow to answer, and the pod's end arriving while
+    the first of them is being decided: none of them is lost (their bytes count as read)."""
+    async def main() -> None:
+        ended = asyncio.Event()
+        server = await serve([], ended, break_first=False)
+        runner = FakeRunner(f"http://127.0.0.1:{server.addresses[0][1]}")
+        fast = runner.submit_report
+
+        async def slow(trial: str, payload: Any) -> ReportReply:
+            await asyncio.sleep(0.2)  # the log write-ahead under load
+            return await fast(trial, payload)
+
+        runner.submit_report = slow  # type: ignore[method-assign]
+        logs = collectors(runner)
+        try:
+            logs.pod_event(pod("Running"))
+            await wait_until(lambda: runner.reports)
+            logs.pod_event(pod("Succeeded"))  # mid-chunk: levels 2 and 3 not decided yet
+            assert logs.hold_job(JOB) is True
+            await wait_until(lambda: runner.jobs)
+        finally:
+            ended.set()
+            await logs.close()
+            await server.cleanup()
+        assert [r for r, _ in runner.reports] == [1, 2, 3, 4]
 
     asyncio.run(main())

@@ -82,6 +82,7 @@ class _PodFollow:
     ended: asyncio.Event = field(default_factory=asyncio.Event)  # the pod (or its Job) ended
     drained: asyncio.Event = field(default_factory=asyncio.Event)  # read to the end
     task: asyncio.Task[None] | None = None
+    feeding: asyncio.Future[None] | None = None  # reports of the last chunk being delivered
 
 
 def _trial_launch(obj: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -222,6 +223,7 @@ class PodLogCollectors:
     async def close(self) -> None:
         self._closed = True
         tasks = [f.task for f in self._pods.values() if f.task is not None]
+        tasks += [f.feeding for f in self._pods.values() if f.feeding is not None]
         tasks += list(self._draining.values())
         for task in tasks:
             task.cancel()
@@ -271,7 +273,13 @@ class PodLogCollectors:
                         continue
                     chunk, skip = chunk[skip:], 0
                 follow.offset += len(chunk)
-                await self._feed(follow, follow.collector.feed_text(follow.decoder.decode(chunk)))
+                found = follow.collector.feed_text(follow.decoder.decode(chunk))
+                if found:
+                    # These bytes count as read: their reports must all be delivered even when
+                    # the stream is cancelled now (the pod ended), or the rest read after it
+                    # would skip them. The caller waits for ``feeding`` before reading on.
+                    follow.feeding = asyncio.ensure_future(self._feed(follow, found))
+                    await asyncio.shield(follow.feeding)
                 if follow.done:
                     return
 
@@ -299,6 +307,8 @@ class PodLogCollectors:
                         if not reading.done():
                             reading.cancel()  # the pod ended: one plain read takes the rest
                         await asyncio.gather(reading, return_exceptions=True)
+                        if follow.feeding is not None:  # what was read is delivered first
+                            await asyncio.gather(follow.feeding, return_exceptions=True)
                     if reading.done() and not reading.cancelled() \
                             and reading.exception() is not None:
                         raise reading.exception()  # type: ignore[misc]
