@@ -19,6 +19,13 @@ Printed:
 - stop-to-kill p50/max: ``observed`` event with decision ``stop`` to the end of the trial's
   process (the Job deleted, the pod's deletion seen, SIGTERM);
 - trials stopped early / completed, and the study's wall time.
+
+Measured on the shared 2-core development machine (2026-11-30, one run each):
+--quick (9 trials, 3 at once): 29 reports, print-to-decision p50 0.004 s, p95 0.035 s,
+max 0.036 s; 7 stopped early, stop-to-kill p50 0.14 s, max 0.54 s.
+--trials 40 --parallel 10: 106 reports, print-to-decision p50 0.069 s, p95 0.33 s,
+max 0.79 s; 33 stopped early, stop-to-kill p50 1.7 s, max 2.5 s (Job deletion -> pod
+deletion -> the exec mode's SIGTERM, all on two loaded cores).
 """
 
 from __future__ import annotations
