@@ -197,3 +197,74 @@ def test_status_stays_bounded_front_and_curve_are_capped(monkeypatch) -> None:
     status = kube.study_status
     assert status["frontSize"] >= 2 and len(status["paretoFront"]) == 2
     assert len(json.dumps(status)) < 100 * 1024
+
+
+def test_answers_waiting_on_a_fenced_log_fail_instead_of_hanging() -> None:
+    """A writer that is fenced (another replica took the study) fails every answer still
+    waiting for durability: the report handler says 503 at once, and nothing is told that the
+    log does not hold."""
+    from hwtune.backends.kubernetes.log import LogFenced
+
+    class FencedStore(FakeLogStore):
+        async def write_chunk(self, index, entries, *, new):
+            raise LogFenced("another writer stamped the log")
+
+    study = Study(config())
+
+    async def main() -> None:
+        log = StudyLog(FencedStore({}))
+        log.attach(asyncio.get_running_loop())
+        study.add_listener(log.append)
+        study.start_next()
+        waiting = asyncio.ensure_future(log.durable(log.last_seq))
+        writer = asyncio.create_task(log.run())
+        with pytest.raises(LogFenced):
+            await asyncio.wait_for(waiting, timeout=5)
+        with pytest.raises(LogFenced):
+            await writer
+        with pytest.raises(LogFenced):  # a later answer is refused too, not left hanging
+            await asyncio.wait_for(log.durable(log.last_seq), timeout=5)
+        assert log.durable_seq == -1
+
+    asyncio.run(main())
+
+
+def test_a_halted_trial_whose_tuningtrial_was_never_created_gets_it_at_adoption() -> None:
+    """The operator died after logging trials' launches and before creating their TuningTrials,
+    and the trials were halted since: the next runner recreates every missing TuningTrial from
+    the log (with its final status), and gives them no Secret and no Job."""
+    kube = FakeKube()
+    trainers = FakeTrainers(kube)
+
+    async def main() -> None:
+        task = await play(kube, trainers, make_runner(kube))
+        assert task.result()
+
+    asyncio.run(main())
+    events = logged_events(kube)
+    halted = sorted({e["trialId"] for e in events
+                     if e["kind"] == "observed" and e.get("decision") == "stop"})[:2]
+    assert halted, "mo-asha should stop some trials"
+    for tid in halted:  # as if their creates were lost (the GC takes the owned objects too)
+        for kind in ("TuningTrial", "Job", "Secret"):
+            kube.objects.pop((kind, f"st-{tid}" if kind != "Secret" else f"st-{tid}-token"),
+                             None)
+    job_creates = kube.job_creates
+
+    async def restart() -> StudyRunner:
+        runner = make_runner(kube)
+        await runner.load()
+        await runner.flush_status()
+        return runner
+
+    runner = asyncio.run(restart())
+    for tid in halted:
+        trial = kube.objects[("TuningTrial", f"st-{tid}")]
+        created = next(e for e in events if e["kind"] == "created" and e["trialId"] == tid)
+        assert trial["spec"]["trialId"] == tid
+        assert trial["spec"]["parameters"] == created["config"]
+        assert trial["status"]["phase"] == runner.study.trial(tid).phase.value
+        assert trial["status"]["phase"] in ("Stopped", "Completed")
+        assert ("Job", f"st-{tid}") not in kube.objects
+        assert ("Secret", f"st-{tid}-token") not in kube.objects
+    assert kube.job_creates == job_creates

@@ -70,6 +70,50 @@ def test_chart_renders_a_locked_down_operator():
     assert logs["resources"] == ["pods/log"] and logs["verbs"] == ["get"]
 
 
+def test_chart_runs_two_replicas_kept_apart_by_the_study_leases():
+    """Two replicas by default: a rollout that starts the new pod first, at most one pod down
+    in a drain, the pod's name as the Lease identity, no kopf peering (it would pause both),
+    the webhook kept registered when one replica stops, and RBAC for the Leases."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render()}
+    deployment = docs[("Deployment", "t-operator")]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HWTUNE_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "--standalone" in container["args"] and "--webhook-persistent" in container["args"]
+    assert "--lease-seconds=15" in container["args"]
+    assert not any(a.startswith("--peering-name") for a in container["args"])
+    assert not any(kind == "ClusterKopfPeering" for kind, _ in docs)
+    pdb = docs[("PodDisruptionBudget", "t-operator")]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()  # it covers the operator pods
+    assert selector == deployment["spec"]["selector"]["matchLabels"]
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+        "topologyKey"] == "kubernetes.io/hostname"
+    role = docs[("ClusterRole", "t")]
+    leases = next(r for r in role["rules"] if "leases" in r["resources"])
+    assert leases["apiGroups"] == ["coordination.k8s.io"]
+    assert {"get", "create", "update"} <= set(leases["verbs"])
+    # One replica: no budget to keep (a PDB would block every drain), kopf's usual webhook
+    # cleanup; kopf peering is allowed there, and refused with two replicas.
+    single = {(d["kind"], d["metadata"]["name"]): d for d in render("operator.replicas=1")}
+    assert ("PodDisruptionBudget", "t-operator") not in single
+    args = single[("Deployment", "t-operator")]["spec"]["template"]["spec"]["containers"][0][
+        "args"]
+    assert "--webhook-persistent" not in args
+    peered = {(d["kind"], d["metadata"]["name"]): d
+              for d in render("operator.replicas=1", "operator.kopfPeering=true")}
+    assert ("ClusterKopfPeering", "hwtune") in peered
+    result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+                  "--set", "operator.kopfPeering=true", check=False)
+    assert result.returncode != 0 and "operator.kopfPeering" in result.stderr
+
+
 def test_values_schema_refuses_bad_values_with_the_field():
     result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION,
                   "--set", "operator.logFormat=xml", check=False)
@@ -96,20 +140,35 @@ def test_helm_installs_the_chart_into_the_real_cluster(kube, namespace):
     env = kube.env()
     release = f"hw-{namespace}"[:40]
     helm("install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "90s",
-         "--set", "operator.replicas=1", env=env)
+         env=env)  # the default: two replicas
     try:
         for crd in ("tuningstudies.hwtune.io", "tuningtrials.hwtune.io", "hardwarepools.hwtune.io"):
             got = kube.get_json("crd", crd)
             assert any(c["type"] == "Established" and c["status"] == "True"
                        for c in got["status"]["conditions"])
         deployment = kube.get_json("deployment", f"{release}-operator", namespace=namespace)
-        assert deployment["status"].get("availableReplicas") == 1
+        assert deployment["status"].get("availableReplicas") == 2
+        pods = kube.get_json("pods", namespace=namespace)["items"]
+        names = {p["metadata"]["name"] for p in pods
+                 if p["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"}
+        assert len(names) == 2
+        for pod in pods:  # each replica's Lease identity is its own pod's name
+            if pod["metadata"]["name"] in names:
+                pod_env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+                assert pod_env["HWTUNE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+                    "metadata.name"
+        pdb = kube.get_json("poddisruptionbudget", f"{release}-operator", namespace=namespace)
+        assert pdb["spec"]["maxUnavailable"] == 1
         # the operator's service account may read pools but not write them (least privilege)
         sa = f"system:serviceaccount:{namespace}:{release}"
         can = kube.kubectl("auth", "can-i", "list", "hardwarepools.hwtune.io", "--as", sa, check=False)
         assert can.stdout.strip() == "yes"
         cannot = kube.kubectl("auth", "can-i", "delete", "hardwarepools.hwtune.io", "--as", sa, check=False)
         assert cannot.stdout.strip() == "no"
+        for verb in ("get", "create", "update"):  # the studies' writer Leases
+            can = kube.kubectl("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", namespace,
+                               "--as", sa, check=False)
+            assert can.stdout.strip() == "yes", (verb, can.stdout, can.stderr)
         # Secrets: it creates trials' token Secrets but cannot read any Secret (its own master
         # key reaches it through the pod's env, read by the kubelet)
         for verb, want in (("create", "yes"), ("get", "no"), ("list", "no"), ("watch", "no"),

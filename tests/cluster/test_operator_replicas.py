@@ -59,6 +59,7 @@ class Front:
         self.ports = ports
         self.answered: Counter[str] = Counter()  # replica -> 200 answers
         self.refused: Counter[str] = Counter()  # replica -> 503 answers
+        self.first: dict[str, float] = {}  # replica -> monotonic time of its first 200
         front = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -87,6 +88,7 @@ class Front:
                         continue
                     if status == 200:
                         front.answered[replica] += 1
+                        front.first.setdefault(replica, time.monotonic())
                     break
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -111,12 +113,14 @@ def listening(port: int) -> bool:
         return False
 
 
-def lease_holder(cluster: LocalCluster, namespace: str, study: str) -> str:
+def read_lease(cluster: LocalCluster, namespace: str, study: str) -> dict[str, Any]:
     result = cluster.kubectl("-n", namespace, "get", "lease", lease_name(study), "-o", "json",
                              check=False)
-    if result.returncode != 0:
-        return ""
-    return (json.loads(result.stdout).get("spec") or {}).get("holderIdentity") or ""
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def lease_holder(cluster: LocalCluster, namespace: str, study: str) -> str:
+    return (read_lease(cluster, namespace, study).get("spec") or {}).get("holderIdentity") or ""
 
 
 def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
@@ -269,3 +273,195 @@ def test_a_former_holder_that_missed_its_loss_cannot_write_the_log(
     data = {k: v for _, d in chunks for k, v in d.items()}
     assert data == {"e000000000": "a0", "e000000001": "a1", "e000000002": "b2",
                     "e000000003": "b3"}
+
+
+def test_a_restarted_pod_takes_its_own_lease_at_once_and_its_zombie_is_fenced(
+        cluster: LocalCluster, namespace: str) -> None:  # noqa: F811
+    """Identity reuse at the Lease level, without timing luck: a new incarnation of pod op-0
+    takes the Lease while the old one's is still live (a different replica may not), the old
+    incarnation (a zombie that still believes it holds the Lease) is refused by the log and
+    loses the Lease at its next renewal, and it never takes it back at once (no ping-pong)."""
+    import asyncio
+
+    from kubernetes import client
+
+    from hwtune.backends.kubernetes.api import KubeApi
+    from hwtune.backends.kubernetes.lease import LeaseLost, StudyLease
+    from hwtune.backends.kubernetes.log import LogFenced
+    from hwtune.controller.operator import load_client_configuration
+
+    name = "reuse"
+    apply(cluster, study_doc(name), namespace)
+    uid = get(cluster, "tuningstudies", namespace)[0]["metadata"]["uid"]
+
+    async def scenario() -> list[tuple[int, dict[str, str]]]:
+        api = KubeApi(client.ApiClient(load_client_configuration(cluster.kubeconfig)))
+
+        def lease(identity: str) -> StudyLease:
+            return StudyLease(api, namespace, name, uid, identity=identity, duration_s=30,
+                              renew_s=6)
+
+        try:
+            old, other = lease("op-0"), lease("op-1")
+            store_old = api.log_store(namespace, name, uid)
+            store_old.fence = old
+            assert await old.try_acquire()
+            await store_old.write_chunk(0, {"e000000000": "old0"}, new=True)
+            assert not await other.try_acquire()  # another replica waits for expiry
+            new = lease("op-0")  # the same pod, restarted: a new incarnation
+            started = time.monotonic()
+            assert await new.try_acquire()
+            assert time.monotonic() - started < 5  # at once, not after 30 s
+            assert new.incarnation == old.incarnation + 1 and new.writer != old.writer
+            store_new = api.log_store(namespace, name, uid)
+            store_new.fence = new
+            await store_new.read_chunks()
+            await store_new.stamp(0)
+            assert old.held()  # the zombie believes it still holds the Lease ...
+            with pytest.raises(LogFenced):  # ... but its next log write is refused (409)
+                await store_old.write_chunk(0, {"e000000001": "old1"}, new=False)
+            await store_new.write_chunk(0, {"e000000001": "new1"}, new=False)
+            with pytest.raises(LeaseLost, match="newer incarnation"):
+                await old.renew()
+            assert not await lease("op-0").try_acquire()  # the zombie does not take it back
+            assert not await other.try_acquire()
+            await new.renew()
+            await new.release()  # a clean stop: another replica need not wait
+            assert await other.try_acquire() and other.incarnation == new.incarnation + 1
+            return await store_new.read_chunks()
+        finally:
+            api.close()
+
+    chunks = asyncio.run(scenario())
+    assert {k: v for _, d in chunks for k, v in d.items()} == {"e000000000": "old0",
+                                                                "e000000001": "new1"}
+    lease_doc = read_lease(cluster, namespace, name)
+    assert lease_doc["spec"]["holderIdentity"] == "op-1"
+    assert lease_doc["spec"]["leaseTransitions"] == 2
+
+
+RESTART_LEASE_SECONDS = 30.0  # long, so a takeover that waited for expiry cannot pass
+
+
+def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
+        cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
+    """The operator of pod op-0 (HWTUNE_POD_NAME, as the chart sets it) with a 30 s Lease:
+    (1) a second process of the same pod starts while the first still runs (a zombie): it
+    takes the study over at once, the zombie stops answering; (2) the zombie is SIGKILLed, later
+    the active one too, and op-0 restarts: its first decision comes well within the Lease
+    time, and the Lease was taken before the killed process's Lease expired. The study
+    completes with one Job per (trial, launch) and every answer in the log once."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    custom = client.CustomObjectsApi(client.ApiClient(configuration))
+    name, trials, parallel = "restart", 100, 8
+    doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
+                    seed=13)
+    op_configuration = f"restart-{SUFFIX}.hwtune.io"
+    ports = {"a": free_port(), "b": free_port(), "c": free_port()}
+    front = Front(ports)
+    jobs = JobWatch(cluster.kubeconfig, namespace).start()
+    # Slower epochs than the other tests: the study must still run after the zombie phase.
+    driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.2,
+                         report_url=f"http://127.0.0.1:{front.port}/studies/{namespace}/{name}")
+    driver.start()
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(replica: str) -> float:
+        processes[replica] = start_operator_process(
+            cluster, namespace, op_configuration, ports[replica], tmp_path / f"{replica}.log",
+            lease_seconds=RESTART_LEASE_SECONDS, pod_name="op-0")
+        return time.monotonic()
+
+    def total() -> int:
+        return (study_progress(custom, namespace, name).get("trials") or {}).get("total", 0)
+
+    def instance() -> str:
+        return (read_lease(cluster, namespace, name).get("metadata", {}).get("annotations")
+                or {}).get("hwtune.io/holder-instance", "")
+
+    timings: dict[str, float] = {}
+    try:
+        start("a")
+        cluster.wait_for(lambda: listening(ports["a"]), timeout=120, what="a's endpoint")
+        apply(cluster, doc, namespace)
+        cluster.wait_for(lambda: total() >= 8 and front.answered["a"] > 0, timeout=180,
+                         what=f"a to run 8 trials (log {tmp_path / 'a.log'})")
+        first_instance = instance()
+        # (1) A second incarnation of op-0 while a still runs: a is now a zombie.
+        started = start("b")
+        cluster.wait_for(lambda: "b" in front.first, timeout=60,
+                         what=f"b to answer (answers {dict(front.answered)}, "
+                              f"503s {dict(front.refused)})")
+        timings["zombie takeover: b's first answer"] = front.first["b"] - started
+        assert instance() != first_instance
+        assert lease_holder(cluster, namespace, name) == "op-0"
+        # a notices at its next renewal (every 6 s) and then answers nothing (not even 200s
+        # from its memo of older answers: its runner is gone); give it two renewals.
+        time.sleep(2 * RESTART_LEASE_SECONDS / 5 + 1)
+        a_answers, b_answers = front.answered["a"], front.answered["b"]
+        cluster.wait_for(lambda: front.answered["b"] >= b_answers + 10, timeout=60,
+                         what="b to answer 10 more reports")
+        assert front.answered["a"] == a_answers, "the zombie kept answering"
+        processes["a"].send_signal(signal.SIGKILL)
+        processes["a"].wait(timeout=10)
+        # (2) The active incarnation dies; op-0 restarts.
+        lease_before = read_lease(cluster, namespace, name)["spec"]
+        processes["b"].send_signal(signal.SIGKILL)
+        processes["b"].wait(timeout=10)
+        killed = time.time()
+        started = start("c")
+        assert total() < trials - parallel, "too late: the study is nearly done"
+        cluster.wait_for(lambda: "c" in front.first, timeout=120,
+                         what=f"c to answer (log {tmp_path / 'c.log'})")
+        timings["restart: c's first answer"] = front.first["c"] - started
+        lease_after = read_lease(cluster, namespace, name)["spec"]
+        deadline = time.monotonic() + 300
+        while study_progress(custom, namespace, name).get("phase") != "Completed":
+            assert time.monotonic() < deadline, \
+                f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
+            time.sleep(0.5)
+        status = study_progress(custom, namespace, name)
+        events = logged_events(cluster, name, namespace)
+        time.sleep(1.0)  # let the watch see the last Jobs
+    finally:
+        driver.stop()
+        jobs.stop()
+        live = [p for p in processes.values() if p.poll() is None]
+        if live:
+            delete_studies(cluster, namespace)
+        for process in live:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        front.close()
+        delete_configurations(cluster, op_configuration)
+    from hwtune.backends.kubernetes.lease import _parse
+
+    old_renew, new_acquire = _parse(lease_before["renewTime"]), _parse(lease_after["acquireTime"])
+    print(f"restart ({RESTART_LEASE_SECONDS:g} s Lease): "
+          + ", ".join(f"{k} {v:.1f}s after its start" for k, v in timings.items())
+          + f"; the Lease was taken {new_acquire - old_renew:.1f}s after the killed process's "
+          f"last renewal ({new_acquire - killed:.1f}s after the kill); answers "
+          f"{dict(front.answered)}, 503s {dict(front.refused)}")
+    # Taken before the killed incarnation's Lease would have expired: no waiting for it (the
+    # precise check; the process's own start-up, ~2-12 s on a loaded machine, is on top).
+    assert new_acquire - old_renew < RESTART_LEASE_SECONDS - 5
+    # Waiting for expiry would put the first answer >= 24 s after c's start.
+    assert timings["restart: c's first answer"] < 20
+    assert lease_after["leaseTransitions"] >= lease_before["leaseTransitions"] + 1
+    assert not driver.errors, driver.errors
+    Study.rebuild(engine_config(cluster, doc), events, strict=True)
+    assert sorted(e["trialId"] for e in events if e["kind"] == "created") == list(range(trials))
+    assert status["trials"]["total"] == trials
+    assert max_concurrent(events) <= parallel
+    per_launch = Counter(jobs.jobs.values())
+    assert all(n == 1 for n in per_launch.values()), per_launch  # no duplicate Job
+    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                     if e["kind"] == "observed")
+    assert answered == logged and max(logged.values()) == 1

@@ -403,18 +403,25 @@ def test_study_completes_across_an_api_server_restart(
 
 def start_operator_process(cluster: LocalCluster, namespace: str, configuration: str,
                            report_port: int, log_path: Path, *,
-                           lease_seconds: float = 4.0) -> subprocess.Popen:
+                           lease_seconds: float = 4.0,
+                           pod_name: str | None = None,
+                           extra_env: dict[str, str] | None = None,
+                           extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
     # A short Lease: a restarted operator (a new identity) waits that long for the killed one's.
     command = [sys.executable, "-m", "hwtune.cli.main", "operator", "--kubeconfig",
                str(cluster.kubeconfig), "--namespace", namespace,
                "--webhook-port", str(free_port()), "--webhook-configuration", configuration,
                "--standalone", "--report-port", str(report_port), "--report-listen",
                "127.0.0.1", "--log-format", "json", "--lease-seconds", str(lease_seconds),
-               "--metrics-port", "0"]  # no fixed port 9090: several operators run at once
+               "--metrics-port", "0",  # no fixed port 9090: several operators run at once
+               *extra_args]
     log = log_path.open("a")
     # One master key across restarts, as the chart's Secret gives the operator's pods: tokens
     # are derived from it, never read back.
-    env = {**cluster.env(), "HWTUNE_OPERATOR_KEY": f"test-operator-key-{SUFFIX}"}
+    env = {**cluster.env(), "HWTUNE_OPERATOR_KEY": f"test-operator-key-{SUFFIX}",
+           **(extra_env or {})}
+    if pod_name is not None:  # a pod's stable identity (the chart's downward API)
+        env["HWTUNE_POD_NAME"] = pod_name
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                             cwd=ROOT)
 

@@ -143,9 +143,9 @@ def test_install_with_every_flag_on_into_the_local_cluster(kube, namespace):
         args += ["--set", value]
     helm(*args, env=env)
     try:
-        for name in (f"{release}-operator", f"{release}-surrogate"):
+        for name, replicas in ((f"{release}-operator", 2), (f"{release}-surrogate", 1)):
             deployment = kube.get_json("deployment", name, namespace=namespace)
-            assert deployment["status"].get("availableReplicas") == 1, name
+            assert deployment["status"].get("availableReplicas") == replicas, name
         pods = kube.get_json("pods", namespace=namespace,
                              selector="app.kubernetes.io/component=surrogate")["items"]
         assert len(pods) == 1

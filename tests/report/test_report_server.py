@@ -316,3 +316,80 @@ def test_median_report_round_trip_is_a_few_milliseconds(served):
     median_ms = timings[len(timings) // 2] * 1000
     print(f"median report round trip: {median_ms:.2f} ms")
     assert median_ms < 50  # generous: the machine is shared; typically ~1 ms
+
+
+class _Standby(FakeSink):
+    """A replica that does not hold the study: every report is 503 (retry, maybe elsewhere)."""
+
+    def submit_report(self, trial: str, payload: ReportPayload) -> ReportReply:
+        from hwtune.report.protocol import EndpointUnavailableError
+
+        raise EndpointUnavailableError("this replica does not act for the study; retry")
+
+
+def test_a_503_closes_the_connection_so_the_retry_can_reach_another_replica():
+    """Behind a Service, kube-proxy picks a pod per connection and a kept-alive connection
+    stays on its pod. A 503 closes the connection (and the SDK drops it before retrying), so the
+    retry connects afresh and can reach the replica that acts: without that, a trainer whose
+    connection landed on a standby would be refused until its retry window ran out."""
+    standby_sink, active_sink = _Standby(), FakeSink()
+    standby_sink.tokens = active_sink.tokens  # one study key: both replicas check the token
+    with ReportServer(standby_sink) as standby, ReportServer(active_sink) as active:
+        status, _ = post(standby, "/v1/trials/1/reports", GOOD, active_sink.tokens["1"])
+        assert status == 503
+        host, port = standby.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.request("POST", "/v1/trials/1/reports", body=json.dumps(GOOD).encode(),
+                     headers={"Authorization": f"Bearer {active_sink.tokens['1']}",
+                              "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 503 and response.getheader("Connection") == "close"
+        conn.close()
+        # A one-Service stand-in: each new connection goes to the next pod in turn.
+        pods = [int(s.url.rsplit(":", 1)[1]) for s in (standby, active)]
+        listener = socket.create_server(("127.0.0.1", 0))
+        connections: list[int] = []
+
+        def proxy() -> None:
+            while True:
+                try:
+                    client_sock, _ = listener.accept()
+                except OSError:
+                    return
+                target = pods[len(connections) % 2]
+                connections.append(target)
+                upstream = socket.create_connection(("127.0.0.1", target))
+                for a, b in ((client_sock, upstream), (upstream, client_sock)):
+                    threading.Thread(target=_splice, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=proxy, daemon=True).start()
+        clock = [0.0]
+
+        def sleep(seconds: float) -> None:
+            clock[0] += seconds
+
+        client = ReportClient(f"http://127.0.0.1:{listener.getsockname()[1]}", "1",
+                              active_sink.tokens["1"], retry_seconds=10.0, sleep=sleep,
+                              monotonic=lambda: clock[0])
+        try:
+            reply = client.report(1, {"val_error": 0.4})
+        finally:
+            client.close()
+            listener.close()
+    assert reply.decision is Decision.CONTINUE
+    assert connections[:2] == pods  # the retry came on a new connection, to the other pod
+
+
+def _splice(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

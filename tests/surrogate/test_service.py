@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import torch
 from aiohttp import web
 
 from hwtune.api.records import TrialPhase
@@ -60,7 +61,9 @@ def test_predict_answers_and_keeps_a_model_per_study(server):
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["forgotten"] == 1
     with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as resp:
-        assert json.loads(resp.read()) == {"status": "ok", "protocolVersion": 1, "device": "cpu"}
+        health = json.loads(resp.read())
+    assert health["status"] == "ok" and health["protocolVersion"] == 1 and health["device"] == "cpu"
+    assert health["cudaAvailable"] is torch.cuda.is_available() and health["stateDir"] is None
 
 
 @pytest.mark.parametrize("body, status, message", [

@@ -18,6 +18,7 @@ the machine failed (a full disk; continue with ``--resume`` once fixed), 130 int
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from importlib import metadata
@@ -130,6 +131,7 @@ def tune(
     )
     from hwtune.cli.plot import plot_front
     from hwtune.cli.view import front_configs, front_table, progress_view, simulated_note
+    from hwtune.optimize.context import note_event
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     study = _load(study_file, locally=True)
@@ -169,6 +171,20 @@ def tune(
     except OSError as exc:  # the work directory cannot be created or written
         raise _fail(f"{exc.filename or workdir}: {exc.strerror or exc}",
                     EXIT_INFRASTRUCTURE) from None
+    fallbacks = [0]
+
+    def show_notes(event) -> None:
+        # What a searcher noted (a surrogate fallback and why): the same lines the operator
+        # posts as Events, on stderr so the progress view and the result stay on stdout.
+        for note in (event.extra or {}).get("notes") or ():
+            shown = note_event(note)
+            if shown is None:
+                continue
+            reason, message, _ = shown
+            fallbacks[0] += reason == "SurrogateFallback"
+            errors.print(f"{reason}: {message}", highlight=False, markup=False, soft_wrap=True)
+
+    run.study.add_listener(show_notes)
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
@@ -202,6 +218,10 @@ def tune(
                   f"{summary.spend.gpu_hours:.3g} GPU-hours in {wall:.0f} s of wall time.",
                   highlight=False)
     console.print(simulated_note(run.simulated_pools), style="italic", highlight=False)
+    if fallbacks[0]:
+        errors.print(f"the surrogate could not answer {fallbacks[0]} time(s); those suggestions "
+                     f"fell back to random search (see the lines above, and {workdir}/events.jsonl)",
+                     highlight=False)
     console.print(front_table(run.study, result.front))
     console.print(front_configs(run.study, result.front), highlight=False, end="")
     for record in run.study.trials_in(TrialPhase.FAILED):
@@ -398,8 +418,12 @@ def operator_command(
         help="Fail: refuse studies while the webhook is unreachable (a stopped operator "
              "removes its webhook first; a crashed one blocks until it is back); Ignore: "
              "admit them without the pool checks (schema and admission policy still apply)"),
+    webhook_persistent: bool = typer.Option(
+        False, "--webhook-persistent",
+        help="Keep the webhook registered when this process stops (several replicas)"),
     standalone: bool = typer.Option(
-        False, "--standalone", help="No peering with other replicas (one replica only)"),
+        False, "--standalone",
+        help="No kopf peering (replicas are kept apart by each study's writer Lease)"),
     priority: int = typer.Option(
         0, "--priority", help="Peering priority: the highest-priority replica works"),
     peering_name: str = typer.Option(
@@ -441,7 +465,7 @@ def operator_command(
             webhook_port=webhook_port, webhook_service=webhook_service,
             webhook_service_port=webhook_service_port, webhook_certfile=webhook_cert,
             webhook_keyfile=webhook_key, webhook_configuration=webhook_configuration,
-            failure_policy=failure_policy,
+            failure_policy=failure_policy, webhook_persistent=webhook_persistent,
             standalone=standalone, priority=priority, peering_name=peering_name,
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
@@ -457,6 +481,19 @@ surrogate_app = typer.Typer(help="The DyHPO / FMS surrogate: service and benchma
 app.add_typer(surrogate_app, name="surrogate")
 
 
+def _surrogate_device(device: str | None) -> str:
+    """The device the model runs on (GPU when torch sees one), or exit 2 saying why; also the
+    check that the torch extra is installed."""
+    try:
+        from hwtune.surrogate.store import select_device
+    except ImportError as exc:
+        raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
+    try:
+        return select_device(device)
+    except ValueError as exc:
+        raise _fail(f"--{exc}") from None
+
+
 @surrogate_app.command("serve")
 def surrogate_serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
@@ -466,18 +503,49 @@ def surrogate_serve(
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads per request"),
     workers: int = typer.Option(2, "--workers", min=1, help="Requests fitted in parallel"),
     max_body_mib: int = typer.Option(64, "--max-body-mib", min=1),
+    state_dir: Optional[Path] = typer.Option(
+        None, "--state-dir", envvar="HWTUNE_SURROGATE_STATE_DIR",
+        help="Save each study's fitted model here; a restarted service reloads it"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve surrogate suggestions over HTTP + JSON until interrupted."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if device not in (None, "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise _fail(f"--device: must be cpu or cuda, got {device!r}")
+    device = _surrogate_device(device)
+    from hwtune.surrogate.service import serve_forever
+
     try:
-        from hwtune.surrogate.service import serve_forever
-    except ImportError as exc:
-        raise _fail(f"the surrogate needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024)
+        serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024,
+                      state_dir=None if state_dir is None else str(state_dir))
+    except OSError as exc:  # the state directory or the port
+        raise _fail(f"{exc.filename or f'{host}:{port}'}: {exc.strerror or exc}") from None
+
+
+@surrogate_app.command("latency")
+def surrogate_latency(
+    sizes: str = typer.Option("100,500,2000", "--sizes", help="Observation counts, comma-separated"),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Suggestions timed per warm/restart row"),
+    cold_repeats: int = typer.Option(2, "--cold-repeats", min=1, help="Suggestions per cold row"),
+    device: Optional[str] = typer.Option(None, "--device",
+                                         help="cpu | cuda [default: cuda when torch sees a GPU]"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the numbers here"),
+) -> None:
+    """Time DyHPO suggestions at 100/500/2,000 observations: warm, after a restart that reloads
+    the saved model, and cold; p50 and max beside the goal (< 1 s at 2,000 on a CPU)."""
+    try:
+        counts = [int(v) for v in sizes.split(",") if v.strip()]
+    except ValueError:
+        raise _fail(f"--sizes: expected comma-separated integers, got {sizes!r}") from None
+    if not counts or min(counts) < 10:
+        raise _fail(f"--sizes: each size must be >= 10, got {sizes!r}")
+    device = _surrogate_device(device)
+    from hwtune.surrogate.latency import format_table, measure
+
+    results = measure(counts, repeats=repeats, cold_repeats=cold_repeats, device=device,
+                      log=lambda m: errors.print(m, highlight=False))
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=1))
+    console.print(format_table(results), highlight=False, soft_wrap=True)
 
 
 @surrogate_app.command("bench")

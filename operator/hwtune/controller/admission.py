@@ -255,12 +255,15 @@ async def track_hardware_pool(
         cache.remember(name, _plain((event.get("object") or {}).get("spec") or {}))
 
 
-def register_admission(registry: kopf.OperatorRegistry, *, ignore_failures: bool) -> None:
+def register_admission(registry: kopf.OperatorRegistry, *, ignore_failures: bool,
+                       persistent: bool = False) -> None:
     """Add the study webhook and the pool watch to ``registry``; both read ``memo.admission``
-    (a StudyAdmission), which the operator puts in kopf's memo."""
+    (a StudyAdmission), which the operator puts in kopf's memo. ``persistent``: the webhook
+    stays registered when this process stops (another replica serves it)."""
     kopf.on.validate(
         GROUP, VERSION, STUDIES, id=HANDLER_ID, operations=["CREATE", "UPDATE"],
-        side_effects=False, ignore_failures=ignore_failures, registry=registry,
+        side_effects=False, ignore_failures=ignore_failures, persistent=persistent,
+        registry=registry,
     )(validate_tuning_study)
     kopf.on.event(GROUP, VERSION, POOLS, id=POOL_TRACKER_ID, registry=registry)(
         track_hardware_pool)

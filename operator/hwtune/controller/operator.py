@@ -148,7 +148,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
         return _connection_info(configuration)
 
-    register_admission(registry, ignore_failures=settings.failure_policy is FailurePolicy.IGNORE)
+    register_admission(registry, ignore_failures=settings.failure_policy is FailurePolicy.IGNORE,
+                       persistent=settings.webhook_persistent)
     if settings.run_studies:
         register_studies(registry)
     return registry

@@ -84,8 +84,14 @@ class OperatorSettings:
     webhook_configuration: str = DEFAULT_WEBHOOK_CONFIGURATION
     """ValidatingWebhookConfiguration kopf creates and keeps pointing at this process."""
     failure_policy: FailurePolicy = FailurePolicy.FAIL
+    webhook_persistent: bool = False
+    """Keep the webhook registered when this process stops (kopf removes it by default): with
+    several replicas behind one Service, one replica stopping must not unregister the others'
+    webhook. The chart sets it when it runs more than one replica."""
     standalone: bool = False
-    """Run without kopf peering even if a peering object exists (single replica, dev)."""
+    """Run without kopf peering even if a peering object exists. kopf pauses *every* replica
+    when two peers have the same priority, so replicas of one Deployment run standalone and
+    the per-study writer Lease keeps them apart (docs/operator-design.md, section 6)."""
     priority: int = 0
     """Peering priority: of several replicas, the one with the highest priority handles
     resources, the others pause until it stops answering. Every replica serves admission (a

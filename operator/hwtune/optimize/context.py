@@ -25,10 +25,21 @@ from hwtune.space import SearchSpace
 if TYPE_CHECKING:  # pragma: no cover
     from hwtune.optimize.hardware import HardwareModel, HardwareSpace
 
-__all__ = ["FidelityInfo", "SearchContext", "StudyView"]
+__all__ = ["FidelityInfo", "SearchContext", "StudyView", "note_event"]
 
 # (trial, resource level) -> the URI of the checkpoint taken at that level, or None.
 CheckpointLocator = Callable[[TrialRecord, int], "str | None"]
+
+
+def note_event(message: str) -> tuple[str, str, bool] | None:
+    """How a searcher's note is shown as a Kubernetes Event on the study (and a line of the local
+    CLI's output): ``(reason, message, warning)``, or None for a note that only repeats a state
+    already shown (a surrogate that is still being skipped after a failure says why once)."""
+    if message.startswith("surrogate:"):
+        if "still falling back" in message:
+            return None
+        return ("SurrogateFallback", message, True)
+    return ("SearcherNote", message, False)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from hwtune.report.protocol import (
     parse_report,
     parse_trial_id,
 )
+from hwtune.report.threaded import ThreadedServer
 
 __all__ = [
     "BODY_TIMEOUT_SECONDS",
@@ -121,6 +122,13 @@ def _error(status: int, message: str, *, field: str = "", headers: dict | None =
     return web.json_response(body, status=status, headers=headers)
 
 
+def _refusal(exc: ProtocolError) -> web.Response:
+    # A 503 closes the connection: behind a Service (kube-proxy picks a pod per connection) the
+    # retry then reaches another replica, e.g. the one that acts for the study.
+    headers = {"Connection": "close"} if exc.status == 503 else None
+    return web.json_response(exc.to_json(), status=exc.status, headers=headers)
+
+
 # RFC 6750's b64token. aiohttp hands header bytes that are not UTF-8 over as surrogates; a
 # token with anything outside this set is malformed, never a server error.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -163,7 +171,7 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
         try:
             expected = sink.expected_token(trial)
         except ProtocolError as exc:  # e.g. 503 while the study is loading: trainers retry
-            return web.json_response(exc.to_json(), status=exc.status)
+            return _refusal(exc)
         # An unknown trial is answered exactly like a wrong token, after the same comparison:
         # a caller without a token learns nothing about which trial ids exist.
         if not tokens_match(token, _NOT_A_TOKEN if expected is None else expected) \
@@ -188,7 +196,7 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
             if inspect.isawaitable(reply):
                 reply = await reply
         except ProtocolError as exc:
-            return web.json_response(exc.to_json(), status=exc.status)
+            return _refusal(exc)
         return web.json_response(reply.to_json())
 
     async def healthz(_: web.Request) -> web.Response:
@@ -238,81 +246,25 @@ def runner_options(idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> dict[str, obje
             "logger": _http_log}
 
 
-class ReportServer:
+class ReportServer(ThreadedServer):
     """Serves ``create_app(sink)`` from a daemon thread with its own event loop, bound to
     ``host`` on a free port (port 0). Use as a context manager or call start()/stop()."""
+
+    what = "report server"
 
     def __init__(self, sink: ReportSink, *, host: str = "127.0.0.1", port: int = 0,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS,
                  body_timeout: float = BODY_TIMEOUT_SECONDS) -> None:
+        super().__init__(host=host, port=port)
         self._sink = sink
         self._idle_timeout = idle_timeout
         self._body_timeout = body_timeout
-        self._host = host
-        self._port = port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._bound_port: int | None = None
 
-    @property
-    def url(self) -> str:
-        if self._bound_port is None:
-            raise RuntimeError("the report server is not started")
-        return f"http://{self._host}:{self._bound_port}"
+    def _make_runner(self) -> web.AppRunner:
+        return web.AppRunner(create_app(self._sink, body_timeout=self._body_timeout),
+                             **runner_options(self._idle_timeout))
 
     def start(self) -> "ReportServer":
-        if self._thread is not None:
-            raise RuntimeError("the report server is already started")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._open())
-            except BaseException as exc:  # surfaced to start() below
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="hwtune-report-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread = None
-            raise RuntimeError(f"report server failed to start on {self._host}:{self._port}"
-                               ) from failure[0]
+        super().start()
         log.debug("report endpoint listening on %s", self.url)
         return self
-
-    async def _open(self) -> None:
-        self._runner = web.AppRunner(create_app(self._sink, body_timeout=self._body_timeout),
-                                     **runner_options(self._idle_timeout))
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
-        self._bound_port = self._runner.addresses[0][1]
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-        self._bound_port = None
-
-    def __enter__(self) -> "ReportServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

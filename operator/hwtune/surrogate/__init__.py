@@ -20,9 +20,11 @@ from typing import Any
 from hwtune.optimize.schedulers import register_scheduler
 from hwtune.optimize.searchers import register_searcher
 
-__all__ = ["SURROGATE_SEARCHERS"]
+__all__ = ["CHECKPOINT_SEARCHERS", "SURROGATE_SEARCHERS"]
 
 SURROGATE_SEARCHERS = ("dyhpo", "fms", "fms-flat", "fms-nocurve")
+# The variants that read trials' checkpoints (backends keep per-level copies for them).
+CHECKPOINT_SEARCHERS = ("fms", "fms-flat", "fms-nocurve")
 
 
 def _bare_context(space, hardware, seed, settings, objectives=None, resource_min=1,

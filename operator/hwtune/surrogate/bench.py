@@ -274,33 +274,14 @@ def measure_latency(sizes: Sequence[int], repeats: int = 3, settings: Mapping[st
                     ) -> dict[int, dict[str, float]]:
     """Seconds per DyHPO suggestion with ``n`` observations: synthetic curves of n/20 trials x
     20 epochs (or fewer epochs for small n), all paused, 64 fresh candidates."""
-    from hwtune.api.records import Decision
-    from hwtune.engine import Study, StudyConfig
+    from hwtune.surrogate.latency import synthetic_study
     from hwtune.surrogate.predictors import LocalPredictor
 
     out: dict[int, dict[str, float]] = {}
     for n in sizes:
-        epochs = 20 if n >= 200 else 5
-        trials = n // epochs
-        spec = {"objectives": [{"metric": "val_error"}],
-                "parameters": {"lr": {"type": "float", "min": 1e-4, "max": 1e-1, "scale": "log"},
-                               "width": {"type": "int", "min": 8, "max": 512},
-                               "momentum": {"type": "float", "min": 0.0, "max": 0.99}},
-                "fidelity": {"resource": "epoch", "min": 1, "max": epochs + 1},
-                "algorithm": {"scheduler": "dyhpo", "searcher": "dyhpo", "seed": 0,
-                              "settings": {"initialTrials": 1, **(settings or {})}}}
-        config = StudyConfig.from_spec(spec)
-        study = Study(config, name=f"latency-{n}")
+        study = synthetic_study(n, settings)  # shared with hwtune surrogate latency
         predictor = LocalPredictor(device="cpu")
         study.scheduler.core._predictor = predictor
-        rng = np.random.default_rng(n)
-        for _ in range(trials):
-            c = config.space.sample(rng)
-            tid = study.create_trial(c, max_resource=epochs).trial.trial_id
-            floor, rate = rng.uniform(0.05, 0.5), rng.uniform(0.2, 1.0)
-            for e in range(1, epochs + 1):
-                d = study.report(tid, e, {"val_error": floor + 0.5 * e ** -rate}, runtime_seconds=e)
-            assert d is Decision.PAUSE
         times, cpu = [], []
         for _ in range(repeats + 1):
             t0, c0 = time.perf_counter(), time.thread_time()

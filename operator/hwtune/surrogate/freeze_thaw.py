@@ -46,6 +46,7 @@ from hwtune.optimize.context import SearchContext
 from hwtune.optimize.schedulers.base import Scheduler, TrialSuggestion
 from hwtune.optimize.searchers.base import Searcher
 from hwtune.space import config_key
+from hwtune.surrogate import CHECKPOINT_SEARCHERS
 from hwtune.surrogate.points import (
     PROTOCOL_VERSION,
     PointBlock,
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = {"freshCandidates": 64, "initialTrials": 3, "maxPoints": 512, "stepSize": 1,
             "maxFullFitPoints": 256, "surrogateRetryAfter": 5}
-MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "lr")
+MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "refitPoints", "lr")
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, incumbent: np.ndarray) -> np.ndarray:
@@ -171,7 +172,7 @@ class SurrogateCore:
         return (x, level / length, c, m, ckpt)
 
     def _checkpoint(self, trial: TrialRecord, level: int) -> tuple[str, int] | None:
-        if self.variant not in ("fms", "fms-flat", "fms-nocurve"):
+        if self.variant not in CHECKPOINT_SEARCHERS:
             return None
         uri = self.context.study.checkpoint_uri(trial, level)
         return None if uri is None else (uri, level)

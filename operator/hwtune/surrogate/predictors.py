@@ -25,9 +25,9 @@ class PredictorUnavailable(RuntimeError):
 class LocalPredictor:
     """The model in this process (needs torch, gpytorch, torch-geometric)."""
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, state_dir: str | None = None) -> None:
         store = importlib.import_module("hwtune.surrogate.store")  # torch: only when used
-        self.store = store.ModelStore(device=device)
+        self.store = store.ModelStore(device=device, state_dir=state_dir)
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -74,8 +74,12 @@ class RemotePredictor:
 
 def make_predictor(settings: Mapping[str, Any]):
     """``surrogateUrl`` set: the service (``surrogateTimeoutSeconds``, default 10); else in
-    process (``surrogateDevice``: cpu, cuda; default: cuda when present)."""
+    process (``surrogateDevice``: cpu, cuda; default: cuda when present; ``surrogateStateDir``:
+    where full fits are saved so a restarted study warm-starts, default
+    ``HWTUNE_SURROGATE_STATE_DIR``, else memory only)."""
     url = settings.get("surrogateUrl")
     if url:
         return RemotePredictor(str(url), float(settings.get("surrogateTimeoutSeconds", 10.0)))
-    return LocalPredictor(device=settings.get("surrogateDevice"))
+    state_dir = settings.get("surrogateStateDir")
+    return LocalPredictor(device=settings.get("surrogateDevice"),
+                          state_dir=None if state_dir is None else str(state_dir))

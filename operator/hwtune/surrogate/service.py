@@ -7,12 +7,15 @@ Endpoints (version 1):
   a body over ``--max-body-mib``, 415 for a non-JSON content type.
 - ``GET /v1/studies``: the studies with a model in memory; ``DELETE /v1/studies/{study}`` drops
   them (a finished study).
-- ``GET /healthz``: ``{"status": "ok", "protocolVersion": 1, "device": "cuda"|"cpu"}``.
+- ``GET /healthz``: ``{"status": "ok", "protocolVersion": 1, "device": "cuda"|"cpu",
+  "cudaAvailable": bool, "stateDir": path or null, "persistedStudies": n}``.
 - ``GET /metrics``: the service's Prometheus metrics (``hwtune.surrogate.metrics``,
   docs/metrics.md).
 
 Models are fitted in a thread pool (torch releases the GIL), one lock per study, so studies do not
-wait for each other. GPU when torch sees one, CPU otherwise (``--device`` overrides).
+wait for each other. GPU when torch sees one, CPU otherwise (``--device`` overrides;
+``hwtune.surrogate.store.select_device``). With ``--state-dir`` every full fit is saved there and
+a restarted service reloads it on the first request of that study (``hwtune.surrogate.store``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from hwtune.report.threaded import ThreadedServer
 from hwtune.surrogate.metrics import ServiceMetrics
 from hwtune.surrogate.points import PROTOCOL_VERSION, RequestError
 from hwtune.surrogate.store import ModelStore
@@ -65,8 +68,9 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
         metrics.predict_seconds.observe(time.perf_counter() - started)
         info = answer.get("fit") or {}
         for kind, key in (("full", "fullFit"), ("refit", "refit")):
-            seconds = (info.get(key) or {}).get("seconds")
-            if seconds is not None:
+            part = info.get(key) or {}
+            seconds = part.get("seconds")
+            if seconds is not None and not part.get("loaded"):  # a fit reloaded from disk is no fit
                 metrics.fit_seconds.labels(kind).observe(seconds)
         return answer
 
@@ -98,8 +102,13 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
         return web.json_response({"forgotten": store.forget(request.match_info["study"])})
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "protocolVersion": PROTOCOL_VERSION,
-                                  "device": store.device})
+        import torch  # already loaded by the store
+
+        return web.json_response({
+            "status": "ok", "protocolVersion": PROTOCOL_VERSION, "device": store.device,
+            "cudaAvailable": bool(torch.cuda.is_available()),
+            "stateDir": None if store.state_dir is None else str(store.state_dir),
+            "persistedStudies": len(store.persisted())})
 
     async def scrape(_: web.Request) -> web.Response:
         return web.Response(body=metrics.scrape(),
@@ -118,81 +127,27 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
     return app
 
 
-class SurrogateServer:
+class SurrogateServer(ThreadedServer):
     """Serves ``create_app(store)`` from a daemon thread (tests, benchmarks); ``url`` once
     started. ``hwtune surrogate serve`` runs the same app in the foreground."""
 
+    what = "surrogate server"
+
     def __init__(self, store: ModelStore | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  workers: int = 2, max_body: int = DEFAULT_MAX_BODY) -> None:
+        super().__init__(host=host, port=port)
         self.store = store or ModelStore()
-        self.host, self.port, self.workers, self.max_body = host, port, workers, max_body
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self.bound_port: int | None = None
+        self.workers, self.max_body = workers, max_body
 
-    @property
-    def url(self) -> str:
-        if self.bound_port is None:
-            raise RuntimeError("the surrogate server is not started")
-        return f"http://{self.host}:{self.bound_port}"
-
-    def start(self) -> "SurrogateServer":
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._open())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                assert self._runner is not None
-                loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=serve, name="hwtune-surrogate-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread = None
-            raise RuntimeError(f"surrogate server failed to start on {self.host}:{self.port}") from failure[0]
-        return self
-
-    async def _open(self) -> None:
-        self._runner = web.AppRunner(create_app(self.store, workers=self.workers,
-                                                   max_body=self.max_body), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.bound_port = self._runner.addresses[0][1]
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = None
-        self.bound_port = None
-
-    def __enter__(self) -> "SurrogateServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _make_runner(self) -> web.AppRunner:
+        return web.AppRunner(create_app(self.store, workers=self.workers, max_body=self.max_body),
+                             access_log=None)
 
 
 def serve_forever(host: str, port: int, device: str | None, threads: int, workers: int,
-                  max_body: int) -> None:
-    store = ModelStore(device=device, threads=threads)
-    log.info("surrogate service on %s:%d (device %s)", host, port, store.device)
+                  max_body: int, state_dir: str | None = None) -> None:
+    store = ModelStore(device=device, threads=threads, state_dir=state_dir)
+    log.info("surrogate service on %s:%d (device %s, state %s, %d studies saved)", host, port,
+             store.device, store.state_dir or "in memory only", len(store.persisted()))
     web.run_app(create_app(store, workers=workers, max_body=max_body), host=host, port=port,
                 print=None, access_log=None)

@@ -17,6 +17,15 @@ a CPU); refits keep it frozen and train the rest (feature head, curve CNN, GP) o
 Checkpoints are read by location (a directory or fsspec URI holding an hwtune checkpoint, or a
 file written with ``torch.save``); unreadable ones count as "no checkpoint" and are reported in
 ``checkpointsMissing``.
+
+Persistence (``state_dir``, ``hwtune surrogate serve --state-dir``, ``HWTUNE_SURROGATE_STATE_DIR``):
+every full fit is also written to ``<state_dir>/<study>/<model key>/full-<t>-<digest>.pt``
+(written to a temporary file, then renamed: a crash leaves the old file or the new one, never
+half of one). A model that has no full fit in memory for a request's full-fit set looks there
+first, so a restarted service or operator answers its first request at warm speed (a 256-point
+full fit costs seconds on a CPU; loading it, milliseconds) and answers exactly what the old process
+would have. Only the latest ``KEEP_FITS`` full fits per model are kept on disk (the full-fit set
+only grows, so older ones are never asked for again); ``forget(study)`` deletes the study's files.
 """
 
 from __future__ import annotations
@@ -26,24 +35,48 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from hwtune.surrogate import CHECKPOINT_SEARCHERS
 from hwtune.surrogate.graph import ParamGraph, param_graph, state_of_checkpoint
 from hwtune.surrogate.models import VARIANTS, Points, SurrogateNet, fit, predict
 from hwtune.surrogate.points import PROTOCOL_VERSION, PointBlock, RequestError, block_from_json
 
-__all__ = ["ModelStore", "load_graph"]
+__all__ = ["KEEP_FITS", "ModelStore", "load_graph", "select_device"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"fullFitSteps": 300, "refitSteps": 30, "gmnPoints": 64, "lr": 0.01}
+DEFAULTS = {"fullFitSteps": 300, "refitSteps": 30, "gmnPoints": 64, "refitPoints": 256, "lr": 0.01}
 _MAX_GRAPHS = 4096
+KEEP_FITS = 2  # full fits kept on disk per model (the current one and the one before)
+
+
+def select_device(requested: str | None = None, cuda_available: bool | None = None) -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``; ``requested`` (``cpu``, ``cuda``,
+    ``cuda:N``) overrides, and asking for a GPU that is not there is a clear error at start
+    rather than a failure at the first request."""
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if requested is None or requested == "":
+        return "cuda" if cuda_available else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if re.fullmatch(r"cuda(:[0-9]+)?", requested):
+        if not cuda_available:
+            raise ValueError(f"device: {requested} was asked for but torch sees no GPU "
+                             "(use --device cpu, or leave it out to pick one)")
+        return requested
+    raise ValueError(f"device: must be cpu, cuda or cuda:N, got {requested!r}")
 
 
 def load_graph(location: str, level: int | None = None) -> ParamGraph:
@@ -70,8 +103,9 @@ def load_graph(location: str, level: int | None = None) -> ParamGraph:
 
 
 class _StudyModel:
-    def __init__(self, net: SurrogateNet) -> None:
+    def __init__(self, net: SurrogateNet, key: tuple) -> None:
         self.net = net
+        self.key = key
         self.full: dict[str, dict[str, Any]] = {}  # digest of the full-fit set -> fit state
         self.lock = threading.Lock()
 
@@ -81,8 +115,12 @@ class ModelStore:
     studies in parallel threads)."""
 
     def __init__(self, device: str | None = None, max_studies: int = 64,
-                 threads: int | None = None) -> None:
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+                 threads: int | None = None, state_dir: str | os.PathLike | None = None) -> None:
+        self.device = select_device(device)
+        state_dir = state_dir if state_dir is not None else os.environ.get("HWTUNE_SURROGATE_STATE_DIR")
+        self.state_dir = Path(state_dir) if state_dir else None
+        if self.state_dir is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         # The nets are tiny: more CPU threads only add contention (a shared node, the operator's
         # own threads). HWTUNE_SURROGATE_THREADS or ``threads`` overrides the default of 1.
         threads = threads or int(os.environ.get("HWTUNE_SURROGATE_THREADS", "1"))
@@ -111,7 +149,58 @@ class ModelStore:
             keys = [k for k in self._studies if k[0] == study]
             for k in keys:
                 del self._studies[k]
+            if self.state_dir is not None:
+                shutil.rmtree(self.state_dir / _safe(study), ignore_errors=True)
         return len(keys)
+
+    def persisted(self) -> list[str]:
+        """Studies with a full fit on disk (a restarted service warm-starts them)."""
+        if self.state_dir is None:
+            return []
+        out = []
+        for d in self.state_dir.iterdir():
+            name = d / "study"
+            if d.is_dir() and name.exists():
+                out.append(name.read_text())
+        return sorted(out)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _fit_path(self, key: tuple, t: int, digest: str) -> Path | None:
+        if self.state_dir is None:
+            return None
+        study, variant, dx, length, seed = key
+        return (self.state_dir / _safe(study) / f"{variant}-dx{dx}-L{length}-s{seed}"
+                / f"full-{t:06d}-{digest[:20]}.pt")
+
+    def _load_fit(self, key: tuple, t: int, digest: str) -> dict[str, Any] | None:
+        path = self._fit_path(key, t, digest)
+        if path is None or not path.exists():
+            return None
+        try:
+            record = torch.load(path, map_location=self.device, weights_only=True)
+            if record.get("digest") != digest:  # a 20-character prefix collision: refit
+                return None
+            return record["state"]
+        except Exception as exc:  # a damaged file is only a lost cache: fit again
+            log.warning("surrogate: cannot read the saved fit %s (%s); fitting again", path, exc)
+            return None
+
+    def _save_fit(self, key: tuple, t: int, digest: str, state: dict[str, Any]) -> None:
+        path = self._fit_path(key, t, digest)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (path.parent.parent / "study").write_text(key[0])
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+            with os.fdopen(fd, "wb") as fh:
+                torch.save({"digest": digest, "state": _to_cpu(state)}, fh)
+            os.replace(tmp, path)
+            fits = sorted(path.parent.glob("full-*.pt"))
+            for old in fits[:-KEEP_FITS]:
+                old.unlink(missing_ok=True)
+        except OSError as exc:  # a full disk must not fail the suggestion
+            log.warning("surrogate: cannot save the fit to %s: %s", path, exc)
 
     def studies(self) -> list[str]:
         with self._lock:
@@ -125,7 +214,7 @@ class ModelStore:
             if model is None:
                 torch.manual_seed(req["seed"])
                 model = _StudyModel(SurrogateNet(req["dx"], req["curveLength"], req["variant"],
-                                                 device=self.device))
+                                                 device=self.device), key)
                 self._studies[key] = model
                 while len(self._studies) > self.max_studies:
                     self._studies.popitem(last=False)
@@ -153,7 +242,7 @@ class ModelStore:
         graphs: list[ParamGraph] = []
         index: dict[Any, int] = {}
         missing = 0
-        if req["variant"] not in ("fms", "fms-flat", "fms-nocurve"):
+        if req["variant"] not in CHECKPOINT_SEARCHERS:
             return graphs, index, 0
         for block in (req["full"], req["train"], req["test"]):
             for loc in block.checkpoint:
@@ -179,6 +268,11 @@ class ModelStore:
         state = model.full.get(digest)
         fit_started = time.perf_counter()
         if state is None:
+            state = self._load_fit(model.key, len(full_block), digest)
+            if state is not None:
+                model.full[digest] = state
+                info["fullFit"] = {"loaded": True, "seconds": time.perf_counter() - fit_started}
+        if state is None:
             rows = np.arange(len(full_block))
             if uses_gmn and len(rows) > s["gmnPoints"]:
                 rng = np.random.default_rng([req["seed"], len(full_block)])
@@ -192,29 +286,61 @@ class ModelStore:
                              seed=_seed(req["seed"], len(full_block) + 7919), lr=s["lr"])
             state = result.state
             model.full[digest] = state
+            self._save_fit(model.key, len(full_block), digest, state)
             info["fullFit"] = {"mllStart": result.mll_start, "mllEnd": result.mll_end,
                                "diverged": result.diverged, "seconds": time.perf_counter() - fit_started}
         train, test = req["train"], req["test"]
         refit_started = time.perf_counter()
         y, mu, sd = _standardise(req["y"])
-        both = _concat(train, test)
-        net.set_points(_points(both, index, mu, sd), graphs)
-        refit = fit(net, y, steps=s["refitSteps"], seed=_seed(req["seed"], len(train)), init=state,
-                    lr=s["lr"], freeze_encoder=uses_gmn)
+        # The refit's cost is the exact GP's Cholesky and its gradient at every step, cubic in
+        # the points; past ``refitPoints`` the parameters are refit on a seeded sample of that
+        # many (the latest half of the points in arrival order, the rest drawn from the earlier
+        # ones) and the posterior below still conditions on every training point.
+        rows = _refit_rows(len(train), s["refitPoints"], req["seed"])
+        net.set_points(_points(train.take(rows), index, mu, sd), graphs)
+        refit = fit(net, y[rows], steps=s["refitSteps"], seed=_seed(req["seed"], len(train)),
+                    init=state, lr=s["lr"], freeze_encoder=uses_gmn)
         kind = "refit"
         if refit.diverged or refit.mll_end < refit.mll_start - 1.0:
             # Diverged (or got much worse): fit from scratch on the current points.
-            refit = fit(net, y, steps=s["fullFitSteps"], seed=_seed(req["seed"], len(train) + 1),
-                        lr=s["lr"])
+            refit = fit(net, y[rows], steps=s["fullFitSteps"],
+                        seed=_seed(req["seed"], len(train) + 1), lr=s["lr"])
             kind = "scratch"
         info["refit"] = {"kind": kind, "mllStart": refit.mll_start, "mllEnd": refit.mll_end,
-                         "diverged": refit.diverged, "seconds": time.perf_counter() - refit_started}
+                         "points": len(rows), "diverged": refit.diverged,
+                         "seconds": time.perf_counter() - refit_started}
+        net.set_points(_points(_concat(train, test), index, mu, sd), graphs)
         rows = np.arange(len(train), len(train) + len(test))
         if len(test) == 0:
             mean, std = np.zeros(0), np.zeros(0)
         else:
             mean, std = predict(net, y, refit.state, rows)
         return {"mean": (mean * sd + mu).tolist(), "std": (std * sd).tolist(), "fit": info}
+
+
+def _refit_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    """All rows when n <= limit; else the latest limit/2 rows and a seeded sample of the rest
+    (a function of (n, limit, seed): the same request refits the same way)."""
+    if n <= limit:
+        return np.arange(n)
+    recent = limit // 2
+    rng = np.random.default_rng([seed, n, limit])
+    earlier = rng.choice(n - recent, size=limit - recent, replace=False)
+    return np.sort(np.concatenate([earlier, np.arange(n - recent, n)]))
+
+
+def _safe(study: str) -> str:
+    """A directory name for a study: readable, and unique through a hash of the full name."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", study)[:60]
+    return f"{readable}-{hashlib.sha1(study.encode()).hexdigest()[:10]}"
+
+
+def _to_cpu(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    return state
 
 
 def _seed(base: int, n: int) -> int:

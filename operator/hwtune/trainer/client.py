@@ -102,6 +102,9 @@ class ReportClient:
                 if status not in _RETRY_STATUSES:
                     return self._reply(status, raw)
                 problem = f"HTTP {status}"
+                # A new connection for the retry: behind a Service it may reach another
+                # replica (kube-proxy balances connections, not requests).
+                self.close()
             if self._monotonic() + delay > deadline:
                 raise ReportError(f"report endpoint unreachable after {attempt} attempts "
                                   f"({problem})", status)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 GROUP, VERSION = "hwtune.io", "v1alpha1"
 LABEL_LOG = "hwtune.io/log"
 LABEL_CHUNK = "hwtune.io/log-chunk"
-LOG_WRITER = "hwtune.io/log-writer"  # annotation: the Lease holder that last wrote a chunk
+LOG_WRITER = "hwtune.io/log-writer"  # annotation: <holder>#<incarnation> that last wrote a chunk
 T = TypeVar("T")
 
 
@@ -264,7 +264,7 @@ class StudyLogStore:
                                                   self._name(index), self.namespace))
         meta = cm.get("metadata") or {}
         data = cm.get("data") or {}
-        if (meta.get("annotations") or {}).get(LOG_WRITER) == getattr(self.fence, "identity", "") \
+        if (meta.get("annotations") or {}).get(LOG_WRITER) == getattr(self.fence, "writer", "") \
                 and all(data.get(k) == v for k, v in entries.items()):
             self._versions[index] = meta["resourceVersion"]
             return True
@@ -278,7 +278,7 @@ class StudyLogStore:
         if self.fence is None or index not in self._versions:
             return
         body = {"metadata": {"resourceVersion": self._versions[index],
-                             "annotations": {LOG_WRITER: self.fence.identity}}}
+                             "annotations": {LOG_WRITER: self.fence.writer}}}
         try:
             cm = await self.api._call(self.api.core.patch_namespaced_config_map,
                                       self._name(index), self.namespace, body)
@@ -317,7 +317,7 @@ class StudyLogStore:
         core = self.api.core
         name = self._name(index)
         self._check_fence()
-        writer = {LOG_WRITER: self.fence.identity} if self.fence is not None else {}
+        writer = {LOG_WRITER: self.fence.writer} if self.fence is not None else {}
         if new:
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": self.namespace,

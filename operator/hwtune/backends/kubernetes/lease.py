@@ -7,6 +7,16 @@ cannot renew it in time stops acting (``LeaseLost``). The log's writes are fence
 (``StudyLogStore``: a chunk write carries the writer identity and the chunk's last seen
 resourceVersion), so even a writer that has not noticed its loss yet cannot interleave.
 Every update is a compare-and-swap on the Lease's resourceVersion.
+
+Identity: ``HWTUNE_POD_NAME`` (the chart sets it to the pod's name from the downward API) is
+stable across restarts of the operator's container, so a restarted operator recognises the Lease
+of its own pod and takes it over at once instead of waiting for it to expire; a different
+replica still waits. Each ``StudyLease`` is one *incarnation*: a random instance id stored in
+the Lease (annotation ``hwtune.io/holder-instance``) and a fencing number (``leaseTransitions``,
+raised by every acquisition by another incarnation). A zombie of the same pod (an old process
+not dead yet) is fenced like a former holder of another replica: its next renewal finds another
+instance (``LeaseLost``), and its next log write finds the chunk stamped by the new
+incarnation's ``writer`` (409, ``LogFenced``).
 """
 
 from __future__ import annotations
@@ -20,12 +30,27 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["IDENTITY", "LeaseLost", "StudyLease", "lease_name"]
+__all__ = ["IDENTITY", "INSTANCE_ANNOTATION", "LeaseLost", "StudyLease", "default_identity",
+           "lease_name"]
 
 log = logging.getLogger(__name__)
 
-# This process: two replicas (or a restarted one) never share it.
-IDENTITY = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+INSTANCE_ANNOTATION = "hwtune.io/holder-instance"
+POD_NAME_ENV = "HWTUNE_POD_NAME"
+
+
+def default_identity() -> str:
+    """The pod's name when the chart gives it (stable across container restarts), else one
+    unique to this process (two operators on one machine must never share an identity)."""
+    pod = os.environ.get(POD_NAME_ENV, "").strip()
+    return pod or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+IDENTITY = default_identity()
+
+# Studies whose Lease a newer incarnation of this very identity took from this process: this
+# process is the zombie there, so it never takes such a Lease back at once (no ping-pong).
+_SUPERSEDED: set[tuple[str, str]] = set()
 
 
 class LeaseLost(RuntimeError):
@@ -49,6 +74,10 @@ def _parse(value: Any) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
 
+def _instance(lease: dict[str, Any]) -> str | None:
+    return ((lease.get("metadata") or {}).get("annotations") or {}).get(INSTANCE_ANNOTATION)
+
+
 class StudyLease:
     """The Lease of one study for this process. ``await acquire()`` (waits while another live
     holder has it), then ``await keep()`` as a task: it renews every ``renew_s`` and raises
@@ -62,6 +91,8 @@ class StudyLease:
         self.duration_s = duration_s
         self.renew_s = renew_s
         self.name = lease_name(study)
+        self.instance = secrets.token_hex(6)  # this incarnation (one per runner)
+        self.incarnation = -1  # the Lease's leaseTransitions when this incarnation took it
         self._version: str | None = None
         self._renewed = 0.0  # monotonic time of the last successful acquire/renew
 
@@ -70,12 +101,18 @@ class StudyLease:
         return self._version is not None and \
             time.monotonic() - self._renewed < self.duration_s * 0.8
 
+    @property
+    def writer(self) -> str:
+        """The fencing token the log's chunks are stamped with: identity and incarnation."""
+        return f"{self.identity}#{self.incarnation}"
+
     def _body(self, *, acquired: float, transitions: int) -> dict[str, Any]:
         from hwtune.backends.kubernetes.manifests import owner_reference
 
         now = time.time()
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
                                 "labels": {"hwtune.io/study": self.study},
+                                "annotations": {INSTANCE_ANNOTATION: self.instance},
                                 "ownerReferences": [owner_reference(
                                     "TuningStudy", self.study, self.study_uid)]}
         if self._version is not None:
@@ -123,16 +160,22 @@ class StudyLease:
                 raise
             self._version = self.api._plain(created)["metadata"]["resourceVersion"]
             self._renewed = started
+            self.incarnation = 0
             return True
         spec = current.get("spec") or {}
         holder = spec.get("holderIdentity")
+        instance = _instance(current)
         renewed = _parse(spec.get("renewTime"))
         duration = float(spec.get("leaseDurationSeconds") or self.duration_s)
-        if holder and holder != self.identity and time.time() < renewed + duration:
-            return False  # a live holder
+        mine = holder == self.identity and instance == self.instance
+        if holder and not mine and time.time() < renewed + duration:
+            if holder != self.identity or (self.namespace, self.study) in _SUPERSEDED:
+                return False  # a live holder
+            # A former incarnation of this pod (the container restarted): take over now; it is
+            # fenced by the new instance in the Lease and the new writer stamp in the log.
         self._version = current["metadata"]["resourceVersion"]
-        transitions = int(spec.get("leaseTransitions") or 0) + (holder != self.identity)
-        acquired = time.time() if holder != self.identity else _parse(spec.get("acquireTime"))
+        transitions = int(spec.get("leaseTransitions") or 0) + (not mine)
+        acquired = _parse(spec.get("acquireTime")) if mine else time.time()
         try:
             replaced = await self.api._call(coordination.replace_namespaced_lease, self.name,
                                             self.namespace,
@@ -144,9 +187,12 @@ class StudyLease:
             raise
         self._version = self.api._plain(replaced)["metadata"]["resourceVersion"]
         self._renewed = started
-        if holder and holder != self.identity:
-            log.info("study %s/%s: took over the Lease from %s", self.namespace, self.study,
-                     holder)
+        self.incarnation = transitions
+        _SUPERSEDED.discard((self.namespace, self.study))  # held again (after an expiry)
+        if holder and not mine:
+            log.info("study %s/%s: took over the Lease from %s%s", self.namespace, self.study,
+                     holder, " (a former incarnation of this pod)"
+                     if holder == self.identity else "")
         return True
 
     async def acquire(self) -> None:
@@ -175,8 +221,14 @@ class StudyLease:
         current = await self._read()
         spec = (current or {}).get("spec") or {}
         if current is None or spec.get("holderIdentity") != self.identity \
+                or _instance(current) != self.instance \
                 or current["metadata"]["resourceVersion"] != self._version:
             self._version = None
+            if current is not None and spec.get("holderIdentity") == self.identity \
+                    and _instance(current) != self.instance:
+                _SUPERSEDED.add((self.namespace, self.study))
+                raise LeaseLost(f"study {self.namespace}/{self.study}: a newer incarnation of "
+                                f"{self.identity} took the Lease {self.name} over")
             raise LeaseLost(f"study {self.namespace}/{self.study}: the Lease {self.name} is "
                             f"now held by {spec.get('holderIdentity') or 'nobody'}")
         try:
@@ -215,7 +267,8 @@ class StudyLease:
             return
         try:
             current = await self._read()
-            if current and (current.get("spec") or {}).get("holderIdentity") == self.identity:
+            if current and (current.get("spec") or {}).get("holderIdentity") == self.identity \
+                    and _instance(current) == self.instance:
                 body = self._body(acquired=time.time(), transitions=int(
                     (current.get("spec") or {}).get("leaseTransitions") or 0))
                 body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]

@@ -111,6 +111,7 @@ class StudyLog:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.writes = 0  # patches done (for tests and metrics)
         self.failure: str | None = None  # last write error, while it persists
+        self._stopped: str | None = None  # why run() ended: nothing more becomes durable
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -137,9 +138,12 @@ class StudyLog:
 
     # -- consumer side (the event loop) ------------------------------------------------------
     async def durable(self, seq: int) -> None:
-        """Return once every event up to ``seq`` is stored."""
+        """Return once every event up to ``seq`` is stored; ``LogFenced`` if the writer stopped
+        first (fenced, or the runner ends): the answer waiting on it must not be given."""
         if seq <= self._durable:
             return
+        if self._stopped is not None:
+            raise LogFenced(self._stopped)
         assert self._loop is not None, "attach() the log to the event loop first"
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((seq, future))
@@ -171,6 +175,20 @@ class StudyLog:
     async def run(self) -> None:
         """Write queued events forever (cancel to stop); failures are retried with backoff."""
         assert self._wake is not None, "attach() the log to the event loop first"
+        try:
+            await self._write_forever()
+        except BaseException as exc:
+            # Waiting answers fail (their handlers say 503, the trainer retries elsewhere)
+            # instead of hanging until the client's timeout.
+            self._stopped = f"the study log's writer stopped: {exc!r}"
+            for _, future in self._waiters:
+                if not future.done():
+                    future.set_exception(LogFenced(self._stopped))
+            self._waiters = []
+            raise
+
+    async def _write_forever(self) -> None:
+        assert self._wake is not None
         delay = 0.2
         while True:
             batch = self._batch()

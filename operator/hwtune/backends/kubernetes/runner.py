@@ -13,6 +13,8 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +37,7 @@ from hwtune.backends.base import BackendError
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
 from hwtune.backends.kubernetes.lease import StudyLease
-from hwtune.backends.kubernetes.log import LogCorrupted, StudyLog, parse_chunks
+from hwtune.backends.kubernetes.log import LogCorrupted, LogFenced, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.manifests import (
     LABEL_LAUNCH,
     LABEL_TRIAL,
@@ -56,6 +58,7 @@ from hwtune.engine.errors import UnknownTrialError as EngineUnknownTrial
 from hwtune.engine.events import EventKind
 from hwtune.engine.study import Study
 from hwtune.engine.tuner import Tuner
+from hwtune.optimize.context import note_event
 from hwtune.optimize.pareto import default_reference_point, hypervolume
 from hwtune.report.protocol import (
     ProtocolError,
@@ -111,6 +114,7 @@ class StudyRunner:
         self.status_interval = status_interval
         self.ready = False
         self.finished: str | None = None  # why the study ended
+        self._drained = False  # the ended study's log and effects are done: it may say Completed
         self.failed: str | None = None
         self.config: StudyConfig | None = None
         self.study: Study | None = None
@@ -206,14 +210,18 @@ class StudyRunner:
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
+        # The surrogate reads checkpoints where the Jobs save them, and keeps its models per
+        # study: namespace/name, so two namespaces' studies of one name never share a model.
+        known = {"checkpoint_locator": self._checkpoint_locator,
+                 "name": f"{self.namespace}/{self.name}"}
         if loaded.events:
-            self.study = Study.rebuild(self.config, loaded.events, clock=clock)
+            self.study = Study.rebuild(self.config, loaded.events, clock=clock, **known)
             if self.study.replay_mismatches:
                 log.warning("study %s/%s: %d replay differences (the log wins), first: %s",
                             self.namespace, self.name, len(self.study.replay_mismatches),
                             self.study.replay_mismatches[0])
         else:
-            self.study = Study(self.config, clock=clock)
+            self.study = Study(self.config, clock=clock, **known)
         self.backend = KubernetesBackend(last_seq=lambda: self.log.last_seq, wake=self.poke)
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
         from hwtune.backends.kubernetes.podlog import PodLogCollectors
@@ -243,8 +251,33 @@ class StudyRunner:
             if shown.get("phase") != record.phase.value \
                     or shown.get("resource", 0) != record.last_resource:
                 self._dirty.add(tid)
+        await self._restore_missing_trials()
         self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
+
+    async def _restore_missing_trials(self) -> None:
+        """Every logged trial gets its TuningTrial. An active one's re-run launch intent creates
+        it (and keeps or makes its Job); a halted one whose TuningTrial create was lost (the
+        operator died between logging the launch and creating it, and the trial was stopped
+        meanwhile) gets it here, with no Secret and no Job: nothing of it runs any more."""
+        assert self.study is not None and self.backend is not None
+        for record in self.study.trials:
+            tid = record.trial_id
+            if tid in self._trial_uids or record.phase.is_active():
+                continue
+            with self.backend.lock:
+                intent = self.backend.launch_intent(tid, resume=False)
+                launches = self.backend.trial_state(tid).launches
+            trial = await self.api.create_trial(trial_manifest(
+                namespace=self.namespace, study=self.name, study_uid=self.uid, trial_id=tid,
+                config=intent.config or {}, hardware=intent.hardware,
+                target_resource=intent.target_resource,
+                resume_from=checkpoint_uri(self._checkpoints, self.name, tid)
+                if launches > 1 else None))
+            self._trial_uids[tid] = trial["metadata"]["uid"]
+            self._dirty.add(tid)
+            log.info("study %s/%s: trial %d (%s) had no TuningTrial; recreated it",
+                     self.namespace, self.name, tid, record.phase.value)
 
     def _adopt(self, events: list[dict[str, Any]]) -> None:
         assert self.study is not None and self.backend is not None
@@ -292,6 +325,10 @@ class StudyRunner:
                 and not self._budget_noted:
             self._budget_noted = True
             self._notes.append(("BudgetExhausted", event.reason, True))
+        for note in (event.extra or {}).get("notes") or ():  # e.g. a surrogate fallback
+            shown = note_event(note)
+            if shown is not None:
+                self._notes.append(shown)
 
     # -- the loop -------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -333,6 +370,7 @@ class StudyRunner:
                         drain.cancel()
                         raise
             drain.result()
+            self._drained = True
             # Trials first: once the study says Completed, every TuningTrial is final too.
             await self._write_trials()
             await self._write_status(final=True)
@@ -409,6 +447,14 @@ class StudyRunner:
         spec = self.config.spec.checkpoints if self.config is not None else None
         return spec.to_dict() if spec is not None else {}
 
+    def _checkpoint_locator(self, trial: Any, level: int) -> str | None:
+        """The searcher's view of where a trial's checkpoint is: the ``HWTUNE_CHECKPOINT_URI``
+        its Jobs save to (one location per trial, overwritten at every level: a reader checks
+        the level it finds). Level 0 (a candidate's starting weights) is unknown here."""
+        if level < 1 or trial.trial_id < 0:
+            return None
+        return checkpoint_uri(self._checkpoints, self.name, trial.trial_id)
+
     @property
     def _template(self) -> dict[str, Any]:
         assert self.config is not None and self.config.spec.trial_template is not None
@@ -423,6 +469,8 @@ class StudyRunner:
     async def _launch(self, intent: Intent) -> None:
         assert self.config is not None
         tid = intent.trial_id
+        if _KILL_BEFORE_TRIAL_CREATE:
+            await _test_kill_point(self.namespace, self.name, tid)
         name = job_name(self.name, tid)
         resume_from = checkpoint_uri(self._checkpoints, self.name, tid) if intent.resume else None
         trial = await self.api.create_trial(trial_manifest(
@@ -530,7 +578,7 @@ class StudyRunner:
         assert self.backend is not None and self.study is not None and self.log is not None
         replay = self._memo.replay(trial, payload)
         if replay is not None:
-            await self.log.durable(self._memo_seq.get(trial, -1))
+            await self._durable(self._memo_seq.get(trial, -1))
             return replay
         tid = int(trial)
         with self.backend.lock:
@@ -568,8 +616,16 @@ class StudyRunner:
                 self._answers[(trial, payload.resource)] = (dict(payload.metrics), reply, seq)
         if replay is None:
             self.poke()
-        await self.log.durable(seq)  # write-ahead: the decision is stored before it is told
+        await self._durable(seq)  # write-ahead: the decision is stored before it is told
         return reply
+
+    async def _durable(self, seq: int) -> None:
+        assert self.log is not None
+        try:
+            await self.log.durable(seq)
+        except LogFenced:  # never stored here: not told; the replica that acts now decides
+            raise StudyUnavailable(f"study {self.namespace}/{self.name}: this replica stopped "
+                                   "acting for it; retry") from None
 
     # -- status -------------------------------------------------------------------------------
     async def _status_loop(self) -> None:
@@ -625,20 +681,22 @@ class StudyRunner:
                 hv = float(hypervolume(losses, default_reference_point(losses)))
             except ValueError:
                 hv = None
+        # Completed only once every effect is done (a status write meanwhile says Running):
+        # a restarted operator must still find the study to finish, not a Completed one.
+        done = self.finished is not None and (final or self._drained)
         # A study that ended because it failed (maxFailedTrials, trainers that never report)
         # says so: Failed, with the engine's reason as its message.
-        phase = StudyPhase.FAILED if self.finished and failure else \
-            StudyPhase.COMPLETED if self.finished else (
-            StudyPhase.RUNNING if counts.get("Pending", 0) + counts.get("Running", 0) else
-            StudyPhase.PENDING)
+        phase = (StudyPhase.FAILED if failure else StudyPhase.COMPLETED) if done else (
+            StudyPhase.RUNNING if self.finished or counts.get("Pending", 0)
+            + counts.get("Running", 0) else StudyPhase.PENDING)
         self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
         self._condition("Running", phase is StudyPhase.RUNNING,
                         "TrialsRunning" if phase is StudyPhase.RUNNING else "NoTrialRunning")
         self._condition("BudgetExhausted", block is not None,
                         "BudgetReached" if block else "WithinBudget", block or "")
-        self._condition("Completed", self.finished is not None,
-                        "StudyEnded" if self.finished else "InProgress", self.finished or "")
-        if self.finished and failure:
+        self._condition("Completed", done, "StudyEnded" if done else "InProgress",
+                        self.finished or "" if done else "")
+        if done and failure:
             self._condition("Failed", True, "TrialsFailed", failure)
         else:
             self._condition("Failed", False, "NoFailure")
@@ -718,6 +776,22 @@ class StudyRunner:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
         await self._write_trials()
+
+
+# Tests only: "<study>/<trial>[:<seconds>]" SIGKILLs this process when that trial's launch
+# effect starts (its launch is in the log, its TuningTrial not yet created), after waiting
+# <seconds> (meanwhile the study may log more, e.g. a deadline stopping the trial).
+_KILL_BEFORE_TRIAL_CREATE = os.environ.get("HWTUNE_TEST_KILL_BEFORE_TRIAL_CREATE", "")
+
+
+async def _test_kill_point(namespace: str, study: str, trial_id: int) -> None:
+    where, _, delay = _KILL_BEFORE_TRIAL_CREATE.partition(":")
+    if where != f"{study}/{trial_id}":
+        return
+    log.warning("study %s/%s trial %d: test kill point reached; SIGKILL in %ss", namespace,
+                study, trial_id, delay or 0)
+    await asyncio.sleep(float(delay or 0))
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _trial_of(obj: Mapping[str, Any]) -> int | None:

@@ -49,6 +49,7 @@ from hwtune.backends.base import (
 )
 from hwtune.backends.local import supervise
 from hwtune.backends.local.lock import LockHeld, read_holder, try_lock
+from hwtune.backends.local.retention import keep_level
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.backends.reporting import engine_refusals_as_protocol_errors
 from hwtune.engine.errors import InvalidReportError, TrialStateError
@@ -253,8 +254,11 @@ class LocalBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
         collector: Callable[[], LineCollector | None] | None = None,
         collect_whole_run: Mapping[str, str] | None = None,
+        keep_levels: int = 0,
     ) -> None:
         super().__init__()
+        # Per-level checkpoint copies kept per trial (hwtune.backends.local.retention); 0: none.
+        self.keep_levels = keep_levels
         if max_parallel is not None and max_parallel < 1:
             raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
         self.template = template
@@ -781,6 +785,8 @@ class LocalBackend(Backend):
             if decision.halts:
                 reason = self.sink.trial(tid).reason
                 launch.halt_deadline = self._clock() + self.halt_grace_seconds
+        if self.keep_levels:  # before the answer: the trainer saves nothing until it has it
+            keep_level(self.checkpoint_uri(tid), payload.resource, self.keep_levels)
         reply = ReportReply(decision, reason)
         self._memo.remember(trial, payload, reply)
         self._activity.set()

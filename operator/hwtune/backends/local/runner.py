@@ -38,9 +38,11 @@ from hwtune.backends.local.backend import (
 from hwtune.backends.local.errors import WorkdirError
 from hwtune.backends.local.eventlog import EventLog
 from hwtune.backends.local.lock import LockHeld, WorkdirLock, describe_holder
+from hwtune.backends.local.retention import DEFAULT_KEEP_LEVELS, level_location
 from hwtune.backends.local.template import ProcessTemplate
 from hwtune.engine import Study, StudyConfig, Tuner, TuningResult
 from hwtune.optimize.hardware import DEFAULT_CATALOG, PoolSpec
+from hwtune.surrogate import CHECKPOINT_SEARCHERS
 
 __all__ = ["EventLog", "LocalStudyRun", "StudyInterrupted", "WallClock", "WorkdirError"]
 
@@ -116,9 +118,18 @@ class LocalStudyRun:
         self.events = EventLog(self.workdir / EVENTS_FILE)
         root = self._checkpoint_root(spec)
 
+        # FMS reads checkpoints by level: keep the last few levels' copies of each trial
+        # (hwtune.backends.local.retention); other searchers need only the latest.
+        reads = _value(self.config.spec.algorithm.searcher) in CHECKPOINT_SEARCHERS
+        keep = DEFAULT_KEEP_LEVELS if reads else 0
+
         def locator(trial, level: int) -> str | None:
-            # One location per trial, overwritten at every level (readers check the level).
-            return f"{root}/{trial.trial_id}" if level >= 1 and trial.trial_id >= 0 else None
+            # The kept copy of that level, else the trial's one location (readers check the level).
+            if level < 1 or trial.trial_id < 0:
+                return None
+            if keep:
+                return level_location(root, trial.trial_id, level)
+            return f"{root}/{trial.trial_id}"
 
         if self.resume:
             self.study = Study.rebuild(self.config, self.events.read(), clock=WallClock(),
@@ -136,6 +147,7 @@ class LocalStudyRun:
             max_parallel=max_parallel or self.config.budget.max_parallel_trials,
             cwd=cwd,
             checkpoint_root=self._checkpoint_root(spec),
+            keep_levels=keep,
             collector=self._collector_factory(),
             collect_whole_run=None if self.config.fidelity_declared else {
                 o.metric: (o.strategy.value if o.strategy is not None else "latest")
@@ -335,3 +347,6 @@ class LocalStudyRun:
         """Pools whose runtime and cost are the model's, scaled from this machine's CPU."""
         return list(self.config.hardware.pools)
 
+
+def _value(name: Any) -> str:
+    return str(getattr(name, "value", name))

@@ -1,0 +1,292 @@
+"""Reports reach the operator through the chart's Service, and the Service path refuses a wrong,
+missing or other trial's token just as the direct path does.
+
+There is no kube-proxy on the local control plane, and no test may send traffic anywhere but
+127.0.0.1, so the API server's service proxy (it dials the endpoint's pod IP, and endpoint
+addresses may not be loopback) is out. What runs instead:
+
+- the real chart, installed with the real helm (one replica; its pod is a KWOK pod with a
+  simulated pod IP) gives the real Service and, from the real EndpointSlice controller, the
+  EndpointSlice: the Service's named ``targetPort: reports`` resolved against the pod's
+  container ports;
+- the real operator runs here with the report flags the chart's Deployment passes
+  (``--report-port``, ``--report-url``), standing in for that pod;
+- ``ServiceForwarder`` does kube-proxy's part in userspace: per connection it resolves the
+  Service port to a ready endpoint of the EndpointSlice, as kube-proxy does, and splices the
+  bytes to that endpoint's port on 127.0.0.1 (the one substitution: the pod's IP is this
+  machine's loopback, where the process standing in for the pod listens);
+- the trainer SDK's client posts to the URL the operator wrote into the trial's Job
+  (``HWTUNE_REPORT_URL``), with the host part (cluster DNS + ClusterIP) pointed at the forwarder.
+
+What this proves: the URL in the Jobs names the chart's Service and a port it declares; that
+port's targetPort resolves (through the EndpointSlice) to the port the operator serves reports
+on; through that path a missing, wrong or another trial's token is refused (401) and the trial's
+own token is accepted. What it cannot prove: kube-proxy's iptables/IPVS rules, cluster DNS, and
+pod networking (NetworkPolicies) of a real cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from hwtune.engine import Study
+from hwtune.testing.cluster import LocalCluster
+from hwtune.trainer.client import ReportClient, ReportError
+from tests.chart.test_chart import CHART, helm
+from tests.cluster.test_operator_chaos import JobWatch, max_concurrent
+from tests.cluster.test_operator_studies import (
+    SUFFIX,
+    apply,
+    cluster,  # noqa: F401 - the module fixture (CRDs and pools applied)
+    delete_configurations,
+    delete_studies,
+    engine_config,
+    free_port,
+    get,
+    logged_events,
+    start_operator_process,
+    study_doc,
+    study_status,
+)
+from tests.cluster.trial_driver import TrialDriver
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+class ServiceForwarder:
+    """kube-proxy's job for one Service port, in userspace, on 127.0.0.1 only."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str, service: str, port: int,
+                 local_ports: dict[str, int] | None = None) -> None:
+        self.cluster, self.namespace, self.service, self.port = cluster, namespace, service, port
+        # pod IP -> the local port of the process standing in for that pod (several pods
+        # cannot share one port on 127.0.0.1); default: the endpoint's own port
+        self.local_ports = local_ports or {}
+        self.routed: list[tuple[str, int]] = []  # (endpoint IP, endpoint port) per connection
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self._listener.getsockname()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def endpoints(self) -> list[tuple[str, int]]:
+        """Ready (IP, port) of the Service port, from the EndpointSlices, by port name."""
+        svc = self.cluster.get_json("service", self.service, namespace=self.namespace)
+        declared = next(p for p in svc["spec"]["ports"] if p["port"] == self.port)
+        found = []
+        for piece in get(self.cluster, "endpointslices", self.namespace,
+                         f"kubernetes.io/service-name={self.service}"):
+            ports = [p["port"] for p in piece.get("ports") or []
+                     if p.get("name") == declared.get("name")]
+            for endpoint in piece.get("endpoints") or []:
+                if (endpoint.get("conditions") or {}).get("ready") and ports:
+                    found += [(endpoint["addresses"][0], ports[0])]
+        return found
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        ready = self.endpoints()
+        if not ready:  # no ready endpoint: kube-proxy rejects the connection
+            client.close()
+            return
+        ip, port = random.choice(ready)
+        self.routed.append((ip, port))
+        try:  # the pod's IP, here
+            upstream = socket.create_connection(("127.0.0.1", self.local_ports.get(ip, port)))
+        except OSError:  # the pod's process is down: the connection fails, as to a dead pod
+            client.close()
+            return
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def test_reports_through_the_charts_service_need_the_trials_own_token(
+        cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
+    env = cluster.env()
+    release = f"svc-{SUFFIX}"[:20]
+    report_port = free_port()  # the chart's reportPort: the Service port and the pod's port
+    helm("install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "90s",
+         "--set", "operator.replicas=1", "--set", f"operator.reportPort={report_port}",
+         env=env)
+    configuration = f"svc-{SUFFIX}.hwtune.io"
+    process = None
+    forwarder = None
+    try:
+        deployment = cluster.get_json("deployment", f"{release}-operator", namespace=namespace)
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        flags = dict(a.split("=", 1) for a in container["args"] if a.startswith("--report"))
+        service = f"{release}-operator"
+        assert flags["--report-url"] == f"http://{service}.{namespace}.svc:{report_port}"
+        # The operator, standing in for the chart's pod, with the pod's report flags.
+        process = start_operator_process(
+            cluster, namespace, configuration, int(flags["--report-port"]),
+            tmp_path / "operator.log",
+            extra_args=(f"--report-url={flags['--report-url']}",))
+        name = "svc-tokens"
+        apply(cluster, study_doc(name, max_trials=2, parallel=2), namespace)
+        cluster.wait_for(lambda: len(get(cluster, "jobs", namespace,
+                                         f"hwtune.io/study={name}")) >= 2,
+                         timeout=120, what=f"two Jobs (log {tmp_path / 'operator.log'})")
+        job_env = {e["name"]: e.get("value") for e in get(
+            cluster, "jobs", namespace, f"hwtune.io/study={name},hwtune.io/trial=0")[0][
+                "spec"]["template"]["spec"]["containers"][0]["env"]}
+        url = urlsplit(job_env["HWTUNE_REPORT_URL"])
+        assert url.hostname == f"{service}.{namespace}.svc" and url.port == report_port
+        forwarder = ServiceForwarder(cluster, namespace, service, url.port)
+        pod = next(p for p in get(cluster, "pods", namespace,
+                                  "app.kubernetes.io/component=operator"))
+        # The Service's endpoint is the chart's pod, on the port the operator listens on.
+        assert cluster.wait_for(forwarder.endpoints, timeout=60,
+                                what="the Service's ready endpoint") == [
+            (pod["status"]["podIP"], report_port)]
+        tokens = {int(s["metadata"]["labels"]["hwtune.io/trial"]):
+                  base64.b64decode(s["data"]["token"]).decode()
+                  for s in get(cluster, "secrets", namespace,
+                               f"hwtune.io/study={name},hwtune.io/trial")}
+        base = f"http://{forwarder.address[0]}:{forwarder.address[1]}{url.path}"
+
+        def status(trial: int, token: str | None) -> int:
+            client = ReportClient(base, str(trial), token, retry_seconds=20)
+            try:
+                client.report(1, {"val_error": 0.5})
+                return 200
+            except ReportError as exc:
+                return exc.status
+            finally:
+                client.close()
+
+        assert status(0, None) == 401
+        assert status(0, "not-the-token") == 401
+        assert status(0, tokens[1]) == 401  # another trial's token
+        assert status(0, tokens[0]) == 200  # the trial's own token, through the Service
+        assert len(forwarder.routed) >= 4  # every report went through the Service path
+    finally:
+        if forwarder is not None:
+            forwarder.close()
+        if process is not None:
+            delete_studies(cluster, namespace)
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        delete_configurations(cluster, configuration)
+        helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
+    print(f"service path: {json.dumps(forwarder.routed[:1] if forwarder else [])}")
+
+
+def test_two_chart_replicas_behind_the_service_run_a_study(
+        cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
+    """The chart's two replicas (two KWOK pods; two operator processes here, each named as its
+    pod, as HWTUNE_POD_NAME gives them) behind its Service: every trainer connection lands on a
+    random ready endpoint and is kept alive, as through kube-proxy, so about half of them reach
+    the replica that does not hold the study. Its 503 closes the connection, the trainer's retry
+    connects afresh, and the study completes: no trainer error, one Job per launch, every
+    answer in the log once."""
+    env = cluster.env()
+    release = f"two-{SUFFIX}"[:20]
+    report_port = free_port()
+    helm("install", release, str(CHART), "--namespace", namespace, "--wait", "--timeout", "90s",
+         "--set", f"operator.reportPort={report_port}", env=env)  # the default: two replicas
+    configuration = f"two-{SUFFIX}.hwtune.io"
+    service = f"{release}-operator"
+    processes: list[subprocess.Popen] = []
+    forwarder = None
+    driver = None
+    jobs = JobWatch(cluster.kubeconfig, namespace).start()
+    name, trials, parallel = "two-replicas", 24, 6
+    doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
+                    seed=17)
+    try:
+        pods = [p for p in get(cluster, "pods", namespace, "app.kubernetes.io/component=operator")]
+        assert len(pods) == 2
+        local = {p["status"]["podIP"]: free_port() for p in pods}
+        for pod in pods:
+            processes.append(start_operator_process(
+                cluster, namespace, configuration, local[pod["status"]["podIP"]],
+                tmp_path / f"{pod['metadata']['name']}.log", lease_seconds=10,
+                pod_name=pod["metadata"]["name"],
+                extra_args=(f"--report-url=http://{service}.{namespace}.svc:{report_port}",)))
+        forwarder = ServiceForwarder(cluster, namespace, service, report_port, local)
+        assert sorted(cluster.wait_for(forwarder.endpoints, timeout=60,
+                                       what="the Service's endpoints")) == sorted(
+            (ip, report_port) for ip in local)
+        driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
+                             report_url=f"http://127.0.0.1:{forwarder.address[1]}"
+                                        f"/studies/{namespace}/{name}").start()
+        apply(cluster, doc, namespace)
+        deadline = time.monotonic() + 300
+        while study_status(cluster, name, namespace).get("phase") != "Completed":
+            assert time.monotonic() < deadline, \
+                f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
+            assert not driver.errors, driver.errors
+            time.sleep(0.5)
+        status = study_status(cluster, name, namespace)
+        events = logged_events(cluster, name, namespace)
+        lease = cluster.get_json("lease", f"{name}-writer", namespace=namespace)
+        time.sleep(1.0)  # let the watch see the last Jobs
+    finally:
+        if driver is not None:
+            driver.stop()
+        jobs.stop()
+        if forwarder is not None:
+            forwarder.close()
+        if any(p.poll() is None for p in processes):
+            delete_studies(cluster, namespace)
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        delete_configurations(cluster, configuration)
+        helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
+    routed = Counter(ip for ip, _ in forwarder.routed)
+    print(f"two replicas: connections per pod {dict(routed)}, Lease holder "
+          f"{lease['spec']['holderIdentity']}")
+    assert set(routed) == set(local)  # both pods got trainer connections
+    assert lease["spec"]["holderIdentity"] in {p["metadata"]["name"] for p in pods}
+    assert not driver.errors, driver.errors
+    Study.rebuild(engine_config(cluster, doc), events, strict=True)
+    assert status["trials"]["total"] == trials
+    assert max_concurrent(events) <= parallel
+    per_launch = Counter(jobs.jobs.values())
+    assert all(n == 1 for n in per_launch.values()), per_launch
+    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                     if e["kind"] == "observed")
+    assert answered == logged and max(logged.values()) == 1
