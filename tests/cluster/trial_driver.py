@@ -105,9 +105,19 @@ class TrialDriver:
             self._stop.wait(0.2)
 
     def _token(self, played: Played) -> str:
-        secret = self.core.read_namespaced_secret(
-            f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
-        return base64.b64decode(secret.data["token"]).decode()
+        # The kubelet mounts the Secret and keeps trying through an API server restart; so
+        # does the driver (it gave up at once, and a trial whose pod started during the
+        # outage never reported, so the restart test waited for ever).
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                secret = self.core.read_namespaced_secret(
+                    f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
+                return base64.b64decode(secret.data["token"]).decode()
+            except Exception:  # noqa: BLE001 - unreachable or restarting: look again
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise
+                time.sleep(0.5)
 
     def _fail(self, played: Played) -> bool:
         with self._lock:
