@@ -139,6 +139,10 @@ options:
   kwokControllerBinary: $BIN/kwok
   kubectlBinary: $BIN/kubectl
   nodeLeaseDurationSeconds: 40
+  # Logs objects (kwok.x-k8s.io) tell the kwok server which file is a container's log: the
+  # simulated trainer's exec mode writes one per pod, so `kubectl logs` (and the operator's
+  # metrics collector) read what the pod's command printed.
+  enableCRDs: [Logs]
 ---
 EOF
   cat "$STAGES" >> "$1"

@@ -65,6 +65,9 @@ def test_chart_renders_a_locked_down_operator():
     # hardware pools are only read: the operator never edits the catalog
     pools = next(r for r in role["rules"] if "hardwarepools" in r["resources"])
     assert sorted(pools["verbs"]) == ["get", "list", "watch"]
+    # trial pods' logs are only read (the stdout/json/regex metrics collector)
+    logs = next(r for r in role["rules"] if "pods/log" in r["resources"])
+    assert logs["resources"] == ["pods/log"] and logs["verbs"] == ["get"]
 
 
 def test_chart_runs_two_replicas_kept_apart_by_the_study_leases():
@@ -173,6 +176,11 @@ def test_helm_installs_the_chart_into_the_real_cluster(kube, namespace):
             for ns in (namespace, "default"):
                 can = kube.kubectl("auth", "can-i", verb, "secrets", "-n", ns, "--as", sa, check=False)
                 assert can.stdout.strip() == want, (verb, ns, can.stdout, can.stderr)
+        # pods/log: read (the stdout metrics collector), never anything more
+        for verb, want in (("get", "yes"), ("create", "no"), ("delete", "no")):
+            can = kube.kubectl("auth", "can-i", verb, "pods", "--subresource=log", "-n",
+                               namespace, "--as", sa, check=False)
+            assert can.stdout.strip() == want, (verb, can.stdout, can.stderr)
         key = kube.get_json("secret", f"{release}-operator-key", namespace=namespace)
         assert len(key["data"]["key"]) > 40
         status = helm("status", release, "--namespace", namespace, env=env)

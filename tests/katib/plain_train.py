@@ -25,6 +25,7 @@ for epoch in range(1, args.epochs + 1):
         print(json.dumps({"epoch": epoch, "loss": round(loss, 6)}))
     else:
         print(f"Epoch {epoch}/{args.epochs}")
-        print(f"epoch={epoch} loss={loss:.6f} lr={args.learning_rate}")
+        print(f"epoch={epoch} loss={loss:.6f} lr={args.learning_rate} "
+              f"accuracy={1.0 / (1.0 + loss):.6f}")
     sys.stdout.flush()
 print("training finished")

@@ -140,3 +140,18 @@ def test_without_fidelity_a_trial_is_one_report_of_its_whole_run(tmp_path):
         assert "training finished" in text  # ran to its end
         losses = [float(m) for m in re.findall(r"loss=([\d.]+)", text)]
         assert len(losses) == 9 and e["metrics"]["loss"] == min(losses)
+
+
+def test_additional_metrics_are_recorded_in_the_curve(tmp_path):
+    """Katib's additionalMetricNames: read with the objectives, stored with each report,
+    never waited for nor optimised."""
+    path = study(tmp_path, {"kind": "stdout", "resourceMetric": "epoch",
+                            "additionalMetrics": ["accuracy"]}, max_trials=3, scheduler="fifo")
+    workdir = tmp_path / "w"
+    result = runner.invoke(app, ["tune", str(path), "--workdir", str(workdir), "-q"])
+    assert result.exit_code == 0, result.output
+    observed = [e for e in events(workdir) if e["kind"] == "observed"]
+    assert len(observed) == 3 * 9
+    for e in observed:
+        assert e["metrics"]["accuracy"] == round(1.0 / (1.0 + e["metrics"]["loss"]), 6) or \
+            abs(e["metrics"]["accuracy"] - 1.0 / (1.0 + e["metrics"]["loss"])) < 1e-5

@@ -84,6 +84,10 @@ def test_fields_are_converted_as_documented():
                     "--batch-size", "$(HWTUNE_PARAM_BATCH_SIZE)",
                     "--run-name", "$(HWTUNE_STUDY)-$(HWTUNE_TRIAL_ID)"]
     assert spec["metricsCollector"] == {"kind": "stdout"}
+    # additionalMetricNames: read from the output and recorded, not optimised.
+    random = convert_experiment(yaml.safe_load((EXPERIMENTS / "random.yaml").read_text()))
+    assert random.study["spec"]["metricsCollector"] == {
+        "kind": "stdout", "additionalMetrics": ["train-accuracy"]}
     hyper = convert_experiment(yaml.safe_load((EXPERIMENTS / "hyperband.yaml").read_text()))
     hspec = hyper.study["spec"]
     assert hspec["algorithm"]["scheduler"] == "hyperband" and "num-epochs" not in hspec["parameters"]
@@ -159,3 +163,59 @@ def test_the_operator_builds_a_job_from_a_job_template_with_a_primary_container(
     assert {"name": "HWTUNE_PARAM_LR", "value": "0.01"} in trainer["env"]
     assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert spec["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+
+
+def _experiment_in(tmp_path: Path, namespace: str) -> Path:
+    doc = yaml.safe_load((EXPERIMENTS / "custom-format.yaml").read_text())
+    doc["spec"]["trialTemplate"]["configMap"]["configMapNamespace"] = namespace
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_the_trial_template_configmap_is_read_from_the_cluster(tmp_path, kube, namespace,
+                                                                monkeypatch):
+    configmap = yaml.safe_load(CONFIGMAP.read_text())
+    configmap["metadata"]["namespace"] = namespace
+    kube.kubectl("apply", "-f", "-", input=json.dumps(configmap))
+    experiment = _experiment_in(tmp_path, namespace)
+    expected = convert_experiment(
+        yaml.safe_load(experiment.read_text()),
+        configmaps={(namespace, "trial-templates"): configmap["data"]}).study
+    # --from-cluster with a kubeconfig; then automatically, from $KUBECONFIG.
+    for args, env in ((["--from-cluster", "--kubeconfig", str(kube.kubeconfig)], None),
+                      ([], str(kube.kubeconfig))):
+        if env is None:
+            monkeypatch.delenv("KUBECONFIG", raising=False)
+        else:
+            monkeypatch.setenv("KUBECONFIG", env)
+        out = tmp_path / "study.yaml"
+        result = runner.invoke(app, ["convert", "katib", str(experiment), "-o", str(out), *args])
+        assert result.exit_code == 0, result.stderr
+        assert yaml.safe_load(out.read_text()) == expected
+    # Not there: the conversion is lossy and says where it looked.
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))
+    result = runner.invoke(app, ["convert", "katib", str(_experiment_in(tmp_path, "nowhere"))])
+    assert result.exit_code == EXIT_LOSSY
+    assert "ConfigMap nowhere/trial-templates not found in the cluster" in result.stderr
+
+
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}]}))
+    experiment = _experiment_in(tmp_path, "kubeflow")
+    result = runner.invoke(app, ["convert", "katib", str(experiment), "--from-cluster",
+                                 "--kubeconfig", str(kubeconfig)])
+    assert result.exit_code == 2, result.stderr
+    assert "cannot reach the cluster of" in result.stderr and "127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Without --from-cluster the same kubeconfig is tried, noted, and the loss reported.
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    result = runner.invoke(app, ["convert", "katib", str(experiment)])
+    assert result.exit_code == EXIT_LOSSY
+    assert "note: cannot reach the cluster" in result.stderr
+    assert "lost spec.trialTemplate.configMap" in result.stderr

@@ -93,3 +93,15 @@ def test_bad_patterns_are_refused_offline(pattern: str, message: str) -> None:
         parse_spec(MetricsCollectorSpec, {"kind": "regex", "pattern": pattern},
                    prefix="spec.metricsCollector")
     assert message in str(info.value) and "spec.metricsCollector.pattern" in str(info.value)
+
+
+def test_additional_metrics_ride_along_without_being_waited_for():
+    c = LineCollector("stdout", objectives=["loss"], resource_metric="epoch",
+                      additional=("accuracy",))
+    assert c.feed_text("epoch=1 loss=0.5 accuracy=0.7 other=3\n") == [
+        CollectedReport(1, {"loss": 0.5, "accuracy": 0.7})]
+    assert c.feed_text("epoch=2 loss=0.4\n") == [CollectedReport(2, {"loss": 0.4})]
+    assert c.feed_text("accuracy=0.9\n") == []  # never completes a report by itself
+    assert c.feed_text("epoch=3 loss=0.3\n") == [
+        CollectedReport(3, {"loss": 0.3, "accuracy": 0.9})]
+    assert c.summary() == CollectedReport(1, {"loss": 0.3, "accuracy": 0.9})

@@ -688,6 +688,10 @@ class MetricsCollectorSpec(CrdModel):
     resource_metric: MetricName | None = None
     """A printed metric whose value is the resource level (e.g. ``epoch``). Omitted: levels are
     counted, one per group of lines that gives every objective a new value."""
+    additional_metrics: unique_list(MetricName, max_items=16) | None = None
+    """Printed metrics that are not objectives (Katib's ``additionalMetricNames``): read with
+    the objectives and recorded in each report, so they appear in the trials' learning curves;
+    never optimised. Not ``cost`` or ``runtime`` (hwtune measures those)."""
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule("pattern is required with kind regex and applies to it only", field="pattern",
@@ -700,6 +704,18 @@ class MetricsCollectorSpec(CrdModel):
              or c.kind is not MetricsCollectorKind.SDK),
         Rule("pattern must be a valid regular expression with named groups", field="pattern",
              enforced_by=Enforcement.OPERATOR, check=lambda c: _regex_error(c.pattern)),
+        Rule("additionalMetrics applies to a collector that parses output (not sdk: SDK "
+             "reports may carry any extra metric)", field="additionalMetrics",
+             reason=Reason.FORBIDDEN,
+             cel="!has(self.additionalMetrics) || (has(self.kind) && self.kind != 'sdk')",
+             check=lambda c: c.additional_metrics is None
+             or c.kind is not MetricsCollectorKind.SDK),
+        Rule(f"additionalMetrics must not name a built-in metric "
+             f"({', '.join(BUILTIN_METRICS)}): hwtune measures them",
+             field="additionalMetrics",
+             cel=f"!has(self.additionalMetrics) || self.additionalMetrics.all(m, !(m in "
+                 f"{_cel_list(list(BUILTIN_METRICS))}))",
+             check=lambda c: not any(m in BUILTIN_METRICS for m in c.additional_metrics or ())),
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hwtune.api.crd import API_VERSION, param_env_name, parse_manifest
+from hwtune.api.records import BUILTIN_METRICS
 
 __all__ = ["ALGORITHMS", "Conversion", "KatibConversionError", "convert_experiment"]
 
@@ -186,10 +187,6 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
     strategy = strategies.get(metric) or ("min" if entry["goal"] == "minimize" else "max")
     entry["strategy"] = strategy
     out["objectives"] = [entry]
-    if objective.get("additionalMetricNames"):
-        conv.note("spec.objective.additionalMetricNames",
-                  "not objectives: hwtune records the objectives only (add them to objectives "
-                  "to optimise them together)")
 
     # -- algorithm -----------------------------------------------------------------------------
     algorithm = spec.get("algorithm") or {}
@@ -304,6 +301,19 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
                   f"{kind}: hwtune reads metrics from the trainer's output (stdout, JSON lines "
                   "or a regex), not from files or other sources; print them instead")
 
+    extra = [m for m in objective.get("additionalMetricNames") or [] if m != metric]
+    if extra:
+        kept = [m for m in extra if m not in BUILTIN_METRICS]
+        if out["metricsCollector"]["kind"] != "sdk" and kept:
+            out["metricsCollector"]["additionalMetrics"] = kept
+        elif kept:
+            conv.note("spec.objective.additionalMetricNames",
+                      "SDK reports carry any extra metric: report them with the objectives")
+        for name in extra:
+            if name in BUILTIN_METRICS:
+                conv.lose("spec.objective.additionalMetricNames",
+                          f"{name!r} is measured by hwtune itself (a built-in metric)")
+
     # -- trial template ------------------------------------------------------------------------
     tt = spec.get("trialTemplate") or {}
     trial_spec = tt.get("trialSpec")
@@ -314,7 +324,8 @@ def convert_experiment(doc: Any, *, max_resource: int | None = None,
         data = (configmaps or {}).get(key) or (configmaps or {}).get((None, key[1]))
         if data is None or cm.get("templatePath") not in data:
             conv.lose("spec.trialTemplate.configMap", f"ConfigMap {key[0]}/{key[1]} (key "
-                      f"{cm.get('templatePath')}) not given: pass it with --configmap FILE")
+                      f"{cm.get('templatePath')}) not given: pass it with --configmap FILE or "
+                      "read it with --from-cluster")
         else:
             import yaml
 

@@ -23,7 +23,7 @@ import logging
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -261,9 +261,18 @@ def convert_katib(
         help="Reports per trial at most (e.g. epochs): needed to turn medianstop into ASHA"),
     configmap: list[Path] = typer.Option(
         [], "--configmap", help="A ConfigMap YAML holding a trial template (repeatable)"),
+    from_cluster: bool = typer.Option(
+        False, "--from-cluster",
+        help="Read the trial-template ConfigMaps the Experiments name from the cluster (an "
+             "unreachable cluster is an error) [default: read them from the cluster when a "
+             "kubeconfig is found and --configmap does not give them]"),
+    kubeconfig: Optional[Path] = typer.Option(
+        None, "--kubeconfig", help="Kubeconfig for --from-cluster [default: $KUBECONFIG, "
+                                   "then ~/.kube/config]"),
 ) -> None:
     """Katib Experiments -> TuningStudies. Prints what could not be kept, per Katib field, and
-    exits 4 when anything was lost (2 when a file is not a Katib Experiment)."""
+    exits 4 when anything was lost (2 when a file is not a Katib Experiment, or --from-cluster
+    cannot read a ConfigMap)."""
     import yaml
 
     from hwtune.api.katib import KatibConversionError, convert_experiment
@@ -278,12 +287,23 @@ def convert_katib(
                     maps[(None, meta.get("name"))] = doc.get("data") or {}
         except (OSError, yaml.YAMLError) as exc:
             raise _fail(f"{path}: {exc}") from None
-    studies, lossy = [], False
+    read: list[tuple[Path, list[Any]]] = []
     for path in files:
         try:
-            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+            read.append((path, [d for d in yaml.safe_load_all(path.read_text()) if d is not None]))
         except (OSError, yaml.YAMLError) as exc:
             raise _fail(f"{path}: {exc}") from None
+    wanted = {ref for _, docs in read for doc in docs for ref in [_katib_configmap_ref(doc)]
+              if ref is not None and ref not in maps and (None, ref[1]) not in maps}
+    if wanted:
+        fetched, problem = _cluster_configmaps(sorted(wanted), kubeconfig, required=from_cluster)
+        if problem is not None:
+            if from_cluster:
+                raise _fail(problem)
+            errors.print(f"note: {escape(problem)}", highlight=False, soft_wrap=True)
+        maps.update(fetched)
+    studies, lossy = [], False
+    for path, docs in read:
         for i, doc in enumerate(docs):
             where = f"{path}" + (f", document {i + 1}" if len(docs) > 1 else "")
             try:
@@ -307,6 +327,67 @@ def convert_katib(
         typer.echo(text, nl=False)
     if lossy:
         raise typer.Exit(EXIT_LOSSY)
+
+
+def _katib_configmap_ref(doc: Any) -> tuple[str, str] | None:
+    """(namespace, name) of the ConfigMap an Experiment's trial template is in, or None."""
+    if not isinstance(doc, dict):
+        return None
+    template = ((doc.get("spec") or {}).get("trialTemplate") or {})
+    cm = template.get("configMap") if isinstance(template, dict) else None
+    if not isinstance(cm, dict) or template.get("trialSpec") is not None \
+            or not cm.get("configMapName"):
+        return None
+    namespace = cm.get("configMapNamespace") or (doc.get("metadata") or {}).get("namespace") \
+        or "kubeflow"  # Katib's own default
+    return str(namespace), str(cm["configMapName"])
+
+
+def _cluster_configmaps(refs: list[tuple[str, str]], kubeconfig: Optional[Path], *,
+                        required: bool) -> tuple[dict[tuple, dict], str | None]:
+    """The ConfigMaps ``refs`` read from the cluster of ``kubeconfig`` (else $KUBECONFIG, else
+    ~/.kube/config): (namespace, name) -> data, and what went wrong (None: nothing). Without
+    ``required``, no kubeconfig means no attempt and no problem."""
+    import os
+
+    names = ", ".join(f"{ns}/{name}" for ns, name in refs)
+    path = kubeconfig or (Path(os.environ["KUBECONFIG"].split(os.pathsep)[0])
+                          if os.environ.get("KUBECONFIG") else Path.home() / ".kube" / "config")
+    if not path.is_file():
+        if not required:
+            return {}, None
+        return {}, (f"--from-cluster: no kubeconfig at {path} (give --kubeconfig) to read "
+                    f"ConfigMap {names}")
+    try:
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+    except ImportError:
+        return {}, ("reading ConfigMaps from the cluster needs the kubernetes package "
+                    "(pip install 'hwtune[operator]'); or pass them with --configmap FILE")
+    try:
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=str(path), client_configuration=configuration)
+    except Exception as exc:  # noqa: BLE001 - a broken kubeconfig, in the user's words
+        return {}, f"kubeconfig {path}: {exc}"
+    configuration.retries = 0
+    out: dict[tuple, dict] = {}
+    with client.ApiClient(configuration) as api:
+        core = client.CoreV1Api(api)
+        for namespace, name in refs:
+            try:
+                body = core.read_namespaced_config_map(name, namespace, _request_timeout=(3, 10))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return out, (f"ConfigMap {namespace}/{name} not found in the cluster of "
+                                 f"{path} ({configuration.host})")
+                return out, (f"cannot read ConfigMap {namespace}/{name} from the cluster of "
+                             f"{path} ({configuration.host}): {exc.status} {exc.reason}")
+            except Exception as exc:  # noqa: BLE001 - unreachable: urllib3 errors vary
+                reason = str(getattr(exc, "reason", None) or exc).splitlines()[0][:300]
+                return out, (f"cannot reach the cluster of {path} ({configuration.host}) to "
+                             f"read ConfigMap {namespace}/{name}: {reason}")
+            out[(namespace, name)] = dict(body.data or {})
+    return out, None
 
 
 @app.command("operator")

@@ -15,8 +15,10 @@ Grouping: a report is emitted after a line once every objective metric has a val
 report (a line with several metrics is one group). The resource level is the value of
 ``resourceMetric`` when one is named (the report waits for it too), otherwise the number of
 reports so far (a study without ``fidelity`` gets one report per trial: ``summary()`` over the
-whole run, when the trainer exits). Only objective metrics (and the resource metric) are read: ``--lr=0.1`` echoed in
-a command line is ignored. Values that are not finite numbers (``nan``, ``inf``) are ignored,
+whole run, when the trainer exits). Only objective metrics, the resource metric and the
+``additional`` metrics (``additionalMetrics``, Katib's ``additionalMetricNames``: recorded in the
+report when seen since the last one, never waited for) are read: ``--lr=0.1`` echoed in a
+command line is ignored. Values that are not finite numbers (``nan``, ``inf``) are ignored,
 as is anything after a line of more than ``MAX_LINE`` characters.
 """
 
@@ -74,6 +76,7 @@ class LineCollector:
     objectives: Sequence[str]
     resource_metric: str | None = None
     pattern: str | None = None
+    additional: Sequence[str] = ()
     _regex: re.Pattern[str] | None = field(default=None, init=False, repr=False)
     _pending: dict[str, float] = field(default_factory=dict, init=False)
     _resource: int | None = field(default=None, init=False)
@@ -94,8 +97,8 @@ class LineCollector:
             self._regex = re.compile(self.pattern)
         elif self.kind == "stdout":
             self._regex = STDOUT_PATTERN
-        self._wanted = set(self.objectives) | ({self.resource_metric} if self.resource_metric
-                                               else set())
+        self._wanted = set(self.objectives) | set(self.additional) | (
+            {self.resource_metric} if self.resource_metric else set())
 
     # -- feeding -------------------------------------------------------------------------------
     def feed_text(self, text: str) -> list[CollectedReport]:
@@ -192,6 +195,10 @@ class LineCollector:
             how = (strategies or {}).get(name, "latest")
             metrics[name] = min(values) if how == "min" else max(values) if how == "max" \
                 else values[-1]
+        for name in self.additional:  # the latest value seen, when any
+            values = [r.metrics[name] for r in self.history if name in r.metrics]
+            if values and name not in metrics:
+                metrics[name] = values[-1]
         return CollectedReport(1, metrics)
 
     # -- for messages --------------------------------------------------------------------------
@@ -215,4 +222,5 @@ def make_collector(spec: Any, objectives: Sequence[str]) -> LineCollector | None
     if kind == "sdk":
         return None
     return LineCollector(kind, objectives=list(objectives), resource_metric=spec.resource_metric,
-                         pattern=spec.pattern)
+                         pattern=spec.pattern,
+                         additional=tuple(getattr(spec, "additional_metrics", None) or ()))

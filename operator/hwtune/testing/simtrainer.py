@@ -35,6 +35,12 @@ Command line::
     python -m hwtune.testing.simtrainer --kubeconfig K (--namespace N | --all-namespaces) \\
         [--table T] [--time-scale S] [--report-url URL] [--checkpoint-root DIR] [--seed N]
 
+Exec mode (``mode="exec"``, ``--exec``; ``hwtune.testing.simexec``): instead of replaying a
+table, each held pod's primary container command runs as a local process, its output becomes
+the container's log that KWOK serves through the API server (``kubectl logs``), and the pod ends
+with the process's exit code: unmodified trainers (metrics parsed from their output) run on the
+local control plane.
+
 In process (tests, benchmarks)::
 
     with SimTrainer(load_table(path), kubeconfig=k, namespace=ns, report_url=url) as sim:
@@ -59,6 +65,7 @@ import os
 import posixpath
 import signal
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -131,6 +138,7 @@ class PodRun:
     reason: str = ""
     started_at: float = 0.0
     ended_at: float | None = None
+    log_path: str = ""  # exec mode: the container log file KWOK serves
 
     @property
     def levels(self) -> list[int]:
@@ -260,7 +268,7 @@ class SimTrainer:
 
     def __init__(
         self,
-        table: BenchmarkTable,
+        table: BenchmarkTable | None,
         *,
         kubeconfig: str | os.PathLike[str] | None = None,
         namespace: str | None = None,
@@ -271,7 +279,13 @@ class SimTrainer:
         workers: int = 32,
         catalog: Mapping[str, PoolSpec] | None = None,
         api_client: Any = None,
+        mode: str = "replay",
+        log_root: str | os.PathLike[str] | None = None,
     ) -> None:
+        if mode not in ("replay", "exec"):
+            raise ValueError(f"mode must be replay or exec, got {mode!r}")
+        if table is None and mode == "replay":
+            raise ValueError("the replay mode needs a benchmark table")
         if not time_scale > 0:
             raise ValueError(f"time_scale must be > 0, got {time_scale!r}")
         if workers < 1:
@@ -281,6 +295,10 @@ class SimTrainer:
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"report URL {report_url!r}: must be http(s)://host[:port]")
         self.table = table
+        self.mode = mode
+        # exec mode: where container logs are written (KWOK reads them from this machine)
+        self.log_root = Path(log_root) if log_root is not None else Path(
+            tempfile.gettempdir()) / "hwtune-simexec-logs"
         self.namespace = namespace
         self.time_scale = float(time_scale)
         self.report_url = report_url
@@ -294,7 +312,7 @@ class SimTrainer:
         self._custom: Any = None
         self._metric_names = tuple(m for m in table.metric_names
                                    if m not in (RUNTIME_METRIC, MEMORY_FIELD)
-                                   and m not in BUILTIN_METRICS)
+                                   and m not in BUILTIN_METRICS) if table is not None else ()
         self._lock = threading.Lock()
         self._records: dict[str, PodRun] = {}  # uid -> record, every pod ever seen to train
         self._report_times: list[tuple[float, float]] = []
@@ -390,9 +408,10 @@ class SimTrainer:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: done.set())
         self.start()
-        log.info("simulated trainer watching %s (time scale %g, table %s)",
+        log.info("simulated trainer watching %s (%s)",
                  f"namespace {self.namespace}" if self.namespace else "all namespaces",
-                 self.time_scale, self.table.name)
+                 f"time scale {self.time_scale:g}, table {self.table.name}" if self.table
+                 else f"exec mode, logs under {self.log_root}")
         while not done.wait(1.0):
             if self._fatal is not None:
                 self.stop()
@@ -673,6 +692,11 @@ class SimTrainer:
                 return
             with self._lock:
                 self._records[uid] = run
+            if self.mode == "exec":
+                from hwtune.testing.simexec import run_pod
+
+                await run_pod(self, state, pod)
+                return
             try:
                 plan = await self._io(self._plan, pod, run)
             except (SimTrainerError, TrialEnvError, ValueError, KeyError) as exc:
@@ -853,6 +877,12 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--namespace", "-n", help="watch trial pods in this namespace")
     where.add_argument("--all-namespaces", "-A", action="store_true",
                        help="watch trial pods in every namespace")
+    parser.add_argument("--exec", action="store_true", dest="exec_mode",
+                        help="run each pod's primary container command as a local process "
+                             "(its output is the container log KWOK serves) instead of "
+                             "replaying a table")
+    parser.add_argument("--log-root", default=None,
+                        help="exec mode: directory for the container log files")
     parser.add_argument("--table", default=None,
                         help="benchmark table (hwtune-table JSON lines) [default: the committed "
                              "benchmarks/tables/digits-quick.jsonl]")
@@ -885,11 +915,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"--workers: must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
     table_path = Path(args.table) if args.table else default_table_path()
-    try:
-        table = load_table(table_path)
-    except (OSError, ValueError) as exc:
-        print(f"--table {table_path}: {exc}", file=sys.stderr)
-        return 2
+    table = None
+    if not args.exec_mode or args.table:
+        try:
+            table = load_table(table_path)
+        except (OSError, ValueError) as exc:
+            print(f"--table {table_path}: {exc}", file=sys.stderr)
+            return 2
     kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
     if kubeconfig and not Path(kubeconfig).is_file():
         print(f"--kubeconfig {kubeconfig}: no such file", file=sys.stderr)
@@ -899,7 +931,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             table, kubeconfig=kubeconfig,
             namespace=None if args.all_namespaces else args.namespace,
             time_scale=args.time_scale, report_url=args.report_url,
-            checkpoint_root=args.checkpoint_root, seed=args.seed, workers=args.workers)
+            checkpoint_root=args.checkpoint_root, seed=args.seed, workers=args.workers,
+            mode="exec" if args.exec_mode else "replay", log_root=args.log_root)
         trainer.run_forever()
     except ValueError as exc:
         print(str(exc), file=sys.stderr)

@@ -147,6 +147,7 @@ class StudyRunner:
         self._tasks: list[asyncio.Task[Any]] = []
         self._notes: list[tuple[str, str, bool]] = []  # (reason, message, warning) to post
         self._budget_noted = False
+        self._pod_logs: Any = None  # PodLogCollectors: metricsCollector other than sdk
         # One replica acts for the study at a time (None: unfenced, unit tests' fake API).
         self.lease = StudyLease(api, namespace, name, uid, duration_s=lease_seconds,
                                 renew_s=lease_seconds / 5) if lease_seconds else None
@@ -267,6 +268,8 @@ class StudyRunner:
             self.study = Study(self.config, clock=clock, **known)
         self.backend = KubernetesBackend(last_seq=lambda: self.log.last_seq, wake=self.poke)
         self.tuner = Tuner(self.study, self.backend, poll_seconds=1.0)
+        from hwtune.backends.kubernetes.podlog import PodLogCollectors
+        self._pod_logs = PodLogCollectors.for_study(self)
         self._adopt(loaded.events)
         self.study.add_listener(self._on_event)
         t_cluster = time.perf_counter()
@@ -444,6 +447,8 @@ class StudyRunner:
             if self._decider is not None:  # a later report (study ended) makes another
                 self._decider.shutdown(wait=False)
                 self._decider = None
+            if self._pod_logs is not None:
+                await self._pod_logs.close()
             if self.lease is not None:
                 await self.lease.release()  # a standby takes over now, not at expiry
 
@@ -633,6 +638,12 @@ class StudyRunner:
         the Job event is applied; a trial's Job events stay in order behind that read."""
         if self.backend is None:
             return
+        if self._pod_logs is not None:
+            # Log-collected studies follow each pod's log from when its Job says it is ready,
+            # and hand a Job's end to the engine only once its pods' logs are read.
+            self._pod_logs.job_changed(job)
+            if self._pod_logs.hold_job(job):
+                return
         tid = _trial_of(job)
         need = tid is not None and self._pods_needed(tid, job)
         pending = self._job_reads.get(tid) if tid is not None else None
@@ -685,6 +696,8 @@ class StudyRunner:
             del self._job_reads[tid]
 
     def pod_event(self, pod: Mapping[str, Any]) -> None:
+        if self._pod_logs is not None:
+            self._pod_logs.pod_event(pod)
         if self.backend is not None and self.backend.pod_changed(pod):
             self.poke()
 
@@ -820,6 +833,7 @@ class StudyRunner:
         with self.backend.lock:
             summary = self.study.summary()
             block = self.study.stop_reason() or self.study.new_trial_block()
+            failure = self.study.failure_reason()
             start = self.study.start_time
             configs = {p.trial_id: self.study.trial(p.trial_id).config for p in summary.front}
         counts = summary.counts
@@ -836,7 +850,9 @@ class StudyRunner:
         # Completed only once every effect is done (a status write meanwhile says Running):
         # a restarted operator must still find the study to finish, not a Completed one.
         done = self.finished is not None and (final or self._drained)
-        phase = StudyPhase.COMPLETED if done else (
+        # A study that ended because it failed (maxFailedTrials, trainers that never report)
+        # says so: Failed, with the engine's reason as its message.
+        phase = (StudyPhase.FAILED if failure else StudyPhase.COMPLETED) if done else (
             StudyPhase.RUNNING if self.finished or counts.get("Pending", 0)
             + counts.get("Running", 0) else StudyPhase.PENDING)
         self._condition("Ready", True, "Loaded", "the study log is loaded; trials are adopted")
@@ -846,7 +862,10 @@ class StudyRunner:
                         "BudgetReached" if block else "WithinBudget", block or "")
         self._condition("Completed", done, "StudyEnded" if done else "InProgress",
                         self.finished or "" if done else "")
-        self._condition("Failed", False, "NoFailure")
+        if done and failure:
+            self._condition("Failed", True, "TrialsFailed", failure)
+        else:
+            self._condition("Failed", False, "NoFailure")
 
         def hw(h: Any) -> HardwareChoice | None:
             return None if h is None else HardwareChoice.model_validate(

@@ -31,7 +31,12 @@ same order (``suggest``, ``on_trial_add``, results, completions), so the sampler
 exactly as before and its next suggestion equals the uninterrupted run's.
 
 Optuna is imported when one of these searchers is built, never by the light paths (it is a
-dependency of the ``tune`` extra). ``optuna-gp`` makes Optuna import torch.
+dependency of the ``tune`` extra). ``optuna-gp`` is the one searcher that needs torch, and
+hwtune never imports it (the layering rule: only ``hwtune.surrogate`` does): Optuna's GP sampler
+imports it lazily itself, when it first fits its model after the startup trials. A study naming
+``optuna-gp`` where torch is not installed is refused when its algorithm is checked, with what
+to install, instead of failing deep in Optuna at its first model-based suggestion
+(tests/optimize/test_optuna_gp_torch.py checks both).
 
 Settings (``algorithm.settings``): ``optunaStartupTrials`` (random trials before the model;
 TPE, GP, CMA-ES), ``optunaPopulationSize`` (NSGA-II), ``optunaSettings`` (a map passed as
@@ -174,6 +179,15 @@ class OptunaSearcher(Searcher):
                 kwargs["n_startup_trials"] = int(startup)
             return s.CmaEsSampler(**{**kwargs, **extra})
         if kind == "gp":
+            import importlib.util
+
+            try:
+                missing = importlib.util.find_spec("torch") is None
+            except (ImportError, ValueError):  # hidden or half-installed
+                missing = True
+            if missing:
+                raise ValueError("optuna-gp needs torch, which Optuna's GP sampler imports "
+                                 "(pip install 'hwtune[torch]'); optuna-tpe needs nothing more")
             kwargs = {"seed": self.seed}
             if startup is not None:
                 kwargs["n_startup_trials"] = int(startup)
