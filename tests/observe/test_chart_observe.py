@@ -120,7 +120,7 @@ def test_surrogate_is_pinned_to_one_gpu_with_probes_and_a_locked_down_pod():
 
 
 @pytest.mark.parametrize("value, field", [
-    ("surrogate.device=tpu", "/surrogate/device"),
+    ("surrogate.gpu.count=0", "/surrogate/gpu/count"),
     ("prometheusRule.thresholds.budgetFraction=2", "/prometheusRule/thresholds/budgetFraction"),
     ("serviceMonitor.interval=soon", "/serviceMonitor/interval"),
     ("grafanaDashboard.dashboards=1", "grafanaDashboard"),
