@@ -13,7 +13,6 @@ its TuningTrial (and so its Secret and Job) not created yet. The operator kills 
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.cluster.test_operator_studies import (
     get,
     logged_events,
     start_operator_process,
+    stop_operator_processes,
     study_doc,
     study_status,
 )
@@ -87,13 +87,7 @@ def run_killed_at(cluster: LocalCluster, namespace: str, tmp_path: Path, doc: di
     finally:
         driver.stop()
         jobs.stop()
-        if process.poll() is None:
-            delete_studies(cluster, namespace)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, process)
         delete_configurations(cluster, configuration)
     at_kill["final_trials"] = trials  # read before the study is deleted
     return status, events, jobs, driver, at_kill

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from tests.cluster.test_operator_studies import (
     free_port,
     logged_events,
     start_operator_process,
+    stop_operator_processes,
     study_doc,
 )
 from tests.cluster.trial_driver import TrialDriver
@@ -190,13 +190,7 @@ def test_operator_sigkilled_at_random_moments_loses_and_duplicates_nothing(
     finally:
         driver.stop()
         jobs.stop()
-        if process.poll() is None:
-            delete_studies(cluster, namespace)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, process)
         delete_configurations(cluster, op_configuration)
     print(f"chaos: completed in {elapsed:.1f}s with {len(kills)} kills at "
           f"(trials, s) {kills}; {len(events)} events, {len(jobs.jobs)} Jobs")

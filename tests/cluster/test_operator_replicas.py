@@ -42,6 +42,7 @@ from tests.cluster.test_operator_studies import (
     get,
     logged_events,
     start_operator_process,
+    stop_operator_processes,
     study_doc,
 )
 from tests.cluster.trial_driver import TrialDriver
@@ -188,15 +189,7 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
     finally:
         driver.stop()
         jobs.stop()
-        live = [p for p in processes.values() if p.poll() is None]
-        if live:
-            delete_studies(cluster, namespace)
-        for process in live:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, *processes.values())
         front.close()
         delete_configurations(cluster, op_configuration)
     print(f"replicas: {standby} took over {takeover:.1f}s after {active} was killed; answers "
@@ -430,15 +423,7 @@ def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
     finally:
         driver.stop()
         jobs.stop()
-        live = [p for p in processes.values() if p.poll() is None]
-        if live:
-            delete_studies(cluster, namespace)
-        for process in live:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, *processes.values())
         front.close()
         delete_configurations(cluster, op_configuration)
     from hwtune.backends.kubernetes.lease import _parse

@@ -426,6 +426,21 @@ def start_operator_process(cluster: LocalCluster, namespace: str, configuration:
                             cwd=ROOT)
 
 
+def stop_operator_processes(cluster: LocalCluster, namespace: str,
+                            *processes: subprocess.Popen | None) -> None:
+    """A test's clean-up: the studies deleted while an operator still runs (their finalizer
+    needs one), then every live operator process stopped (SIGTERM, SIGKILL after 30 s)."""
+    live = [p for p in processes if p is not None and p.poll() is None]
+    if live:
+        delete_studies(cluster, namespace)
+    for process in live:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
         cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:
     name = "sigkill"
@@ -453,13 +468,7 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
         events = logged_events(cluster, name, namespace)
     finally:
         driver.stop()
-        if process.poll() is None:
-            delete_studies(cluster, namespace)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, process)
         delete_configurations(cluster, configuration)
     assert kills >= 2, "the study ended before the operator could be killed twice"
     assert not driver.errors, driver.errors

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import signal
 import socket
 import subprocess
 import threading
@@ -57,6 +56,7 @@ from tests.cluster.test_operator_studies import (
     get,
     logged_events,
     start_operator_process,
+    stop_operator_processes,
     study_doc,
     study_status,
 )
@@ -197,13 +197,7 @@ def test_reports_through_the_charts_service_need_the_trials_own_token(
     finally:
         if forwarder is not None:
             forwarder.close()
-        if process is not None:
-            delete_studies(cluster, namespace)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, process)
         delete_configurations(cluster, configuration)
         helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
     print(f"service path: {json.dumps(forwarder.routed[:1] if forwarder else [])}")
@@ -272,14 +266,7 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
         jobs.stop()
         if forwarder is not None:
             forwarder.close()
-        if any(p.poll() is None for p in processes):
-            delete_studies(cluster, namespace)
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_operator_processes(cluster, namespace, *processes)
         delete_configurations(cluster, configuration)
         helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
     routed = Counter(ip for ip, _ in forwarder.routed)
