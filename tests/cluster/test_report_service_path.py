@@ -61,6 +61,7 @@ from tests.cluster.test_operator_studies import (
     study_status,
 )
 from tests.cluster.trial_driver import TrialDriver
+from tests.sockets import splice
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -114,24 +115,10 @@ class ServiceForwarder:
             client.close()
             return
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=splice, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         self._listener.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (source, sink):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def test_reports_through_the_charts_service_need_the_trials_own_token(

@@ -20,6 +20,7 @@ from hwtune.report.protocol import (
 )
 from hwtune.report.server import ReplyMemo, ReportServer, new_token, tokens_match
 from hwtune.trainer.client import ReportClient, ReportError
+from tests.sockets import splice
 
 
 class FakeSink:
@@ -361,7 +362,7 @@ def test_a_503_closes_the_connection_so_the_retry_can_reach_another_replica():
                 connections.append(target)
                 upstream = socket.create_connection(("127.0.0.1", target))
                 for a, b in ((client_sock, upstream), (upstream, client_sock)):
-                    threading.Thread(target=_splice, args=(a, b), daemon=True).start()
+                    threading.Thread(target=splice, args=(a, b), daemon=True).start()
 
         threading.Thread(target=proxy, daemon=True).start()
         clock = [0.0]
@@ -379,17 +380,3 @@ def test_a_503_closes_the_connection_so_the_retry_can_reach_another_replica():
             listener.close()
     assert reply.decision is Decision.CONTINUE
     assert connections[:2] == pods  # the retry came on a new connection, to the other pod
-
-
-def _splice(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for s in (source, sink):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
