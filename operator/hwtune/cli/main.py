@@ -506,6 +506,12 @@ def surrogate_serve(
     state_dir: Optional[Path] = typer.Option(
         None, "--state-dir", envvar="HWTUNE_SURROGATE_STATE_DIR",
         help="Save each study's fitted model here; a restarted service reloads it"),
+    background_fits: bool = typer.Option(
+        True, "--background-fits/--no-background-fits",
+        help="Answer a request whose full fit is missing from a quick fit and run the full fit "
+        "in the background (--no-background-fits: fit it in the request)"),
+    fit_threads: int = typer.Option(1, "--fit-threads", min=1,
+                                    help="Background full fits at once (over all studies)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Serve surrogate suggestions over HTTP + JSON until interrupted."""
@@ -516,7 +522,8 @@ def surrogate_serve(
 
     try:
         serve_forever(host, port, device, threads, workers, max_body_mib * 1024 * 1024,
-                      state_dir=None if state_dir is None else str(state_dir))
+                      state_dir=None if state_dir is None else str(state_dir),
+                      background_fits=background_fits, fit_threads=fit_threads)
     except OSError as exc:  # the state directory or the port
         raise _fail(f"{exc.filename or f'{host}:{port}'}: {exc.strerror or exc}") from None
 

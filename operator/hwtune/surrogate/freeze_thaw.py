@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 SETTINGS = {"freshCandidates": 64, "initialTrials": 3, "maxPoints": 512, "stepSize": 1,
             "maxFullFitPoints": 256, "surrogateRetryAfter": 5}
-MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "refitPoints", "lr")
+MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "refitPoints", "lr", "quickFitSteps",
+                  "quickFitPoints")
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, incumbent: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ Variants (``Variant``): ``dyhpo`` (no weights), ``fms`` (GMN over the checkpoint
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -297,6 +298,10 @@ def _build(net: SurrogateNet, n_train: int, y: torch.Tensor):
     return gp.to(net.device), likelihood.to(net.device)
 
 
+# torch has one random generator per process; fits run in parallel threads (the service's
+# request threads, its background full fits), so a seeded start holds this lock while it draws.
+SEED_LOCK = threading.RLock()
+
 PATIENCE = 50  # at most this many steps without a better loss (by TOLERANCE per point)
 TOLERANCE = 1e-3
 
@@ -313,11 +318,12 @@ def fit(net: SurrogateNet, y: np.ndarray, *, steps: int, seed: int, init: dict[s
     (GMN / flat MLP) fixed. Returns the state and the exact marginal log likelihood (per point)
     before and after. ``diverged``: the loss went NaN/inf or the Cholesky failed before any
     step (the best state so far is still returned)."""
-    torch.manual_seed(int(seed) % (2 ** 31))
+    with SEED_LOCK:  # the seeded start: no other thread may draw from torch's generator meanwhile
+        torch.manual_seed(int(seed) % (2 ** 31))
+        if init is None:
+            _reset(net)
     if patience is None:
         patience = max(10, min(PATIENCE, steps // 5))
-    if init is None:
-        _reset(net)
     yt = torch.as_tensor(y, dtype=torch.float32, device=net.device)
     gp, likelihood = _build(net, len(y), yt)
     if init is not None:

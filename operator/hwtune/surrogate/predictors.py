@@ -25,9 +25,11 @@ class PredictorUnavailable(RuntimeError):
 class LocalPredictor:
     """The model in this process (needs torch, gpytorch, torch-geometric)."""
 
-    def __init__(self, device: str | None = None, state_dir: str | None = None) -> None:
+    def __init__(self, device: str | None = None, state_dir: str | None = None,
+                 background_fits: bool = False) -> None:
         store = importlib.import_module("hwtune.surrogate.store")  # torch: only when used
-        self.store = store.ModelStore(device=device, state_dir=state_dir)
+        self.store = store.ModelStore(device=device, state_dir=state_dir,
+                                      background_fits=background_fits)
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -76,10 +78,16 @@ def make_predictor(settings: Mapping[str, Any]):
     """``surrogateUrl`` set: the service (``surrogateTimeoutSeconds``, default 10); else in
     process (``surrogateDevice``: cpu, cuda; default: cuda when present; ``surrogateStateDir``:
     where full fits are saved so a restarted study warm-starts, default
-    ``HWTUNE_SURROGATE_STATE_DIR``, else memory only)."""
+    ``HWTUNE_SURROGATE_STATE_DIR``, else memory only; ``surrogateBackgroundFits``: true to run
+    full fits in a background thread as the service does, default false so that an in-process
+    answer stays a function of the request, e.g. for the simulated backend's benchmarks)."""
     url = settings.get("surrogateUrl")
     if url:
         return RemotePredictor(str(url), float(settings.get("surrogateTimeoutSeconds", 10.0)))
     state_dir = settings.get("surrogateStateDir")
+    background = settings.get("surrogateBackgroundFits", False)
+    if not isinstance(background, bool):
+        raise ValueError(f"algorithm.settings.surrogateBackgroundFits: must be true or false, got {background!r}")
     return LocalPredictor(device=settings.get("surrogateDevice"),
-                          state_dir=None if state_dir is None else str(state_dir))
+                          state_dir=None if state_dir is None else str(state_dir),
+                          background_fits=background)

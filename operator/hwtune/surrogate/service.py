@@ -16,6 +16,9 @@ Models are fitted in a thread pool (torch releases the GIL), one lock per study,
 wait for each other. GPU when torch sees one, CPU otherwise (``--device`` overrides;
 ``hwtune.surrogate.store.select_device``). With ``--state-dir`` every full fit is saved there and
 a restarted service reloads it on the first request of that study (``hwtune.surrogate.store``).
+A request whose full fit is neither in memory nor saved is answered from a quick stand-in while
+the full fit runs in a background thread (``--fit-threads``, one per study at a time;
+``--no-background-fits`` fits it in the request instead).
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
             "status": "ok", "protocolVersion": PROTOCOL_VERSION, "device": store.device,
             "cudaAvailable": bool(torch.cuda.is_available()),
             "stateDir": None if store.state_dir is None else str(store.state_dir),
-            "persistedStudies": len(store.persisted())})
+            "persistedStudies": len(store.persisted()),
+            "backgroundFits": store.background_fits, "backgroundFitsRunning": store.background_running()})
 
     async def scrape(_: web.Request) -> web.Response:
         return web.Response(body=metrics.scrape(),
@@ -145,9 +149,12 @@ class SurrogateServer(ThreadedServer):
 
 
 def serve_forever(host: str, port: int, device: str | None, threads: int, workers: int,
-                  max_body: int, state_dir: str | None = None) -> None:
-    store = ModelStore(device=device, threads=threads, state_dir=state_dir)
-    log.info("surrogate service on %s:%d (device %s, state %s, %d studies saved)", host, port,
-             store.device, store.state_dir or "in memory only", len(store.persisted()))
+                  max_body: int, state_dir: str | None = None, background_fits: bool = True,
+                  fit_threads: int = 1) -> None:
+    store = ModelStore(device=device, threads=threads, state_dir=state_dir,
+                       background_fits=background_fits, fit_threads=fit_threads)
+    log.info("surrogate service on %s:%d (device %s, state %s, %d studies saved, full fits %s)",
+             host, port, store.device, store.state_dir or "in memory only", len(store.persisted()),
+             f"in the background ({fit_threads} thread(s))" if background_fits else "in the request")
     web.run_app(create_app(store, workers=workers, max_body=max_body), host=host, port=port,
                 print=None, access_log=None)

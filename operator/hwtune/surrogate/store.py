@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -51,14 +52,15 @@ import torch
 
 from hwtune.surrogate import CHECKPOINT_SEARCHERS
 from hwtune.surrogate.graph import ParamGraph, param_graph, state_of_checkpoint
-from hwtune.surrogate.models import VARIANTS, Points, SurrogateNet, fit, predict
+from hwtune.surrogate.models import SEED_LOCK, VARIANTS, Points, SurrogateNet, fit, predict
 from hwtune.surrogate.points import PROTOCOL_VERSION, PointBlock, RequestError, block_from_json
 
 __all__ = ["KEEP_FITS", "ModelStore", "load_graph", "select_device"]
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 30, "gmnPoints": 64, "refitPoints": 256, "lr": 0.01}
+DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 30, "gmnPoints": 64, "refitPoints": 256, "lr": 0.01,
+            "quickFitSteps": 100, "quickFitPoints": 64}
 _MAX_GRAPHS = 4096
 KEEP_FITS = 2  # full fits kept on disk per model (the current one and the one before)
 
@@ -109,7 +111,14 @@ class _StudyModel:
         self.net = net
         self.key = key
         self.full: dict[str, dict[str, Any]] = {}  # digest of the full-fit set -> fit state
+        self.sizes: dict[str, int] = {}  # digest -> points of that full-fit set
         self.lock = threading.Lock()
+        # Background full fits: the digest being fitted (one at a time per model), and the state
+        # that answers meanwhile (a quick fit, or an earlier full fit read from disk).
+        self.pending: str | None = None
+        self.interim: tuple[str, int, dict[str, Any]] | None = None  # (kind, points, state)
+        self.job: tuple | None = None  # reserved by this request, queued once it has answered
+        self.forgotten = False
 
 
 class ModelStore:
@@ -117,12 +126,26 @@ class ModelStore:
     studies in parallel threads)."""
 
     def __init__(self, device: str | None = None, max_studies: int = 64,
-                 threads: int | None = None, state_dir: str | os.PathLike | None = None) -> None:
+                 threads: int | None = None, state_dir: str | os.PathLike | None = None,
+                 background_fits: bool = False, fit_threads: int = 1) -> None:
         self.device = select_device(device)
         state_dir = state_dir if state_dir is not None else os.environ.get("HWTUNE_SURROGATE_STATE_DIR")
         self.state_dir = Path(state_dir) if state_dir else None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            for tmp in self.state_dir.glob("*/*/.tmp-*.pt"):  # a save cut short by a crash
+                tmp.unlink(missing_ok=True)
+        # Background full fits (module docstring): at most ``fit_threads`` at once over all
+        # studies, one per model; started lazily.
+        self.background_fits = background_fits
+        self.fit_threads = max(1, int(fit_threads))
+        self._jobs: queue.Queue = queue.Queue()
+        self._workers: list[threading.Thread] = []
+        self._busy = threading.Condition()
+        self._inflight = 0
+        self.background_started = 0  # full fits handed to the background, ever
+        self.background_done = 0
+        self.background_seconds: list[float] = []  # wall seconds of each finished one
         # The nets are tiny: more CPU threads only add contention (a shared node, the operator's
         # own threads). HWTUNE_SURROGATE_THREADS or ``threads`` overrides the default of 1.
         threads = threads or int(os.environ.get("HWTUNE_SURROGATE_THREADS", "1"))
@@ -139,9 +162,17 @@ class ModelStore:
         started = time.perf_counter()
         req = _parse(request)
         model = self._model(req)
-        with model.lock:
-            graphs, index, missing = self._graphs_for(req)
-            answer = self._fit_and_predict(model, req, graphs, index)
+        job = None
+        try:
+            with model.lock:
+                try:
+                    graphs, index, missing = self._graphs_for(req)
+                    answer = self._fit_and_predict(model, req, graphs, index)
+                finally:
+                    job, model.job = model.job, None
+        finally:
+            if job is not None:  # after the answer: the fit thread does not slow this request down
+                self._jobs.put(job)
         answer.update({"version": PROTOCOL_VERSION, "checkpointsMissing": missing,
                        "device": self.device, "seconds": time.perf_counter() - started})
         return answer
@@ -150,6 +181,7 @@ class ModelStore:
         with self._lock:
             keys = [k for k in self._studies if k[0] == study]
             for k in keys:
+                self._studies[k].forgotten = True  # a background fit still running saves nothing
                 del self._studies[k]
             if self.state_dir is not None:
                 shutil.rmtree(self.state_dir / _safe(study), ignore_errors=True)
@@ -187,6 +219,20 @@ class ModelStore:
             log.warning("surrogate: cannot read the saved fit %s (%s); fitting again", path, exc)
             return None
 
+    def _latest_saved(self, key: tuple) -> tuple[int, dict[str, Any]] | None:
+        """The largest saved full fit of this model, whatever its set (an earlier full-fit set of
+        the same study: the set only grows): a warm start while the current one is fitted."""
+        path = self._fit_path(key, 0, "x")
+        if path is None or not path.parent.is_dir():
+            return None
+        for saved in sorted(path.parent.glob("full-*.pt"), reverse=True):
+            try:
+                record = torch.load(saved, map_location=self.device, weights_only=True)
+                return int(saved.name.split("-")[1]), record["state"]
+            except Exception as exc:  # damaged: try the one before
+                log.warning("surrogate: cannot read the saved fit %s (%s)", saved, exc)
+        return None
+
     def _save_fit(self, key: tuple, t: int, digest: str, state: dict[str, Any]) -> None:
         path = self._fit_path(key, t, digest)
         if path is None:
@@ -214,9 +260,10 @@ class ModelStore:
         with self._lock:
             model = self._studies.get(key)
             if model is None:
-                torch.manual_seed(req["seed"])
-                model = _StudyModel(SurrogateNet(req["dx"], req["curveLength"], req["variant"],
-                                                 device=self.device), key)
+                with SEED_LOCK:
+                    torch.manual_seed(req["seed"])
+                    net = SurrogateNet(req["dx"], req["curveLength"], req["variant"], device=self.device)
+                model = _StudyModel(net, key)
                 self._studies[key] = model
                 while len(self._studies) > self.max_studies:
                     self._studies.popitem(last=False)
@@ -263,8 +310,7 @@ class ModelStore:
                          index: dict[Any, int]) -> dict[str, Any]:
         s = req["settings"]
         net = model.net
-        uses_gmn = req["variant"] in ("fms", "fms-nocurve")
-        full_block, full_y = req["full"], req["fullY"]
+        full_block = req["full"]
         digest = req["fullDigest"]
         info: dict[str, Any] = {"points": len(req["train"]), "fullFitPoints": len(full_block)}
         state = model.full.get(digest)
@@ -272,22 +318,17 @@ class ModelStore:
         if state is None:
             state = self._load_fit(model.key, len(full_block), digest)
             if state is not None:
-                model.full[digest] = state
+                self._publish(model, digest, len(full_block), state)
                 info["fullFit"] = {"loaded": True, "seconds": time.perf_counter() - fit_started}
+        if state is None and self.background_fits:
+            # Answer now from a stand-in, fit the full set in the background (module docstring).
+            started = self._start_background(model, req, graphs, index)
+            kind, points, state = self._interim(model, req, graphs, index)
+            info["fullFit"] = {"background": started, "answeredFrom": kind, "answeredFromPoints": points,
+                               "seconds": time.perf_counter() - fit_started}
         if state is None:
-            rows = np.arange(len(full_block))
-            if uses_gmn and len(rows) > s["gmnPoints"]:
-                rng = np.random.default_rng([req["seed"], len(full_block)])
-                rows = np.sort(rng.choice(rows, size=s["gmnPoints"], replace=False))
-            y, mu, sd = _standardise(full_y[rows])
-            net.set_points(_points(full_block.take(rows), index, mu, sd), graphs)
-            result = fit(net, y, steps=s["fullFitSteps"], seed=_seed(req["seed"], len(full_block)),
-                         lr=s["lr"])
-            if result.diverged:  # one retry from another seed
-                result = fit(net, y, steps=s["fullFitSteps"],
-                             seed=_seed(req["seed"], len(full_block) + 7919), lr=s["lr"])
-            state = result.state
-            model.full[digest] = state
+            state, result = self._full_fit(net, req, graphs, index)
+            self._publish(model, digest, len(full_block), state)
             self._save_fit(model.key, len(full_block), digest, state)
             info["fullFit"] = {"mllStart": result.mll_start, "mllEnd": result.mll_end,
                                "diverged": result.diverged, "seconds": time.perf_counter() - fit_started}
@@ -319,6 +360,118 @@ class ModelStore:
             mean, std = predict(net, y, refit.state, rows)
         return {"mean": (mean * sd + mu).tolist(), "std": (std * sd).tolist(), "fit": info}
 
+
+    # -- full fits, now or in the background ----------------------------------------------------
+    def _full_fit(self, net: SurrogateNet, req: dict[str, Any], graphs: list[ParamGraph],
+                  index: dict[Any, int]):
+        """The full fit of the request's full-fit set: a function of that set (seeded start), so
+        whether it runs in the request or in the background, the state is the same."""
+        s = req["settings"]
+        full_block, full_y = req["full"], req["fullY"]
+        rows = np.arange(len(full_block))
+        if req["variant"] in ("fms", "fms-nocurve") and len(rows) > s["gmnPoints"]:
+            rng = np.random.default_rng([req["seed"], len(full_block)])
+            rows = np.sort(rng.choice(rows, size=s["gmnPoints"], replace=False))
+        y, mu, sd = _standardise(full_y[rows])
+        net.set_points(_points(full_block.take(rows), index, mu, sd), graphs)
+        result = fit(net, y, steps=s["fullFitSteps"], seed=_seed(req["seed"], len(full_block)),
+                     lr=s["lr"])
+        if result.diverged:  # one retry from another seed
+            result = fit(net, y, steps=s["fullFitSteps"],
+                         seed=_seed(req["seed"], len(full_block) + 7919), lr=s["lr"])
+        return result.state, result
+
+    def _publish(self, model: _StudyModel, digest: str, points: int, state: dict[str, Any]) -> None:
+        model.full[digest] = state
+        model.sizes[digest] = points
+        model.interim = None  # a full fit is the better start from now on
+
+    def _interim(self, model: _StudyModel, req: dict[str, Any], graphs: list[ParamGraph],
+                 index: dict[Any, int]) -> tuple[str, int, dict[str, Any]]:
+        """What answers while the full fit runs, best first: the stand-in already made for this
+        model; the full fit of the study's previous (smaller) full-fit set, in memory or saved;
+        else a quick fit (``quickFitSteps`` from a seeded start on at most ``quickFitPoints`` of
+        the full-fit set). The refit that follows trains it on the current points."""
+        if model.interim is not None:
+            return model.interim
+        if model.full:
+            digest = max(model.full, key=lambda d: model.sizes.get(d, 0))
+            model.interim = ("previous", model.sizes.get(digest, 0), model.full[digest])
+            return model.interim
+        saved = self._latest_saved(model.key)
+        if saved is not None:
+            model.interim = ("saved", saved[0], saved[1])
+            return model.interim
+        s = req["settings"]
+        full_block, full_y = req["full"], req["fullY"]
+        limit = s["quickFitPoints"]
+        if req["variant"] in ("fms", "fms-nocurve"):
+            limit = min(limit, s["gmnPoints"])
+        rows = np.arange(len(full_block))
+        if len(rows) > limit:
+            rng = np.random.default_rng([req["seed"], len(full_block), limit])
+            rows = np.sort(rng.choice(rows, size=limit, replace=False))
+        y, mu, sd = _standardise(full_y[rows])
+        model.net.set_points(_points(full_block.take(rows), index, mu, sd), graphs)
+        result = fit(model.net, y, steps=s["quickFitSteps"], seed=_seed(req["seed"], len(full_block) + 104729),
+                     lr=s["lr"])
+        model.interim = ("quick", len(rows), result.state)
+        return model.interim
+
+    def _start_background(self, model: _StudyModel, req: dict[str, Any], graphs: list[ParamGraph],
+                          index: dict[Any, int]) -> str:
+        """Reserve the full fit of this request's set for a fit thread (queued when the request
+        has answered) unless one of this model's is queued or running: ``started``, ``running``
+        (this set's), or ``waiting`` (an earlier set's fit runs; a later request starts this
+        one)."""
+        digest = req["fullDigest"]
+        if model.pending is not None:
+            return "running" if model.pending == digest else "waiting"
+        model.pending = digest
+        with self._busy:
+            self._inflight += 1
+            self.background_started += 1
+            while len(self._workers) < self.fit_threads:
+                worker = threading.Thread(target=self._fit_worker, daemon=True,
+                                          name=f"hwtune-surrogate-fit-{len(self._workers)}")
+                worker.start()
+                self._workers.append(worker)
+        model.job = (model, req, graphs, index)
+        return "started"
+
+    def _fit_worker(self) -> None:
+        while True:
+            model, req, graphs, index = self._jobs.get()
+            started = time.perf_counter()
+            digest = req["fullDigest"]
+            try:
+                # Its own net: the request threads keep using the model's.
+                with SEED_LOCK:
+                    net = SurrogateNet(req["dx"], req["curveLength"], req["variant"], device=self.device)
+                state, _ = self._full_fit(net, req, graphs, index)
+                with self._lock:  # forget() holds it too: a forgotten study saves nothing
+                    if not model.forgotten:
+                        self._save_fit(model.key, len(req["full"]), digest, state)
+                with model.lock:
+                    self._publish(model, digest, len(req["full"]), state)
+                self.background_seconds.append(time.perf_counter() - started)
+            except Exception:  # the interim answers go on; the next request tries again
+                log.exception("surrogate: background full fit of %s failed", model.key[0])
+            finally:
+                model.pending = None
+                with self._busy:
+                    self._inflight -= 1
+                    self.background_done += 1
+                    self._busy.notify_all()
+
+    def wait_background(self, timeout: float | None = None) -> bool:
+        """Block until no background fit is queued or running; False on timeout."""
+        with self._busy:
+            return self._busy.wait_for(lambda: self._inflight == 0, timeout)
+
+    def background_running(self) -> int:
+        with self._busy:
+            return self._inflight
 
 def _refit_rows(n: int, limit: int, seed: int) -> np.ndarray:
     """All rows when n <= limit; else the latest limit/2 rows and a seeded sample of the rest
