@@ -16,6 +16,19 @@ improving and keep the best step's state. FMS variants: the GMN is trained joint
 ``gmnPoints`` of the points (message passing over every checkpoint graph at every Adam step is
 the expensive part on a CPU), and every fit encodes only its training points' checkpoints.
 
+Background full fits (``background_fits=True``: ``hwtune surrogate serve``'s default; in process
+``surrogateBackgroundFits``): a full fit on 256 points costs seconds on a CPU, so a request whose
+full fit is neither in memory nor saved does not wait for it. It reserves the fit for a fit
+thread (at most ``fit_threads`` over all studies, one per model at a time; queued once the
+request has answered, so the two do not compete), and answers from a stand-in: the one this model
+already has, else the study's previous (smaller) full fit in memory or on disk, else a quick fit
+(``quickFitSteps`` on at most ``quickFitPoints`` points), refit on the current points as usual.
+The thread fits on its own copy of the network, saves the state (temporary file, then rename),
+and publishes it; later requests answer from it exactly as a fit in the request would. Answers
+given meanwhile depend on timing; the engine records every suggestion and replays them on a
+rebuild, so a study's past never does. Seeded starts hold ``models.SEED_LOCK`` (torch's
+generator is per process).
+
 Checkpoints are read by location (a directory or fsspec URI holding an hwtune checkpoint, or a
 file written with ``torch.save``); unreadable ones count as "no checkpoint" and are reported in
 ``checkpointsMissing``.
@@ -60,7 +73,7 @@ __all__ = ["KEEP_FITS", "ModelStore", "load_graph", "select_device"]
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"fullFitSteps": 1000, "refitSteps": 30, "gmnPoints": 64, "refitPoints": 256, "lr": 0.01,
-            "quickFitSteps": 100, "quickFitPoints": 64}
+            "quickFitSteps": 30, "quickFitPoints": 64}
 _MAX_GRAPHS = 4096
 KEEP_FITS = 2  # full fits kept on disk per model (the current one and the one before)
 
