@@ -189,6 +189,11 @@ def test_the_service_answers_from_the_stand_in_and_reports_background_fits(tmp_p
             health = json.loads(resp.read())
         assert health["backgroundFits"] is True and health["backgroundFitsRunning"] == 0
         assert health["persistedStudies"] == 1
+        with urllib.request.urlopen(f"{srv.url}/metrics", timeout=10) as resp:
+            scrape = resp.read().decode()
+        # The stand-in is no full fit; the background fit is counted when it ends.
+        assert 'hwtune_surrogate_fit_seconds_count{kind="background"} 1.0' in scrape
+        assert 'kind="full"' not in scrape
         bad = urllib.request.Request(f"{srv.url}/v1/predict", data=b'{"version": 2}', method="POST",
                                      headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as err:

@@ -21,7 +21,7 @@ class ServiceMetrics:
         disable_created_metrics()
         self.registry = r = CollectorRegistry()
         self.fit_seconds = Histogram(
-            "hwtune_surrogate_fit_seconds", "Model fitting within one predict request (seconds).",
+            "hwtune_surrogate_fit_seconds", "Model fitting in a predict request, or a background full fit (seconds).",
             labelnames=["kind"], buckets=FIT_BUCKETS, registry=r)
         self.predict_seconds = Histogram(
             "hwtune_surrogate_predict_seconds",

@@ -51,6 +51,7 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
                ) -> web.Application:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hwtune-surrogate")
     metrics = ServiceMetrics(store.device, lambda: len(store.studies()))
+    store.on_background_fit = lambda seconds: metrics.fit_seconds.labels("background").observe(seconds)
 
     @web.middleware
     async def count(request: web.Request, handler):
@@ -73,7 +74,9 @@ def create_app(store: ModelStore, *, workers: int = 2, max_body: int = DEFAULT_M
         for kind, key in (("full", "fullFit"), ("refit", "refit")):
             part = info.get(key) or {}
             seconds = part.get("seconds")
-            if seconds is not None and not part.get("loaded"):  # a fit reloaded from disk is no fit
+            # A fit reloaded from disk is no fit; a background fit's stand-in is timed by the
+            # refit, the background fit itself when it ends (kind "background").
+            if seconds is not None and not part.get("loaded") and "background" not in part:
                 metrics.fit_seconds.labels(kind).observe(seconds)
         return answer
 

@@ -58,7 +58,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -159,6 +159,7 @@ class ModelStore:
         self.background_started = 0  # full fits handed to the background, ever
         self.background_done = 0
         self.background_seconds: list[float] = []  # wall seconds of each finished one
+        self.on_background_fit: Callable[[float], None] | None = None  # the service's metric
         # The nets are tiny: more CPU threads only add contention (a shared node, the operator's
         # own threads). HWTUNE_SURROGATE_THREADS or ``threads`` overrides the default of 1.
         threads = threads or int(os.environ.get("HWTUNE_SURROGATE_THREADS", "1"))
@@ -467,7 +468,10 @@ class ModelStore:
                         self._save_fit(model.key, len(req["full"]), digest, state)
                 with model.lock:
                     self._publish(model, digest, len(req["full"]), state)
-                self.background_seconds.append(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.background_seconds.append(seconds)
+                if self.on_background_fit is not None:
+                    self.on_background_fit(seconds)
             except Exception:  # the interim answers go on; the next request tries again
                 log.exception("surrogate: background full fit of %s failed", model.key[0])
             finally:
