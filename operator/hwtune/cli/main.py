@@ -563,6 +563,10 @@ def surrogate_bench(
     run_seed: Optional[list[int]] = typer.Option(
         None, "--run-seed", min=0, help="Run only this seed (repeatable, in this order; several "
         "processes share the work, each run is claimed by one)"),
+    transfer: bool = typer.Option(
+        False, "--transfer", help="Also the transfer setting: the surrogates meta-trained on an "
+        "earlier study of the same hub (another task's table, built and cached too); methods "
+        "fms+t, dyhpo+t, gp+t (joint) and fms+pre, dyhpo+pre, gp+pre (pretrained)"),
 ) -> None:
     """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
     the FMS paper's numbers."""
@@ -570,14 +574,16 @@ def surrogate_bench(
         from hwtune.surrogate.bench import run_benchmark
     except ImportError as exc:
         raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp"}
+    from hwtune.surrogate.bench import TRANSFER_METHODS
+
+    known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp", *TRANSFER_METHODS}
     for m in method or []:
         if m not in known:
             raise _fail(f"--method: unknown method {m!r} (one of {', '.join(sorted(known))})")
     text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 5), latency=latency,
                          json_path=json_out, log=lambda m: errors.print(m, highlight=False),
                          only=method or None, multi_objective=multi_objective,
-                         run_seeds=run_seed or None)
+                         run_seeds=run_seed or None, transfer=transfer)
     console.print(text, highlight=False, soft_wrap=True)
 
 
