@@ -369,6 +369,7 @@ def measure_latency(sizes: Sequence[int], repeats: int = 3, settings: Mapping[st
 
 # -- the command ------------------------------------------------------------------------------------
 RUNS_VERSION = 3  # bump when a change to the models or the runs makes cached outcomes stale
+META_VERSION = 2  # the same for transfer runs only (hwtune.surrogate.meta's choice of points)
 
 
 def _runs_path(cfg: BenchConfig, transfer: str | None = None) -> Path:
@@ -379,7 +380,7 @@ def _runs_path(cfg: BenchConfig, transfer: str | None = None) -> Path:
     fields: dict[str, Any] = {"v": RUNS_VERSION, "model": dict(cfg.model), "grid": len(cfg.grid()),
                               "epochs": cfg.epochs}
     if transfer is not None:
-        fields.update(transfer=transfer, settings=TRANSFER_SETTINGS)
+        fields.update(transfer=transfer, settings=TRANSFER_SETTINGS, meta=META_VERSION)
     key = json.dumps(fields, sort_keys=True)
     return cache_root() / cfg.name / f"runs-{hashlib.sha1(key.encode()).hexdigest()[:10]}.jsonl"
 

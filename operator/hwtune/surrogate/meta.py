@@ -16,8 +16,10 @@ ways to use them (``algorithm.settings.transferMode``):
   "pretrained surrogate"); refits and predictions then use this study's points only, starting
   from the pretrained network and kernel.
 
-``transferPoints`` (default 128) caps the earlier points: every earlier trial's last point
-first (what a final-level prediction needs most), then a seeded sample of the other levels.
+``transferPoints`` (default 128) caps the earlier points: every earlier trial's final value
+seen from no curve at all first (what ranking configs this study has not tried needs), then a
+seeded sample of the others: the next level from the curve so far (what a resume asks), and the
+final value from the first k levels (what a forecast of a started config asks).
 
 numpy only: this runs in the engine; the model (in process or the service) just sees points.
 """
@@ -87,6 +89,19 @@ def _level(level: int, old_max: int, new_max: int) -> int:
     return int(min(new_max, max(1, round(level * new_max / old_max))))
 
 
+def _point(trial: Any, study: Any, x: np.ndarray, losses: Mapping[int, np.ndarray], level: int,
+           k: int, new_max: int) -> SourcePoint:
+    """The value at ``level`` seen from the curve's first ``k`` levels (and, for FMS, the
+    checkpoint of level k: the weights a forecast from k levels would see)."""
+    old_k = None
+    for lv, _ in trial.curve:  # the earlier study's level that maps to k
+        if _level(lv, study.max_resource, new_max) == k:
+            old_k = lv
+    location = trial.checkpoint_at(0 if k == 0 else old_k) if (k == 0 or old_k is not None) else None
+    return SourcePoint(x, level, {lv: v for lv, v in losses.items() if lv <= k}, losses[level],
+                       None if location is None else (location, 0 if k == 0 else int(old_k)))
+
+
 def source_points(context: SearchContext, studies: Sequence[Any], matches: Sequence[Any],
                   limit: int, encode) -> list[SourcePoint]:
     """At most ``limit`` points of the earlier studies (see the module docstring), as a function
@@ -119,25 +134,29 @@ def source_points(context: SearchContext, studies: Sequence[Any], matches: Seque
                 except KeyError:
                     continue
             losses = {lv: v for lv, v in losses.items() if np.all(np.isfinite(v))}
-            points = []
-            for level in sorted(losses):
-                old_level = None
-                for lv, _ in trial.curve:  # the earlier study's level that maps here
-                    if _level(lv, study.max_resource, new_max) == level:
-                        old_level = lv
-                start = None if old_level is None else trial.checkpoint_at(old_level - 1)
-                points.append(SourcePoint(
-                    x, level, {lv: v for lv, v in losses.items() if lv < level}, losses[level],
-                    None if start is None or old_level is None else (start, max(0, old_level - 1))))
-            if points:
-                per_trial.append((points, trial.trial_id))
+            levels = sorted(losses)
+            if not levels:
+                continue
+            # What the model is asked for: the next level from the curve so far (a resume), and
+            # a config's final value from its first k levels (k = 0: a config not started yet,
+            # which is what ranking the untried configs needs). So every trial gives its final
+            # value with no curve first, then those two kinds of points at each earlier level.
+            last = levels[-1]
+            points = [_point(trial, study, x, losses, last, 0, new_max)]
+            for i, level in enumerate(levels):
+                if i > 0:
+                    points.append(_point(trial, study, x, losses, level, levels[i - 1], new_max))
+                if level != last:
+                    points.append(_point(trial, study, x, losses, last, level, new_max))
+            per_trial.append((points, trial.trial_id))
+
     if not per_trial:
         return []
     # Every trial's last point first (a random subset when even those are too many), then a
     # seeded sample of the other points.
     order = rng.permutation(len(per_trial))
-    chosen = [per_trial[i][0][-1] for i in order[:limit]]
-    rest = [p for i in order for p in per_trial[i][0][:-1]]
+    chosen = [per_trial[i][0][0] for i in order[:limit]]
+    rest = [p for i in order for p in per_trial[i][0][1:]]
     room = limit - len(chosen)
     if room > 0 and rest:
         pick = rng.choice(len(rest), size=min(room, len(rest)), replace=False)
