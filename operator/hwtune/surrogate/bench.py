@@ -369,7 +369,7 @@ def measure_latency(sizes: Sequence[int], repeats: int = 3, settings: Mapping[st
 
 # -- the command ------------------------------------------------------------------------------------
 RUNS_VERSION = 3  # bump when a change to the models or the runs makes cached outcomes stale
-META_VERSION = 2  # the same for transfer runs only (hwtune.surrogate.meta's choice of points)
+META_VERSION = 3  # the same for transfer runs only (hwtune.surrogate.meta's choice of points)
 
 
 def _runs_path(cfg: BenchConfig, transfer: str | None = None) -> Path:

@@ -323,6 +323,9 @@ class SurrogateCore:
                                   self._checkpoint(probe, 0)))
             cands.append(("new", config, hw, level))
         test = PointBlock.stack(rows, dx, self.context.max_resource)
+        if self.transfer and not np.any(train.x[:, -1] == 0):
+            # Nothing of this study's own yet: ask as the earlier task, the best guess there is.
+            test.x[:, -1] = 1.0
         answer = self.ask(train, y, full, full_y, test, dx)
         if answer is None:
             return self._random(rng, paused, fresh)

@@ -144,8 +144,8 @@ def source_points(context: SearchContext, studies: Sequence[Any], matches: Seque
             last = levels[-1]
             points = [_point(trial, study, x, losses, last, 0, new_max)]
             for i, level in enumerate(levels):
-                if i > 0:
-                    points.append(_point(trial, study, x, losses, level, levels[i - 1], new_max))
+                points.append(_point(trial, study, x, losses, level, levels[i - 1] if i else 0,
+                                     new_max))
                 if level != last:
                     points.append(_point(trial, study, x, losses, last, level, new_max))
             per_trial.append((points, trial.trial_id))
