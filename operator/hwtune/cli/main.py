@@ -188,8 +188,13 @@ def tune(
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    from hwtune.api import algorithms
+
+    how = run.config.transfer_method if algorithms.searcher(run.config.searcher_name).needs_transfer \
+        else f"{run.config.searcher_name} surrogate meta-trained, " \
+             f"{run.config.settings.get('transferMode', 'joint')}"
     for past in run.config.transfer_studies:
-        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+        console.print(f"transfer ({how}) from {past.name}: "
                       f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
