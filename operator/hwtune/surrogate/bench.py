@@ -108,6 +108,11 @@ TRANSFER_METHODS = {"fms+t": ("fms", "joint"), "dyhpo+t": ("dyhpo", "joint"),
                     "dyhpo+pre": ("dyhpo", "pretrain"), "gp+pre": ("gp", "pretrain")}
 DEFAULT_TRANSFER = ("fms+t", "dyhpo+t", "gp+t")
 TRANSFER_SETTINGS = {"transferPoints": 128}
+QUICK_TRANSFER_SETTINGS = {"transferPoints": 24}  # CI: fewer earlier checkpoints to encode
+
+
+def _transfer_settings(cfg: BenchConfig) -> dict[str, Any]:
+    return dict(QUICK_TRANSFER_SETTINGS if cfg is QUICK else TRANSFER_SETTINGS)
 
 
 def cache_root() -> Path:
@@ -263,7 +268,7 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
     elif method == "asha":
         spec = _spec(table, "mo-asha" if mo else "asha", "random", seed, {}, mo)
     elif transfer:
-        settings = {**cfg.model, **TRANSFER_SETTINGS, "transferMode": transfer_mode}
+        settings = {**cfg.model, **_transfer_settings(cfg), "transferMode": transfer_mode}
         spec = _spec(table, "dyhpo", "dyhpo" if variant == "gp" else variant, seed, settings, mo,
                      [s.name for s in transfer])
     else:
@@ -380,7 +385,7 @@ def _runs_path(cfg: BenchConfig, transfer: str | None = None) -> Path:
     fields: dict[str, Any] = {"v": RUNS_VERSION, "model": dict(cfg.model), "grid": len(cfg.grid()),
                               "epochs": cfg.epochs}
     if transfer is not None:
-        fields.update(transfer=transfer, settings=TRANSFER_SETTINGS, meta=META_VERSION)
+        fields.update(transfer=transfer, settings=_transfer_settings(cfg), meta=META_VERSION)
     key = json.dumps(fields, sort_keys=True)
     return cache_root() / cfg.name / f"runs-{hashlib.sha1(key.encode()).hexdigest()[:10]}.jsonl"
 
@@ -554,7 +559,7 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
     lines = [f"Transfer (the FMS paper's transfer setting): the surrogate first learns from an "
              f"earlier study, {source_cfg.name} ({len(source.trials)} configs of the same grid "
              f"and hub fine-tuned {source_cfg.epochs} epochs on {source_cfg.target}: at most "
-             f"{TRANSFER_SETTINGS['transferPoints']} of its points, every config's last one "
+             f"{_transfer_settings(cfg)['transferPoints']} of its points, every config's last one "
              f"first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
              f"(earlier and own points in one GP, a task-indicator input); '+pre': pretrained on "
              f"the earlier points, then fitted on its own. 'without' = the plain runs above of "
