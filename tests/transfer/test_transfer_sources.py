@@ -180,6 +180,13 @@ def test_records_round_trip_through_json(tmp_path: Path) -> None:
     study = load_workdir(write_workdir(tmp_path / "old"))
     again = study_from_dict(json.loads(json.dumps(study_to_dict(study))))
     assert again == study
+    # Checkpoint locations (what a surrogate with a weight encoder learns from) survive too.
+    first = study.trials[0]
+    with_ckpts = study.subset([type(first)(first.trial_id, first.config, first.hardware, first.phase,
+                                           first.curve, ((0, "/hub/a.pt"), (1, "/ck/0/epoch-1.pt")))])
+    again = study_from_dict(json.loads(json.dumps(study_to_dict(with_ckpts))))
+    assert again == with_ckpts and again.trials[0].checkpoint_at(1) == "/ck/0/epoch-1.pt"
+    assert again.trials[0].checkpoint_at(2) is None
     with pytest.raises(TransferError, match="snap: malformed earlier study"):
         study_from_dict({"name": "x"}, "snap")
 
