@@ -217,3 +217,12 @@ def test_table_on_a_hardware_choice_prices_runtime_and_cost() -> None:
     assert final["runtime"] == pytest.approx(expected)
     assert final["cost"] == pytest.approx(config.hardware_model.cost(expected, hw))
     assert final["runtime"] < 3.0  # faster than the reference device
+
+
+def test_a_trial_objects_last_checkpoint_is_kept_at_its_last_level() -> None:
+    objs = trial_objects()
+    objs[0]["status"]["lastCheckpoint"] = "s3://ckpt/old/0"
+    study = from_trial_objects("old", objs, study_spec=SPEC)
+    first, second = study.trials[0], study.trials[1]
+    assert first.checkpoints == ((first.last_resource, "s3://ckpt/old/0"),)
+    assert second.checkpoints == ()

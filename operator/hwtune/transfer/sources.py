@@ -239,6 +239,11 @@ def from_trial_objects(name: str, trials: Iterable[Mapping[str, Any]], *,
                 if metric not in last and isinstance(value, (int, float)) and not isinstance(
                         value, bool) and math.isfinite(value):
                     last[metric] = float(value)
-        out[tid] = PastTrial(tid, dict(params), hardware_choice, phase, tuple(sorted(curve.items())))
+        # The newest checkpoint (of the last reported level) lets FMS learn from its weights.
+        last_ckpt = status.get("lastCheckpoint")
+        ckpts = ((max(curve), last_ckpt),) if curve and isinstance(last_ckpt, str) and last_ckpt \
+            else ()
+        out[tid] = PastTrial(tid, dict(params), hardware_choice, phase, tuple(sorted(curve.items())),
+                             ckpts)
     return PastStudy(name, source, parameters, objectives, hardware, max_resource,
                      tuple(out[t] for t in sorted(out)))
