@@ -559,8 +559,8 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
     lines = [f"Transfer (the FMS paper's transfer setting): the surrogate first learns from an "
              f"earlier study, {source_cfg.name} ({len(source.trials)} configs of the same grid "
              f"and hub fine-tuned {source_cfg.epochs} epochs on {source_cfg.target}: at most "
-             f"{_transfer_settings(cfg)['transferPoints']} of its points, every config's last one "
-             f"first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
+             f"{_transfer_settings(cfg)['transferPoints']} of its points, every config's final value "
+             f"seen from no curve first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
              f"(earlier and own points in one GP, a task-indicator input); '+pre': pretrained on "
              f"the earlier points, then fitted on its own. 'without' = the plain runs above of "
              f"the same seeds.",
