@@ -17,6 +17,9 @@ is reached only paused trials are scored (``suggest_resume``).
 The searcher (``searcher: dyhpo`` etc. under another scheduler, e.g. asha) proposes new configs
 only: EI at the first level over fresh candidates.
 
+Transfer (``transfer.fromStudies``): the earlier studies' points join the training data with a
+task indicator (``hwtune.surrogate.meta``; ``transferMode`` joint or pretrain).
+
 Where the model runs: in process (torch), or the surrogate service when
 ``algorithm.settings.surrogateUrl`` is set. When the service is down or slower than
 ``surrogateTimeoutSeconds`` (default 10), that suggestion falls back to the built-in random
@@ -230,7 +233,7 @@ class SurrogateCore:
                 pts.append((tid, level, loss))
         src = self.source() if self.transfer else []
         joint = bool(src) and self.transfer_mode == "joint"
-        if len(pts) < (0 if joint else 2) or (self.transfer and not src and len(pts) < 2):
+        if len(pts) < (0 if joint else 2):
             return None
         if pts:
             dx = len(self.encode(records[pts[0][0]].config, records[pts[0][0]].hardware))
