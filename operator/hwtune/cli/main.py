@@ -589,7 +589,7 @@ def surrogate_bench(
                          json_path=json_out, log=lambda m: errors.print(m, highlight=False),
                          only=method or None, multi_objective=multi_objective,
                          run_seeds=run_seed or None, transfer=transfer)
-    console.print(text, highlight=False, soft_wrap=True)
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",
