@@ -572,6 +572,9 @@ def surrogate_bench(
         False, "--transfer", help="Also the transfer setting: the surrogates meta-trained on an "
         "earlier study of the same hub (another task's table, built and cached too); methods "
         "fms+t, dyhpo+t, gp+t (joint) and fms+pre, dyhpo+pre, gp+pre (pretrained)"),
+    transfer_source: str = typer.Option(
+        "noisy", "--transfer-source", help="The earlier study of --transfer: noisy (the hub "
+        "fine-tuned on noisy ten-class digits) or resplit (the same task, another data split)"),
 ) -> None:
     """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
     the FMS paper's numbers."""
@@ -579,7 +582,11 @@ def surrogate_bench(
         from hwtune.surrogate.bench import run_benchmark
     except ImportError as exc:
         raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    from hwtune.surrogate.bench import TRANSFER_METHODS
+    from hwtune.surrogate.bench import TRANSFER_METHODS, TRANSFER_SOURCE_SETS
+
+    if transfer_source not in TRANSFER_SOURCE_SETS:
+        raise _fail(f"--transfer-source: unknown {transfer_source!r} (one of "
+                    f"{', '.join(TRANSFER_SOURCE_SETS)})")
 
     known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp", *TRANSFER_METHODS}
     for m in method or []:
@@ -588,7 +595,8 @@ def surrogate_bench(
     text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 5), latency=latency,
                          json_path=json_out, log=lambda m: errors.print(m, highlight=False),
                          only=method or None, multi_objective=multi_objective,
-                         run_seeds=run_seed or None, transfer=transfer)
+                         run_seeds=run_seed or None, transfer=transfer,
+                         transfer_source=transfer_source)
     console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 

@@ -62,6 +62,7 @@ class BenchConfig:
     model: Mapping[str, Any] = field(default_factory=dict)
     surrogates: tuple[str, ...] = ("fms", "dyhpo", "gp")
     hub_from: str | None = None  # use that benchmark's hub (the same pretrained models)
+    split_seed: int = 0  # the target task's train/validation split
 
     def grid(self) -> list[dict[str, Any]]:
         hubs = [f"{arch}@{src}" for src in self.sources for arch in hub.ARCHS]
@@ -102,6 +103,15 @@ TRANSFER_SOURCES = {
     QUICK.name: dataclasses.replace(QUICK, name="fms-digits2-quick-noisy", target="digits-noisy",
                                     hub_from=QUICK.name),
 }
+# A closer earlier study (``--transfer-source resplit``): the same task, digits-b, on another
+# train/validation split -- an earlier study of a previous data snapshot.
+RESPLIT_SOURCES = {
+    FULL.name: dataclasses.replace(FULL, name="fms-digits2-resplit", split_seed=1,
+                                   hub_from=FULL.name),
+    QUICK.name: dataclasses.replace(QUICK, name="fms-digits2-quick-resplit", split_seed=1,
+                                    hub_from=QUICK.name),
+}
+TRANSFER_SOURCE_SETS = {"noisy": TRANSFER_SOURCES, "resplit": RESPLIT_SOURCES}
 # method -> (surrogate variant, transferMode); "+t" is the default (joint) mode.
 TRANSFER_METHODS = {"fms+t": ("fms", "joint"), "dyhpo+t": ("dyhpo", "joint"),
                     "gp+t": ("gp", "joint"), "fms+pre": ("fms", "pretrain"),
@@ -178,7 +188,7 @@ def build_table(cfg: BenchConfig, log: Callable[[str], None] = print) -> Path:
     if not table_path.exists():
         root.mkdir(parents=True, exist_ok=True)
         table_path.write_text(json.dumps(header.to_json(), separators=(",", ":")) + "\n")
-    x, y, xv, yv = hub.load_task(cfg.target)
+    x, y, xv, yv = hub.load_task(cfg.target, seed=cfg.split_seed)
     for cid, config in enumerate(grid):
         if cid in done:
             continue
@@ -441,7 +451,7 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
                   json_path: Path | None = None, log: Callable[[str], None] = print,
                   surrogates: Sequence[str] | None = None, multi_objective: bool = True,
                   only: Sequence[str] | None = None, run_seeds: Sequence[int] | None = None,
-                  transfer: bool = False) -> str:
+                  transfer: bool = False, transfer_source: str = "noisy") -> str:
     """Build (or reuse) the table, run every method for ``seeds`` seeds (each finished run is
     cached next to the table, so an interrupted or split benchmark resumes; ``only``: run just
     these methods, ``run_seeds``: just these seeds, in this order, so that several processes
@@ -487,7 +497,7 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
             outcome(variant, seed, variant, False)
     t_text = ""
     if transfer:
-        source_cfg = TRANSFER_SOURCES[cfg.name]
+        source_cfg = TRANSFER_SOURCE_SETS[transfer_source][cfg.name]
         source = _source_study(source_cfg, log)
         t_path = _runs_path(cfg, source_cfg.name)
         t_cached = _load_runs(t_path)
@@ -558,7 +568,8 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
     best = float(table.metric_array("val_error")[:, 0, :].min())
     lines = [f"Transfer (the FMS paper's transfer setting): the surrogate first learns from an "
              f"earlier study, {source_cfg.name} ({len(source.trials)} configs of the same grid "
-             f"and hub fine-tuned {source_cfg.epochs} epochs on {source_cfg.target}: at most "
+             f"and hub fine-tuned {source_cfg.epochs} epochs on {source_cfg.target}"
+             f"{'' if not source_cfg.split_seed else ', another train/validation split'}: at most "
              f"{_transfer_settings(cfg)['transferPoints']} of its points, every config's final value "
              f"seen from no curve first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
              f"(earlier and own points in one GP, a task-indicator input); '+pre': pretrained on "
