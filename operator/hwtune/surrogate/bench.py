@@ -574,14 +574,15 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
              f"seen from no curve first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
              f"(earlier and own points in one GP, a task-indicator input); '+pre': pretrained on "
              f"the earlier points, then fitted on its own. 'without' = the plain runs above of "
-             f"the same seeds.",
+             f"the same seeds; 'better': seeds (of those) where the all-config tau beat the "
+             f"plain run's at {a} / {b}.",
              f"Copying the earlier study's ranking (its final val error per config) gives Kendall "
              f"tau {_source_tau(source, table):.2f} against this table's, over all {n} configs.",
              "",
              f"Kendall tau (b), aligned by config, median [min, max] over seeds:",
              f"  {'method':<20} {'all @' + str(a):>18} {'all @' + str(b):>18} "
              f"{'started @' + str(a):>18} {'started @' + str(b):>18} {'n started':>10}   "
-             f"{'without: all @' + str(a) + ' / @' + str(b):>24}   paper (50 / 100)"]
+             f"{'without: all @' + str(a) + ' / @' + str(b):>24}  {'better':>7}   paper (50 / 100)"]
     names = {**SURROGATES}
     methods = [m for m in TRANSFER_METHODS if any(o.method == m for o in runs)]
     for m in methods:
@@ -598,8 +599,13 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
         paper = PAPER_TAU.get(variant)
         ptxt = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "-"
         label = f"{names[variant]} {'+t' if mode == 'joint' else '+pre'}"
+        # Paired by seed: on how many seeds the all-config tau beat the plain run's.
+        plain_of = {o.seed: o for o in base}
+        better = "/".join(str(sum(1 for o in mine if o.seed in plain_of and c in o.tau_at
+                                  and c in plain_of[o.seed].tau_at
+                                  and o.tau_at[c] > plain_of[o.seed].tau_at[c])) for c in (a, b))
         lines.append(f"  {label:<20} " + " ".join(f"{c:>18}" for c in cells)
-                     + f" {ntxt:>10}   {wtxt:>24}   {ptxt}  ({len(mine)} of {seeds} seeds)")
+                     + f" {ntxt:>10}   {wtxt:>24}  {better:>7}   {ptxt}  ({len(mine)} of {seeds} seeds)")
     lines.append("")
     lines.append(f"Regret (best val error found - table best {best:.4f}), median over seeds, "
                  f"with transfer / without:")
