@@ -609,7 +609,7 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
     lines.append("")
     lines.append(f"Regret (best val error found - table best {best:.4f}), median over seeds, "
                  f"with transfer / without:")
-    lines.append("  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>16}" for c in cfg.regret_at))
+    lines.append("  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>18}" for c in cfg.regret_at))
     for m in methods:
         variant, mode = TRANSFER_METHODS[m]
         mine = [o for o in runs if o.method == m]
@@ -621,7 +621,7 @@ def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
             cells.append(f"{(f'{statistics.median(w):.4f}' if w else 'n/a')} / "
                          f"{(f'{statistics.median(wo):.4f}' if wo else 'n/a')}")
         label = f"{names[variant]} {'+t' if mode == 'joint' else '+pre'}"
-        lines.append("  " + f"{label:<20}" + "".join(f"{c:>16}" for c in cells))
+        lines.append("  " + f"{label:<20}" + "".join(f"{c:>18}" for c in cells))
     secs = {m: statistics.mean([o.seconds for o in runs if o.method == m]) for m in methods}
     lines.append("  wall seconds per run: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
     return "\n".join(lines)
