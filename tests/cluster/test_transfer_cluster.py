@@ -106,3 +106,35 @@ def test_operator_fails_a_study_whose_earlier_study_is_missing(
     text = json.dumps(ops.study_status(cluster, "orphan", namespace))
     assert f"TuningStudy {namespace}/never-ran not found" in text
     assert not ops.get(cluster, "tuningtrials", namespace, "hwtune.io/study=orphan")
+
+
+def test_operator_meta_trains_the_dyhpo_surrogate_on_a_finished_study(
+        cluster: Any, namespace: str, operator: Any) -> None:
+    """Searcher dyhpo with transfer.fromStudies through the embedded operator: the earlier
+    TuningStudy's trials join the surrogate's data; every suggestion comes from the model."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gpytorch")
+    from tests.cluster import test_operator_studies as ops
+    from tests.cluster.trial_driver import TrialDriver
+
+    old = ops.study_doc("old-meta", max_trials=5, parallel=3, max_epoch=3)
+    new = ops.study_doc("new-meta", scheduler="asha", max_trials=3, parallel=1, max_epoch=3)
+    new["spec"]["algorithm"].update(searcher="dyhpo", settings={
+        "fullFitSteps": 20, "refitSteps": 3, "freshCandidates": 8})
+    new["spec"]["transfer"] = {"fromStudies": ["old-meta"]}
+    driver = TrialDriver(cluster.kubeconfig, namespace).start()
+    try:
+        ops.apply(cluster, old, namespace)
+        ops.wait_completed(cluster, "old-meta", namespace, driver)
+        ops.apply(cluster, new, namespace)
+        status = ops.wait_completed(cluster, "new-meta", namespace, driver)
+    finally:
+        driver.stop()
+    assert not driver.errors, driver.errors
+    assert status["trials"]["total"] == 3
+    events = json.loads(cluster.kubectl(
+        "-n", namespace, "get", "events", "-o", "json",
+        "--field-selector", "involvedObject.name=new-meta").stdout)["items"]
+    reasons = [e.get("reason") for e in events]
+    assert "Launched" in reasons  # the study's Events are there ...
+    assert "SurrogateFallback" not in reasons, [e.get("message") for e in events]  # ... no fallback

@@ -58,3 +58,33 @@ def test_the_command_refuses_an_unknown_method_clearly():
     assert result.exit_code != 0
     assert "--method: unknown method 'bohb'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_quick_benchmark_covers_the_transfer_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWTUNE_CACHE_DIR", str(tmp_path))
+    out = tmp_path / "numbers.json"
+    text = bench.run_benchmark(quick=True, seeds=1, latency=False, multi_objective=False,
+                               transfer=True, json_path=out, log=lambda m: None,
+                               only=["dyhpo", "fms+t", "dyhpo+t", "gp+t"])
+    # The earlier study is a second table of the same hub, by real training, with checkpoints.
+    source_cfg = bench.TRANSFER_SOURCES[bench.QUICK.name]
+    source_path = tmp_path / "fms" / source_cfg.name / "table.jsonl"
+    source = load_table(source_path)
+    assert len(source.configs()) == len(bench.QUICK.grid())
+    initial, epochs = bench.load_checkpoints(source_path)[0]
+    assert "fms-digits2-quick/hub/" in initial and len(epochs) == bench.QUICK.epochs
+    numbers = json.loads(out.read_text())
+    runs = {r["method"]: r for r in numbers["transferRuns"]}
+    assert set(runs) == {"fms+t", "dyhpo+t", "gp+t"}
+    for r in runs.values():
+        assert set(r["tau_at"]) == {str(c) for c in bench.QUICK.tau_at} or \
+            set(r["tau_at"]) == set(bench.QUICK.tau_at)
+        assert all(-1.0 <= v <= 1.0 for v in r["tau_at"].values())
+        assert r["fallbacks"] == 0  # the model answered every suggestion
+    section = text.split("Transfer (the FMS paper's transfer setting)")[1]
+    assert re.search(r"Copying the earlier study's ranking .* gives Kendall tau -?\d\.\d\d", section)
+    for name in ("FMS-GMN \\+t", "DyHPO \\+t", "GP \\+t"):
+        assert re.search(rf"^\s+{name}\s+-?\d", section, re.M), name
+    # DyHPO's plain run of the same seed is the 'without' column.
+    assert re.search(r"^\s+DyHPO \+t .*\s-?\d\.\d\d / -?\d\.\d\d\s+[01]/[01]\s+0\.74 / 0\.77",
+                     section, re.M)

@@ -180,6 +180,13 @@ def test_records_round_trip_through_json(tmp_path: Path) -> None:
     study = load_workdir(write_workdir(tmp_path / "old"))
     again = study_from_dict(json.loads(json.dumps(study_to_dict(study))))
     assert again == study
+    # Checkpoint locations (what a surrogate with a weight encoder learns from) survive too.
+    first = study.trials[0]
+    with_ckpts = study.subset([type(first)(first.trial_id, first.config, first.hardware, first.phase,
+                                           first.curve, ((0, "/hub/a.pt"), (1, "/ck/0/epoch-1.pt")))])
+    again = study_from_dict(json.loads(json.dumps(study_to_dict(with_ckpts))))
+    assert again == with_ckpts and again.trials[0].checkpoint_at(1) == "/ck/0/epoch-1.pt"
+    assert again.trials[0].checkpoint_at(2) is None
     with pytest.raises(TransferError, match="snap: malformed earlier study"):
         study_from_dict({"name": "x"}, "snap")
 
@@ -210,3 +217,13 @@ def test_table_on_a_hardware_choice_prices_runtime_and_cost() -> None:
     assert final["runtime"] == pytest.approx(expected)
     assert final["cost"] == pytest.approx(config.hardware_model.cost(expected, hw))
     assert final["runtime"] < 3.0  # faster than the reference device
+
+
+def test_a_trial_objects_last_checkpoint_is_kept_at_its_last_level() -> None:
+    objs = trial_objects()
+    objs[0]["status"]["lastCheckpoint"] = "s3://ckpt/old/0"
+    study = from_trial_objects("old", objs, study_spec=SPEC)
+    by_id = {t.trial_id: t for t in study.trials}
+    first = by_id.pop(objs[0]["spec"]["trialId"])
+    assert first.checkpoints == ((first.last_resource, "s3://ckpt/old/0"),)
+    assert all(t.checkpoints == () for t in by_id.values())

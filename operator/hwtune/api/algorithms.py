@@ -43,6 +43,8 @@ class Algorithm:
     """The study must declare ``fidelity`` (the algorithm decides between resource levels)."""
     needs_transfer: bool = False
     """The study must declare ``transfer.fromStudies``."""
+    uses_transfer: bool = False
+    """Learns from ``transfer.fromStudies`` when the study declares it (optional)."""
 
 
 _SEARCH = "hwtune.optimize.searchers"
@@ -57,11 +59,17 @@ SEARCHERS: tuple[Algorithm, ...] = (
               "tpeGamma, tpeCandidates)"),
     Algorithm("transfer", "hwtune.transfer", "warm start from transfer.fromStudies, by "
               "transfer.method (HT-AA baselines, mo-copula)", needs_transfer=True),
+    # With transfer.fromStudies the surrogates are meta-trained on the earlier studies' curves
+    # (and checkpoints) too (hwtune.surrogate.meta).
     Algorithm("dyhpo", _SURROGATE, "DyHPO deep-kernel GP over hyperparameters, budget and "
-              "learning curve (new configs by EI; the surrogate of scheduler dyhpo)"),
-    Algorithm("fms", _SURROGATE, "FMS: DyHPO plus a graph metanetwork over checkpoint weights"),
-    Algorithm("fms-flat", _SURROGATE, "FMS ablation: flattened weights instead of the GMN"),
-    Algorithm("fms-nocurve", _SURROGATE, "FMS ablation: no learning-curve CNN"),
+              "learning curve (new configs by EI; the surrogate of scheduler dyhpo)",
+              uses_transfer=True),
+    Algorithm("fms", _SURROGATE, "FMS: DyHPO plus a graph metanetwork over checkpoint weights",
+              uses_transfer=True),
+    Algorithm("fms-flat", _SURROGATE, "FMS ablation: flattened weights instead of the GMN",
+              uses_transfer=True),
+    Algorithm("fms-nocurve", _SURROGATE, "FMS ablation: no learning-curve CNN",
+              uses_transfer=True),
     # Optuna's samplers through ask-and-tell (Katib's tpe, multivariate-tpe, cmaes,
     # bayesianoptimization, sobol); the optuna extra.
     Algorithm("optuna-tpe", _OPTUNA, "Optuna TPE (MOTPE with several objectives)"),

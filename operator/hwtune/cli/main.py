@@ -188,8 +188,13 @@ def tune(
     if resume:
         console.print(f"resuming {study.name}: {len(run.study.trials)} trials from "
                       f"{workdir}/events.jsonl", highlight=False)
+    from hwtune.api import algorithms
+
+    how = run.config.transfer_method if algorithms.searcher(run.config.searcher_name).needs_transfer \
+        else f"{run.config.searcher_name} surrogate meta-trained, " \
+             f"{run.config.settings.get('transferMode', 'joint')}"
     for past in run.config.transfer_studies:
-        console.print(f"transfer ({run.config.transfer_method}) from {past.name}: "
+        console.print(f"transfer ({how}) from {past.name}: "
                       f"{len(past.reported())} trials with reports ({past.source})", highlight=False)
     try:
         if quiet or not console.is_terminal:
@@ -578,6 +583,13 @@ def surrogate_bench(
     run_seed: Optional[list[int]] = typer.Option(
         None, "--run-seed", min=0, help="Run only this seed (repeatable, in this order; several "
         "processes share the work, each run is claimed by one)"),
+    transfer: bool = typer.Option(
+        False, "--transfer", help="Also the transfer setting: the surrogates meta-trained on an "
+        "earlier study of the same hub (another task's table, built and cached too); methods "
+        "fms+t, dyhpo+t, gp+t (joint) and fms+pre, dyhpo+pre, gp+pre (pretrained)"),
+    transfer_source: str = typer.Option(
+        "noisy", "--transfer-source", help="The earlier study of --transfer: noisy (the hub "
+        "fine-tuned on noisy ten-class digits) or resplit (the same task, another data split)"),
 ) -> None:
     """Build (or reuse) the model-hub table, then print Kendall tau, regret and latency beside
     the FMS paper's numbers."""
@@ -585,15 +597,22 @@ def surrogate_bench(
         from hwtune.surrogate.bench import run_benchmark
     except ImportError as exc:
         raise _fail(f"the benchmark needs the torch extra (pip install 'hwtune[torch]'): {exc}") from None
-    known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp"}
+    from hwtune.surrogate.bench import TRANSFER_METHODS, TRANSFER_SOURCE_SETS
+
+    if transfer_source not in TRANSFER_SOURCE_SETS:
+        raise _fail(f"--transfer-source: unknown {transfer_source!r} (one of "
+                    f"{', '.join(TRANSFER_SOURCE_SETS)})")
+
+    known = {"random", "asha", "fms", "fms-flat", "fms-nocurve", "dyhpo", "gp", *TRANSFER_METHODS}
     for m in method or []:
         if m not in known:
             raise _fail(f"--method: unknown method {m!r} (one of {', '.join(sorted(known))})")
     text = run_benchmark(quick=quick, seeds=seeds or (1 if quick else 5), latency=latency,
                          json_path=json_out, log=lambda m: errors.print(m, highlight=False),
                          only=method or None, multi_objective=multi_objective,
-                         run_seeds=run_seed or None)
-    console.print(text, highlight=False, soft_wrap=True)
+                         run_seeds=run_seed or None, transfer=transfer,
+                         transfer_source=transfer_source)
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 observe_app = typer.Typer(help="Metrics, the Grafana dashboard and the alert rules.",

@@ -208,7 +208,8 @@ class StudyConfig:
         from hwtune.optimize.searchers import make_searcher
 
         extra.setdefault("objectives", self.objectives)
-        if self.searcher_name == "transfer":
+        entry = algorithms.searcher(self.searcher_name)
+        if entry.needs_transfer or (entry.uses_transfer and self.transfer_studies):
             extra.setdefault("transfer_studies", self.transfer_studies)
             extra.setdefault("transfer_method", self.transfer_method)
             extra.setdefault("transfer_renames", self.transfer_renames)

@@ -44,11 +44,13 @@ def _bare_context(space, hardware, seed, settings, objectives=None, resource_min
 
 def _searcher_factory(variant: str):
     def build(space, hardware, seed, settings, *, context=None, candidates=None, predictor=None,
-              **_: Any):
+              transfer_studies=(), transfer_renames=None, **_: Any):
         from hwtune.surrogate.freeze_thaw import SurrogateSearcher
 
         context = context or _bare_context(space, hardware, seed, settings)
-        return SurrogateSearcher(context, variant, candidates=candidates, predictor=predictor)
+        return SurrogateSearcher(context, variant, candidates=candidates, predictor=predictor,
+                                 transfer_studies=transfer_studies,
+                                 transfer_renames=transfer_renames)
     return build
 
 

@@ -23,6 +23,7 @@ CPU ones): Kendall tau FMS-GMN 0.88 / 0.92, DyHPO 0.74 / 0.77, GP 0.70 / 0.73 at
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -60,6 +61,8 @@ class BenchConfig:
     regret_at: tuple[int, ...]
     model: Mapping[str, Any] = field(default_factory=dict)
     surrogates: tuple[str, ...] = ("fms", "dyhpo", "gp")
+    hub_from: str | None = None  # use that benchmark's hub (the same pretrained models)
+    split_seed: int = 0  # the target task's train/validation split
 
     def grid(self) -> list[dict[str, Any]]:
         hubs = [f"{arch}@{src}" for src in self.sources for arch in hub.ARCHS]
@@ -91,6 +94,37 @@ QUICK = BenchConfig("fms-digits2-quick", ("digits-a",), "digits-b", (1e-3, 1e-1)
                      "maxFullFitPoints": 8})
 
 
+# The transfer setting: an earlier study of the same hub on another task -- every config of the
+# same grid fine-tuned on digits-noisy (all ten digits, noisy pixels) from the same pretrained
+# models -- meta-trains the surrogate before it runs on the target table.
+TRANSFER_SOURCES = {
+    FULL.name: dataclasses.replace(FULL, name="fms-digits2-noisy", target="digits-noisy",
+                                   hub_from=FULL.name),
+    QUICK.name: dataclasses.replace(QUICK, name="fms-digits2-quick-noisy", target="digits-noisy",
+                                    hub_from=QUICK.name),
+}
+# A closer earlier study (``--transfer-source resplit``): the same task, digits-b, on another
+# train/validation split -- an earlier study of a previous data snapshot.
+RESPLIT_SOURCES = {
+    FULL.name: dataclasses.replace(FULL, name="fms-digits2-resplit", split_seed=1,
+                                   hub_from=FULL.name),
+    QUICK.name: dataclasses.replace(QUICK, name="fms-digits2-quick-resplit", split_seed=1,
+                                    hub_from=QUICK.name),
+}
+TRANSFER_SOURCE_SETS = {"noisy": TRANSFER_SOURCES, "resplit": RESPLIT_SOURCES}
+# method -> (surrogate variant, transferMode); "+t" is the default (joint) mode.
+TRANSFER_METHODS = {"fms+t": ("fms", "joint"), "dyhpo+t": ("dyhpo", "joint"),
+                    "gp+t": ("gp", "joint"), "fms+pre": ("fms", "pretrain"),
+                    "dyhpo+pre": ("dyhpo", "pretrain"), "gp+pre": ("gp", "pretrain")}
+DEFAULT_TRANSFER = ("fms+t", "dyhpo+t", "gp+t")
+TRANSFER_SETTINGS = {"transferPoints": 128}
+QUICK_TRANSFER_SETTINGS = {"transferPoints": 24}  # CI: fewer earlier checkpoints to encode
+
+
+def _transfer_settings(cfg: BenchConfig) -> dict[str, Any]:
+    return dict(QUICK_TRANSFER_SETTINGS if cfg is QUICK else TRANSFER_SETTINGS)
+
+
 def cache_root() -> Path:
     root = os.environ.get("HWTUNE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hwtune")
     return Path(root) / "fms"
@@ -108,6 +142,8 @@ def _save(path: Path, model: torch.nn.Module, arch: str, level: int) -> None:
 
 def build_hub(cfg: BenchConfig, root: Path, log: Callable[[str], None]) -> dict[str, Path]:
     out: dict[str, Path] = {}
+    if cfg.hub_from is not None:
+        root = cache_root() / cfg.hub_from
     for src in cfg.sources:
         x, y, xv, yv = hub.load_task(src)
         for arch in hub.ARCHS:
@@ -152,7 +188,7 @@ def build_table(cfg: BenchConfig, log: Callable[[str], None] = print) -> Path:
     if not table_path.exists():
         root.mkdir(parents=True, exist_ok=True)
         table_path.write_text(json.dumps(header.to_json(), separators=(",", ":")) + "\n")
-    x, y, xv, yv = hub.load_task(cfg.target)
+    x, y, xv, yv = hub.load_task(cfg.target, seed=cfg.split_seed)
     for cid, config in enumerate(grid):
         if cid in done:
             continue
@@ -174,7 +210,7 @@ def build_table(cfg: BenchConfig, log: Callable[[str], None] = print) -> Path:
             _save(root / rel, model, arch, epoch)
             ckpts.append(str(rel))
         run = TableRun(cid, 0, config, 0.5, {"val_error": errors, "epoch_runtime": times}).to_json()
-        run["checkpoints"] = {"initial": str(Path("hub") / f"{config['pretrained']}.pt"),
+        run["checkpoints"] = {"initial": os.path.relpath(hubs[config["pretrained"]], root),
                               "epochs": ckpts}
         with open(table_path, "a") as fh:
             fh.write(json.dumps(run, separators=(",", ":")) + "\n")
@@ -200,12 +236,14 @@ MO_HARDWARE = {"pools": ["t4", "a100"], "gpuCounts": [1, 2]}
 
 
 def _spec(table, scheduler: str, searcher: str, seed: int, settings: Mapping[str, Any],
-          mo: bool = False) -> dict:
+          mo: bool = False, transfer: Sequence[str] = ()) -> dict:
     spec = {"objectives": [{"metric": "val_error"}], "parameters": table.space_spec(),
             "fidelity": table.fidelity_spec(3),
             "algorithm": {"scheduler": scheduler, "searcher": searcher, "seed": seed,
                           "settings": dict(settings)},
             "budget": {"maxParallelTrials": 1}}
+    if transfer:
+        spec["transfer"] = {"fromStudies": list(transfer)}
     if mo:  # quality and cost, with the hardware searched too
         spec["objectives"] = [{"metric": "val_error"}, {"metric": "cost"}]
         spec["hardware"] = dict(MO_HARDWARE)
@@ -227,7 +265,10 @@ class RunOutcome:
 
 
 def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
-               variant: str | None = None, mo: bool = False) -> RunOutcome:
+               variant: str | None = None, mo: bool = False, transfer: Sequence[Any] = (),
+               transfer_mode: str = "joint") -> RunOutcome:
+    """One run. ``transfer``: earlier studies (``PastStudy``) the surrogate is meta-trained on,
+    in ``transfer_mode`` (``hwtune.surrogate.meta``)."""
     from hwtune.backends.simulated import SimulatedBackend
     from hwtune.engine import Study, StudyConfig, Tuner
     from hwtune.space import config_key
@@ -236,9 +277,15 @@ def run_method(table, ckpts, method: str, seed: int, cfg: BenchConfig, *,
         spec = _spec(table, "fifo", "random", seed, {}, mo)
     elif method == "asha":
         spec = _spec(table, "mo-asha" if mo else "asha", "random", seed, {}, mo)
+    elif transfer:
+        settings = {**cfg.model, **_transfer_settings(cfg), "transferMode": transfer_mode}
+        spec = _spec(table, "dyhpo", "dyhpo" if variant == "gp" else variant, seed, settings, mo,
+                     [s.name for s in transfer])
     else:
         spec = _spec(table, "dyhpo", "dyhpo" if variant == "gp" else variant, seed, cfg.model, mo)
     config = StudyConfig.from_spec(spec)
+    if transfer:
+        config = config.with_transfer_studies(transfer)
     backend = SimulatedBackend(table, config.hardware_model, n_workers=1, seed=seed)
     configs = table.configs()
     index = {json.dumps(c, sort_keys=True): i for i, c in enumerate(configs)}
@@ -337,13 +384,19 @@ def measure_latency(sizes: Sequence[int], repeats: int = 3, settings: Mapping[st
 
 # -- the command ------------------------------------------------------------------------------------
 RUNS_VERSION = 3  # bump when a change to the models or the runs makes cached outcomes stale
+META_VERSION = 3  # the same for transfer runs only (hwtune.surrogate.meta's choice of points)
 
 
-def _runs_path(cfg: BenchConfig) -> Path:
+def _runs_path(cfg: BenchConfig, transfer: str | None = None) -> Path:
+    """The cache of finished runs; transfer runs (``transfer``: the earlier study's table) have
+    their own file, so the plain runs' cache is the same with or without them."""
     import hashlib
 
-    key = json.dumps({"v": RUNS_VERSION, "model": dict(cfg.model), "grid": len(cfg.grid()),
-                      "epochs": cfg.epochs}, sort_keys=True)
+    fields: dict[str, Any] = {"v": RUNS_VERSION, "model": dict(cfg.model), "grid": len(cfg.grid()),
+                              "epochs": cfg.epochs}
+    if transfer is not None:
+        fields.update(transfer=transfer, settings=_transfer_settings(cfg), meta=META_VERSION)
+    key = json.dumps(fields, sort_keys=True)
     return cache_root() / cfg.name / f"runs-{hashlib.sha1(key.encode()).hexdigest()[:10]}.jsonl"
 
 
@@ -397,12 +450,15 @@ def _claim(runs_path: Path, name: str) -> bool:
 def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
                   json_path: Path | None = None, log: Callable[[str], None] = print,
                   surrogates: Sequence[str] | None = None, multi_objective: bool = True,
-                  only: Sequence[str] | None = None, run_seeds: Sequence[int] | None = None) -> str:
+                  only: Sequence[str] | None = None, run_seeds: Sequence[int] | None = None,
+                  transfer: bool = False, transfer_source: str = "noisy") -> str:
     """Build (or reuse) the table, run every method for ``seeds`` seeds (each finished run is
     cached next to the table, so an interrupted or split benchmark resumes; ``only``: run just
     these methods, ``run_seeds``: just these seeds, in this order, so that several processes
     can share the work; a run another live process has claimed is left to it) and return the
-    printed tables of every cached run."""
+    printed tables of every cached run. ``transfer``: also the transfer setting (the surrogates
+    meta-trained on ``TRANSFER_SOURCES``' table first; its own run cache), printed beside the
+    plain runs of the same seeds."""
     torch.set_num_threads(1)
     cfg = QUICK if quick else FULL
     t0 = time.perf_counter()
@@ -416,20 +472,21 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
     runs_path = _runs_path(cfg)
     cached = _load_runs(runs_path)
 
-    def outcome(method: str, seed: int, variant: str | None, mo: bool) -> RunOutcome:
+    def outcome(method: str, seed: int, variant: str | None, mo: bool, *, path: Path = runs_path,
+                cache: dict = cached, **kw: Any) -> RunOutcome:
         key = (method, seed, mo)
-        if key not in cached:  # another process may have finished it meanwhile
-            cached.update(_load_runs(runs_path))
-        if key not in cached and (only is None or method in only) \
+        if key not in cache:  # another process may have finished it meanwhile
+            cache.update(_load_runs(path))
+        if key not in cache and (only is None or method in only) \
                 and (run_seeds is None or seed in run_seeds) \
-                and _claim(runs_path, f"{method}-{seed}-{int(mo)}"):
-            o = run_method(table, ckpts, method, seed, cfg, variant=variant, mo=mo)
-            cached[key] = o
-            with open(runs_path, "a") as fh:
+                and _claim(path, f"{method}-{seed}-{int(mo)}"):
+            o = run_method(table, ckpts, method, seed, cfg, variant=variant, mo=mo, **kw)
+            cache[key] = o
+            with open(path, "a") as fh:
                 fh.write(json.dumps({**o.__dict__, "mo": mo}, separators=(",", ":")) + "\n")
             log(f"  {'MO ' if mo else ''}{method} seed {seed}: tau {o.tau_at}, tau over started "
                 f"{o.tau_seen_at}, best {o.best_at}, {o.seconds:.0f} s")
-        return cached.get(key)
+        return cache.get(key)
 
     order = [s for s in (run_seeds or []) if 0 <= s < seeds] + \
         [s for s in range(seeds) if s not in (run_seeds or [])]
@@ -438,6 +495,21 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
             outcome(method, seed, None, False)
         for variant in surrogates:
             outcome(variant, seed, variant, False)
+    t_text = ""
+    if transfer:
+        source_cfg = TRANSFER_SOURCE_SETS[transfer_source][cfg.name]
+        source = _source_study(source_cfg, log)
+        t_path = _runs_path(cfg, source_cfg.name)
+        t_cached = _load_runs(t_path)
+        t_methods = [m for m in (only or DEFAULT_TRANSFER) if m in TRANSFER_METHODS]
+        for seed in order:
+            for m in t_methods:
+                variant, mode = TRANSFER_METHODS[m]
+                outcome(m, seed, variant, False, path=t_path, cache=t_cached, transfer=[source],
+                        transfer_mode=mode)
+        t_runs = [o for (m, sd, mo), o in sorted(t_cached.items()) if sd < seeds and not mo]
+        t_text = _format_transfer(cfg, source_cfg, source, table, t_runs, [
+            o for (m, sd, mo), o in cached.items() if sd < seeds and not mo], seeds)
     outcomes = [cached[(m, seed, False)] for seed in range(seeds)
                 for m in ("random", "asha", *surrogates) if (m, seed, False) in cached]
     mo_runs: list[RunOutcome] = []
@@ -454,13 +526,105 @@ def run_benchmark(*, quick: bool = False, seeds: int = 1, latency: bool = True,
     text = _format(cfg, table, outcomes, best, lat, surrogates, seeds)
     if mo_runs:
         text += "\n\n" + _format_mo(cfg, mo_runs)
+    if t_text:
+        text += "\n\n" + t_text
     if json_path is not None:
         json_path.write_text(json.dumps({
             "config": cfg.name, "seeds": seeds, "tableBest": best,
             "spread": _spread(table),
             "runs": [{k: v for k, v in o.__dict__.items() if k != "points"} for o in outcomes],
-            "multiObjective": _mo_numbers(cfg, mo_runs), "latency": lat}, indent=1, default=str))
+            "multiObjective": _mo_numbers(cfg, mo_runs), "latency": lat,
+            "transferRuns": [{k: v for k, v in o.__dict__.items() if k != "points"}
+                             for o in (t_runs if transfer else [])]}, indent=1, default=str))
     return text
+
+
+def _source_study(source_cfg: BenchConfig, log: Callable[[str], None]):
+    """The earlier study of the transfer setting: every config of the source table, its curve
+    and its checkpoints (built by real training like the target table, and cached)."""
+    from hwtune.api.records import Objective
+    from hwtune.transfer import from_table
+
+    path = build_table(source_cfg, log)
+    return from_table(load_table(path), name=source_cfg.name, objectives=(Objective("val_error"),),
+                      checkpoints=load_checkpoints(path))
+
+
+def _source_tau(source, table) -> float:
+    """Kendall tau between the earlier study's final val error and the target's, config by
+    config: how well simply copying the earlier study's ranking would do."""
+    final = {json.dumps(dict(t.config), sort_keys=True): t.final["val_error"] for t in source.trials}
+    configs = table.configs()
+    true = table.metric_array("val_error")[:, 0, -1]
+    pairs = [(final[k], v) for c, v in zip(configs, true)
+             if (k := json.dumps(dict(c), sort_keys=True)) in final]
+    return _tau(np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+
+
+def _format_transfer(cfg: BenchConfig, source_cfg: BenchConfig, source, table,
+                     runs: list[RunOutcome], plain: list[RunOutcome], seeds: int) -> str:
+    a, b = cfg.tau_at
+    n = len(table.configs())
+    best = float(table.metric_array("val_error")[:, 0, :].min())
+    lines = [f"Transfer (the FMS paper's transfer setting): the surrogate first learns from an "
+             f"earlier study, {source_cfg.name} ({len(source.trials)} configs of the same grid "
+             f"and hub fine-tuned {source_cfg.epochs} epochs on {source_cfg.target}"
+             f"{'' if not source_cfg.split_seed else ', another train/validation split'}: at most "
+             f"{_transfer_settings(cfg)['transferPoints']} of its points, every config's final value "
+             f"seen from no curve first, with checkpoints for FMS), then runs on {cfg.name} as above. '+t': joint "
+             f"(earlier and own points in one GP, a task-indicator input); '+pre': pretrained on "
+             f"the earlier points, then fitted on its own. 'without' = the plain runs above of "
+             f"the same seeds; 'better': seeds (of those) where the all-config tau beat the "
+             f"plain run's at {a} / {b}.",
+             f"Copying the earlier study's ranking (its final val error per config) gives Kendall "
+             f"tau {_source_tau(source, table):.2f} against this table's, over all {n} configs.",
+             "",
+             f"Kendall tau (b), aligned by config, median [min, max] over seeds:",
+             f"  {'method':<20} {'all @' + str(a):>18} {'all @' + str(b):>18} "
+             f"{'started @' + str(a):>18} {'started @' + str(b):>18} {'n started':>10}   "
+             f"{'without: all @' + str(a) + ' / @' + str(b):>24}  {'better':>7}   paper (50 / 100)"]
+    names = {**SURROGATES}
+    methods = [m for m in TRANSFER_METHODS if any(o.method == m for o in runs)]
+    for m in methods:
+        variant, mode = TRANSFER_METHODS[m]
+        mine = [o for o in runs if o.method == m]
+        base = [o for o in plain if o.method == variant and o.seed in {r.seed for r in mine}]
+        cells = [_median([o.tau_at[c] for o in mine if c in o.tau_at]) for c in (a, b)]
+        cells += [_median([o.tau_seen_at[c] for o in mine if c in o.tau_seen_at]) for c in (a, b)]
+        started = [[o.seen_at[c] for o in mine if c in o.seen_at] for c in (a, b)]
+        ntxt = "/".join(f"{statistics.median(x):.0f}" if x else "-" for x in started)
+        wtxt = " / ".join(f"{statistics.median(v):.2f}" if (v := [o.tau_at[c] for o in base
+                                                                   if c in o.tau_at]) else "n/a"
+                          for c in (a, b))
+        paper = PAPER_TAU.get(variant)
+        ptxt = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "-"
+        label = f"{names[variant]} {'+t' if mode == 'joint' else '+pre'}"
+        # Paired by seed: on how many seeds the all-config tau beat the plain run's.
+        plain_of = {o.seed: o for o in base}
+        better = "/".join(str(sum(1 for o in mine if o.seed in plain_of and c in o.tau_at
+                                  and c in plain_of[o.seed].tau_at
+                                  and o.tau_at[c] > plain_of[o.seed].tau_at[c])) for c in (a, b))
+        lines.append(f"  {label:<20} " + " ".join(f"{c:>18}" for c in cells)
+                     + f" {ntxt:>10}   {wtxt:>24}  {better:>7}   {ptxt}  ({len(mine)} of {seeds} seeds)")
+    lines.append("")
+    lines.append(f"Regret (best val error found - table best {best:.4f}), median over seeds, "
+                 f"with transfer / without:")
+    lines.append("  " + f"{'method':<20}" + "".join(f"{'@' + str(c):>18}" for c in cfg.regret_at))
+    for m in methods:
+        variant, mode = TRANSFER_METHODS[m]
+        mine = [o for o in runs if o.method == m]
+        base = [o for o in plain if o.method == variant and o.seed in {r.seed for r in mine}]
+        cells = []
+        for c in cfg.regret_at:
+            w = [o.best_at[c] - best for o in mine if c in o.best_at]
+            wo = [o.best_at[c] - best for o in base if c in o.best_at]
+            cells.append(f"{(f'{statistics.median(w):.4f}' if w else 'n/a')} / "
+                         f"{(f'{statistics.median(wo):.4f}' if wo else 'n/a')}")
+        label = f"{names[variant]} {'+t' if mode == 'joint' else '+pre'}"
+        lines.append("  " + f"{label:<20}" + "".join(f"{c:>18}" for c in cells))
+    secs = {m: statistics.mean([o.seconds for o in runs if o.method == m]) for m in methods}
+    lines.append("  wall seconds per run: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()))
+    return "\n".join(lines)
 
 
 def _spread(table) -> dict[str, float]:

@@ -17,6 +17,9 @@ is reached only paused trials are scored (``suggest_resume``).
 The searcher (``searcher: dyhpo`` etc. under another scheduler, e.g. asha) proposes new configs
 only: EI at the first level over fresh candidates.
 
+Transfer (``transfer.fromStudies``): the earlier studies' points join the training data with a
+task indicator (``hwtune.surrogate.meta``; ``transferMode`` joint or pretrain).
+
 Where the model runs: in process (torch), or the surrogate service when
 ``algorithm.settings.surrogateUrl`` is set. When the service is down or slower than
 ``surrogateTimeoutSeconds`` (default 10), that suggestion falls back to the built-in random
@@ -54,6 +57,7 @@ from hwtune.surrogate.points import (
     encode_trial,
     observation_losses,
 )
+from hwtune.surrogate.meta import TRANSFER_MODES, SourcePoint, check_studies, source_points
 from hwtune.surrogate.predictors import PredictorUnavailable, make_predictor
 
 __all__ = ["DyHPOScheduler", "SurrogateCore", "SurrogateSearcher", "expected_improvement"]
@@ -61,7 +65,7 @@ __all__ = ["DyHPOScheduler", "SurrogateCore", "SurrogateSearcher", "expected_imp
 log = logging.getLogger(__name__)
 
 SETTINGS = {"freshCandidates": 64, "initialTrials": 3, "maxPoints": 512, "stepSize": 1,
-            "maxFullFitPoints": 256, "surrogateRetryAfter": 5}
+            "maxFullFitPoints": 256, "surrogateRetryAfter": 5, "transferPoints": 128}
 MODEL_SETTINGS = ("fullFitSteps", "refitSteps", "gmnPoints", "refitPoints", "lr", "quickFitSteps",
                   "quickFitPoints")
 
@@ -88,12 +92,29 @@ class SurrogateCore:
     """What the scheduler and the searcher share: the data, the candidates, the model call."""
 
     def __init__(self, context: SearchContext, variant: str = "dyhpo", *,
-                 candidates: Sequence[Mapping[str, Any]] | None = None, predictor: Any = None) -> None:
+                 candidates: Sequence[Mapping[str, Any]] | None = None, predictor: Any = None,
+                 transfer_studies: Sequence[Any] = (), transfer_renames: Mapping[str, str] | None = None
+                 ) -> None:
         self.context = context
         self.variant = variant
         s = dict(context.settings)
         self.fresh_candidates = _int_setting(s, "freshCandidates", 1)
-        self.initial_trials = _int_setting(s, "initialTrials", 1)
+        # Earlier studies (transfer.fromStudies): meta-training points (hwtune.surrogate.meta).
+        self.transfer_studies = tuple(transfer_studies or ())
+        self.transfer_mode = str(s.get("transferMode", "joint"))
+        if self.transfer_mode not in TRANSFER_MODES:
+            raise ValueError(f"algorithm.settings.transferMode: must be one of "
+                             f"{', '.join(TRANSFER_MODES)}, got {self.transfer_mode!r}")
+        self.transfer_points = _int_setting(s, "transferPoints", 1)
+        self._matches = check_studies(context, self.transfer_studies, transfer_renames) \
+            if self.transfer_studies else []
+        self._source: list[SourcePoint] | None = None
+        # A jointly meta-trained model can rank configs before this study has any data of its
+        # own: no random start unless asked for.
+        if self.transfer and self.transfer_mode == "joint" and "initialTrials" not in s:
+            self.initial_trials = 0
+        else:
+            self.initial_trials = _int_setting(s, "initialTrials", 1)
         self.max_points = _int_setting(s, "maxPoints", 8)
         self.step = _int_setting(s, "stepSize", 1)
         self.max_full = _int_setting(s, "maxFullFitPoints", 2)
@@ -111,6 +132,23 @@ class SurrogateCore:
         self.last_answer: dict[str, Any] | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------------
+    @property
+    def transfer(self) -> bool:
+        return bool(self.transfer_studies)
+
+    def encode(self, config: Mapping[str, Any], hardware: Hardware | None) -> np.ndarray:
+        """The model's x of a config of this study: with transfer, plus the task indicator 0."""
+        x = encode_trial(self.context, config, hardware)
+        return np.append(x, 0.0) if self.transfer else x
+
+    def source(self) -> list[SourcePoint]:
+        """The earlier studies' points (computed once, on first use: a replay never needs them)."""
+        if self._source is None:
+            self._source = source_points(
+                self.context, self.transfer_studies, self._matches, self.transfer_points,
+                lambda config, hw: encode_trial(self.context, config, hw)) if self.transfer else []
+        return self._source
+
     @property
     def predictor(self):
         if self._predictor is None:
@@ -194,15 +232,29 @@ class SurrogateCore:
             loss = losses_of[tid].get(level)
             if loss is not None:
                 pts.append((tid, level, loss))
-        if len(pts) < 2:
+        src = self.source() if self.transfer else []
+        joint = bool(src) and self.transfer_mode == "joint"
+        if len(pts) < (0 if joint else 2):
             return None
-        dx = len(encode_trial(self.context, records[pts[0][0]].config, records[pts[0][0]].hardware))
-        # The full-fit set: the first t points, t a power of two, scalarised with equal weights.
-        t = 2 ** int(math.floor(math.log2(min(len(pts), self.max_full))))
-        full = self._block(pts[:t], records, self._scalariser(None, np.stack([p[2] for p in pts[:t]])), dx)
+        if pts:
+            dx = len(self.encode(records[pts[0][0]].config, records[pts[0][0]].hardware))
+        else:
+            dx = len(src[0].x) + 1
+        length = self.context.max_resource
+        src_losses = [p.losses for p in src]
+        # The full-fit set: the first t points, t a power of two, scalarised with equal weights;
+        # with transfer, the earlier studies' points before them (pretrain: those alone).
+        t = 2 ** int(math.floor(math.log2(min(len(pts), self.max_full)))) if pts else 0
+        head = pts[:t] if not (src and self.transfer_mode == "pretrain") else []
+        scal_full = self._scalariser(None, np.stack([p[2] for p in head] + src_losses))
+        full_rows, full_y = self._source_rows(src, scal_full) if src else ([], [])
+        rows, ys = self._rows(head, records, scal_full)
+        full = (PointBlock.stack(full_rows + rows, dx, length), np.array(full_y + ys))
         chosen = self._subset(pts, rng)
-        scal = self._scalariser(rng, np.stack([p[2] for p in pts]))
-        train = self._block([pts[i] for i in chosen], records, scal, dx)
+        scal = self._scalariser(rng, np.stack([p[2] for p in pts] + (src_losses if joint else [])))
+        train_rows, train_y = self._source_rows(src, scal) if joint else ([], [])
+        rows, ys = self._rows([pts[i] for i in chosen], records, scal)
+        train = (PointBlock.stack(train_rows + rows, dx, length), np.array(train_y + ys))
         return train, full, scal, dx, records
 
     def _subset(self, pts: list[tuple[int, int, np.ndarray]], rng: np.random.Generator | None) -> list[int]:
@@ -222,7 +274,17 @@ class SurrogateCore:
             keep += [rest[i] for i in gen.choice(len(rest), size=min(room, len(rest)), replace=False)]
         return sorted(keep)
 
-    def _block(self, pts, records, scal: Scalariser, dx: int):
+    def _source_rows(self, src: list[SourcePoint], scal: Scalariser) -> tuple[list, list]:
+        rows, ys = [], []
+        weights = self.variant in CHECKPOINT_SEARCHERS
+        for p in src:
+            curve = {lv: float(scal(v[None, :])[0]) for lv, v in p.curve.items()}
+            rows.append(self._row(np.append(p.x, 1.0), p.level, curve,
+                                  p.checkpoint if weights else None))
+            ys.append(float(scal(p.losses[None, :])[0]))
+        return rows, ys
+
+    def _rows(self, pts, records, scal: Scalariser) -> tuple[list, list]:
         rows, ys = [], []
         curves: dict[int, dict[int, float]] = {}
         for tid, level, _ in pts:
@@ -230,10 +292,10 @@ class SurrogateCore:
             if tid not in curves:
                 lo = observation_losses(self.context, trial)
                 curves[tid] = {r: float(scal(v[None, :])[0]) for r, v in lo.items()}
-            x = encode_trial(self.context, trial.config, trial.hardware)
+            x = self.encode(trial.config, trial.hardware)
             rows.append(self._row(x, level, curves[tid], self._checkpoint(trial, level - 1)))
             ys.append(curves[tid][level])
-        return PointBlock.stack(rows, dx, self.context.max_resource), np.array(ys)
+        return rows, ys
 
     # -- choosing -------------------------------------------------------------------------------
     def choose(self, *, allow_new: bool, allow_resume: bool
@@ -244,7 +306,7 @@ class SurrogateCore:
         fresh = self.fresh(rng, self.fresh_candidates) if allow_new else []
         if not paused and not fresh:
             return None
-        data = self.training_set(rng) if len(self.arrivals) >= 2 else None
+        data = self.training_set(rng) if len(self.arrivals) >= 2 or self.transfer else None
         started = len(self.used)
         if data is None or (allow_new and started < self.initial_trials and fresh):
             return self._random(rng, paused, fresh)
@@ -255,24 +317,32 @@ class SurrogateCore:
             level = min(trial.last_resource + self.step, self.context.max_resource)
             lo = observation_losses(self.context, trial)
             curve = {r: float(scal(v[None, :])[0]) for r, v in lo.items()}
-            rows.append(self._row(encode_trial(self.context, trial.config, trial.hardware), level,
+            rows.append(self._row(self.encode(trial.config, trial.hardware), level,
                                   curve, self._checkpoint(trial, trial.last_resource)))
             cands.append(("resume", trial.trial_id, None, level))
         for config, hw in fresh:
             level = self.first_level
             probe = TrialRecord(-1, config, hw)
-            rows.append(self._row(encode_trial(self.context, config, hw), level, {},
+            rows.append(self._row(self.encode(config, hw), level, {},
                                   self._checkpoint(probe, 0)))
             cands.append(("new", config, hw, level))
         test = PointBlock.stack(rows, dx, self.context.max_resource)
+        if self.transfer and not np.any(train.x[:, -1] == 0):
+            # Nothing of this study's own yet: ask as the earlier task, the best guess there is.
+            test.x[:, -1] = 1.0
         answer = self.ask(train, y, full, full_y, test, dx)
         if answer is None:
             return self._random(rng, paused, fresh)
         mean, std = np.asarray(answer["mean"]), np.asarray(answer["std"])
+        # The incumbent is this study's best at that budget (the earlier studies' only while
+        # this one has no point of its own).
+        own = train.x[:, -1] == 0 if self.transfer else np.ones(len(y), dtype=bool)
+        if not own.any():
+            own = np.ones(len(y), dtype=bool)
         best_at: dict[float, float] = {}
-        for b, v in zip(train.budget, y):
+        for b, v in zip(train.budget[own], y[own]):
             best_at[round(float(b), 9)] = min(best_at.get(round(float(b), 9), math.inf), float(v))
-        overall = float(np.min(y))
+        overall = float(np.min(y[own]))
         inc = np.array([best_at.get(round(float(b), 9), overall) for b in test.budget])
         ei = expected_improvement(mean, std, inc)
         self.last_scores = (cands, mean, std, ei)
@@ -336,10 +406,10 @@ class SurrogateCore:
             if trial is not None and trial.observations:
                 lo = observation_losses(self.context, trial)
                 curve = {r: float(scal(v[None, :])[0]) for r, v in lo.items()}
-                rows.append(self._row(encode_trial(self.context, config, hw), top, curve,
+                rows.append(self._row(self.encode(config, hw), top, curve,
                                       self._checkpoint(trial, trial.last_resource)))
             else:
-                rows.append(self._row(encode_trial(self.context, config, hw), top, {},
+                rows.append(self._row(self.encode(config, hw), top, {},
                                       self._checkpoint(TrialRecord(-1, dict(config), hw), 0)))
         del rng
         answer = self.ask(train, y, full, full_y, PointBlock.stack(rows, dx, top), dx)
@@ -351,9 +421,13 @@ class SurrogateSearcher(Searcher):
     at the first level. Under ``scheduler: dyhpo`` it only names the surrogate variant."""
 
     def __init__(self, context: SearchContext, variant: str, *,
-                 candidates: Sequence[Mapping[str, Any]] | None = None, predictor: Any = None) -> None:
+                 candidates: Sequence[Mapping[str, Any]] | None = None, predictor: Any = None,
+                 transfer_studies: Sequence[Any] = (),
+                 transfer_renames: Mapping[str, str] | None = None) -> None:
         self.context = context
-        self.core = SurrogateCore(context, variant, candidates=candidates, predictor=predictor)
+        self.core = SurrogateCore(context, variant, candidates=candidates, predictor=predictor,
+                                  transfer_studies=transfer_studies,
+                                  transfer_renames=transfer_renames)
 
     def suggest(self):
         recorded = self.context.study.recorded_suggestion()

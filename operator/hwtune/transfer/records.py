@@ -33,6 +33,9 @@ class PastTrial:
     hardware: Hardware | None = None
     phase: TrialPhase = TrialPhase.COMPLETED
     curve: tuple[tuple[int, Mapping[str, float]], ...] = ()  # (resource, metrics), by resource
+    # (level, checkpoint location) the surrogate's weight encoder (FMS) may read: level 0 is the
+    # weights the trial started from (a pretrained model). Empty when the source kept none.
+    checkpoints: tuple[tuple[int, str], ...] = ()
 
     @property
     def last_resource(self) -> int:
@@ -42,6 +45,12 @@ class PastTrial:
     def final(self) -> Mapping[str, float]:
         """Metrics at the highest level reported (empty when the trial never reported)."""
         return self.curve[-1][1] if self.curve else {}
+
+    def checkpoint_at(self, level: int) -> str | None:
+        for lv, location in self.checkpoints:
+            if lv == level:
+                return location
+        return None
 
     def metric_at(self, resource: int) -> Mapping[str, float] | None:
         for level, metrics in self.curve:
@@ -125,7 +134,9 @@ def study_to_dict(study: PastStudy) -> dict[str, Any]:
         "trials": [{"trialId": t.trial_id, "config": dict(t.config), "phase": t.phase.value,
                     "hardware": None if t.hardware is None else {"pool": t.hardware.pool,
                                                                  "gpuCount": t.hardware.gpu_count},
-                    "curve": [{"resource": r, "metrics": dict(m)} for r, m in t.curve]}
+                    "curve": [{"resource": r, "metrics": dict(m)} for r, m in t.curve],
+                    **({"checkpoints": [[lv, loc] for lv, loc in t.checkpoints]}
+                       if t.checkpoints else {})}
                    for t in study.trials],
     }
 
@@ -139,7 +150,8 @@ def study_from_dict(data: Mapping[str, Any], where: str = "transfer snapshot") -
             PastTrial(int(t["trialId"]), dict(t["config"]), hw(t.get("hardware")),
                       TrialPhase(t.get("phase", "Completed")),
                       tuple((int(p["resource"]), {k: float(v) for k, v in p["metrics"].items()})
-                            for p in t.get("curve", ())))
+                            for p in t.get("curve", ())),
+                      tuple((int(lv), str(loc)) for lv, loc in t.get("checkpoints", ())))
             for t in data["trials"])
         return PastStudy(str(data["name"]), str(data.get("source", where)), dict(data["parameters"]),
                          tuple(Objective(o["metric"], Goal(o.get("goal", "minimize")))

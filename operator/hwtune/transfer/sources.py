@@ -126,11 +126,14 @@ def resolve_local(name: str, search_dirs: Sequence[str | Path]) -> Path:
 def from_table(table: Any, *, name: str | None = None, seed: int | None = None,
                hardware: Hardware | None = None, hardware_model: Any = None,
                objectives: Sequence[Objective] | None = None,
-               config_indices: Sequence[int] | None = None) -> PastStudy:
+               config_indices: Sequence[int] | None = None,
+               checkpoints: Mapping[int, tuple[str, Sequence[str]]] | None = None) -> PastStudy:
     """Every config of ``table`` (or those at ``config_indices``) as a trial that trained to the
     table's last epoch with ``seed`` (default: the first). Metrics per epoch: the table's metrics
     but ``epoch_runtime``, plus ``runtime`` (cumulative seconds, on ``hardware`` when a
-    ``hardware_model`` is given) and ``cost`` (with a ``hardware_model``)."""
+    ``hardware_model`` is given) and ``cost`` (with a ``hardware_model``). ``checkpoints``: config
+    index -> (starting weights, [checkpoint after epoch 1, 2, ...]) for tables that keep them
+    (the FMS benchmark's), so a surrogate with a weight encoder can learn from them."""
     from hwtune.bench.table import RUNTIME_METRIC
 
     seed = table.seeds[0] if seed is None else seed
@@ -156,8 +159,12 @@ def from_table(table: Any, *, name: str | None = None, seed: int | None = None,
             if hardware_model is not None:
                 point["cost"] = hardware_model.cost(runtime, hardware)
             curve.append((epoch, point))
+        ckpts: tuple[tuple[int, str], ...] = ()
+        if checkpoints is not None and index in checkpoints:
+            initial, epochs = checkpoints[index]
+            ckpts = ((0, str(initial)),) + tuple((e + 1, str(p)) for e, p in enumerate(epochs))
         trials.append(PastTrial(tid, dict(table.config(index)), hardware, TrialPhase.COMPLETED,
-                                tuple(curve)))
+                                tuple(curve), ckpts))
     return PastStudy(name or table.name, f"table:{table.source}", dict(table.space_spec()),
                      tuple(objectives), () if hardware is None else (hardware,),
                      table.max_resource, tuple(trials))
@@ -232,6 +239,11 @@ def from_trial_objects(name: str, trials: Iterable[Mapping[str, Any]], *,
                 if metric not in last and isinstance(value, (int, float)) and not isinstance(
                         value, bool) and math.isfinite(value):
                     last[metric] = float(value)
-        out[tid] = PastTrial(tid, dict(params), hardware_choice, phase, tuple(sorted(curve.items())))
+        # The newest checkpoint (of the last reported level) lets FMS learn from its weights.
+        last_ckpt = status.get("lastCheckpoint")
+        ckpts = ((max(curve), last_ckpt),) if curve and isinstance(last_ckpt, str) and last_ckpt \
+            else ()
+        out[tid] = PastTrial(tid, dict(params), hardware_choice, phase, tuple(sorted(curve.items())),
+                             ckpts)
     return PastStudy(name, source, parameters, objectives, hardware, max_resource,
                      tuple(out[t] for t in sorted(out)))
