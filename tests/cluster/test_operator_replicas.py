@@ -1,11 +1,12 @@
 """Two operator replicas against one study: only the holder of the study's writer Lease acts
-(launches Jobs, writes the log, answers reports); the other answers 503 and stands by. The
-active one is SIGKILLed: the standby takes the Lease over once it expires, and the study
-completes with exactly one Job per (trial, launch) and every answer in the log once.
+(launches Jobs, writes the log, decides reports); the other stands by and forwards the reports
+that reach it to the holder (at the address in the Lease), so no report is refused while both
+run. The active one is SIGKILLed: the standby takes the Lease over once it expires, and the
+study completes with exactly one Job per (trial, launch) and every answer in the log once.
 
 Both replicas run ``--standalone`` (no kopf peering), so nothing but the Lease keeps them apart.
 Trainers reach the replicas through a small HTTP front (as a Service would): each report goes
-to a live replica, and a 503 ("not the active replica") is tried on the other one.
+to a random live replica, and a 503 (none acts for the study yet) is tried on the other one.
 """
 
 from __future__ import annotations
@@ -157,15 +158,16 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
 
         active = cluster.wait_for(holder, timeout=90, what="a replica to hold the Lease")
         standby = next(r for r in ports if r != active)
-        # Both run; the active one acts alone, the standby refuses reports (503).
+        # Both run; the active one acts alone, the standby forwards to it (no 503).
         cluster.wait_for(lambda: (study_progress(custom, namespace, name).get("trials") or {})
-                         .get("total", 0) >= 10 and front.refused[standby] > 0,
-                         timeout=180, what=f"10 trials with the standby refusing (answers "
+                         .get("total", 0) >= 10 and front.answered[standby] > 0,
+                         timeout=180, what=f"10 trials with the standby forwarding (answers "
                                            f"{dict(front.answered)}, 503s {dict(front.refused)}, "
                                            f"Lease {lease_holder(cluster, namespace, name)})")
         assert holder() == active
-        assert front.answered[active] > 0 and front.answered[standby] == 0, (front.answered,
-                                                                             front.refused)
+        assert front.answered[active] > 0, (front.answered, front.refused)
+        assert sum(front.refused.values()) == 0, front.refused  # not one 503 while both run
+        assert driver.retries.causes["HTTP 503"] == 0, driver.retries.causes
         writers = {(c["metadata"].get("annotations") or {}).get(LOG_WRITER)
                    for c in get(cluster, "configmaps", namespace,
                                 f"hwtune.io/study={name},hwtune.io/log=true")}
@@ -195,7 +197,7 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
     print(f"replicas: {standby} took over {takeover:.1f}s after {active} was killed; answers "
           f"{dict(front.answered)} (before the kill: {before_kill}), 503s {dict(front.refused)}")
     assert takeover <= LEASE_SECONDS + 15
-    assert front.answered[standby] > 0  # the standby answered after the takeover
+    assert front.answered[standby] > before_kill[standby]  # it decides after the takeover
     assert not driver.errors, driver.errors
     Study.rebuild(engine_config(cluster, doc), events, strict=True)
     assert sorted(e["trialId"] for e in events if e["kind"] == "created") == list(range(trials))

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from hwtune.backends.kubernetes.lease import ADDRESS_ANNOTATION
 from hwtune.engine import Study
 from hwtune.testing.cluster import LocalCluster
 from hwtune.trainer.client import ReportClient, ReportError
@@ -195,9 +196,10 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
     """The chart's two replicas (two KWOK pods; two operator processes here, each named as its
     pod, as HWTUNE_POD_NAME gives them) behind its Service: every trainer connection lands on a
     random ready endpoint and is kept alive, as through kube-proxy, so about half of them reach
-    the replica that does not hold the study. Its 503 closes the connection, the trainer's retry
-    connects afresh, and the study completes: no trainer error, one Job per launch, every
-    answer in the log once."""
+    the replica that does not hold the study. That replica forwards each report to the holder,
+    at the address the holder publishes in its Lease, and passes its answer back: no trainer
+    sees a single 503 during the whole study, and the study completes with no trainer error,
+    one Job per launch, every answer in the log once."""
     env = cluster.env()
     release = f"two-{SUFFIX}"[:20]
     report_port = free_port()
@@ -232,17 +234,18 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
         apply(cluster, doc, namespace)
         deadline = time.monotonic() + 300
         holders: set[str] = set()  # read while it runs: a finished study's Lease is released
+        addresses: set[str] = set()  # where the holder said it serves reports
         while study_status(cluster, name, namespace).get("phase") != "Completed":
             assert time.monotonic() < deadline, \
                 f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
             assert not driver.errors, driver.errors
             try:
-                holder = cluster.get_json("lease", f"{name}-writer",
-                                          namespace=namespace)["spec"].get("holderIdentity")
+                lease = cluster.get_json("lease", f"{name}-writer", namespace=namespace)
             except Exception:  # noqa: BLE001 - not created yet
-                holder = None
-            if holder:
-                holders.add(holder)
+                lease = {}
+            if (lease.get("spec") or {}).get("holderIdentity"):
+                holders.add(lease["spec"]["holderIdentity"])
+                addresses.add(lease["metadata"]["annotations"].get(ADDRESS_ANNOTATION))
             time.sleep(0.5)
         status = study_status(cluster, name, namespace)
         events = logged_events(cluster, name, namespace)
@@ -257,10 +260,15 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
         delete_configurations(cluster, configuration)
         helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
     routed = Counter(ip for ip, _ in forwarder.routed)
-    print(f"two replicas: connections per pod {dict(routed)}, Lease holders {holders}")
+    retried = dict(driver.retries.causes)
+    print(f"two replicas: connections per pod {dict(routed)}, Lease holders {holders} at "
+          f"{addresses}, trainers' retried attempts {retried}")
     assert set(routed) == set(local)  # both pods got trainer connections
     assert holders and holders <= {p["metadata"]["name"] for p in pods}
+    # the holder published where it listens (here its stand-in's port on 127.0.0.1)
+    assert addresses and addresses <= {f"127.0.0.1:{port}" for port in local.values()}
     assert not driver.errors, driver.errors
+    assert retried.get("HTTP 503", 0) == 0, retried  # the standby forwarded every report
     Study.rebuild(engine_config(cluster, doc), events, strict=True)
     assert status["trials"]["total"] == trials
     assert max_concurrent(events) <= parallel
