@@ -234,7 +234,13 @@ async def serve(
     # A report reaching the replica that does not hold its study's Lease is forwarded to the
     # holder, at the address the holder publishes in the Lease (docs/operator-design.md).
     holders = LeaseHolders(kube)
-    forwarder = HolderForwarder(holders.locate, holders.forget, via=IDENTITY)
+
+    async def locate(scope: tuple[str, ...]) -> str | None:
+        # Only studies this replica runs a daemon for: a URL naming any other study costs no
+        # Lease read (a caller without a token cannot make the API server work per request).
+        return await holders.locate(scope) if scope in studies.router.runners else None
+
+    forwarder = HolderForwarder(locate, holders.forget, via=IDENTITY)
     report_runner, studies.report_url, report_port = await _start_report_endpoint(
         settings, studies.router, forwarder.forward)
     studies.report_address = holders.own = report_address(settings.report_listen, report_port)

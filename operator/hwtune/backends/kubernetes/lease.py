@@ -356,5 +356,7 @@ class LeaseHolders:
             if spec.get("holderIdentity") and time.time() < expires:
                 address = ((current.get("metadata") or {}).get("annotations") or {}).get(
                     ADDRESS_ANNOTATION) or None
+        if len(self._known) >= 10_000:  # studies come and go: never an unbounded map
+            self._known.clear()
         self._known[scope] = (address, time.monotonic() + self.miss_s)
         return address
