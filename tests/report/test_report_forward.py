@@ -88,6 +88,7 @@ class Replica(ThreadedServer):
             return await handler(request)
 
         app.middlewares.append(record)
+        app.on_cleanup.append(lambda _: self.forwarder.close())
         return web.AppRunner(app, **runner_options())
 
     @property
