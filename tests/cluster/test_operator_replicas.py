@@ -130,6 +130,21 @@ def lease_holder(cluster: LocalCluster, namespace: str, study: str) -> str:
     return (read_lease(cluster, namespace, study).get("spec") or {}).get("holderIdentity") or ""
 
 
+def run_to_completion(cluster: LocalCluster, custom: Any, namespace: str, name: str,
+                      driver: TrialDriver, logs: Path, *, timeout: float
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Wait for the study to complete: its status and its logged events."""
+    deadline = time.monotonic() + timeout
+    while study_progress(custom, namespace, name).get("phase") != "Completed":
+        assert time.monotonic() < deadline, \
+            f"the study did not complete (logs {logs}, driver errors {driver.errors[-3:]})"
+        time.sleep(0.5)
+    status = study_progress(custom, namespace, name)
+    events = logged_events(cluster, name, namespace)
+    time.sleep(1.0)  # let the watch see the last Jobs
+    return status, events
+
+
 def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
         cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
     from kubernetes import client, config
@@ -187,15 +202,8 @@ def test_two_replicas_never_act_at_once_and_the_standby_takes_over(
         cluster.wait_for(lambda: holder() == standby, timeout=60,
                          what="the standby to take the Lease over")
         takeover = time.monotonic() - killed
-        deadline = time.monotonic() + 240
-        while study_progress(custom, namespace, name).get("phase") != "Completed":
-            assert time.monotonic() < deadline, \
-                f"the study did not complete (logs {tmp_path}, " \
-                f"driver errors {driver.errors[-3:]})"
-            time.sleep(0.5)
-        status = study_progress(custom, namespace, name)
-        events = logged_events(cluster, name, namespace)
-        time.sleep(1.0)  # let the watch see the last Jobs
+        status, events = run_to_completion(cluster, custom, namespace, name, driver, tmp_path,
+                                           timeout=240)
     finally:
         driver.stop()
         jobs.stop()
@@ -422,14 +430,8 @@ def test_a_restarted_operator_decides_at_once_and_its_zombie_cannot_act(
                          what=f"c to answer (log {tmp_path / 'c.log'})")
         timings["restart: c's first answer"] = front.first["c"] - started
         lease_after = read_lease(cluster, namespace, name)["spec"]
-        deadline = time.monotonic() + 600
-        while study_progress(custom, namespace, name).get("phase") != "Completed":
-            assert time.monotonic() < deadline, \
-                f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
-            time.sleep(0.5)
-        status = study_progress(custom, namespace, name)
-        events = logged_events(cluster, name, namespace)
-        time.sleep(1.0)  # let the watch see the last Jobs
+        status, events = run_to_completion(cluster, custom, namespace, name, driver, tmp_path,
+                                           timeout=600)
     finally:
         driver.stop()
         jobs.stop()
