@@ -44,7 +44,9 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "operator"))
+sys.path.insert(0, str(ROOT))  # tests.sockets: the load-balancer stand-ins' splice
 
 from aiohttp import web  # noqa: E402
 
@@ -54,6 +56,7 @@ from hwtune.report.protocol import ProtocolError, ReportReply  # noqa: E402
 from hwtune.report.server import create_app, new_token, runner_options  # noqa: E402
 from hwtune.report.threaded import ThreadedServer  # noqa: E402
 from hwtune.trainer.client import ReportClient  # noqa: E402
+from tests.sockets import splice  # noqa: E402
 
 PREFIX = "/studies/{namespace}/{study}"
 TOKEN = new_token()
@@ -117,21 +120,7 @@ class Balancer:
                 return
             upstream = socket.create_connection(("127.0.0.1", random.choice(self.ports)))
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._splice, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _splice(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=splice, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         self.listener.close()
