@@ -11,10 +11,13 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from aiohttp import web
 
 from hwtune.api.crd import MetricsCollectorSpec, parse_spec
 from hwtune.api.records import Decision, TrialPhase
+from hwtune.backends.kubernetes.api import KubeApi
 from hwtune.backends.kubernetes.podlog import PodLogCollectors
 from hwtune.report.protocol import ReportReply
 
@@ -22,23 +25,23 @@ LOG = b"noise\nepoch=1 loss=0.5\nepoch=2 loss=0.4\nepoch=3 loss=0.3\n"
 TAIL = b"epoch=4 loss=0.2"  # printed last, without a newline
 
 
-class FakeConfiguration:
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.verify_ssl = False
-        self.ssl_ca_cert = self.cert_file = self.key_file = None
-        self.refresh_api_key_hook = None
+def kube_api(host: str) -> KubeApi:
+    """The operator's own client, pointed at the fake API server."""
+    from kubernetes import client
 
-    def get_api_key_with_prefix(self, key: str) -> str | None:
-        return "Bearer t0k3n" if key == "authorization" else None
+    configuration = client.Configuration()
+    configuration.host = host
+    configuration.api_key = {"authorization": "t0k3n"}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    return KubeApi(client.ApiClient(configuration), workers=2, log_workers=1, status_workers=1)
 
 
 class FakeRunner:
-    """What PodLogCollectors uses of a StudyRunner."""
+    """What PodLogCollectors uses of a StudyRunner (its API client is the real one)."""
 
     def __init__(self, host: str, stop_at: int | None = None) -> None:
         self.name, self.namespace = "s", "ns"
-        self.api = SimpleNamespace(client=SimpleNamespace(configuration=FakeConfiguration(host)))
+        self.api = kube_api(host)
         state = SimpleNamespace(active=True, launches=1)
         self.backend = SimpleNamespace(lock=threading.RLock(), _trials={0: state},
                                        intend=lambda intent: self.intents.append(intent),
@@ -47,6 +50,7 @@ class FakeRunner:
         self.study = SimpleNamespace(trial=lambda tid: self.record)
         self.reports: list[tuple[int, dict[str, float]]] = []
         self.jobs: list[dict[str, Any]] = []
+        self.job_pods: list[list[dict[str, Any]] | None] = []  # the pods handed with each Job
         self.intents: list[Any] = []
         self.stop_at = stop_at
 
@@ -58,8 +62,9 @@ class FakeRunner:
             return ReportReply(Decision.STOP, "stopped by the scheduler")
         return ReportReply(Decision.CONTINUE)
 
-    def job_event(self, job: dict[str, Any]) -> None:
+    def job_event(self, job: dict[str, Any], pods: list[dict[str, Any]] | None = None) -> None:
         self.jobs.append(job)
+        self.job_pods.append(pods)
 
 
 def pod(phase: str) -> dict[str, Any]:
@@ -76,7 +81,7 @@ JOB = {"metadata": {"name": "s-0", "labels": {"hwtune.io/trial": "0"},
 
 
 async def serve(requests: list[dict[str, str]], ended: asyncio.Event, *,
-                break_first: bool = True) -> web.AppRunner:
+                break_first: bool = True, pods_status: int = 200) -> web.AppRunner:
     async def log(request: web.Request) -> web.StreamResponse:
         requests.append(dict(request.query) | {"auth": request.headers.get("Authorization")})
         response = web.StreamResponse()
@@ -93,7 +98,12 @@ async def serve(requests: list[dict[str, str]], ended: asyncio.Event, *,
         return response
 
     async def pods(request: web.Request) -> web.Response:
-        return web.json_response({"items": [pod("Succeeded")]})
+        requests.append({"list": request.query["labelSelector"],
+                         "auth": request.headers.get("Authorization")})
+        if pods_status != 200:
+            return web.json_response({"kind": "Status", "message": "etcd is down"},
+                                     status=pods_status)
+        return web.json_response({"items": [pod("Succeeded")], "metadata": {}})
 
     app = web.Application()
     app.router.add_get("/api/v1/namespaces/ns/pods/s-0-abc/log", log)
@@ -137,11 +147,18 @@ def test_a_broken_stream_is_resumed_and_the_rest_read_before_the_job_ends() -> N
             ended.set()
             await logs.close()
             await server.cleanup()
+            runner.api.close()
         assert [r for r, _ in runner.reports] == [1, 2, 3, 4]  # each level once, in order
         assert runner.reports[-1] == (4, {"loss": 0.2})
-        assert [r.get("follow") for r in requests] == ["true", "true", None]
+        reads = [r for r in requests if "list" not in r]
+        assert [r.get("follow") for r in reads] == ["true", "true", None]
         assert all(r["container"] == "trainer" and r["auth"] == "Bearer t0k3n"
-                   for r in requests)
+                   for r in reads)
+        # The trial's pods were listed once, at the Job's end, by the operator's own client,
+        # and handed on with the Job: the runner reads them from there, not again.
+        assert [r for r in requests if "list" in r] == [
+            {"list": "hwtune.io/study=s,hwtune.io/trial=0", "auth": "Bearer t0k3n"}]
+        assert [[p["metadata"]["uid"] for p in pods or []] for pods in runner.job_pods] == [["u1"]]
 
     asyncio.run(main())
 
@@ -161,6 +178,7 @@ def test_levels_the_study_holds_are_skipped_and_a_stop_ends_the_reading() -> Non
             ended.set()
             await logs.close()
             await server.cleanup()
+            runner.api.close()
         assert [r for r, _ in runner.reports] == [2, 3]
         # After the stop nothing of this trial is read or held any more.
         assert logs.hold_job(JOB) is False
@@ -191,6 +209,7 @@ def test_a_pause_deletes_the_job_as_there_is_no_sdk_to_hear_it() -> None:
             ended.set()
             await logs.close()
             await server.cleanup()
+            runner.api.close()
         assert runner.intents == [("delete", 0)] and len(runner.reports) == 1
 
     asyncio.run(main())
@@ -221,6 +240,40 @@ def test_reports_read_when_the_pod_ends_are_all_delivered() -> None:
             ended.set()
             await logs.close()
             await server.cleanup()
+            runner.api.close()
         assert [r for r, _ in runner.reports] == [1, 2, 3, 4]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("status", [500, 403])
+def test_a_pod_listing_the_api_refuses_still_ends_the_trial_with_the_logs_seen(status) -> None:
+    """The drain's listing fails: the pods already followed are read to their end, the Job is
+    handed on (without pods: the runner reads them itself), and nothing is raised."""
+    async def main() -> None:
+        requests: list[dict[str, str]] = []
+        ended = asyncio.Event()
+        server = await serve(requests, ended, break_first=False, pods_status=status)
+        runner = FakeRunner(f"http://127.0.0.1:{server.addresses[0][1]}")
+        logs = collectors(runner)
+        try:
+            logs.pod_event(pod("Running"))
+            await wait_until(lambda: len(runner.reports) == 3)
+            logs.pod_event(pod("Succeeded"))
+            assert logs.hold_job(JOB) is True
+            await wait_until(lambda: runner.jobs)
+            # a Job counting a new ready pod lists the trial's pods: refused, looked at again
+            # at the next such event
+            logs.job_changed({**JOB, "status": {"ready": 1}})
+            await wait_until(lambda: len([r for r in requests if "list" in r]) == 2)
+            await asyncio.sleep(0.1)
+            assert logs._ready_seen == {}
+        finally:
+            ended.set()
+            await logs.close()
+            await server.cleanup()
+            runner.api.close()
+        assert [r for r, _ in runner.reports] == [1, 2, 3, 4]
+        assert runner.jobs == [JOB] and runner.job_pods == [None]
 
     asyncio.run(main())

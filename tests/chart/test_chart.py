@@ -83,6 +83,8 @@ def test_chart_runs_two_replicas_kept_apart_by_the_study_leases():
     container = pod["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["HWTUNE_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # the address a holder publishes in its Leases, where the standby forwards reports
+    assert env["HWTUNE_POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert "--standalone" in container["args"] and "--webhook-persistent" in container["args"]
     assert "--lease-seconds=15" in container["args"]
     assert not any(a.startswith("--peering-name") for a in container["args"])

@@ -51,13 +51,15 @@ PARALLEL = int(os.environ.get("HWTUNE_CHAOS_PARALLEL", "16"))
 class JobWatch:
     """Every Job of the namespace ever created (by uid), from a watch that resumes where it was."""
 
-    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, study: str | None = None) -> None:
         from kubernetes import client, config
 
         configuration = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
         self.batch = client.BatchV1Api(client.ApiClient(configuration))
         self.namespace = namespace
+        # one study's Jobs, or every study's (trial ids repeat across studies)
+        self.selector = f"hwtune.io/study={study}" if study else "hwtune.io/study"
         self.jobs: dict[str, tuple[int, int]] = {}  # uid -> (trial, launch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, daemon=True)
@@ -83,13 +85,13 @@ class JobWatch:
             try:
                 if version is None:  # (re)list: nothing can be missed before the first watch
                     listed = self.batch.list_namespaced_job(self.namespace,
-                                                            label_selector="hwtune.io/study")
+                                                            label_selector=self.selector)
                     for job in listed.items:
                         self._record(job)
                     version = listed.metadata.resource_version
                 stream = watch.Watch().stream(
                     self.batch.list_namespaced_job, self.namespace,
-                    label_selector="hwtune.io/study", resource_version=version,
+                    label_selector=self.selector, resource_version=version,
                     timeout_seconds=5, allow_watch_bookmarks=True)
                 for event in stream:
                     obj = event["object"]

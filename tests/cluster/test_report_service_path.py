@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import signal
 import socket
 import subprocess
 import threading
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from hwtune.backends.kubernetes.lease import ADDRESS_ANNOTATION
 from hwtune.engine import Study
 from hwtune.testing.cluster import LocalCluster
 from hwtune.trainer.client import ReportClient, ReportError
@@ -195,9 +197,12 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
     """The chart's two replicas (two KWOK pods; two operator processes here, each named as its
     pod, as HWTUNE_POD_NAME gives them) behind its Service: every trainer connection lands on a
     random ready endpoint and is kept alive, as through kube-proxy, so about half of them reach
-    the replica that does not hold the study. Its 503 closes the connection, the trainer's retry
-    connects afresh, and the study completes: no trainer error, one Job per launch, every
-    answer in the log once."""
+    the replica that does not hold the study. That replica forwards each report to the holder,
+    at the address the holder publishes in its Lease, and passes its answer back: no trainer
+    sees a single 503 during the whole study, and the study completes with no trainer error,
+    one Job per launch, every answer in the log once. Then a second study, whose holder is
+    SIGKILLed mid-study: the other replica takes the Lease over and the study completes, the
+    same way."""
     env = cluster.env()
     release = f"two-{SUFFIX}"[:20]
     report_port = free_port()
@@ -205,68 +210,99 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
          "--set", f"operator.reportPort={report_port}", env=env)  # the default: two replicas
     configuration = f"two-{SUFFIX}.hwtune.io"
     service = f"{release}-operator"
-    processes: list[subprocess.Popen] = []
+    processes: dict[str, subprocess.Popen] = {}  # pod name -> the process standing in for it
     forwarder = None
-    driver = None
-    jobs = JobWatch(cluster.kubeconfig, namespace).start()
-    name, trials, parallel = "two-replicas", 24, 6
-    doc = study_doc(name, scheduler="mo-asha-promotion", max_trials=trials, parallel=parallel,
-                    seed=17)
+    watches: list[JobWatch] = []
+    drivers: list[TrialDriver] = []
+    runs: dict[str, dict] = {}
     try:
         pods = [p for p in get(cluster, "pods", namespace, "app.kubernetes.io/component=operator")]
         assert len(pods) == 2
         local = {p["status"]["podIP"]: free_port() for p in pods}
         for pod in pods:
-            processes.append(start_operator_process(
+            processes[pod["metadata"]["name"]] = start_operator_process(
                 cluster, namespace, configuration, local[pod["status"]["podIP"]],
                 tmp_path / f"{pod['metadata']['name']}.log", lease_seconds=10,
                 pod_name=pod["metadata"]["name"],
-                extra_args=(f"--report-url=http://{service}.{namespace}.svc:{report_port}",)))
+                # one replica is killed: its webhook URL may be the one registered, which must
+                # not hold up the clean-up's study deletion
+                extra_args=(f"--report-url=http://{service}.{namespace}.svc:{report_port}",
+                            "--webhook-failure-policy=Ignore"))
         forwarder = ServiceForwarder(cluster, namespace, service, report_port, local)
         assert sorted(cluster.wait_for(forwarder.endpoints, timeout=60,
                                        what="the Service's endpoints")) == sorted(
             (ip, report_port) for ip in local)
-        driver = TrialDriver(cluster.kubeconfig, namespace, workers=parallel, epoch_seconds=0.05,
-                             report_url=f"http://127.0.0.1:{forwarder.address[1]}"
-                                        f"/studies/{namespace}/{name}").start()
-        apply(cluster, doc, namespace)
-        deadline = time.monotonic() + 300
-        holders: set[str] = set()  # read while it runs: a finished study's Lease is released
-        while study_status(cluster, name, namespace).get("phase") != "Completed":
-            assert time.monotonic() < deadline, \
-                f"the study did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
-            assert not driver.errors, driver.errors
-            try:
-                holder = cluster.get_json("lease", f"{name}-writer",
-                                          namespace=namespace)["spec"].get("holderIdentity")
-            except Exception:  # noqa: BLE001 - not created yet
-                holder = None
-            if holder:
-                holders.add(holder)
-            time.sleep(0.5)
-        status = study_status(cluster, name, namespace)
-        events = logged_events(cluster, name, namespace)
-        time.sleep(1.0)  # let the watch see the last Jobs
-    finally:
-        if driver is not None:
+        for name, seed, kill in (("two-replicas", 17, False), ("holder-killed", 19, True)):
+            run = runs[name] = {"doc": study_doc(name, scheduler="mo-asha-promotion",
+                                                 max_trials=24, parallel=6, seed=seed),
+                                "holders": set(), "addresses": set(), "killed": None}
+            jobs = JobWatch(cluster.kubeconfig, namespace, study=name).start()
+            watches.append(jobs)
+            driver = TrialDriver(cluster.kubeconfig, namespace, workers=6, epoch_seconds=0.05,
+                                 report_url=f"http://127.0.0.1:{forwarder.address[1]}"
+                                            f"/studies/{namespace}/{name}").start()
+            drivers.append(driver)
+            apply(cluster, run["doc"], namespace)
+            deadline = time.monotonic() + 300
+            # read while it runs: a finished study's Lease is released
+            while study_status(cluster, name, namespace).get("phase") != "Completed":
+                assert time.monotonic() < deadline, \
+                    f"study {name} did not complete (logs {tmp_path}, errors {driver.errors[-3:]})"
+                assert not driver.errors, driver.errors
+                try:
+                    lease = cluster.get_json("lease", f"{name}-writer", namespace=namespace)
+                except Exception:  # noqa: BLE001 - not created yet
+                    lease = {}
+                holder = (lease.get("spec") or {}).get("holderIdentity")
+                if holder:
+                    run["holders"].add(holder)
+                    run["addresses"].add(lease["metadata"]["annotations"].get(
+                        ADDRESS_ANNOTATION))
+                total = (study_status(cluster, name, namespace).get("trials") or {}).get(
+                    "total", 0)
+                if kill and run["killed"] is None and holder and total >= 8:
+                    processes[holder].send_signal(signal.SIGKILL)
+                    processes[holder].wait(timeout=10)
+                    run["killed"] = holder
+                time.sleep(0.5)
+            run["status"] = study_status(cluster, name, namespace)
+            run["events"] = logged_events(cluster, name, namespace)
+            time.sleep(1.0)  # let the watch see the last Jobs
             driver.stop()
-        jobs.stop()
+            jobs.stop()
+            run["driver"], run["jobs"] = driver, jobs
+    finally:
+        for driver in drivers:
+            driver.stop()
+        for jobs in watches:
+            jobs.stop()
         if forwarder is not None:
             forwarder.close()
-        stop_operator_processes(cluster, namespace, *processes)
+        stop_operator_processes(cluster, namespace, *processes.values())
         delete_configurations(cluster, configuration)
         helm("uninstall", release, "--namespace", namespace, "--wait", env=env)
     routed = Counter(ip for ip, _ in forwarder.routed)
-    print(f"two replicas: connections per pod {dict(routed)}, Lease holders {holders}")
+    whole, killed = runs["two-replicas"], runs["holder-killed"]
+    print(f"two replicas: connections per pod {dict(routed)}; whole study: Lease holders "
+          f"{whole['holders']} at {whole['addresses']}, trainers' retried attempts "
+          f"{dict(whole['driver'].retries.causes)}; holder {killed['killed']} killed: holders "
+          f"{killed['holders']}, retried attempts {dict(killed['driver'].retries.causes)}")
     assert set(routed) == set(local)  # both pods got trainer connections
-    assert holders and holders <= {p["metadata"]["name"] for p in pods}
-    assert not driver.errors, driver.errors
-    Study.rebuild(engine_config(cluster, doc), events, strict=True)
-    assert status["trials"]["total"] == trials
-    assert max_concurrent(events) <= parallel
-    per_launch = Counter(jobs.jobs.values())
-    assert all(n == 1 for n in per_launch.values()), per_launch
-    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
-    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
-                     if e["kind"] == "observed")
-    assert answered == logged and max(logged.values()) == 1
+    # the holder published where it listens (here its stand-in's port on 127.0.0.1)
+    assert whole["addresses"] and whole["addresses"] <= {f"127.0.0.1:{p}" for p in local.values()}
+    retried = whole["driver"].retries.causes
+    assert retried.get("HTTP 503", 0) == 0, retried  # the standby forwarded every report
+    assert killed["killed"] is not None and len(killed["holders"]) == 2  # the other took over
+    for run in (whole, killed):
+        driver, events = run["driver"], run["events"]
+        assert run["holders"] and run["holders"] <= set(processes)
+        assert not driver.errors, driver.errors
+        Study.rebuild(engine_config(cluster, run["doc"]), events, strict=True)
+        assert run["status"]["trials"]["total"] == 24
+        assert max_concurrent(events) <= 6
+        per_launch = Counter(run["jobs"].jobs.values())
+        assert all(n == 1 for n in per_launch.values()), per_launch
+        answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+        logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                         if e["kind"] == "observed")
+        assert answered == logged and max(logged.values()) == 1

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
+import re
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +29,22 @@ SIM_OUTCOME = "hwtune.io/sim-outcome"
 def val_error(params: dict[str, Any], epoch: int) -> float:
     distance = abs(math.log10(params["lr"]) + 2.0)
     return round(0.1 + 0.2 * distance + 0.5 / (epoch * params["width"] ** 0.25), 6)
+
+
+class RetryCounter(logging.Handler):
+    """Counts the SDK's retried attempts by cause ("HTTP 503", "ConnectionRefusedError", ...)
+    from its retry warnings: a retried report succeeds, so only this sees it."""
+
+    _CAUSE = re.compile(r"failed \((HTTP \d+|\w+)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.causes: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self._CAUSE.search(record.getMessage())
+        if found:
+            self.causes[found.group(1)] += 1
 
 
 @dataclass
@@ -57,6 +76,7 @@ class TrialDriver:
         self.played: dict[str, Played] = {}  # by pod uid
         self.errors: list[str] = []  # a trainer's failure (a refused or unanswered report)
         self.list_failures = 0
+        self.retries = RetryCounter()  # the trainers' retried attempts, by cause
         self.paused = threading.Event()  # set: play no new pods
         # trial id -> how many of its pods fail at once with exit 75 (preempted) before one runs
         self.fail_plan: dict[int, int] = {}
@@ -66,10 +86,12 @@ class TrialDriver:
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def start(self) -> "TrialDriver":
+        logging.getLogger("hwtune.trainer").addHandler(self.retries)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        logging.getLogger("hwtune.trainer").removeHandler(self.retries)
         self._stop.set()
         self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -186,13 +186,16 @@ def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path,
     return kopf_settings
 
 
-async def _start_report_endpoint(settings: OperatorSettings, sink: Any) -> tuple[Any, str]:
-    """The report endpoint in this event loop; returns its runner and the trainers' base URL."""
+async def _start_report_endpoint(settings: OperatorSettings, sink: Any, forward: Any = None
+                                 ) -> tuple[Any, str, int]:
+    """The report endpoint in this event loop; returns its runner, the trainers' base URL and
+    the port it listens on. ``forward``: where this replica sends reports of studies another
+    replica acts for (``HolderForwarder.forward``)."""
     from aiohttp import web
 
     from hwtune.report.server import create_app, runner_options
 
-    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX),
+    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX, forward=forward),
                            **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, settings.report_listen, settings.report_port or 0)
@@ -201,7 +204,7 @@ async def _start_report_endpoint(settings: OperatorSettings, sink: Any) -> tuple
     url = settings.report_url or f"http://127.0.0.1:{port}"
     log.info("report endpoint listening on %s:%s (trainers use %s)", settings.report_listen,
              port, url)
-    return runner, url
+    return runner, url, port
 
 
 async def serve(
@@ -217,6 +220,9 @@ async def serve(
     ``embedded``: a host program owns the process, so a stuck exit is never ended by SIGKILL."""
     from kubernetes import client
 
+    from hwtune.backends.kubernetes.lease import IDENTITY, LeaseHolders, report_address
+    from hwtune.report.forward import HolderForwarder
+
     _install_log_filters()
     configuration = await asyncio.to_thread(load_client_configuration, settings.kubeconfig)
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0,
@@ -225,7 +231,19 @@ async def serve(
     kube = KubeApi(api_client)
     studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube,
                             lease_seconds=settings.lease_seconds)
-    report_runner, studies.report_url = await _start_report_endpoint(settings, studies.router)
+    # A report reaching the replica that does not hold its study's Lease is forwarded to the
+    # holder, at the address the holder publishes in the Lease (docs/operator-design.md).
+    holders = LeaseHolders(kube)
+
+    async def locate(scope: tuple[str, ...]) -> str | None:
+        # Only studies this replica runs a daemon for: a URL naming any other study costs no
+        # Lease read (a caller without a token cannot make the API server work per request).
+        return await holders.locate(scope) if scope in studies.router.runners else None
+
+    forwarder = HolderForwarder(locate, holders.forget, via=IDENTITY)
+    report_runner, studies.report_url, report_port = await _start_report_endpoint(
+        settings, studies.router, forwarder.forward)
+    studies.report_address = holders.own = report_address(settings.report_listen, report_port)
     metrics_server = start_metrics_endpoint(settings, studies)
     if on_report_url is not None:
         on_report_url(studies.report_url)
@@ -263,6 +281,7 @@ async def serve(
         if metrics_server is not None:
             metrics_server.shutdown()
         await report_runner.cleanup()
+        await forwarder.close()
         kube.close()
         api_client.close()
 

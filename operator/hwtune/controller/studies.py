@@ -73,6 +73,7 @@ class StudyHandlers:
     restarts: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     specs: dict[tuple[str, str], tuple[Mapping[str, Any], int | None]] = field(default_factory=dict)
     metrics: Any = None  # hwtune.observe.StudyMetrics, set by start_metrics_endpoint
+    report_address: str | None = None  # host:port published in Leases for standby forwarding
 
 
 def _plain(value: Any) -> Any:
@@ -113,6 +114,8 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                                  report_url=handlers.report_url,
                                  retry_limit=handlers.retry_limit,
                                  lease_seconds=handlers.lease_seconds)
+            if runner.lease is not None:  # a standby forwards this study's reports there
+                runner.lease.address = handlers.report_address
             handlers.router.runners[key] = runner
             instrument_runner(runner, handlers.metrics)
             task = asyncio.create_task(runner.run(), name=f"study:{namespace}/{name}")

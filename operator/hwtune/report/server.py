@@ -22,6 +22,7 @@ import logging
 import re
 import secrets
 import threading
+from collections.abc import Awaitable
 from typing import Protocol
 
 import aiohttp
@@ -43,6 +44,7 @@ __all__ = [
     "BODY_TIMEOUT_SECONDS",
     "IDLE_TIMEOUT_SECONDS",
     "ReplyMemo",
+    "ReportForward",
     "ReportServer",
     "ReportSink",
     "add_report_routes",
@@ -86,6 +88,14 @@ class ReportSink(Protocol):
         ``EndpointUnavailableError`` (503, retried) when the report cannot be recorded now.
         May return an awaitable of the reply instead (the operator answers only once the
         decision is stored; see docs/operator-design.md)."""
+
+
+class ReportForward(Protocol):
+    """Sends a report this replica cannot take to the one that acts for its study (``scope``:
+    the route prefix's values, e.g. (namespace, study)); None when there is none."""
+
+    def __call__(self, request: web.Request, scope: tuple[str, ...],
+                 body: bytes) -> Awaitable[web.Response | None]: ...
 
 
 class ReplyMemo:
@@ -148,55 +158,78 @@ def _bearer_token(request: web.Request) -> tuple[str | None, str]:
 
 
 def add_report_routes(app: web.Application, sink: ReportSink, *,
-                      body_timeout: float = BODY_TIMEOUT_SECONDS, route_prefix: str = "") -> None:
+                      body_timeout: float = BODY_TIMEOUT_SECONDS, route_prefix: str = "",
+                      forward: ReportForward | None = None) -> None:
     """Add POST /v1/trials/{trial}/reports and GET /healthz to ``app``: how another aiohttp
     application (the operator's) serves the protocol. Give its runner ``runner_options()``.
 
     ``route_prefix`` (e.g. ``/studies/{namespace}/{study}``) puts the report route under a
     prefix with variables of its own, for one endpoint serving many studies: the sink then sees
     the trial as the prefix's values and the trial id joined by ``/`` (``ns/study/3``). A
-    trainer's ``HWTUNE_REPORT_URL`` carries the prefix, so its URL ends as always."""
+    trainer's ``HWTUNE_REPORT_URL`` carries the prefix, so its URL ends as always.
+
+    ``forward`` (e.g. ``hwtune.report.forward.HolderForwarder.forward``): where the sink says
+    503 (this replica does not act for the study), the report goes to the replica that does
+    and its answer is returned instead; None from it keeps the 503."""
+
+    async def read_body(request: web.Request) -> tuple[bytes | None, web.Response | None]:
+        try:
+            # A client that sends headers and then stalls (or vanished) must not hold the
+            # handler for ever.
+            return await asyncio.wait_for(request.read(), timeout=body_timeout), None
+        except web.HTTPRequestEntityTooLarge:
+            return None, _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
+        except asyncio.TimeoutError:
+            return None, _error(408, f"body not received within {body_timeout:g} s",
+                                headers={"Connection": "close"})
+        except (ConnectionError, aiohttp.ClientPayloadError,
+                aiohttp.http_exceptions.HttpProcessingError) as exc:
+            return None, _error(400, f"malformed body: {exc}")
+
+    async def unavailable(request: web.Request, scope: tuple[str, ...], exc: ProtocolError,
+                          raw: bytes | None = None) -> web.Response:
+        if forward is None or exc.status != 503 or not scope:
+            return _refusal(exc)
+        if raw is None:
+            raw, refused = await read_body(request)
+            if refused is not None:
+                return refused
+        forwarded = await forward(request, scope, raw)
+        return _refusal(exc) if forwarded is None else forwarded
 
     async def post_report(request: web.Request) -> web.Response:
         try:
             trial = str(parse_trial_id(request.match_info["trial"]))
         except ProtocolError as exc:
             return web.json_response(exc.to_json(), status=exc.status)
+        scope: tuple[str, ...] = ()
         if route_prefix:
-            scope = [v for k, v in request.match_info.items() if k != "trial"]
+            scope = tuple(v for k, v in request.match_info.items() if k != "trial")
             trial = "/".join([*scope, trial])
         token, problem = _bearer_token(request)
         if token is None:
             return _error(401, problem, headers={"WWW-Authenticate": 'Bearer realm="hwtune"'})
         try:
             expected = sink.expected_token(trial)
-        except ProtocolError as exc:  # e.g. 503 while the study is loading: trainers retry
-            return _refusal(exc)
+        except ProtocolError as exc:  # 503: loading, or another replica acts for the study
+            return await unavailable(request, scope, exc)
         # An unknown trial is answered exactly like a wrong token, after the same comparison:
         # a caller without a token learns nothing about which trial ids exist.
         if not tokens_match(token, _NOT_A_TOKEN if expected is None else expected) \
                 or expected is None:
             return _error(401, "wrong token for this trial",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        try:
-            # A client that sends headers and then stalls (or vanished) must not hold the
-            # handler for ever.
-            raw = await asyncio.wait_for(request.read(), timeout=body_timeout)
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
-        except asyncio.TimeoutError:
-            return _error(408, f"body not received within {body_timeout:g} s",
-                          headers={"Connection": "close"})
-        except (ConnectionError, aiohttp.ClientPayloadError,
-                aiohttp.http_exceptions.HttpProcessingError) as exc:
-            return _error(400, f"malformed body: {exc}")
+        raw, refused = await read_body(request)
+        if refused is not None:
+            return refused
+        assert raw is not None
         try:
             payload = parse_report(raw)
             reply = sink.submit_report(trial, payload)
             if inspect.isawaitable(reply):
                 reply = await reply
-        except ProtocolError as exc:
-            return _refusal(exc)
+        except ProtocolError as exc:  # 503: this replica stopped acting for the study
+            return await unavailable(request, scope, exc, raw)
         return web.json_response(reply.to_json())
 
     async def healthz(_: web.Request) -> web.Response:
@@ -207,12 +240,14 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
 
 
 def create_app(sink: ReportSink, *, body_timeout: float = BODY_TIMEOUT_SECONDS,
-               route_prefix: str = "") -> web.Application:
+               route_prefix: str = "", forward: ReportForward | None = None
+               ) -> web.Application:
     """The endpoint as an aiohttp application: POST /v1/trials/{trial}/reports, GET /healthz.
     Serve it with ``web.AppRunner(app, **runner_options())`` (idle connections time out)."""
     # aiohttp stops reading a body at this size (HTTPRequestEntityTooLarge, answered 413).
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    add_report_routes(app, sink, body_timeout=body_timeout, route_prefix=route_prefix)
+    add_report_routes(app, sink, body_timeout=body_timeout, route_prefix=route_prefix,
+                      forward=forward)
     return app
 
 

@@ -30,13 +30,16 @@ import socket
 import time
 from typing import Any
 
-__all__ = ["IDENTITY", "INSTANCE_ANNOTATION", "LeaseLost", "StudyLease", "default_identity",
-           "lease_name"]
+__all__ = ["ADDRESS_ANNOTATION", "IDENTITY", "INSTANCE_ANNOTATION", "LeaseHolders", "LeaseLost",
+           "StudyLease", "default_identity", "lease_name", "report_address"]
 
 log = logging.getLogger(__name__)
 
 INSTANCE_ANNOTATION = "hwtune.io/holder-instance"
+# host:port where the holder serves reports, so a standby replica can forward to it
+ADDRESS_ANNOTATION = "hwtune.io/report-address"
 POD_NAME_ENV = "HWTUNE_POD_NAME"
+POD_IP_ENV = "HWTUNE_POD_IP"
 
 
 def default_identity() -> str:
@@ -47,6 +50,16 @@ def default_identity() -> str:
 
 
 IDENTITY = default_identity()
+
+
+def report_address(listen: str, port: int) -> str:
+    """Where the other replicas reach this one's report endpoint: the pod's IP when the chart
+    gives it (``HWTUNE_POD_IP``, downward API ``status.podIP``), else the address it listens
+    on, else loopback (an operator outside the cluster, tests)."""
+    host = os.environ.get(POD_IP_ENV, "").strip()
+    if not host:
+        host = listen if listen not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 # Studies whose Lease a newer incarnation of this very identity took from this process: this
 # process is the zombie there, so it never takes such a Lease back at once (no ping-pong).
@@ -78,6 +91,25 @@ def _instance(lease: dict[str, Any]) -> str | None:
     return ((lease.get("metadata") or {}).get("annotations") or {}).get(INSTANCE_ANNOTATION)
 
 
+def _coordination(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CoordinationV1Api(api.client)
+
+
+async def _read_lease(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Lease as plain JSON, or None when there is none."""
+    from hwtune.backends.kubernetes.api import ApiError
+
+    try:
+        lease = await api._call(_coordination(api).read_namespaced_lease, name, namespace)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return api._plain(lease)
+
+
 class StudyLease:
     """The Lease of one study for this process. ``await acquire()`` (waits while another live
     holder has it), then ``await keep()`` as a task: it renews every ``renew_s`` and raises
@@ -92,6 +124,7 @@ class StudyLease:
         self.renew_s = renew_s
         self.name = lease_name(study)
         self.instance = secrets.token_hex(6)  # this incarnation (one per runner)
+        self.address: str | None = None  # published for standbys to forward reports to
         self.incarnation = -1  # the Lease's leaseTransitions when this incarnation took it
         self._version: str | None = None
         self._renewed = 0.0  # monotonic time of the last successful acquire/renew
@@ -110,9 +143,12 @@ class StudyLease:
         from hwtune.backends.kubernetes.manifests import owner_reference
 
         now = time.time()
+        annotations = {INSTANCE_ANNOTATION: self.instance}
+        if self.address:
+            annotations[ADDRESS_ANNOTATION] = self.address
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace,
                                 "labels": {"hwtune.io/study": self.study},
-                                "annotations": {INSTANCE_ANNOTATION: self.instance},
+                                "annotations": annotations,
                                 "ownerReferences": [owner_reference(
                                     "TuningStudy", self.study, self.study_uid)]}
         if self._version is not None:
@@ -124,22 +160,10 @@ class StudyLease:
                          "leaseTransitions": transitions}}
 
     async def _read(self) -> dict[str, Any] | None:
-        from hwtune.backends.kubernetes.api import ApiError
-
-        coordination = self._coordination()
-        try:
-            lease = await self.api._call(coordination.read_namespaced_lease, self.name,
-                                         self.namespace)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self.api._plain(lease)
+        return await _read_lease(self.api, self.namespace, self.name)
 
     def _coordination(self) -> Any:
-        from kubernetes import client
-
-        return client.CoordinationV1Api(self.api.client)
+        return _coordination(self.api)
 
     async def try_acquire(self) -> bool:
         """One attempt: True when this process now holds the Lease."""
@@ -279,3 +303,60 @@ class StudyLease:
             log.debug("study %s/%s: releasing the Lease failed: %s", self.namespace,
                       self.study, exc)
         self._version = None
+
+
+class LeaseHolders:
+    """Where each study's Lease holder serves reports (its ``ADDRESS_ANNOTATION``), for a
+    standby replica forwarding a report (``hwtune.report.forward.HolderForwarder``).
+
+    An address is cached until ``forget`` (the forwarder calls it when the address failed or
+    answered 503, e.g. it stopped acting for the study); "no holder" is cached for
+    ``miss_s``, so a flood of reports for an unknown study costs one Lease read a second.
+    Concurrent look-ups of one study share one read. None: no live holder, or it is this
+    replica (``own``: its own published address), so nothing is forwarded to itself."""
+
+    def __init__(self, api: Any, own: str | None = None, *, miss_s: float = 1.0) -> None:
+        self.api = api
+        self.own = own
+        self.miss_s = miss_s
+        self.reads = 0
+        self._known: dict[tuple[str, ...], tuple[str | None, float]] = {}
+        self._reading: dict[tuple[str, ...], asyncio.Future[str | None]] = {}
+
+    async def locate(self, scope: tuple[str, ...]) -> str | None:
+        known = self._known.get(scope)
+        # A holder elsewhere is kept until it fails; none (or this replica) only briefly.
+        if known is not None and ((known[0] is not None and known[0] != self.own)
+                                  or time.monotonic() < known[1]):
+            return known[0] if known[0] != self.own else None
+        reading = self._reading.get(scope)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(scope))
+            self._reading[scope] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(scope, None))
+        address = await asyncio.shield(reading)
+        return address if address != self.own else None
+
+    def forget(self, scope: tuple[str, ...]) -> None:
+        self._known.pop(scope, None)
+
+    async def _read(self, scope: tuple[str, ...]) -> str | None:
+        namespace, study = scope
+        self.reads += 1
+        try:
+            current = await _read_lease(self.api, namespace, lease_name(study))
+        except Exception as exc:  # noqa: BLE001 - e.g. a namespace not watched: no holder
+            log.debug("reading the Lease of %s/%s failed: %s", namespace, study, exc)
+            current = None
+        address = None
+        if current is not None:
+            spec = current.get("spec") or {}
+            expires = _parse(spec.get("renewTime")) + float(
+                spec.get("leaseDurationSeconds") or 0)
+            if spec.get("holderIdentity") and time.time() < expires:
+                address = ((current.get("metadata") or {}).get("annotations") or {}).get(
+                    ADDRESS_ANNOTATION) or None
+        if len(self._known) >= 10_000:  # studies come and go: never an unbounded map
+            self._known.clear()
+        self._known[scope] = (address, time.monotonic() + self.miss_s)
+        return address

@@ -43,7 +43,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from hwtune.api.records import BUILTIN_METRICS, Decision
-from hwtune.backends.kubernetes.manifests import LABEL_LAUNCH, LABEL_STUDY, LABEL_TRIAL
+from hwtune.backends.kubernetes.manifests import LABEL_LAUNCH, LABEL_TRIAL
 from hwtune.report.collector import CollectedReport, LineCollector, make_collector
 from hwtune.report.protocol import ProtocolError, ReportPayload
 
@@ -196,7 +196,8 @@ class PodLogCollectors:
             return
         follow = self._pods.get(uid)
         if follow is None:
-            if uid in self._read_pods or not _started(pod) or not self._current(*ids):
+            if uid in self._read_pods or ids in self._drained or not _started(pod) \
+                    or not self._current(*ids):
                 return
             follow = _PodFollow(ids[0], ids[1], meta.get("name", ""), uid,
                                 str(meta.get("creationTimestamp") or ""),
@@ -226,15 +227,29 @@ class PodLogCollectors:
         self._looks.add(task)
         task.add_done_callback(self._looks.discard)
 
-    async def _look(self, ids: tuple[int, int]) -> None:
+    async def _list_pods(self, trial_id: int, timeout: float) -> list[dict[str, Any]] | None:
+        """The trial's pods (``KubeApi.list_pods``, as the runner reads them), or None when the
+        API could not say within ``timeout`` (logged; the caller goes on without them)."""
         try:
-            for pod in await asyncio.wait_for(self._list_pods(ids[0]), 15):
-                if _trial_launch(pod) == ids:
-                    self.pod_event(pod)
-        except (_NotYet, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            self._ready_seen.pop(ids, None)  # the next Job event looks again
+            return await asyncio.wait_for(
+                self.runner.api.list_pods(self.runner.namespace, self.runner.name,
+                                          trial=trial_id), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ApiError, a timeout, a reset connection
             log.warning("study %s/%s trial %d: could not list its pods (%s)",
-                        self.runner.namespace, self.runner.name, ids[0], exc)
+                        self.runner.namespace, self.runner.name, trial_id,
+                        str(exc) or type(exc).__name__)
+            return None
+
+    async def _look(self, ids: tuple[int, int]) -> None:
+        pods = await self._list_pods(ids[0], 15)
+        if pods is None:
+            self._ready_seen.pop(ids, None)  # the next Job event looks again
+            return
+        for pod in pods:
+            if _trial_launch(pod) == ids:
+                self.pod_event(pod)
 
     def hold_job(self, job: Mapping[str, Any]) -> bool:
         """True when ``job`` ended but its pods' logs are not read to the end yet: the runner
@@ -269,16 +284,6 @@ class PodLogCollectors:
                 connector=aiohttp.TCPConnector(ssl=_ssl_context(self._configuration), limit=0),
                 timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10))
         return self._session
-
-    async def _list_pods(self, trial_id: int) -> list[dict[str, Any]]:
-        selector = f"{LABEL_STUDY}={self.runner.name},{LABEL_TRIAL}={trial_id}"
-        url = (f"{self._base}/api/v1/namespaces/{quote(self.runner.namespace)}/pods?"
-               + urlencode({"labelSelector": selector}))
-        async with self._client().get(url, headers=_auth_headers(self._configuration),
-                                      timeout=aiohttp.ClientTimeout(total=15)) as response:
-            if response.status != 200:
-                raise _NotYet(f"listing pods: HTTP {response.status}")
-            return list((await response.json()).get("items") or [])
 
     async def _read(self, follow: _PodFollow, *, stream: bool) -> None:
         """One GET of the log: skip what was read before, feed the rest. Returns when the
@@ -419,16 +424,14 @@ class PodLogCollectors:
     # -- the end of a trial's launch --------------------------------------------------------------
     async def _drain(self, trial_id: int, launch: int) -> None:
         key = (trial_id, launch)
+        pods = None
         try:
-            try:
-                # Pods this operator never saw run (it started after them): read them too.
-                for pod in await asyncio.wait_for(self._list_pods(trial_id), DRAIN_TIMEOUT / 3):
-                    if _trial_launch(pod) == key:
-                        self.pod_event(pod)
-            except (_NotYet, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                log.warning("study %s/%s trial %d: could not list its pods (%s); reading the "
-                            "logs of the pods seen", self.runner.namespace, self.runner.name,
-                            trial_id, exc)
+            # Pods this operator never saw run (it started after them): read them too. A
+            # failed listing leaves the logs of the pods seen.
+            pods = await self._list_pods(trial_id, DRAIN_TIMEOUT / 3)
+            for pod in pods or []:
+                if _trial_launch(pod) == key:
+                    self.pod_event(pod)
             follows = [f for f in self._pods.values() if (f.trial_id, f.launch) == key]
             for follow in follows:
                 follow.ended.set()
@@ -450,4 +453,6 @@ class PodLogCollectors:
                     follow.task.cancel()
             job = self._held.pop(key, None)
         if job is not None and not self._closed:
-            self.runner.job_event(job)
+            # With the pods just listed: a failed Job's cost and disruption are read from
+            # them, so the runner does not list the same trial's pods again.
+            self.runner.job_event(job, pods=pods)

@@ -630,12 +630,15 @@ class StudyRunner:
                                        f"Job {name} deleted", False))
 
     # -- what the cluster reports -----------------------------------------------------------------
-    def job_event(self, job: Mapping[str, Any]) -> None:
+    def job_event(self, job: Mapping[str, Any],
+                  pods: list[dict[str, Any]] | None = None) -> None:
         """A Job of the study changed. Pods are not watched (their events were most of the
         operator's work): the Job's status says when the trial runs and ends. A trial's pods
         are read only when its Job says one of them failed, is terminating or stopped being
         ready (what it ran counts for a failed Job's cost; a disruption is counted), before
-        the Job event is applied; a trial's Job events stay in order behind that read."""
+        the Job event is applied; a trial's Job events stay in order behind that read.
+        ``pods``: the trial's pods just listed by the caller (the log follower, at a Job's
+        end), used instead of a read of its own."""
         if self.backend is None:
             return
         if self._pod_logs is not None:
@@ -649,7 +652,7 @@ class StudyRunner:
         pending = self._job_reads.get(tid) if tid is not None else None
         if tid is not None and (pending is not None or need):
             task = asyncio.get_running_loop().create_task(
-                self._job_with_pods(pending, tid, job, need))
+                self._job_with_pods(pending, tid, job, need, pods))
             self._job_reads[tid] = task
             task.add_done_callback(lambda t, tid=tid: self._job_read_done(tid, t))
             return
@@ -675,18 +678,20 @@ class StudyRunner:
                 or (seen[2] > 0 and ready == 0))
 
     async def _job_with_pods(self, previous: asyncio.Task[None] | None, tid: int,
-                             job: Mapping[str, Any], need: bool) -> None:
+                             job: Mapping[str, Any], need: bool,
+                             pods: list[dict[str, Any]] | None = None) -> None:
         assert self.backend is not None
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)
-        if need:
+        if need and pods is None:
             try:
                 pods = await self.api.list_pods(self.namespace, self.name, trial=tid)
             except Exception as exc:  # noqa: BLE001 - the Job event still counts without them
                 log.warning("study %s/%s trial %d: reading its pods failed: %s", self.namespace,
                             self.name, tid, exc)
                 pods = []
-            for pod in pods:
+        if need:
+            for pod in pods or []:
                 self.pod_event(pod)
         if self.backend.job_changed(job):
             self.poke()
