@@ -12,10 +12,11 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, Callable, Mapping, TypeVar
 
+from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
 
 __all__ = ["ApiError", "KubeApi", "StudyLogStore"]
@@ -34,6 +35,16 @@ class ApiError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+
+
+_PLURALS = ("tuningtrials", "tuningstudies", "hardwarepools")
+
+
+def _call_name(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """``api.<client method>[.<custom resource>]``: the kind of request, for ``hotstats``."""
+    name = getattr(fn, "__name__", "call").replace("_namespaced", "")
+    plural = next((a for a in args if isinstance(a, str) and a in _PLURALS), None)
+    return f"api.{name}.{plural}" if plural else f"api.{name}"
 
 
 def _now() -> str:
@@ -79,7 +90,7 @@ class KubeApi:
         self._status_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _pool: ThreadPoolExecutor | None = None,
-                    **kwargs: Any) -> T:
+                    _name: str | None = None, **kwargs: Any) -> T:
         from kubernetes.client.exceptions import ApiException
 
         loop = asyncio.get_running_loop()
@@ -89,8 +100,20 @@ class KubeApi:
             # status patches on a slow API server, a renewal came too late and the study's
             # runner stopped (its Lease counted as lost) in the middle of a 1,000-trial run.
             _pool = self._log_pool
+        pool = _pool or self._pool
+        name = _name or _call_name(fn, args)
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            began = time.perf_counter()
+            STATS.time(f"queue.{pool._thread_name_prefix}", began - submitted)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                STATS.time(name, time.perf_counter() - began)
+
         try:
-            return await loop.run_in_executor(_pool or self._pool, partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(pool, timed)
         except ApiException as exc:
             raise ApiError(exc.status or 0, exc.reason or str(exc)) from None
 
@@ -108,7 +131,7 @@ class KubeApi:
             finally:
                 response.release_conn()
 
-        return await self._call(call, _pool=_pool)
+        return await self._call(call, _pool=_pool, _name=_call_name(fn, args))
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
