@@ -56,7 +56,7 @@ class KubeApi:
 
     WORKERS = 48
     LOG_WORKERS = 4
-    STATUS_WORKERS = 4
+    STATUS_WORKERS = 2
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
     # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
     # under load and every later call pays a new TLS handshake.

@@ -1,7 +1,8 @@
 """Where a report's time goes in the operator, measured in the running process.
 
-One process-wide ``HotStats`` (``STATS``): named timings (seconds) and counters, kept whole for
-the run (a few floats per report: ~1 MB for 20,000 trials) and per window. ``log_forever``
+One process-wide ``HotStats`` (``STATS``): named timings (seconds) and counters, for the run
+(a uniform sample of at most ``KEEP`` timings per name, so an operator that runs for weeks
+keeps a few MB) and per window. ``log_forever``
 logs one line per window (what happened in it) and one for the run so far, which
 benchmarks/operator_scale.py reads from the operator's log:
 
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 import time
-from typing import Iterator
 
 __all__ = ["STATS", "HotStats"]
 
 log = logging.getLogger(__name__)
+
+KEEP = 50_000  # timings kept per name for the run's percentiles (a uniform sample beyond)
 
 
 def _pct(ordered: list[float], q: float) -> float:
@@ -37,6 +40,8 @@ class HotStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._run: dict[str, list[float]] = {}
+        self._seen: dict[str, int] = {}  # timings recorded per name (the sample's population)
+        self._random = random.Random(0)
         self._window: dict[str, list[float]] = {}
         self._counts: dict[str, int] = {}
         self._window_counts: dict[str, int] = {}
@@ -45,8 +50,17 @@ class HotStats:
 
     def time(self, name: str, seconds: float) -> None:
         with self._lock:
-            self._run.setdefault(name, []).append(seconds)
-            self._window.setdefault(name, []).append(seconds)
+            kept = self._run.setdefault(name, [])
+            seen = self._seen[name] = self._seen.get(name, 0) + 1
+            if len(kept) < KEEP:
+                kept.append(seconds)
+            else:  # reservoir sampling: every timing equally likely to be kept
+                slot = self._random.randrange(seen)
+                if slot < KEEP:
+                    kept[slot] = seconds
+            window = self._window.setdefault(name, [])
+            if len(window) < KEEP:
+                window.append(seconds)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -56,6 +70,7 @@ class HotStats:
     def reset(self) -> None:
         with self._lock:
             self._run.clear()
+            self._seen.clear()
             self._window.clear()
             self._counts.clear()
             self._window_counts.clear()
@@ -71,7 +86,7 @@ class HotStats:
                 if not values:
                     continue
                 ordered = sorted(values)
-                out[name] = {"n": len(ordered), "p50": 1000 * _pct(ordered, 50),
+                out[name] = {"n": len(ordered) if window else self._seen.get(name, len(ordered)), "p50": 1000 * _pct(ordered, 50),
                              "p95": 1000 * _pct(ordered, 95), "p99": 1000 * _pct(ordered, 99),
                              "max": 1000 * ordered[-1]}
             for name, n in counts.items():
@@ -112,9 +127,6 @@ class HotStats:
                 log.info("hot path (run, %.0fs): %s", now - self.started,
                          self.format(self.summary()))
 
-    def names(self) -> Iterator[str]:
-        with self._lock:
-            return iter(list(self._run) + list(self._counts))
 
 
 STATS = HotStats()

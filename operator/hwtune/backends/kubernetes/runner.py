@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 
 # At most one TuningTrial status write per trial this often, unless the trial halts (a view
 # of the log: ``kubectl get tt`` lags by this much at most; the log is the record).
-TRIAL_STATUS_SECONDS = 5.0
+TRIAL_STATUS_SECONDS = 15.0
 
 
 class StudyUnavailable(ProtocolError):
