@@ -466,7 +466,7 @@ def remove_bench_pool(cluster: LocalCluster, cfg: ScaleConfig) -> None:
 
 
 def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
-        progress: bool = True, keep_namespace: bool = False) -> Result:
+        progress: bool = True, keep_namespace: bool = False, keep_nodes: bool = False) -> Result:
     """One study of ``cfg`` on ``cluster`` (up): prepare, run to the end, measure, clean up."""
     table = load_table(default_table_path())
     if cfg.max_level > table.max_resource:
@@ -598,7 +598,8 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
         else:
             try:
                 cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-                remove_bench_pool(cluster, cfg)
+                if not keep_nodes:
+                    remove_bench_pool(cluster, cfg)
             except Exception as exc:  # noqa: BLE001 - a slow clean-up must not lose the numbers
                 print(f"clean-up incomplete ({exc}); the numbers below are complete",
                       flush=True)
@@ -837,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
                              "always continues (what the simulated trainer itself sustains)")
     parser.add_argument("--keep-namespace", action="store_true",
                         help="leave the study's namespace for a look afterwards")
+    parser.add_argument("--keep-nodes", action="store_true",
+                        help="leave the pool's KWOK nodes for the next run (with --keep-cluster)")
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--log-dir", type=Path, help="operator logs and checkpoints")
     args = parser.parse_args(argv)
@@ -866,7 +869,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.trainer_only:
             result = run_trainer_only(cfg, cluster, log_dir=args.log_dir)
         else:
-            result = run(cfg, cluster, log_dir=args.log_dir, keep_namespace=args.keep_namespace)
+            result = run(cfg, cluster, log_dir=args.log_dir, keep_namespace=args.keep_namespace,
+                         keep_nodes=args.keep_nodes)
     finally:
         if started_here and not args.keep_cluster:
             cluster.down()

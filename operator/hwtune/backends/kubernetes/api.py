@@ -55,7 +55,7 @@ class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
     WORKERS = 48
-    LOG_WORKERS = 4
+    LOG_WORKERS = 6  # LANES log writes and the Lease renewals
     STATUS_WORKERS = 2
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
     # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
