@@ -220,3 +220,100 @@ def test_any_chunk_size_rebuilds_exactly(chunk_bytes: int) -> None:
                for c in store.chunks.values())
     rebuilt = Study.rebuild(study.config, events, strict=True)
     assert len(rebuilt.trials) == len(study.trials)
+
+
+class _Fence:
+    def __init__(self, writer: str) -> None:
+        self.writer = writer
+
+    def held(self) -> bool:
+        return True  # a zombie believes it still holds the Lease
+
+
+class _ConfigMaps:
+    """ConfigMaps with resourceVersions and conditional patches, as the API server does them."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict] = {}
+        self.version = 0
+
+    def _bump(self, cm: dict) -> dict:
+        self.version += 1
+        cm["metadata"]["resourceVersion"] = str(self.version)
+        return cm
+
+    def create_namespaced_config_map(self, namespace, body, **_):
+        from hwtune.backends.kubernetes.api import ApiError
+
+        name = body["metadata"]["name"]
+        if name in self.objects:
+            raise ApiError(409, "AlreadyExists")
+        self.objects[name] = self._bump({"metadata": dict(body["metadata"]),
+                                         "data": dict(body.get("data") or {})})
+        return self.objects[name]
+
+    def patch_namespaced_config_map(self, name, namespace, body, **_):
+        from hwtune.backends.kubernetes.api import ApiError
+
+        cm = self.objects[name]
+        meta = body.get("metadata") or {}
+        if "resourceVersion" in meta and meta["resourceVersion"] != cm["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict")
+        cm["metadata"].setdefault("annotations", {}).update(meta.get("annotations") or {})
+        cm["data"].update(body.get("data") or {})
+        return self._bump(cm)
+
+    def read_namespaced_config_map(self, name, namespace, **_):
+        return self.objects[name]
+
+
+class _Api:
+    def __init__(self, core: _ConfigMaps) -> None:
+        self.core = core
+        self._log_pool = None
+
+    async def _call_plain(self, fn, *args, _pool=None, **kwargs):
+        return json_copy(fn(*args, **kwargs))
+
+    async def _call(self, fn, *args, _pool=None, **kwargs):
+        return json_copy(fn(*args, **kwargs))
+
+    def _plain(self, obj):
+        return obj
+
+
+def json_copy(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def test_a_writer_that_lost_the_study_cannot_open_a_new_chunk_of_its_lane() -> None:
+    """The new writer stamps the last chunk of every lane; the old one, opening the next chunk
+    of a lane (its previous one full), must stamp that previous chunk first and finds it
+    changed: ``LogFenced``, and no chunk the new writer never saw."""
+    from hwtune.backends.kubernetes.api import StudyLogStore
+    from hwtune.backends.kubernetes.log import LogFenced
+
+    core = _ConfigMaps()
+    old = StudyLogStore(_Api(core), "ns", "st", "uid")
+    old.fence = _Fence("op-0#1")
+
+    async def main() -> None:
+        await old.write_chunk(0, {event_key(0): '{"seq":0}'}, new=True)
+        await old.write_chunk(LANES, {event_key(1): '{"seq":1}'}, new=True)  # lane 0 again
+        # The new writer reads the log and stamps each lane's last chunk.
+        new = StudyLogStore(_Api(core), "ns", "st", "uid")
+        new.fence = _Fence("op-0#2")
+        for name, cm in core.objects.items():
+            new._versions[int(name.rsplit("-", 1)[1])] = cm["metadata"]["resourceVersion"]
+        await new.stamp(LANES)
+        with pytest.raises(LogFenced):
+            await old.write_chunk(2 * LANES, {event_key(2): '{"seq":2}'}, new=True)
+        assert f"st-log-{2 * LANES}" not in core.objects
+        # The new writer itself opens that chunk without a conflict.
+        await new.write_chunk(2 * LANES, {event_key(2): '{"seq":2}'}, new=True)
+        assert core.objects[f"st-log-{2 * LANES}"]["metadata"]["annotations"] == {
+            "hwtune.io/log-writer": "op-0#2"}
+
+    asyncio.run(main())

@@ -368,6 +368,29 @@ class StudyLogStore:
             raise
         self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
 
+    async def _seal_before(self, index: int) -> None:
+        """Before a lane opens chunk ``index``: stamp the lane's previous chunk, conditional on
+        the version this writer last saw. A writer that lost the study finds it stamped by the
+        new one (409: ``LogFenced``) instead of opening a chunk the new writer never stamped."""
+        from hwtune.backends.kubernetes.log import LANES, LogFenced
+
+        previous = [i for i in self._versions if i < index and i % LANES == index % LANES]
+        if not previous:
+            return
+        last = max(previous)
+        body = {"metadata": {"resourceVersion": self._versions[last],
+                             "annotations": {LOG_WRITER: self.fence.writer}}}
+        try:
+            cm = await self.api._call_plain(self.api.core.patch_namespaced_config_map,
+                                            self._name(last), self.namespace, body,
+                                            _pool=self.api._log_pool)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise LogFenced(f"study {self.namespace}/{self.study}: log chunk "
+                                f"{self._name(last)} was written by another writer") from None
+            raise
+        self._versions[last] = cm["metadata"]["resourceVersion"]
+
     def _name(self, index: int) -> str:
         return f"{self.study}-log-{index}"
 
@@ -400,6 +423,8 @@ class StudyLogStore:
         name = self._name(index)
         self._check_fence()
         writer = {LOG_WRITER: self.fence.writer} if self.fence is not None else {}
+        if new and self.fence is not None:
+            await self._seal_before(index)
         if new:
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": self.namespace,

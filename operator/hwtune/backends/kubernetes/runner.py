@@ -449,7 +449,12 @@ class StudyRunner:
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, LogFenced) and self.lease is not None:
+                # Fenced by another writer: ask the Lease who. A newer incarnation of this pod
+                # is noted (LeaseLost), so this one never takes the study back from it.
+                with contextlib.suppress(Exception):
+                    await self.lease.renew()
             if self.lease is not None and not self.lease.held():
                 for chain in list(self._chains.values()):  # no effect after the Lease is gone
                     chain.cancel()
