@@ -368,3 +368,98 @@ def test_a_halted_trial_whose_tuningtrial_was_never_created_gets_it_at_adoption(
         assert ("Job", f"st-{tid}") not in kube.objects
         assert ("Secret", f"st-{tid}-token") not in kube.objects
     assert kube.job_creates == job_creates
+
+
+class CountingKube(FakeKube):
+    """Counts TuningTrial status writes per trial."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trial_writes: dict[str, int] = {}
+
+    async def patch_trial_status(self, namespace, name, status) -> None:
+        await super().patch_trial_status(namespace, name, status)
+        self.trial_writes[name] = self.trial_writes.get(name, 0) + 1
+
+
+def _views_match_the_engine(kube: FakeKube, runner: StudyRunner, only=None) -> None:
+    for (kind, name), obj in kube.objects.items():
+        if kind != "TuningTrial" or (only is not None and name not in only):
+            continue
+        record = runner.study.trial(obj["spec"]["trialId"])
+        status = obj.get("status") or {}
+        assert status.get("phase") == record.phase.value, name
+        assert status.get("reports", 0) == len(record.observations), name
+
+
+def test_trial_status_writes_are_coalesced_but_halts_and_the_end_are_written() -> None:
+    kube = CountingKube()
+    trainers = FakeTrainers(kube)
+    seen_halted: set[str] = set()
+
+    async def main() -> None:
+        runner = StudyRunner(kube, namespace="ns", name="st", uid="uid-1", spec=study_spec(),
+                             generation=1, report_url="http://127.0.0.1:9",
+                             status_interval=0.01, trial_status_interval=3600)
+        await runner.load()
+        task = asyncio.create_task(runner.run())
+        n = 0
+        while not task.done():
+            await asyncio.sleep(0.01)
+            await trainers.step(runner)
+            # A halted trial's view is written at once (a few status rounds), not an hour later.
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            for (kind, name), obj in kube.objects.items():
+                if kind == "TuningTrial" and (obj.get("status") or {}).get("phase") in (
+                        "Stopped", "Completed", "Paused"):
+                    seen_halted.add(name)
+            n += 1
+            assert n < 5000
+        assert task.result()
+        _views_match_the_engine(kube, runner)
+        events = logged_events(kube)
+        halted = {name for (kind, name), obj in kube.objects.items() if kind == "TuningTrial"
+                  and obj["status"]["phase"] in ("Stopped", "Completed", "Paused")}
+        assert halted and halted <= seen_halted
+        # With an hour between writes, a trial's view is written when it halts (and when it
+        # is resumed and halts again), never once per report or per launch.
+        per_trial_events = {}
+        for e in events:
+            per_trial_events[e["trialId"]] = per_trial_events.get(e["trialId"], 0) + 1
+        total_writes = sum(kube.trial_writes.values())
+        assert total_writes < sum(per_trial_events.values()) / 2, (total_writes,
+                                                                   per_trial_events)
+
+    asyncio.run(main())
+
+
+def test_trial_views_deferred_at_a_kill_are_written_by_the_next_runner() -> None:
+    kube = CountingKube()
+    trainers = FakeTrainers(kube)
+
+    async def main() -> None:
+        runner = StudyRunner(kube, namespace="ns", name="st", uid="uid-1", spec=study_spec(),
+                             generation=1, report_url="http://127.0.0.1:9",
+                             status_interval=0.01, trial_status_interval=3600)
+        task = await play(kube, trainers, runner, rounds=4)
+        task.cancel()  # killed: deferred views are not written
+        await asyncio.gather(task, return_exceptions=True)
+        lagging = [name for (kind, name), obj in kube.objects.items() if kind == "TuningTrial"
+                   and (obj.get("status") or {}).get("reports", 0)
+                   != len(runner.study.trial(obj["spec"]["trialId"]).observations)]
+        assert lagging, "the hour-long interval should have left some views behind the log"
+        before = {name for kind, name in kube.objects if kind == "TuningTrial"}
+        again = StudyRunner(kube, namespace="ns", name="st", uid="uid-1", spec=study_spec(),
+                            generation=1, report_url="http://127.0.0.1:9",
+                            status_interval=0.01, trial_status_interval=3600)
+        await again.load()
+        task = asyncio.create_task(again.run())
+        await asyncio.sleep(0.2)  # a few status rounds, no reports
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # Trials it launched itself may still wait out their first interval; the others were
+        # all written at once.
+        _views_match_the_engine(kube, again, only=before)
+
+    asyncio.run(main())

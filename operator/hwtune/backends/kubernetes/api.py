@@ -12,10 +12,11 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, Callable, Mapping, TypeVar
 
+from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
 
 __all__ = ["ApiError", "KubeApi", "StudyLogStore"]
@@ -36,6 +37,16 @@ class ApiError(RuntimeError):
         self.status = status
 
 
+_PLURALS = ("tuningtrials", "tuningstudies", "hardwarepools")
+
+
+def _call_name(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """``api.<client method>[.<custom resource>]``: the kind of request, for ``hotstats``."""
+    name = getattr(fn, "__name__", "call").replace("_namespaced", "")
+    plural = next((a for a in args if isinstance(a, str) and a in _PLURALS), None)
+    return f"api.{name}.{plural}" if plural else f"api.{name}"
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -44,8 +55,8 @@ class KubeApi:
     """Thin async wrapper; one per operator (shared by every study)."""
 
     WORKERS = 48
-    LOG_WORKERS = 4
-    STATUS_WORKERS = 4
+    LOG_WORKERS = 6  # LANES log writes and the Lease renewals
+    STATUS_WORKERS = 2
     # HTTP connections the client should keep (``Configuration.connection_pool_maxsize``): one
     # per worker thread and a few for the pool reader. With fewer, urllib3 discards connections
     # under load and every later call pays a new TLS handshake.
@@ -79,7 +90,7 @@ class KubeApi:
         self._status_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _pool: ThreadPoolExecutor | None = None,
-                    **kwargs: Any) -> T:
+                    _name: str | None = None, **kwargs: Any) -> T:
         from kubernetes.client.exceptions import ApiException
 
         loop = asyncio.get_running_loop()
@@ -89,8 +100,20 @@ class KubeApi:
             # status patches on a slow API server, a renewal came too late and the study's
             # runner stopped (its Lease counted as lost) in the middle of a 1,000-trial run.
             _pool = self._log_pool
+        pool = _pool or self._pool
+        name = _name or _call_name(fn, args)
+        submitted = time.perf_counter()
+
+        def timed() -> T:
+            began = time.perf_counter()
+            STATS.time(f"queue.{pool._thread_name_prefix}", began - submitted)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                STATS.time(name, time.perf_counter() - began)
+
         try:
-            return await loop.run_in_executor(_pool or self._pool, partial(fn, *args, **kwargs))
+            return await loop.run_in_executor(pool, timed)
         except ApiException as exc:
             raise ApiError(exc.status or 0, exc.reason or str(exc)) from None
 
@@ -108,7 +131,7 @@ class KubeApi:
             finally:
                 response.release_conn()
 
-        return await self._call(call, _pool=_pool)
+        return await self._call(call, _pool=_pool, _name=_call_name(fn, args))
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
@@ -345,6 +368,29 @@ class StudyLogStore:
             raise
         self._versions[index] = self.api._plain(cm)["metadata"]["resourceVersion"]
 
+    async def _seal_before(self, index: int) -> None:
+        """Before a lane opens chunk ``index``: stamp the lane's previous chunk, conditional on
+        the version this writer last saw. A writer that lost the study finds it stamped by the
+        new one (409: ``LogFenced``) instead of opening a chunk the new writer never stamped."""
+        from hwtune.backends.kubernetes.log import LANES, LogFenced
+
+        previous = [i for i in self._versions if i < index and i % LANES == index % LANES]
+        if not previous:
+            return
+        last = max(previous)
+        body = {"metadata": {"resourceVersion": self._versions[last],
+                             "annotations": {LOG_WRITER: self.fence.writer}}}
+        try:
+            cm = await self.api._call_plain(self.api.core.patch_namespaced_config_map,
+                                            self._name(last), self.namespace, body,
+                                            _pool=self.api._log_pool)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise LogFenced(f"study {self.namespace}/{self.study}: log chunk "
+                                f"{self._name(last)} was written by another writer") from None
+            raise
+        self._versions[last] = cm["metadata"]["resourceVersion"]
+
     def _name(self, index: int) -> str:
         return f"{self.study}-log-{index}"
 
@@ -377,6 +423,8 @@ class StudyLogStore:
         name = self._name(index)
         self._check_fence()
         writer = {LOG_WRITER: self.fence.writer} if self.fence is not None else {}
+        if new and self.fence is not None:
+            await self._seal_before(index)
         if new:
             body = {"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": self.namespace,

@@ -6,26 +6,38 @@ is closed at ``CHUNK_BYTES`` (or ``CHUNK_EVENTS``), far below etcd's object limi
 study size. ``StudyLog.append`` (the study's event listener, any thread) queues an event;
 ``run()`` (one task per study) writes everything queued in one patch per chunk (group commit);
 ``durable(seq)`` returns once every event up to ``seq`` is stored. See docs/operator-design.md.
+
+Chunks are small (each patch makes the API server and etcd rewrite the whole object: at 64 KiB
+that was ~100 times the bytes logged) and written in ``LANES`` lanes: lane ``i`` writes the
+chunks whose index is ``i`` modulo ``LANES``. A write starts while another is in flight when new
+events wait, and carries every event not yet durable (those of the write in flight too), so
+whichever write ends first makes everything up to its last event durable: the stored log never
+has a gap, and one slow API call does not hold every answer behind it. The reader merges the
+chunks by sequence number (an event stored twice is the same event).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
+from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.engine.events import StudyEvent
 
-__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LogCorrupted", "LogFenced", "LogStore", "StudyLog",
+__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LANES", "LogCorrupted", "LogFenced", "LogStore", "StudyLog",
            "parse_chunks"]
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 16 * 1024
 CHUNK_EVENTS = 500
+LANES = 4  # part of the stored format: a new writer stamps the last chunk of each lane
 KEY_PREFIX = "e"
 
 
@@ -62,12 +74,22 @@ class LoadedLog:
     chunk: int  # index of the last chunk (-1: none yet)
     chunk_bytes: int
     chunk_events: int
+    sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # chunk: bytes, entries
+
+    def open_chunks(self, lanes: int = LANES) -> list[int]:
+        """The last chunk of each lane: where a writer of this log may still write (a writer
+        taking the log over stamps them, so an older writer's next write conflicts)."""
+        last: dict[int, int] = {}
+        for index in self.sizes:
+            last[index % lanes] = max(index, last.get(index % lanes, -1))
+        return sorted(last.values())
 
 
 def parse_chunks(chunks: Iterable[tuple[int, Mapping[str, str]]]) -> LoadedLog:
     """Merge stored chunks into one ordered list; refuse a log with a gap."""
     by_seq: dict[int, dict[str, Any]] = {}
     last, last_bytes, last_count = -1, 0, 0
+    sizes: dict[int, tuple[int, int]] = {}
     for index, data in sorted(chunks, key=lambda c: c[0]):
         size = 0
         for key, raw in (data or {}).items():
@@ -83,11 +105,25 @@ def parse_chunks(chunks: Iterable[tuple[int, Mapping[str, str]]]) -> LoadedLog:
             by_seq[seq] = event
             size += len(raw)
         last, last_bytes, last_count = index, size, len(data or {})
+        sizes[index] = (size, len(data or {}))
     missing = [s for s in range(len(by_seq)) if s not in by_seq]
     if missing:
         raise LogCorrupted(f"the study log has a gap at event {missing[0]} "
                            f"({len(by_seq)} events stored)")
-    return LoadedLog([by_seq[s] for s in range(len(by_seq))], last, last_bytes, last_count)
+    return LoadedLog([by_seq[s] for s in range(len(by_seq))], last, last_bytes, last_count, sizes)
+
+
+class _Lane:
+    """One lane's open chunk and whether a write of it is in flight."""
+
+    __slots__ = ("number", "chunk", "bytes", "events", "busy", "end", "retry_at", "delay")
+
+    def __init__(self, number: int, chunk: int, size: int, events: int) -> None:
+        self.number, self.chunk, self.bytes, self.events = number, chunk, size, events
+        self.busy = False
+        self.end = -1  # last seq of the write in flight
+        self.retry_at = 0.0  # after a failed write: not before this (loop time)
+        self.delay = 0.2
 
 
 class StudyLog:
@@ -95,21 +131,32 @@ class StudyLog:
     other threads; ``run()`` is the writer task."""
 
     def __init__(self, store: LogStore, loaded: LoadedLog | None = None, *,
-                 chunk_bytes: int = CHUNK_BYTES, chunk_events: int = CHUNK_EVENTS) -> None:
+                 chunk_bytes: int = CHUNK_BYTES, chunk_events: int = CHUNK_EVENTS,
+                 lanes: int = LANES) -> None:
         loaded = loaded or LoadedLog([], -1, 0, 0)
         self.store = store
         self.chunk_bytes_limit = chunk_bytes
         self.chunk_events_limit = chunk_events
-        self._chunk = loaded.chunk
-        self._chunk_bytes = loaded.chunk_bytes
-        self._chunk_events = loaded.chunk_events
+        sizes = dict(loaded.sizes) or ({loaded.chunk: (loaded.chunk_bytes, loaded.chunk_events)}
+                                       if loaded.chunk >= 0 else {})
+        self._lanes: list[_Lane] = []
+        lanes = max(1, lanes)
+        for number in range(lanes):
+            mine = [i for i in sizes if i % lanes == number]
+            last = max(mine, default=-1)
+            size, events = sizes.get(last, (0, 0))
+            self._lanes.append(_Lane(number, last, size, events))
+        self._top = max(sizes, default=-1)  # the highest chunk index in use
         self._durable = len(loaded.events) - 1  # highest seq stored
-        self._pending: list[tuple[int, str]] = []
+        self._covered = self._durable  # highest seq stored or in a write in flight
+        self._pending: list[tuple[int, str]] = []  # every event not yet durable, in seq order
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._writing: set[asyncio.Task[None]] = set()
         self.writes = 0  # patches done (for tests and metrics)
+        self.most_in_flight = 0
         self.failure: str | None = None  # last write error, while it persists
         self._stopped: str | None = None  # why run() ended: nothing more becomes durable
 
@@ -151,26 +198,33 @@ class StudyLog:
             self._wake.set()
         await future
 
-    def _batch(self) -> tuple[int, bool, dict[str, str]] | None:
-        """The next write: (chunk, new chunk?, entries), taking what fits in the chunk."""
+    def _batch(self, lane: _Lane) -> tuple[int, bool, dict[str, str]] | None:
+        """The next write of ``lane``: (chunk, new chunk?, entries), every event not yet durable
+        that fits in the chunk; None when it would add nothing to the writes in flight."""
         with self._lock:
-            if not self._pending:
+            if not self._pending or self._pending[-1][0] <= self._covered:
                 return None
-            new = False
-            if (self._chunk < 0 or self._chunk_bytes >= self.chunk_bytes_limit
-                    or self._chunk_events >= self.chunk_events_limit):
-                new = True
-            room_bytes = self.chunk_bytes_limit if new else self.chunk_bytes_limit - self._chunk_bytes
+            new = (lane.chunk < 0 or lane.bytes >= self.chunk_bytes_limit
+                   or lane.events >= self.chunk_events_limit)
+            room_bytes = self.chunk_bytes_limit if new else self.chunk_bytes_limit - lane.bytes
             room_events = self.chunk_events_limit if new else \
-                self.chunk_events_limit - self._chunk_events
+                self.chunk_events_limit - lane.events
             entries: dict[str, str] = {}
-            size = 0
+            size = last = 0
             for seq, raw in self._pending:
                 if entries and (size + len(raw) > room_bytes or len(entries) >= room_events):
                     break
                 entries[event_key(seq)] = raw
                 size += len(raw)
-            return (self._chunk + 1 if new else self._chunk), new, entries
+                last = seq
+            if last <= self._covered:
+                return None  # the chunk has room only for events already being written
+            if new:
+                lanes = len(self._lanes)
+                index = self._top + 1 + (lane.number - self._top - 1) % lanes
+            else:
+                index = lane.chunk
+            return index, new, entries
 
     async def run(self) -> None:
         """Write queued events forever (cancel to stop); failures are retried with backoff."""
@@ -186,40 +240,84 @@ class StudyLog:
                     future.set_exception(LogFenced(self._stopped))
             self._waiters = []
             raise
+        finally:
+            for task in self._writing:
+                task.cancel()
+            if self._writing:
+                await asyncio.gather(*self._writing, return_exceptions=True)
 
     async def _write_forever(self) -> None:
-        assert self._wake is not None
-        delay = 0.2
+        assert self._wake is not None and self._loop is not None
         while True:
-            batch = self._batch()
-            if batch is None:
-                self._wake.clear()
-                if self._batch() is None:
-                    await self._wake.wait()
-                continue
-            index, new, entries = batch
-            try:
-                await self.store.write_chunk(index, entries, new=new)
-            except (asyncio.CancelledError, LogFenced):
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried; the answer waits meanwhile
-                self.failure = f"writing the study log failed: {exc}"
-                log.warning("%s; retrying in %.1fs", self.failure, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            self.failure = None
-            self.writes += 1
-            size = sum(len(v) for v in entries.values())
-            with self._lock:
-                if new:
-                    self._chunk, self._chunk_bytes, self._chunk_events = index, 0, 0
-                self._chunk_bytes += size
-                self._chunk_events += len(entries)
-                del self._pending[:len(entries)]
-                self._durable = int(max(entries)[len(KEY_PREFIX):])
-            self._release()
+            self._wake.clear()
+            for task in [t for t in self._writing if t.done()]:
+                self._writing.discard(task)
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]  # fenced: stop writing
+            now = self._loop.time()
+            wait: float | None = None
+            for lane in self._lanes:
+                if lane.busy:
+                    continue
+                if lane.retry_at > now:
+                    wait = min(wait or 1e9, lane.retry_at - now)
+                    continue
+                batch = self._batch(lane)
+                if batch is None:
+                    continue
+                lane.busy = True
+                lane.end = int(max(batch[2])[len(KEY_PREFIX):])
+                with self._lock:
+                    self._covered = max(self._covered, lane.end)
+                task = self._loop.create_task(self._write(lane, *batch))
+                task.add_done_callback(lambda _: self._wake.set() if self._wake else None)
+                self._writing.add(task)
+                self.most_in_flight = max(self.most_in_flight, len(self._writing))
+            if wait is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+
+    async def _write(self, lane: _Lane, index: int, new: bool, entries: dict[str, str]) -> None:
+        began = time.perf_counter()
+        try:
+            await self.store.write_chunk(index, entries, new=new)
+        except (asyncio.CancelledError, LogFenced):
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried; the answer waits meanwhile
+            self.failure = f"writing the study log failed: {exc}"
+            log.warning("%s; retrying in %.1fs", self.failure, lane.delay)
+            assert self._loop is not None
+            lane.retry_at = self._loop.time() + lane.delay
+            lane.delay = min(lane.delay * 2, 5.0)
+            with self._lock:  # what it carried is not stored: another write must carry it
+                lane.end = -1
+                self._covered = max([self._durable] + [o.end for o in self._lanes if o.busy
+                                                       and o is not lane])
+            return
+        finally:
+            lane.busy = False
+            lane.end = -1
+        lane.delay = 0.2
+        self.failure = None
+        self.writes += 1
+        size = sum(len(v) for v in entries.values())
+        last = int(max(entries)[len(KEY_PREFIX):])
+        STATS.time("log.write", time.perf_counter() - began)
+        STATS.count("log.entries", len(entries))
+        STATS.count("log.bytes_written", size)
+        STATS.count("log.chunk_bytes_rewritten", (0 if new else lane.bytes) + size)
+        with self._lock:
+            if new:
+                lane.chunk, lane.bytes, lane.events = index, 0, 0
+                self._top = max(self._top, index)
+            lane.bytes += size
+            lane.events += len(entries)
+            if last > self._durable:
+                del self._pending[:last - self._durable]
+                self._durable = last
+        self._release()
 
     def _release(self) -> None:
         keep = []

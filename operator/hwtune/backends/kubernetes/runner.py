@@ -38,6 +38,7 @@ from hwtune.api.records import BUILTIN_METRICS, Decision, TrialPhase
 from hwtune.backends.base import BackendError
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
+from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.lease import StudyLease
 from hwtune.backends.kubernetes.log import LogCorrupted, LogFenced, StudyLog, parse_chunks
 from hwtune.backends.kubernetes.status import (
@@ -85,6 +86,11 @@ __all__ = ["MAX_CURVE_POINTS", "MAX_FRONT_POINTS", "StudyRunner", "StudyUnavaila
 log = logging.getLogger(__name__)
 
 
+# At most one TuningTrial status write per trial this often, unless the trial halts (a view
+# of the log: ``kubectl get tt`` lags by this much at most; the log is the record).
+TRIAL_STATUS_SECONDS = 15.0
+
+
 class StudyUnavailable(ProtocolError):
     """The study is loading (or gone): the trainer should retry (503)."""
 
@@ -104,7 +110,8 @@ class StudyRunner:
     def __init__(self, api: KubeApi, *, namespace: str, name: str, uid: str,
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
-                 effect_concurrency: int = 48, lease_seconds: float | None = None) -> None:
+                 effect_concurrency: int = 48, lease_seconds: float | None = None,
+                 trial_status_interval: float = TRIAL_STATUS_SECONDS) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -112,6 +119,7 @@ class StudyRunner:
         self.report_url = report_url.rstrip("/")
         self.retry_limit = retry_limit
         self.status_interval = status_interval
+        self.trial_status_interval = trial_status_interval
         self.ready = False
         self.finished: str | None = None  # why the study ended
         self._drained = False  # the ended study's log and effects are done: it may say Completed
@@ -138,6 +146,8 @@ class StudyRunner:
         self._decider: ThreadPoolExecutor | None = None  # made at the first wait
         self._dirty: set[int] = set()
         self._trial_uids: dict[int, str] = {}
+        # trial -> (monotonic time, phase) of its TuningTrial's last status write (or create).
+        self._trial_written: dict[int, tuple[float, str | None]] = {}
         self._last_status: dict[str, Any] | None = None
         self._status_key: tuple[Any, ...] | None = None
         self.load_seconds: dict[str, float] = {}
@@ -247,8 +257,9 @@ class StudyRunner:
         except LogCorrupted as exc:
             self.failed = str(exc)
             return
-        if self.lease is not None and loaded.chunk >= 0:
-            await store.stamp(loaded.chunk)  # an older writer's next write now conflicts
+        if self.lease is not None:
+            for index in loaded.open_chunks():  # an older writer's next write now conflicts
+                await store.stamp(index)
         self.log = StudyLog(store, loaded)
         self.log.attach(self._loop)
         clock = WallClock()  # event times are compared after a restart in another pod
@@ -296,6 +307,8 @@ class StudyRunner:
             if shown.get("phase") != record.phase.value \
                     or shown.get("resource", 0) != record.last_resource:
                 self._dirty.add(tid)
+                # Due now, whatever its re-run launch says (views are never left behind).
+                self._trial_written[tid] = (-math.inf, shown.get("phase"))
         await self._restore_missing_trials()
         self._dirty.update(t.trial_id for t in self.study.active_trials())
         self.ready = True
@@ -395,6 +408,7 @@ class StudyRunner:
             await self.api.post_event(self.involved, "Failed", self.failed, warning=True)
             return self.failed
         assert self.log is not None and self.tuner is not None
+        STATS.ensure_logging()
         self._tasks = [asyncio.create_task(self.log.run(), name=f"log:{self.name}"),
                        asyncio.create_task(self._status_loop(), name=f"status:{self.name}")]
         if self.lease is not None:
@@ -429,13 +443,18 @@ class StudyRunner:
             drain.result()
             self._drained = True
             # Trials first: once the study says Completed, every TuningTrial is final too.
-            await self._write_trials()
+            await self._write_trials(final=True)
             await self._write_status(final=True)
             await self._post_notes()
             await self.api.post_event(self.involved, "Completed", reason)
             log.info("study %s/%s ended: %s", self.namespace, self.name, reason)
             return reason
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, LogFenced) and self.lease is not None:
+                # Fenced by another writer: ask the Lease who. A newer incarnation of this pod
+                # is noted (LeaseLost), so this one never takes the study back from it.
+                with contextlib.suppress(Exception):
+                    await self.lease.renew()
             if self.lease is not None and not self.lease.held():
                 for chain in list(self._chains.values()):  # no effect after the Lease is gone
                     chain.cancel()
@@ -544,6 +563,7 @@ class StudyRunner:
             target_resource=intent.target_resource, resume_from=resume_from))
         trial_uid = trial["metadata"]["uid"]
         self._trial_uids[tid] = trial_uid
+        self._trial_written.setdefault(tid, (time.monotonic(), None))
         self._dirty.add(tid)
         await self.api.create_secret(token_secret_manifest(
             namespace=self.namespace, study=self.name, trial_id=tid,
@@ -730,22 +750,29 @@ class StudyRunner:
         # a thread of its own, so this loop (every other report, the watches, the log writer)
         # never blocks on it.
         lock = self.backend.lock
+        began = time.perf_counter()
         if lock.acquire(blocking=False):
             try:
                 reply, seq, fresh = self._decide(trial, payload)
             finally:
                 lock.release()
         else:
+            STATS.count("report.lock_busy")
             if self._decider is None:
                 self._decider = ThreadPoolExecutor(max_workers=1,
                                                    thread_name_prefix="hwtune-decide")
             reply, seq, fresh = await asyncio.get_running_loop().run_in_executor(
                 self._decider, self._decide, trial, payload)
+        decided = time.perf_counter()
+        STATS.time("report.decide", decided - began)
         if seq is None:
             return reply  # not recorded (a level the study already holds): nothing to persist
         if fresh:
             self.poke()
         await self._durable(seq)  # write-ahead: the decision is stored before it is told
+        done = time.perf_counter()
+        STATS.time("report.durable", done - decided)
+        STATS.time("report.total", done - began)
         return reply
 
     def _decide(self, trial: str, payload: ReportPayload) -> tuple[ReportReply, int | None, bool]:
@@ -935,14 +962,35 @@ class StudyRunner:
         return trial_status_of(self.study, trial_id, self.name, self._checkpoints,
                                lock=self.backend.lock)
 
-    async def _write_trials(self) -> None:
-        dirty = [t for t in self._dirty if t in self._trial_uids]
+    def _trial_status_due(self, tid: int, now: float) -> bool:
+        """A TuningTrial's status is a view of the log: written when the trial halts (stopped,
+        paused, completed, failed), else at most once per ``trial_status_interval`` (its
+        creation counts as a write): a trial's launch, its Job starting and a report a few
+        seconds apart make one API write, not three. Never written after a restart: now."""
+        written = self._trial_written.get(tid)
+        if written is None:
+            return True
+        assert self.study is not None
+        try:
+            phase = self.study.trial(tid).phase
+        except EngineUnknownTrial:
+            return True
+        if phase.value != written[1] and not phase.is_active():
+            return True
+        return now - written[0] >= self.trial_status_interval
+
+    async def _write_trials(self, *, final: bool = False) -> None:
+        now = time.monotonic()
+        dirty = [t for t in self._dirty if t in self._trial_uids
+                 and (final or self._trial_status_due(t, now))]
         self._dirty.difference_update(dirty)
 
         async def one(tid: int) -> None:
+            status = self.trial_status(tid)
             try:
                 await self.api.patch_trial_status(self.namespace, job_name(self.name, tid),
-                                                  self.trial_status(tid))
+                                                  status)
+                self._trial_written[tid] = (time.monotonic(), status.get("phase"))
             except ApiError as exc:
                 if exc.status != 404:
                     self._dirty.add(tid)
@@ -954,7 +1002,7 @@ class StudyRunner:
     async def flush_status(self) -> None:
         """Write the study's and every changed trial's status now (tests, shutdown)."""
         await self._write_status(final=self.finished is not None)
-        await self._write_trials()
+        await self._write_trials(final=True)
         await self._post_notes()
 
 
