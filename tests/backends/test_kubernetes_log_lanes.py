@@ -222,6 +222,44 @@ def test_any_chunk_size_rebuilds_exactly(chunk_bytes: int) -> None:
     assert len(rebuilt.trials) == len(study.trials)
 
 
+def test_a_log_of_the_older_format_loads_and_a_new_writer_continues_it() -> None:
+    """An operator upgraded mid-study finds chunks written one after another (one lane):
+    it rebuilds from them and appends over its lanes without a gap or a rewrite."""
+    study = new_study()
+    store = ScriptedStore(default=0.0)
+
+    async def write(log: StudyLog, trials: int) -> None:
+        log.attach(asyncio.get_running_loop())
+        writer = asyncio.create_task(log.run())
+        for _ in range(trials):
+            study.start_next()
+        await log.durable(log.last_seq)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+    current: list[StudyLog] = []
+    study.add_listener(lambda event: current[-1].append(event))
+    old = StudyLog(store, chunk_bytes=4096, lanes=1)  # small, so there are several chunks
+    current.append(old)
+    asyncio.run(write(old, 150))
+    old_chunks = {i: dict(d) for i, d in store.chunks.items()}
+    assert len(old_chunks) >= 3
+    loaded = parse_chunks(store.chunks.items())
+    assert [e["seq"] for e in loaded.events] == list(range(len(loaded.events)))
+
+    new = StudyLog(store, loaded)
+    current.append(new)
+    asyncio.run(write(new, 240))
+    events = parse_chunks(store.chunks.items()).events
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert len(events) > len(loaded.events)
+    assert len(store.chunks) > len(old_chunks)
+    for index, data in old_chunks.items():  # nothing the old operator stored was changed
+        assert {k: store.chunks[index][k] for k in data} == data
+    rebuilt = Study.rebuild(study.config, events, strict=True)
+    assert len(rebuilt.trials) == len(study.trials)
+
+
 class _Fence:
     def __init__(self, writer: str) -> None:
         self.writer = writer
