@@ -115,6 +115,22 @@ def study_progress(custom: Any, namespace: str, name: str) -> dict[str, Any]:
     return obj.get("status") or {}
 
 
+def assert_study_held(cluster: LocalCluster, doc: dict[str, Any], events: list[dict[str, Any]],
+                      status: dict[str, Any], driver: TrialDriver, jobs: "JobWatch", *,
+                      trials: int, parallel: int) -> None:
+    """What a whole study must show after replicas, kills or takeovers: the log rebuilds, every
+    trial counted, the parallel limit held, one Job per launch, every answer logged once."""
+    Study.rebuild(engine_config(cluster, doc), events, strict=True)
+    assert status["trials"]["total"] == trials
+    assert max_concurrent(events) <= parallel
+    per_launch = Counter(jobs.jobs.values())
+    assert all(n == 1 for n in per_launch.values()), per_launch  # no duplicate Job
+    answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
+    logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
+                     if e["kind"] == "observed")
+    assert answered == logged and max(logged.values()) == 1
+
+
 def max_concurrent(events: list[dict[str, Any]]) -> int:
     """The most trials launched and not yet halted at once, over the log's order."""
     active: set[int] = set()

@@ -42,18 +42,15 @@ from urllib.parse import urlsplit
 import pytest
 
 from hwtune.backends.kubernetes.lease import ADDRESS_ANNOTATION
-from hwtune.engine import Study
 from hwtune.testing.cluster import LocalCluster
 from hwtune.trainer.client import ReportClient, ReportError
 from tests.chart.test_chart import CHART, helm
-from tests.cluster.test_operator_chaos import JobWatch, max_concurrent
+from tests.cluster.test_operator_chaos import JobWatch, assert_study_held
 from tests.cluster.test_operator_studies import (
     SUFFIX,
     apply,
     cluster,  # noqa: F401 - the module fixture (CRDs and pools applied)
     delete_configurations,
-    delete_studies,
-    engine_config,
     free_port,
     get,
     logged_events,
@@ -297,12 +294,5 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
         driver, events = run["driver"], run["events"]
         assert run["holders"] and run["holders"] <= set(processes)
         assert not driver.errors, driver.errors
-        Study.rebuild(engine_config(cluster, run["doc"]), events, strict=True)
-        assert run["status"]["trials"]["total"] == 24
-        assert max_concurrent(events) <= 6
-        per_launch = Counter(run["jobs"].jobs.values())
-        assert all(n == 1 for n in per_launch.values()), per_launch
-        answered = Counter((p.trial, r, d) for p in driver.played.values() for r, d in p.replies)
-        logged = Counter((e["trialId"], e["resource"], e["decision"]) for e in events
-                         if e["kind"] == "observed")
-        assert answered == logged and max(logged.values()) == 1
+        assert_study_held(cluster, run["doc"], events, run["status"], driver, run["jobs"],
+                          trials=24, parallel=6)
