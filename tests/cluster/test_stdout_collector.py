@@ -24,10 +24,14 @@ from typing import Any, Iterator
 import pytest
 
 from hwtune.controller.operator import EmbeddedOperator
-from hwtune.controller.settings import OperatorSettings
 from hwtune.engine.study import NO_REPORT_REASON
 from hwtune.testing.cluster import LocalCluster
 from hwtune.testing.simtrainer import SimTrainer
+from tests.cluster.test_operator_studies import (
+    delete_configurations,
+    delete_studies,
+    operator_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,21 +61,16 @@ def operator(kube: LocalCluster, namespace: str) -> Iterator[EmbeddedOperator]:
     kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     kube.kubectl("apply", "-f", str(ROOT / "examples" / "pools.yaml"))
     configuration = f"stdout-{secrets.token_hex(3)}.hwtune.io"
-    embedded = EmbeddedOperator(OperatorSettings(
-        kubeconfig=kube.kubeconfig, namespaces=(namespace,), webhook_host="127.0.0.1",
-        webhook_port=None, webhook_configuration=configuration, standalone=True,
-        shutdown_timeout_s=15, report_listen="127.0.0.1", report_port=None))
+    embedded = EmbeddedOperator(operator_settings(kube, namespace, configuration))
     try:
         embedded.start(timeout=60)
         yield embedded
     finally:
         try:
-            kube.kubectl("-n", namespace, "delete", "tuningstudies", "--all", "--timeout=60s",
-                         check=False)
+            delete_studies(kube, namespace)
             embedded.stop(check=False)
         finally:
-            kube.kubectl("delete", "validatingwebhookconfiguration", configuration,
-                         "--ignore-not-found", check=False)
+            delete_configurations(kube, configuration)
 
 
 @pytest.fixture
@@ -249,17 +248,12 @@ def test_an_operator_restart_loses_no_level_and_counts_none_twice(
     doc["spec"]["algorithm"]["scheduler"] = "fifo"  # every trial runs its 9 epochs
     configuration = f"stdout-{secrets.token_hex(3)}.hwtune.io"
 
-    def settings() -> OperatorSettings:
-        return OperatorSettings(
-            kubeconfig=kube.kubeconfig, namespaces=(namespace,), webhook_host="127.0.0.1",
-            webhook_port=None, webhook_configuration=configuration, standalone=True,
-            shutdown_timeout_s=15, report_listen="127.0.0.1", report_port=None)
-
     def curves() -> dict[int, list[dict[str, Any]]]:
         return {t["spec"]["trialId"]: (t.get("status") or {}).get("learningCurve") or []
                 for t in kube.get_json("tuningtrials", namespace=namespace)["items"]}
 
-    first = EmbeddedOperator(settings()).start(timeout=60)
+    first = EmbeddedOperator(operator_settings(kube, namespace, configuration)).start(
+        timeout=60)
     try:
         kube.wait_for(lambda: kube.apply(doc, namespace=namespace), 30, "the study admitted")
         kube.wait_for(lambda: any(len(c) >= 2 for c in curves().values()), 120,
@@ -268,7 +262,8 @@ def test_an_operator_restart_loses_no_level_and_counts_none_twice(
         first.stop(check=False)
     # Down while the scripts go on printing; at least one of them ends meanwhile.
     sim.wait_for(lambda runs: any(r.ended for r in runs), 60, "a script to end")
-    second = EmbeddedOperator(settings()).start(timeout=60)
+    second = EmbeddedOperator(operator_settings(kube, namespace, configuration)).start(
+        timeout=60)
     try:
         final = kube.wait_for(lambda: (s := status_of(kube, name, namespace)).get("phase")
                               in ("Completed", "Failed") and s, 240, f"study {name} to end")
