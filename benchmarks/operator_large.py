@@ -91,6 +91,15 @@ class LargeResult:
     load_split: dict[str, float] = field(default_factory=dict)  # the operator's own timings
     replay_differences: int = 0  # the operator's "replay differences" (0: decided the same)
     loads: int = 0  # times the operator loaded the study (1 unless its runner restarted)
+    # The study Lease went overdue (a renewal too late) / came back without a reload / was lost
+    lease_overdue: list[int] = field(default_factory=lambda: [0, 0, 0])
+    # What the study leaves in the cluster (etcd) at its end: kind -> [objects, bytes of JSON]
+    # (Jobs, pods, Secrets, TuningTrials, log ConfigMaps, Events of the namespace).
+    left_in_cluster: dict[str, list[int]] = field(default_factory=dict)
+    jobs_created: int = 0
+    trials_per_second: float | None = None  # trials finished per second of the whole run
+    load_average: list[float] = field(default_factory=list)  # 1-minute, at start and end
+    trials_at_restart: int | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -102,6 +111,21 @@ def _log_counts(path: Path) -> tuple[int, int]:
         return 0, 0
     found = re.search(r"(\d+) replay differences", text)
     return len(LOADED.findall(text)), int(found.group(1)) if found else 0
+
+
+def _lease_counts(*paths: Path) -> list[int]:
+    """[overdue, renewed again, lost] study-Lease lines over the operator logs."""
+    counts = [0, 0, 0]
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        counts[0] += text.count("was not renewed within")
+        counts[1] += text.count("renewed again after")
+        counts[2] += sum(1 for line in text.splitlines() if re.search(
+            r"LeaseLost|the Lease \S+ (?:is now held|changed under)", line))
+    return counts
 
 
 def _loaded_line(path: Path) -> dict[str, float] | None:
@@ -133,6 +157,16 @@ def _measure_objects(cluster: LocalCluster, namespace: str, result: LargeResult,
     trials = cluster.kubectl("get", "tuningtrials", "-n", namespace, "-l",
                              f"hwtune.io/study={study}", "-o", "json", timeout=600).stdout
     result.tuningtrial_bytes = len(trials.encode())
+    result.left_in_cluster = {"tuningtrials": [len(json.loads(trials)["items"]),
+                                               result.tuningtrial_bytes],
+                              "log configmaps": [result.log_chunks, result.log_bytes]}
+    del trials
+    for kind, selector in (("jobs", f"hwtune.io/study={study}"),
+                           ("pods", f"hwtune.io/study={study}"),
+                           ("secrets", f"hwtune.io/study={study}"), ("events", None)):
+        items = cluster.get_json(kind, namespace=namespace, selector=selector)["items"]
+        result.left_in_cluster[kind] = [len(items),
+                                        sum(len(json.dumps(i).encode()) for i in items)]
 
 
 # -- run: a whole study with a SIGKILL late in it ----------------------------------------------
@@ -147,7 +181,11 @@ def run_study(cfg: scale.ScaleConfig, cluster: LocalCluster, *, log_dir: Path | 
                          phase=inner.phase, wall_seconds=inner.wall_seconds,
                          study_object_bytes=inner.study_object_bytes,
                          operator_peak_rss_mib=inner.operator_peak_rss_mib,
-                         first_decision_seconds=inner.rebuild_seconds, errors=list(inner.errors))
+                         first_decision_seconds=inner.rebuild_seconds, errors=list(inner.errors),
+                         jobs_created=inner.jobs_created, load_average=list(inner.load_average),
+                         trials_at_restart=inner.trials_at_restart)
+    if inner.wall_seconds and result.trials:
+        result.trials_per_second = result.trials / inner.wall_seconds
     namespace = _kept_namespace(cluster)
     try:
         if namespace:
@@ -162,6 +200,7 @@ def run_study(cfg: scale.ScaleConfig, cluster: LocalCluster, *, log_dir: Path | 
         result.load_split = split
     result.lease_wait_seconds = _lease_wait(log_dir / "operator-2.log")
     result.loads, result.replay_differences = _log_counts(log_dir / "operator-2.log")
+    result.lease_overdue = _lease_counts(*sorted(log_dir.glob("operator-*.log")))
     return result
 
 
@@ -348,6 +387,7 @@ def run_seeded(cfg: scale.ScaleConfig, cluster: LocalCluster, *, extra: int = 20
             result.errors.append(f"no decision within {cfg.timeout:g}s of the start")
         result.load_split = _loaded_line(log_file) or {}
         result.loads, result.replay_differences = _log_counts(log_file)
+        result.lease_overdue = _lease_counts(log_file)
         # Let the status catch up with the whole study, then measure the objects.
         cluster.wait_for(lambda: (cluster.get_json("tuningstudy", STUDY, namespace=namespace)
                                   .get("status") or {}).get("trials", {}).get("total", 0)
@@ -394,6 +434,13 @@ def format_result(r: LargeResult) -> str:
         f"{f'{r.front_size} / {r.front_listed}':>14}   <= 50 listed",
         f"  {'log ConfigMaps (chunks / bytes)':<44} {f'{r.log_chunks} / {r.log_bytes}':>14}",
         f"  {'all TuningTrials (bytes of JSON)':<44} {r.tuningtrial_bytes:>14}",
+        f"  {'trials finished per second (whole run)':<44} "
+        f"{num(r.trials_per_second, '{:.2f}'):>14}",
+        f"  {'Jobs created':<44} {r.jobs_created:>14}",
+        f"  {'left in the cluster (objects / bytes)':<44} " + "; ".join(
+            f"{k} {n} / {b}" for k, (n, b) in r.left_in_cluster.items()),
+        f"  {'load average (1 min, start / end)':<44} "
+        + " / ".join(f"{x:.1f}" for x in r.load_average),
         f"  {'operator peak RSS (MiB)':<44} {num(r.operator_peak_rss_mib):>14}",
         f"  {'restart -> study loaded (s)':<44} {num(r.loaded_seconds, '{:.2f}'):>14}",
         f"  {'restart -> first decision (s)':<44} {num(r.first_decision_seconds, '{:.2f}'):>14}"
@@ -407,6 +454,9 @@ def format_result(r: LargeResult) -> str:
             f"engine replay {split['rebuild']:.2f}s, cluster state {split['cluster']:.2f}s, "
             f"total {split['total']:.2f}s; loads {r.loads}, replay differences "
             f"{r.replay_differences}")
+    lines.append(f"  {'study Lease overdue / renewed again / lost':<44} "
+                 f"{' / '.join(map(str, r.lease_overdue)):>14}   (a late renewal pauses, "
+                 "it does not reload)")
     lines += [f"  error: {e}" for e in r.errors]
     return "\n".join(lines)
 
@@ -424,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-at", type=float)
     parser.add_argument("--timeout", type=float)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--lease-seconds", type=float,
+                        help="the operator's study Lease (its --lease-seconds; default 15): "
+                             "longer on a machine so starved that renewals miss it")
     parser.add_argument("--cluster-name", default="oplarge")
     parser.add_argument("--keep-cluster", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the result here")
@@ -435,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "level_seconds", "restart_at", "timeout",
                                                "workers") if getattr(args, k) is not None}
     cfg = replace(cfg, **overrides)
+    if args.lease_seconds is not None:
+        cfg = replace(cfg, operator_cmd=f"{cfg.operator_cmd} --lease-seconds {args.lease_seconds:g}")
     for name in ("nodes", "trials", "parallel", "max_level", "workers"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: must be >= 1")

@@ -14,6 +14,10 @@ trainer by replaying benchmarks/tables/digits-quick.jsonl through the operator's
     python benchmarks/operator_scale.py                    # 1,000 concurrent trials, 500 nodes
     python benchmarks/operator_scale.py --trials 20000 --parallel 1000 --level-seconds 20
     python benchmarks/operator_scale.py --trainer-only --parallel 1000   # the harness alone
+    python benchmarks/operator_scale.py --goal --launch-rate 0          # the operator unpaced
+    python benchmarks/operator_scale.py --goal --nice-sim   # kwok (and its autogroup) and the
+                                        # simulated trainer's threads at nice 19: they run on
+                                        # the GPU nodes on a real cluster; report both numbers
 
 Measured (goals from issue 8 beside them):
 - launches/s: Jobs created per second while the study ramps up to ``--parallel`` running
@@ -29,7 +33,10 @@ Measured (goals from issue 8 beside them):
   answers is how long trainers were blocked (kopf start-up + rebuilding the study from the
   cluster).
 
-Wall-clock numbers depend on the machine; the header line prints its CPU count.
+Wall-clock numbers depend on the machine; the header line prints its CPU count. Every run ends
+with the CPU each process used (from /proc, sampled every 2 s: the control plane's components,
+the operator, the simulated trainer's threads, the benchmark, "other" = the rest of the
+machine) and a table per 10 s lining reports (by send time) and launches up with those shares.
 """
 
 from __future__ import annotations
@@ -89,6 +96,11 @@ class ScaleConfig:
     seed: int = 0
     workers: int = 64  # simulated trainer threads
     operator_cmd: str = DEFAULT_OPERATOR_CMD
+    # Run the simulated trainer's threads and the kwok controller at nice 19: on a real
+    # cluster the kubelets and the trainers run on the GPU nodes, not on the control plane's
+    # CPUs. Report numbers with and without it.
+    nice_sim: bool = False
+    launch_rate: float | None = None  # the operator's --launch-rate (None: its default)
 
 
 # Issue 8's measured goal: report-to-decision latency while 1,000 trials run at once on 500
@@ -141,6 +153,16 @@ class Result:
     operator_hot_path: str = ""
     rebuild_seconds: float | None = None
     trials_at_restart: int | None = None
+    # Per-process CPU (seconds, user + system) over the run, from /proc (_CpuSampler): the
+    # control plane's components, the operator, the simulated trainer's threads, the rest of
+    # this process, and whatever else the machine ran ("other": /proc/stat's busy time less
+    # all of these).
+    process_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    # One row per ``INTERVAL`` seconds: reports sent then and their latency, Jobs first seen,
+    # pods training, and each process's CPU share (% of one core), so slow reports can be
+    # lined up with what the machine was doing.
+    intervals: list[dict[str, Any]] = field(default_factory=list)
+    niced: list[str] = field(default_factory=list)  # --nice-sim: what ran at nice 19
     errors: list[str] = field(default_factory=list)
 
 
@@ -341,6 +363,224 @@ class _WriteProbe:
             self.seconds.append(time.monotonic() - began)
 
 
+INTERVAL = 10.0  # seconds per row of the interval table
+SIM_THREADS = "simtrainer"  # thread name prefix of hwtune.testing.simtrainer's threads
+
+
+def _stat_cpu(path: str) -> float | None:
+    """user + system seconds of a process or thread (``/proc/<pid>[/task/<tid>]/stat``)."""
+    try:
+        with open(path) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine was busy (``/proc/stat``: all but idle and iowait)."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    busy = sum(values[:8]) - values[3] - values[4]  # user..steal, less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids(cluster: LocalCluster) -> dict[str, int]:
+    """The local control plane's processes from kwokctl's pid files (hack/cluster.sh):
+    etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok-controller."""
+    out: dict[str, int] = {}
+    for path in sorted((cluster.cache_dir / "clusters" / cluster.name / "pids").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError):
+            out[path.stem] = int(path.read_text().strip())
+    return out
+
+
+class _CpuSampler:
+    """Every ``every`` seconds, the CPU seconds used so far by each process of the run (from
+    /proc): the cluster's components, the operator (whichever process it is now), this
+    process split into the simulated trainer's threads and the rest (the benchmark: watch,
+    probe, polling), and the machine's total busy time. With ``nice_sim`` the simulated
+    trainer's threads and the kwok controller run at nice 19 (renewed as threads appear)."""
+
+    def __init__(self, cluster: LocalCluster, operator: "_Operator", *, every: float = 2.0,
+                 nice_sim: bool = False) -> None:
+        self.cluster = cluster
+        self.pids = cluster_pids(cluster)
+        # A component restarted (kwokctl restarts one that exits, e.g. a controller-manager
+        # that lost its leader lease on a slow API server): what the old process used stays.
+        self._base: dict[str, float] = {}
+        self._last: dict[str, tuple[int, float]] = {}
+        self.operator = operator
+        self.every = every
+        self.nice_sim = nice_sim
+        self.niced: set[str] = set()
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._operator_base = 0.0  # CPU of earlier operator processes (a restart)
+        self._operator_pid: int | None = None
+        self._operator_last = 0.0
+        self._thread_cpu: dict[int, float] = {}  # simulated trainer threads: last seen CPU
+        self._sim_total = 0.0
+        self._reniced: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _nice_kwok(self) -> None:
+        """kwok at nice 19, and its autogroup too: kwokctl starts every component in a session
+        of its own, and with sched_autogroup_enabled a process's nice counts only inside its
+        session's autogroup (the CPU is shared between autogroups first)."""
+        pid = self.pids.get("kwok-controller")
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, 19)
+            self.niced.add("kwok-controller")
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/autogroup").write_text("19")
+            self.niced.add("kwok-controller (autogroup)")
+
+    def start(self) -> "_CpuSampler":
+        if self.nice_sim:
+            self._nice_kwok()
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.sample()
+
+    def _sim_seconds(self) -> float:
+        """CPU of the simulated trainer's threads; a thread that ended keeps what it used."""
+        for thread in threading.enumerate():
+            tid = thread.native_id
+            if tid is None or not thread.name.startswith(SIM_THREADS):
+                continue
+            cpu = _stat_cpu(f"/proc/self/task/{tid}/stat")
+            if cpu is None:
+                continue
+            self._sim_total += cpu - self._thread_cpu.get(tid, 0.0)
+            self._thread_cpu[tid] = cpu
+            if self.nice_sim and tid not in self._reniced:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, tid, 19)  # one thread (Linux)
+                    self._reniced.add(tid)
+                    self.niced.add("simulated trainer")
+        return self._sim_total
+
+    def sample(self) -> None:
+        row: dict[str, float] = {}
+        pids = cluster_pids(self.cluster) or self.pids
+        if self.nice_sim and pids.get("kwok-controller") != self.pids.get("kwok-controller"):
+            self.pids = pids
+            self._nice_kwok()
+        self.pids = pids
+        for name, pid in pids.items():
+            cpu = _stat_cpu(f"/proc/{pid}/stat")
+            last_pid, last_cpu = self._last.get(name, (pid, 0.0))
+            if last_pid != pid:
+                self._base[name] = self._base.get(name, 0.0) + last_cpu
+                last_cpu = 0.0
+            if cpu is not None:
+                last_cpu = cpu
+            self._last[name] = (pid, last_cpu)
+            row[name] = self._base.get(name, 0.0) + last_cpu
+        process = self.operator.process
+        if process is not None:
+            if process.pid != self._operator_pid:
+                self._operator_base += self._operator_last
+                self._operator_pid, self._operator_last = process.pid, 0.0
+            cpu = _stat_cpu(f"/proc/{process.pid}/stat")
+            if cpu is not None:
+                self._operator_last = cpu
+        row["operator"] = self._operator_base + self._operator_last
+        sim = self._sim_seconds()
+        row["simulated trainer"] = sim
+        row["benchmark"] = max(0.0, (_stat_cpu("/proc/self/stat") or 0.0) - sim)
+        row["machine"] = _machine_busy_seconds()
+        self.samples.append((time.monotonic(), row))
+
+    def totals(self) -> dict[str, float]:
+        """CPU seconds per process between the first and the last sample; "other" is the
+        machine's busy time less every process named."""
+        if len(self.samples) < 2:
+            return {}
+        (_, first), (_, last) = self.samples[0], self.samples[-1]
+        out = {k: last[k] - first.get(k, 0.0) for k in last}
+        machine = out.pop("machine", 0.0)
+        out["other"] = max(0.0, machine - sum(out.values()))
+        out["machine"] = machine
+        return out
+
+    def shares(self, start: float, end: float) -> dict[str, float]:
+        """% of one core each process used between ``start`` and ``end`` (the samples
+        nearest inside), plus "other" and "machine"."""
+        inside = [(t, row) for t, row in self.samples if start - self.every / 2 <= t <= end
+                  + self.every / 2]
+        if len(inside) < 2:
+            return {}
+        (t0, a), (t1, b) = inside[0], inside[-1]
+        if t1 <= t0:
+            return {}
+        out = {k: 100 * (b[k] - a.get(k, b[k])) / (t1 - t0) for k in b}
+        named = sum(v for k, v in out.items() if k != "machine")
+        out["other"] = max(0.0, out.get("machine", 0.0) - named)
+        return out
+
+
+def interval_rows(began: float, end: float, times: list[tuple[float, float]],
+                  seen: list[float], concurrency: list[tuple[float, int]],
+                  sampler: _CpuSampler | None, step: float = INTERVAL) -> list[dict[str, Any]]:
+    """One row per ``step`` seconds from ``began``: reports by the time they were sent, their
+    p50/p99/max (ms), Jobs first seen, the most pods training, and the CPU shares."""
+    rows = []
+    t = began
+    while t < end:
+        lats = sorted(lat for answered, lat in times if t <= answered - lat < t + step)
+        row: dict[str, Any] = {
+            "t": round(t - began), "reports": len(lats),
+            "p50_ms": 1000 * _percentile(lats, 50) if lats else None,
+            "p99_ms": 1000 * _percentile(lats, 99) if lats else None,
+            "max_ms": 1000 * lats[-1] if lats else None,
+            "jobs": sum(1 for s in seen if t <= s < t + step),
+            "training": max((n for s, n in concurrency if t <= s < t + step), default=0),
+        }
+        if sampler is not None:
+            row["cpu"] = {k: round(v, 1) for k, v in sampler.shares(t, t + step).items()}
+        rows.append(row)
+        t += step
+    return rows
+
+
+# Short column names of the interval table, in the order printed.
+CPU_COLUMNS = [("kube-apiserver", "apisrv"), ("etcd", "etcd"),
+               ("kube-controller-manager", "kcm"), ("kube-scheduler", "sched"),
+               ("kwok-controller", "kwok"), ("operator", "oper"), ("simulated trainer", "sim"),
+               ("benchmark", "bench"), ("other", "other"), ("machine", "total")]
+
+
+def format_intervals(rows: list[dict[str, Any]]) -> str:
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    head = (f"  {'t(s)':>5} {'jobs':>5} {'train':>5} {'reps':>5} {'p50':>5} {'p99':>6} "
+            f"{'max':>6} | " + " ".join(f"{short:>6}" for _, short in CPU_COLUMNS))
+    lines = ["  per 10 s (reports by send time, ms; CPU in % of one core, from /proc):", head]
+    for r in rows:
+        cpu = r.get("cpu") or {}
+        lines.append(
+            f"  {r['t']:>5} {r['jobs']:>5} {r['training']:>5} {r['reports']:>5} "
+            f"{ms(r['p50_ms']):>5} {ms(r['p99_ms']):>6} {ms(r['max_ms']):>6} | "
+            + " ".join(f"{cpu[k]:>6.0f}" if k in cpu else f"{'-':>6}" for k, _ in CPU_COLUMNS))
+    return "\n".join(lines)
+
+
 class _Operator:
     """The operator subprocess: started, SIGKILLed and restarted on the same ports."""
 
@@ -350,6 +590,8 @@ class _Operator:
         self.command = shlex.split(cfg.operator_cmd.format(
             kubeconfig=cluster.kubeconfig, namespace=namespace, report_port=self.report_port,
             webhook_port=self.webhook_port, metrics_port=_free_port()))
+        if cfg.launch_rate is not None:
+            self.command += ["--launch-rate", f"{cfg.launch_rate:g}"]
         # One master key across restarts, as the chart's Secret gives it: tokens stay valid.
         self.env = {**cluster.env(), "HWTUNE_OPERATOR_KEY": secrets.token_hex(32)}
         self.log_dir = log_dir
@@ -487,6 +729,7 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
                      seed=cfg.seed, workers=cfg.workers)
     watch: _JobWatch | None = None
     probe: _WriteProbe | None = None
+    sampler: _CpuSampler | None = None
     began = time.monotonic()
     restart_started: float | None = None
     killed_at: float | None = None
@@ -494,6 +737,7 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
         operator.start()
         operator.wait_ready(60)
         sim.start()
+        sampler = _CpuSampler(cluster, operator, nice_sim=cfg.nice_sim).start()
         watch = _JobWatch(sim._api_client, namespace, study).start()
         probe = _WriteProbe(sim._api_client, namespace).start()
         manifest = study_manifest(study, table, cfg)
@@ -538,6 +782,8 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
                 break
             time.sleep(1.0 if cfg.trials > 100 else 0.3)
         result.wall_seconds = time.monotonic() - began
+        ended_at = time.monotonic()
+        sampler.stop()
         # -- numbers ----------------------------------------------------------------------
         body = cluster.kubectl("get", "tuningstudy", study, "-n", namespace, "-o", "json").stdout
         result.study_object_bytes = len(body.encode())
@@ -586,7 +832,12 @@ def run(cfg: ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
         result.operator_peak_rss_mib = operator.peak_rss_mib or None
         result.operator_cpu_seconds = operator.total_cpu_seconds or None
         result.operator_hot_path = _last_hot_path(log_dir / f"operator-{operator.starts}.log")
+        result.process_cpu_seconds = {k: round(v, 1) for k, v in sampler.totals().items()}
+        result.intervals = interval_rows(began, ended_at, times, seen, concurrency, sampler)
+        result.niced = sorted(sampler.niced)
     finally:
+        if sampler is not None:
+            sampler.stop()
         if watch is not None:
             watch.stop()
         if probe is not None:
@@ -774,7 +1025,10 @@ def format_result(r: Result) -> str:
         f"{cfg['level_seconds']}s; {r.cpus} CPUs, load average "
         f"{'/'.join(f'{x:.1f}' for x in r.load_average) or 'n/a'} (start/end); phase "
         f"{r.phase or 'none'} after {r.wall_seconds:.0f}s"
-        + (f" (measured for a window of {cfg['window']:g}s)" if cfg.get("window") else ""),
+        + (f" (measured for a window of {cfg['window']:g}s)" if cfg.get("window") else "")
+        + f"; operator --launch-rate "
+          f"{'default' if cfg.get('launch_rate') is None else format(cfg['launch_rate'], 'g')}"
+        + ("; simulated trainer and kwok at nice 19" if cfg.get("nice_sim") else ""),
         f"  {'measure':<40} {'value':>12}   goal (issue 8)",
         f"  {'launches/s (ramp to parallel)':<40} {num(r.launches_per_second_ramp):>12}   > 20",
         f"  {'launches/s (whole run)':<40} {num(r.launches_per_second_overall):>12}   > 20",
@@ -804,6 +1058,15 @@ def format_result(r: Result) -> str:
     ]
     if r.operator_hot_path:
         lines.append(f"  operator's {r.operator_hot_path} (ms)")
+    if r.process_cpu_seconds:
+        wall = r.wall_seconds or 1.0
+        lines.append("  CPU by process over the run (s, user+sys / % of one core"
+                     + (f"; at nice 19: {', '.join(r.niced)}" if r.niced else "") + "):")
+        lines += [f"    {name:<38} {sec:>8.1f} / {100 * sec / wall:5.1f}"
+                  for name, sec in sorted(r.process_cpu_seconds.items(),
+                                          key=lambda kv: (kv[0] == "machine", -kv[1]))]
+    if r.intervals:
+        lines.append(format_intervals(r.intervals))
     lines += [f"  error: {e}" for e in r.errors]
     return "\n".join(lines)
 
@@ -828,6 +1091,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float,
                         help="measure this many seconds, then stop (negative: to the end)")
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--launch-rate", type=float,
+                        help="the operator's --launch-rate (launches/s, 0: unpaced) "
+                             "[default: the operator's default]")
+    parser.add_argument("--nice-sim", action="store_true",
+                        help="run the simulated trainer's threads and the kwok controller at "
+                             "nice 19 (on a real cluster they run on the GPU nodes)")
     parser.add_argument("--operator-cmd", help="command line template of the operator "
                         f"[default: {DEFAULT_OPERATOR_CMD}]")
     parser.add_argument("--cluster-name", default="opscale",
@@ -849,12 +1118,14 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in ("nodes", "pool", "trials", "parallel",
                                                "max_level", "level_seconds", "restart_at",
                                                "timeout", "window", "workers",
-                                               "operator_cmd")
+                                               "operator_cmd", "launch_rate")
                  if getattr(args, k) is not None}
     if overrides.get("restart_at") is not None and overrides["restart_at"] < 0:
         overrides["restart_at"] = None
     if overrides.get("window") is not None and overrides["window"] < 0:
         overrides["window"] = None
+    if args.nice_sim:
+        overrides["nice_sim"] = True
     cfg = replace(cfg, **overrides)
     for name in ("nodes", "trials", "parallel", "max_level", "workers"):
         if getattr(cfg, name) < 1:

@@ -119,7 +119,12 @@ wait_until() { # wait_until SECONDS WHAT COMMAND...: poll COMMAND until it succe
 
 # The Job controller syncs 5 Jobs at a time by default: with hundreds of trial Jobs made per
 # minute (benchmarks/operator_scale.py) it, not the operator, decides when their pods exist.
-EXTRA_ARGS=(--extra-args kube-controller-manager=concurrent-job-syncs=50)
+# One instance each, so no leader election: on a starved machine (a niced cluster beside a
+# busy one) a renewal that misses its 10 s deadline made the controller manager and the
+# scheduler exit ("leaderelection lost"), and nothing restarts them.
+EXTRA_ARGS=(--extra-args kube-controller-manager=concurrent-job-syncs=50
+            --extra-args kube-controller-manager=leader-elect=false
+            --extra-args kube-scheduler=leader-elect=false)
 
 # The kwokctl configuration: local binaries only, loopback only, then our Stage documents.
 write_config() {

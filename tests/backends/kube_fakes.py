@@ -133,6 +133,16 @@ class FakeKube:
         if job is not None and (uid is None or job["metadata"]["uid"] == uid):
             del self.objects[("Job", name)]
             self.deleted_jobs.append(name)
+            # The garbage collector: what the Job owns (its token Secret) goes with it.
+            owned = [key for key, o in self.objects.items()
+                     if any(r.get("uid") == job["metadata"]["uid"]
+                            for r in o["metadata"].get("ownerReferences") or [])]
+            for key in owned:
+                del self.objects[key]
+
+    def secrets(self, trial: int | None = None) -> dict[str, dict[str, Any]]:
+        return {n: o for (k, n), o in self.objects.items() if k == "Secret"
+                and (trial is None or o["metadata"]["labels"][LABEL_TRIAL] == str(trial))}
 
     async def list_jobs(self, namespace: str, study: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (k, _), o in self.objects.items() if k == "Job"]

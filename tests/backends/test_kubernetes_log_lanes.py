@@ -355,3 +355,67 @@ def test_a_writer_that_lost_the_study_cannot_open_a_new_chunk_of_its_lane() -> N
             "hwtune.io/log-writer": "op-0#2"}
 
     asyncio.run(main())
+
+
+def test_a_stop_that_arrives_with_a_wake_up_still_stops_the_writer() -> None:
+    """The writer waits with a deadline while a failed lane backs off. Cancelling it in the very
+    step a wake-up lands must stop it (asyncio.wait_for on Python 3.11 returned the wake-up and
+    dropped the cancel: the writer ran on and the runner's shutdown hung)."""
+    store = ScriptedStore(default=0.001, fail={0})
+    study = new_study()
+
+    async def main() -> None:
+        log = StudyLog(store)
+        log.attach(asyncio.get_running_loop())
+        study.add_listener(log.append)
+        writer = asyncio.create_task(log.run())
+        study.start_next()
+        await asyncio.wait_for(log.durable(log.last_seq), 2)  # write 0 failed, its lane waits
+        await asyncio.sleep(0.02)
+        assert any(lane.retry_at > asyncio.get_running_loop().time() for lane in log._lanes)
+        assert log._wake is not None
+        log._wake.set()
+        writer.cancel()
+        done, _ = await asyncio.wait({writer}, timeout=2)
+        assert writer in done, "the cancelled writer kept running"
+        assert writer.cancelled()
+
+    asyncio.run(main())
+
+
+def test_deferred_writes_are_retried_quietly_and_promptly(caplog: pytest.LogCaptureFixture) -> None:
+    """A store that defers (the Lease overdue) for a while: no warning per retry, no growing
+    back-off, and the waiting answer goes out within a retry period of the store accepting."""
+    from hwtune.backends.kubernetes.log import DEFERRED_RETRY_S, LogDeferred
+
+    class DeferringStore(ScriptedStore):
+        open_at = 0.0
+
+        async def write_chunk(self, index: int, entries: Mapping[str, str], *,
+                              new: bool) -> None:
+            if asyncio.get_running_loop().time() < self.open_at:
+                raise LogDeferred("the Lease is overdue")
+            await super().write_chunk(index, entries, new=new)
+
+    store = DeferringStore(default=0.001)
+    study = new_study()
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        store.open_at = loop.time() + 2.0
+        log = StudyLog(store)
+        log.attach(loop)
+        study.add_listener(log.append)
+        writer = asyncio.create_task(log.run())
+        study.start_next()
+        await asyncio.wait_for(log.durable(log.last_seq), 5)
+        late = loop.time() - store.open_at
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        return late, log.deferred
+
+    with caplog.at_level("WARNING", logger="hwtune.backends.kubernetes.log"):
+        late, deferred = asyncio.run(main())
+    assert 0 <= late < DEFERRED_RETRY_S + 0.2, late
+    assert deferred >= 4
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

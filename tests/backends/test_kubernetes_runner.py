@@ -4,6 +4,7 @@ write-ahead order, Jobs as built, adoption after a kill, no duplicate Job, bound
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 
 import pytest
@@ -13,7 +14,15 @@ from hwtune.backends.kubernetes.log import StudyLog
 from hwtune.backends.kubernetes.manifests import GPU_RESOURCE, TOKEN_PATH, derive_token
 from hwtune.engine import Study, StudyConfig
 from hwtune.engine.config import pool_catalog
-from tests.backends.kube_fakes import POOLS, FakeKube, FakeLogStore, FakeTrainers, job_env, study_spec
+from tests.backends.kube_fakes import (
+    POOLS,
+    FakeKube,
+    FakeLogStore,
+    FakeTrainers,
+    job_env,
+    study_spec,
+    trial_of,
+)
 
 
 def make_runner(kube: FakeKube, spec=None) -> StudyRunner:
@@ -58,13 +67,14 @@ def test_study_runs_to_completion_with_jobs_as_specified() -> None:
     assert status["phase"] == "Completed"
     assert status["trials"]["total"] == 12
     assert status["trials"]["pending"] == status["trials"]["running"] == 0
-    # Every trial has its TuningTrial; stopped trials' Jobs are gone, others remain.
+    # Every trial keeps its TuningTrial; every finished trial's Job is deleted (stopped ones at
+    # the stop, completed ones once their Job completed), and their token Secrets with them.
     trials = {o["spec"]["trialId"]: o for (k, _), o in kube.objects.items() if k == "TuningTrial"}
     assert sorted(trials) == list(range(12))
-    stopped = {t for t, o in trials.items() if o["status"]["phase"] == "Stopped"}
-    assert stopped, "mo-asha should stop some trials"
-    for t in stopped:
-        assert ("Job", f"st-{t}") not in kube.objects
+    phases = {o["status"]["phase"] for o in trials.values()}
+    assert {"Stopped", "Completed"} <= phases, phases
+    assert kube.jobs() == {} and kube.secrets() == {}
+    assert sorted(set(kube.deleted_jobs)) == sorted(f"st-{t}" for t in trials)
     # The front in the status is the front of the TuningTrials' last reported points.
     points = {t: o["status"]["learningCurve"][-1]["metrics"] for t, o in trials.items()
               if o["status"].get("learningCurve")}
@@ -117,8 +127,14 @@ def test_job_manifest_carries_pool_gpus_env_and_token_file() -> None:
                           "hwtune.io/pool": hw["pool"]}
         assert job["metadata"]["ownerReferences"][0]["kind"] == "TuningTrial"
         assert job["spec"]["podFailurePolicy"]["rules"]
-        secret = kube.objects[("Secret", f"st-{trial}-token")]
+        launch = job["metadata"]["annotations"]["hwtune.io/launch"]
+        volume = pod["volumes"][-1]["secret"]["secretName"]
+        assert volume == f"st-{trial}-token-{launch}"
+        secret = kube.objects[("Secret", volume)]
         assert kube.secret_value(secret, "token").decode() == derive_token(runner._key, trial)
+        # Owned by this launch's Job: deleting the Job deletes its token (no Secret delete right).
+        assert [(r["kind"], r["uid"]) for r in secret["metadata"]["ownerReferences"]] == \
+            [("Job", job["metadata"]["uid"])]
         assert runner.expected_token(str(trial)) == derive_token(runner._key, trial)
     assert runner.expected_token("999") is None
 
@@ -346,9 +362,10 @@ def test_a_halted_trial_whose_tuningtrial_was_never_created_gets_it_at_adoption(
                      if e["kind"] == "observed" and e.get("decision") == "stop"})[:2]
     assert halted, "mo-asha should stop some trials"
     for tid in halted:  # as if their creates were lost (the GC takes the owned objects too)
-        for kind in ("TuningTrial", "Job", "Secret"):
-            kube.objects.pop((kind, f"st-{tid}" if kind != "Secret" else f"st-{tid}-token"),
-                             None)
+        for kind in ("TuningTrial", "Job"):
+            kube.objects.pop((kind, f"st-{tid}"), None)
+        for name in kube.secrets(tid):
+            kube.objects.pop(("Secret", name))
     job_creates = kube.job_creates
 
     async def restart() -> StudyRunner:
@@ -366,7 +383,7 @@ def test_a_halted_trial_whose_tuningtrial_was_never_created_gets_it_at_adoption(
         assert trial["status"]["phase"] == runner.study.trial(tid).phase.value
         assert trial["status"]["phase"] in ("Stopped", "Completed")
         assert ("Job", f"st-{tid}") not in kube.objects
-        assert ("Secret", f"st-{tid}-token") not in kube.objects
+        assert kube.secrets(tid) == {}
     assert kube.job_creates == job_creates
 
 
@@ -463,3 +480,134 @@ def test_trial_views_deferred_at_a_kill_are_written_by_the_next_runner() -> None
         _views_match_the_engine(kube, again, only=before)
 
     asyncio.run(main())
+
+
+def test_launches_are_paced_by_the_operators_token_bucket() -> None:
+    """With a launch pacer (the operator's --launch-rate), a study's first wave of launches
+    goes out at the pacer's rate after its burst, and every trial still gets one Job."""
+    import time
+
+    from hwtune.backends.kubernetes.pacing import TokenBucket
+
+    kube, trainers = FakeKube(), FakeTrainers(FakeKube())
+    trainers.kube = kube
+    runner = StudyRunner(kube, namespace="ns", name="st", uid="uid-1",
+                         spec=study_spec(maxTrials=40, maxParallelTrials=40), generation=1,
+                         report_url="http://127.0.0.1:9", status_interval=0.01,
+                         launch_pacer=TokenBucket(rate=100.0, burst=5))
+    made: list[float] = []
+    create = kube.create_job
+
+    async def stamped_create(body):
+        made.append(time.monotonic())
+        return await create(body)
+
+    kube.create_job = stamped_create
+
+    async def main() -> None:
+        task = await play(kube, trainers, runner)
+        task.result()
+
+    asyncio.run(main())
+    assert kube.job_creates == 40 and len(made) == 40  # one Job per trial, none twice
+    made.sort()
+    # 40 launches at 100/s after a burst of 5: the 40th no sooner than ~0.35 s after the 1st
+    assert made[-1] - made[0] >= 0.3
+    # the k-th Job no sooner than (k - burst) / rate after the start (lower bounds only: a
+    # slow machine makes launches late, never early)
+    for k, t in enumerate(made):
+        assert t - made[0] >= (k - 5) / 100.0 - 0.02, (k, t - made[0])
+
+
+def test_finished_jobs_left_by_a_killed_runner_are_deleted_and_missing_secrets_made() -> None:
+    """A runner killed before deleting a completed trial's finished Job, or between creating a
+    launch's Job and its token Secret: the next one deletes the Job (the GC takes its Secret)
+    and creates the missing Secret, owned by the adopted Job, without a second Job."""
+    kube = FakeKube()
+    trainers = FakeTrainers(kube)
+
+    def halted_and_running() -> tuple[set[int], list[str]]:
+        halted = {e["trialId"] for e in logged_events(kube)
+                  if e["kind"] in ("completed", "stopped") or e.get("decision") == "stop"}
+        return halted, [n for n, j in kube.jobs().items() if trial_of(j) not in halted]
+
+    async def first() -> None:
+        runner = make_runner(kube)
+        await runner.load()
+        task = asyncio.create_task(runner.run())
+        for _ in range(200):  # until some trials halted while others run
+            await asyncio.sleep(0.01)
+            await trainers.step(runner)
+            halted, running = halted_and_running()
+            if len(halted) >= 2 and running:
+                break
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(first())
+    events = logged_events(kube)
+    halted, running = halted_and_running()
+    assert halted and running
+    # Left behind: a finished Job (and its Secret) of a halted trial...
+    done = min(halted)
+    launches = sum(1 for e in events if e["kind"] in ("created", "resumed")
+                   and e["trialId"] == done)
+    kube.objects[("Job", f"st-{done}")] = {
+        "metadata": {"name": f"st-{done}", "uid": "left-behind",
+                     "labels": {"hwtune.io/study": "st", "hwtune.io/trial": str(done)},
+                     "annotations": {"hwtune.io/launch": str(launches)}},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    kube.objects[("Secret", f"st-{done}-token-{launches}")] = {
+        "metadata": {"name": f"st-{done}-token-{launches}",
+                     "labels": {"hwtune.io/study": "st", "hwtune.io/trial": str(done)},
+                     "ownerReferences": [{"kind": "Job", "uid": "left-behind"}]}}
+    # ... and a running trial's Job whose Secret was never created.
+    adopted = kube.jobs()[running[0]]
+    for name in kube.secrets(trial_of(adopted)):
+        kube.objects.pop(("Secret", name))
+    creates = kube.job_creates
+
+    async def restart() -> None:
+        task = await play(kube, trainers, make_runner(kube), rounds=1)
+        for _ in range(100):  # the effects run once the loaded log is durable
+            if ("Job", f"st-{done}") not in kube.objects and kube.secrets(trial_of(adopted)):
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(restart())
+    assert ("Job", f"st-{done}") not in kube.objects and kube.secrets(done) == {}
+    made = kube.secrets(trial_of(adopted))
+    assert [s["metadata"]["ownerReferences"][0]["uid"] for s in made.values()] == \
+        [adopted["metadata"]["uid"]]
+    # The adopted Job is the same one (no second Job for its launch).
+    assert kube.jobs()[running[0]]["metadata"]["uid"] == adopted["metadata"]["uid"]
+    assert kube.job_creates >= creates
+
+
+def test_a_failed_trials_job_is_kept_for_its_logs() -> None:
+    kube = FakeKube()
+    trainers = FakeTrainers(kube)
+
+    async def main() -> StudyRunner:
+        runner = make_runner(kube)
+        task = await play(kube, trainers, runner, rounds=2)
+        name, job = next(iter(kube.jobs().items()))
+        job["status"] = {"failed": 4, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+        kube.pods[trial_of(job)] = []
+        runner.job_event(copy.deepcopy(job))
+        for _ in range(500):  # the pods are read, then the Job's end is applied
+            await asyncio.sleep(0.01)
+            if runner.study.trial(trial_of(job)).phase.value == "Failed" and not runner._chains:
+                break
+        for _ in range(20):  # time for a deletion that must not come
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return runner, name, trial_of(job)
+
+    runner, name, tid = asyncio.run(main())
+    assert runner.study.trial(tid).phase.value == "Failed"
+    assert ("Job", name) in kube.objects and kube.secrets(tid)

@@ -87,6 +87,7 @@ def test_chart_runs_two_replicas_kept_apart_by_the_study_leases():
     assert env["HWTUNE_POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert "--standalone" in container["args"] and "--webhook-persistent" in container["args"]
     assert "--lease-seconds=15" in container["args"]
+    assert "--launch-rate=50" in container["args"] and "--launch-burst=10" in container["args"]
     assert not any(a.startswith("--peering-name") for a in container["args"])
     assert not any(kind == "ClusterKopfPeering" for kind, _ in docs)
     pdb = docs[("PodDisruptionBudget", "t-operator")]

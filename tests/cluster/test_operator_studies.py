@@ -182,6 +182,14 @@ def test_study_runs_to_completion_on_the_pools_it_names(
     assert stopped, "MO-ASHA stopped no trial"
     jobs = {j["metadata"]["name"] for j in get(cluster, "jobs", namespace, "hwtune.io/study")}
     assert not {f"{name}-{t}" for t in stopped} & jobs  # stopped trials' Jobs are gone
+    # Finished trials leave their TuningTrial only: completed trials' Jobs are deleted too
+    # (before the study says Completed), and the GC takes their pods and the token Secrets
+    # the Jobs own.
+    assert not {j["metadata"]["name"]
+                for j in get(cluster, "jobs", namespace, f"hwtune.io/study={name}")}
+    cluster.wait_for(lambda: not get(cluster, "pods", namespace, f"hwtune.io/study={name}")
+                     and not get(cluster, "secrets", namespace, f"hwtune.io/study={name}"),
+                     timeout=60, what="the finished trials' pods and Secrets to be collected")
     check_front(cluster, status, namespace, name)
     assert status["spentCostUSD"] > 0 and status["frontSize"] == len(status["paretoFront"])
     # One engine: the cluster's log replays to the same decisions through a fresh scheduler.

@@ -30,11 +30,13 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -189,6 +191,18 @@ def test_reports_through_the_charts_service_need_the_trials_own_token(
     print(f"service path: {json.dumps(forwarder.routed[:1] if forwarder else [])}")
 
 
+def forward_counts(port: int) -> dict[str, float]:
+    """hwtune_report_forwards_total by outcome, scraped from an operator's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'hwtune_report_forwards_total\{outcome="(\w+)"\} (\S+)', line)
+        if match:
+            counts[match.group(1)] = float(match.group(2))
+    return counts
+
+
 def test_two_chart_replicas_behind_the_service_run_a_study(
         cluster: LocalCluster, namespace: str, tmp_path: Path) -> None:  # noqa: F811
     """The chart's two replicas (two KWOK pods; two operator processes here, each named as its
@@ -216,6 +230,7 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
         pods = [p for p in get(cluster, "pods", namespace, "app.kubernetes.io/component=operator")]
         assert len(pods) == 2
         local = {p["status"]["podIP"]: free_port() for p in pods}
+        metrics_ports = {p["metadata"]["name"]: free_port() for p in pods}
         for pod in pods:
             processes[pod["metadata"]["name"]] = start_operator_process(
                 cluster, namespace, configuration, local[pod["status"]["podIP"]],
@@ -224,7 +239,8 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
                 # one replica is killed: its webhook URL may be the one registered, which must
                 # not hold up the clean-up's study deletion
                 extra_args=(f"--report-url=http://{service}.{namespace}.svc:{report_port}",
-                            "--webhook-failure-policy=Ignore"))
+                            "--webhook-failure-policy=Ignore",
+                            f"--metrics-port={metrics_ports[pod['metadata']['name']]}"))
         forwarder = ServiceForwarder(cluster, namespace, service, report_port, local)
         assert sorted(cluster.wait_for(forwarder.endpoints, timeout=60,
                                        what="the Service's endpoints")) == sorted(
@@ -235,11 +251,19 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
                                 "holders": set(), "addresses": set(), "killed": None}
             jobs = JobWatch(cluster.kubeconfig, namespace, study=name).start()
             watches.append(jobs)
+            apply(cluster, run["doc"], namespace)
+            # Trainers start once both replicas run the study (holder or standby): a replica
+            # still starting up has no daemon for it yet and answers 503, as it should (the
+            # trainer retries); this test is about the steady state.
+            cluster.wait_for(lambda: all(
+                f"{namespace}/{name} loaded:" in text
+                or f"{namespace}/{name}: another replica holds the Lease" in text
+                for text in (p.read_text(errors="replace") for p in tmp_path.glob("*.log"))),
+                timeout=60, what=f"both replicas to run study {name}")
             driver = TrialDriver(cluster.kubeconfig, namespace, workers=6, epoch_seconds=0.05,
                                  report_url=f"http://127.0.0.1:{forwarder.address[1]}"
                                             f"/studies/{namespace}/{name}").start()
             drivers.append(driver)
-            apply(cluster, run["doc"], namespace)
             deadline = time.monotonic() + 300
             # read while it runs: a finished study's Lease is released
             while study_status(cluster, name, namespace).get("phase") != "Completed":
@@ -262,6 +286,9 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
                     processes[holder].wait(timeout=10)
                     run["killed"] = holder
                 time.sleep(0.5)
+            if not kill:  # both replicas alive: what each forwarded, from its /metrics
+                run["forwards"] = {pod: forward_counts(port)
+                                   for pod, port in metrics_ports.items()}
             run["status"] = study_status(cluster, name, namespace)
             run["events"] = logged_events(cluster, name, namespace)
             time.sleep(1.0)  # let the watch see the last Jobs
@@ -289,6 +316,12 @@ def test_two_chart_replicas_behind_the_service_run_a_study(
     assert whole["addresses"] and whole["addresses"] <= {f"127.0.0.1:{p}" for p in local.values()}
     retried = whole["driver"].retries.causes
     assert retried.get("HTTP 503", 0) == 0, retried  # the standby forwarded every report
+    # ... and counted them: the standby's hwtune_report_forwards_total, none failed
+    forwards = whole["forwards"]
+    standby = set(processes) - whole["holders"]
+    assert sum(forwards[p].get("answered", 0) for p in standby) >= 1, forwards
+    assert all(f.get("failed", 0) == 0 for f in forwards.values()), forwards
+    assert all(forwards[p].get("answered", 0) == 0 for p in whole["holders"]), forwards
     assert killed["killed"] is not None and len(killed["holders"]) == 2  # the other took over
     for run in (whole, killed):
         driver, events = run["driver"], run["events"]

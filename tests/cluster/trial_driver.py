@@ -127,16 +127,17 @@ class TrialDriver:
             self._stop.wait(0.2)
 
     def _token(self, played: Played) -> str:
-        # A kubelet retries a Secret volume until the API server answers (it may be restarting).
+        # A kubelet retries a Secret volume until it exists (the operator makes the launch's
+        # Secret right after its Job, which owns it) and the API server answers.
         deadline = time.monotonic() + 120.0
         while True:
             try:
                 secret = self.core.read_namespaced_secret(
-                    f"{played.env['HWTUNE_STUDY']}-{played.trial}-token", self.namespace)
+                    f"{played.env['HWTUNE_STUDY']}-{played.trial}-token-{played.launch}",
+                    self.namespace)
                 return base64.b64decode(secret.data["token"]).decode()
-            except Exception as exc:  # noqa: BLE001
-                status = getattr(exc, "status", None)
-                if status == 404 or time.monotonic() > deadline or self._stop.is_set():
+            except Exception:  # noqa: BLE001
+                if time.monotonic() > deadline or self._stop.is_set():
                     raise
                 time.sleep(0.5)
 

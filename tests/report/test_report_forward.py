@@ -22,6 +22,7 @@ from hwtune.backends.kubernetes.lease import (
     StudyLease,
     report_address,
 )
+from hwtune.observe import StudyMetrics
 from hwtune.report.forward import FORWARDED_HEADER, HolderForwarder
 from hwtune.report.protocol import ProtocolError
 from hwtune.report.server import create_app, runner_options
@@ -68,6 +69,7 @@ class Replica(ThreadedServer):
         self.located = 0
         self.forgotten = 0
         self.forwarder: HolderForwarder | None = None
+        self.metrics = StudyMetrics()
 
     async def _locate(self, scope):
         assert scope == ("ns", "s1")
@@ -77,9 +79,17 @@ class Replica(ThreadedServer):
     def _forget(self, scope):
         self.forgotten += 1
 
+    def _count(self, outcome):  # the operator's hook: hwtune_report_forwards_total
+        self.metrics.forwards.labels(outcome).inc()
+
+    def forwards(self, outcome: str) -> float:
+        return self.metrics.registry.get_sample_value("hwtune_report_forwards_total",
+                                                      {"outcome": outcome}) or 0.0
+
     def _make_runner(self) -> web.AppRunner:
         self.forwarder = HolderForwarder(self._locate, self._forget, via="replica-test",
-                                         connect_timeout=0.5, timeout=3.0)
+                                         connect_timeout=0.5, timeout=3.0,
+                                         on_outcome=self._count)
         app = create_app(self.sink, route_prefix=PREFIX, forward=self.forwarder.forward)
 
         @web.middleware
@@ -139,6 +149,8 @@ def test_the_standby_forwards_and_the_holder_decides(pair):
     client.close()
     assert replies == [Decision.CONTINUE, Decision.CONTINUE, Decision.STOP]
     assert standby.forwarder.forwarded == 4 and standby.forwarder.failed == 0
+    assert standby.forwards("answered") == 4 and standby.forwards("failed") == 0
+    assert holder.forwards("answered") == 0  # the holder answered, it forwarded nothing
 
 
 def test_the_holders_refusals_pass_through_unchanged(pair):
@@ -175,6 +187,7 @@ def test_holder_down_or_unknown_is_a_503_that_closes_and_forgets():
         assert status == 503 and headers.get("Connection") == "close"
         assert time.monotonic() - started < 2.0
         assert standby.forwarder.failed == 1 and standby.forgotten == 1
+        assert standby.forwards("failed") == 1 and standby.forwards("answered") == 0
     finally:
         standby.stop()
 

@@ -35,3 +35,15 @@ def test_operator_quick_runs_a_study_to_completion_through_a_restart(kube: Local
     assert result.reports > 0 and result.p99_ms is not None
     assert 0 < result.study_object_bytes < 100 * 1024
     assert result.operator_peak_rss_mib is not None
+    # The CPU account: every control-plane component and the operator used some CPU, the
+    # shares are of the machine's busy time, and the per-10 s rows cover the run.
+    cpu = result.process_cpu_seconds
+    for name in ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler",
+                 "kwok-controller", "operator", "simulated trainer"):
+        assert cpu.get(name, 0) > 0, (name, cpu)
+    named = sum(v for k, v in cpu.items() if k not in ("machine", "other"))
+    assert named <= cpu["machine"] + 1.0  # /proc's ticks: a little rounding
+    assert len(result.intervals) >= int(result.wall_seconds // 10)
+    # reports by the time they were sent: one sent after the last sample is in no row
+    assert 0 < sum(r["reports"] for r in result.intervals) <= result.reports
+    assert "CPU by process" in format_result(result) and "apisrv" in format_result(result)

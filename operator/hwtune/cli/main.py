@@ -456,6 +456,12 @@ def operator_command(
         15.0, "--lease-seconds", min=1.0, max=3600.0,
         help="Duration of each study's writer Lease: a standby replica takes a study over "
              "this long after the active one stopped renewing it"),
+    launch_rate: float = typer.Option(
+        50.0, "--launch-rate", min=0.0, max=10000.0,
+        help="Trials launched per second at most, all studies together (0: unpaced)"),
+    launch_burst: int = typer.Option(
+        10, "--launch-burst", min=1, max=10000,
+        help="Launches allowed at once after a quiet spell"),
     log_format: str = typer.Option("plain", "--log-format", help="json | plain"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -475,7 +481,8 @@ def operator_command(
             log_format=log_format, verbose=verbose,
             report_port=report_port or None, report_listen=report_listen, report_url=report_url,
             metrics_port=metrics_port or None, metrics_listen=metrics_listen,
-            trial_retry_limit=trial_retry_limit, lease_seconds=lease_seconds)
+            trial_retry_limit=trial_retry_limit, lease_seconds=lease_seconds,
+            launch_rate=launch_rate, launch_burst=launch_burst)
     except SettingsError as exc:
         raise _fail(str(exc)) from None
     run_operator(settings)

@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 
 from hwtune.backends.kubernetes import KubeApi
+from hwtune.backends.kubernetes.pacing import TokenBucket
 from hwtune.controller.admission import (
     HANDLER_ID,
     ClusterPoolReader,
@@ -230,7 +231,8 @@ async def serve(
     api_client = client.ApiClient(configuration)
     kube = KubeApi(api_client)
     studies = StudyHandlers(report_url="", retry_limit=settings.trial_retry_limit, api=kube,
-                            lease_seconds=settings.lease_seconds)
+                            lease_seconds=settings.lease_seconds,
+                            launch_pacer=TokenBucket(settings.launch_rate, settings.launch_burst))
     # A report reaching the replica that does not hold its study's Lease is forwarded to the
     # holder, at the address the holder publishes in the Lease (docs/operator-design.md).
     holders = LeaseHolders(kube)
@@ -240,7 +242,12 @@ async def serve(
         # Lease read (a caller without a token cannot make the API server work per request).
         return await holders.locate(scope) if scope in studies.router.runners else None
 
-    forwarder = HolderForwarder(locate, holders.forget, via=IDENTITY)
+    def count_forward(outcome: str) -> None:
+        metrics = getattr(studies, "metrics", None)  # set by start_metrics_endpoint below
+        if metrics is not None:
+            metrics.forwards.labels(outcome).inc()
+
+    forwarder = HolderForwarder(locate, holders.forget, via=IDENTITY, on_outcome=count_forward)
     report_runner, studies.report_url, report_port = await _start_report_endpoint(
         settings, studies.router, forwarder.forward)
     studies.report_address = holders.own = report_address(settings.report_listen, report_port)

@@ -128,6 +128,12 @@ class OperatorSettings:
     lease_seconds: float = 15.0
     """Duration of a study's writer Lease (renewed every fifth of it): how long a standby
     replica waits after the active one died before it takes the study over."""
+    launch_rate: float = 50.0
+    """Trials the operator launches per second at most (a token bucket shared by its studies;
+    bursts of ``launch_burst``): a rung wave's hundreds of launches are spread over seconds
+    instead of flooding the API server that every report's log write waits on. 0: unpaced."""
+    launch_burst: int = 10
+    """Launches allowed at once after a quiet spell."""
     extra_sans: tuple[str, ...] = field(default=())
     """More names for the self-signed certificate (e.g. the Service's DNS names)."""
 
@@ -176,6 +182,11 @@ class OperatorSettings:
                 f"trial_retry_limit: must be 0..100, got {self.trial_retry_limit}")
         if not 1.0 <= self.lease_seconds <= 3600:
             raise SettingsError(f"lease_seconds: must be 1..3600, got {self.lease_seconds}")
+        if not 0 <= self.launch_rate <= 10000:
+            raise SettingsError(
+                f"launch_rate: must be 0..10000 launches/s (0: unpaced), got {self.launch_rate}")
+        if not 1 <= self.launch_burst <= 10000:
+            raise SettingsError(f"launch_burst: must be 1..10000, got {self.launch_burst}")
         if self.shutdown_timeout_s <= 0:
             raise SettingsError(f"shutdown_timeout_s: must be > 0, got {self.shutdown_timeout_s}")
         # Coerce enums given as strings ("json", "Ignore") so the CLI can pass its text.

@@ -26,6 +26,7 @@ import kopf
 
 from hwtune.api.crd import GROUP, VERSION
 from hwtune.backends.kubernetes import KubeApi, StudyRunner, StudyUnavailable
+from hwtune.backends.kubernetes.pacing import TokenBucket
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY
 from hwtune.controller.metrics import forget_study, instrument_runner
 from hwtune.report.protocol import ReportPayload
@@ -69,6 +70,7 @@ class StudyHandlers:
     retry_limit: int = 3
     lease_seconds: float = 15.0
     api: KubeApi | None = None
+    launch_pacer: TokenBucket | None = None  # one for every study of this operator
     router: ReportRouter = field(default_factory=ReportRouter)
     restarts: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     specs: dict[tuple[str, str], tuple[Mapping[str, Any], int | None]] = field(default_factory=dict)
@@ -113,7 +115,8 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
                                  spec=current_spec, generation=generation,
                                  report_url=handlers.report_url,
                                  retry_limit=handlers.retry_limit,
-                                 lease_seconds=handlers.lease_seconds)
+                                 lease_seconds=handlers.lease_seconds,
+                                 launch_pacer=handlers.launch_pacer)
             if runner.lease is not None:  # a standby forwards this study's reports there
                 runner.lease.address = handlers.report_address
             handlers.router.runners[key] = runner

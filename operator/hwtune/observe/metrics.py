@@ -356,6 +356,12 @@ class StudyMetrics:
         self.surrogate_errors = counter("hwtune_surrogate_errors", "Surrogate service calls that failed.", STUDY)
         self.surrogate_fallbacks = counter("hwtune_surrogate_fallbacks",
                                            "Suggestions made without the surrogate (it was down or slow).", STUDY)
+        # Per replica, not per study: a standby forwards reports of studies it does not run.
+        self.forwards = counter("hwtune_report_forwards",
+                                "Reports this replica forwarded to the replica acting for their "
+                                "study: answered (the holder's answer passed back, any status) "
+                                "or failed (the holder not reached in time: 503 answered).",
+                                ("outcome",))
         self.decision_seconds = histogram("hwtune_report_decision_seconds",
                                           "From a report's arrival at the engine to its decision (seconds).")
         self.reconcile_seconds = histogram("hwtune_reconcile_seconds", "One reconcile pass of a study (seconds).")

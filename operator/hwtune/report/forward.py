@@ -42,7 +42,8 @@ class HolderForwarder:
 
     def __init__(self, locate: Callable[[tuple[str, ...]], Awaitable[str | None]],
                  forget: Callable[[tuple[str, ...]], None], *, via: str = "",
-                 connect_timeout: float = 1.0, timeout: float = 15.0) -> None:
+                 connect_timeout: float = 1.0, timeout: float = 15.0,
+                 on_outcome: Callable[[str], None] | None = None) -> None:
         self._locate = locate
         self._forget = forget
         self._via = via or "replica"
@@ -52,6 +53,16 @@ class HolderForwarder:
         self._session: aiohttp.ClientSession | None = None
         self.forwarded = 0  # answers passed back (any status)
         self.failed = 0  # holder known but not reached in time
+        # Told "answered" or "failed" per forwarded report (the operator counts them in
+        # hwtune_report_forwards_total); never raises into the request.
+        self._on_outcome = on_outcome
+
+    def _outcome(self, outcome: str) -> None:
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(outcome)
+            except Exception:  # noqa: BLE001 - a metrics hook never fails a report
+                log.debug("forward outcome hook failed", exc_info=True)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -83,11 +94,13 @@ class HolderForwarder:
                 status = reply.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             self.failed += 1
+            self._outcome("failed")
             self._forget(scope)
             log.info("forwarding a report of %s to %s failed (%s); answering 503",
                      "/".join(scope), address, type(exc).__name__)
             return None
         self.forwarded += 1
+        self._outcome("answered")
         if status == 503:
             # The address no longer acts for the study (or is loading it): look it up afresh,
             # and close, so the trainer's retry may land on the replica that does.

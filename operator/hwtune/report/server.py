@@ -176,7 +176,8 @@ def add_report_routes(app: web.Application, sink: ReportSink, *,
         try:
             # A client that sends headers and then stalls (or vanished) must not hold the
             # handler for ever.
-            return await asyncio.wait_for(request.read(), timeout=body_timeout), None
+            async with asyncio.timeout(body_timeout):
+                return await request.read(), None
         except web.HTTPRequestEntityTooLarge:
             return None, _error(413, f"body exceeds {MAX_BODY_BYTES} bytes")
         except asyncio.TimeoutError:

@@ -268,7 +268,8 @@ async def run_pod(sim: Any, state: Any, pod: dict[str, Any]) -> None:
                 killed = True
                 _signal(process.pid, signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiting), GRACE_SECONDS)
+                    async with asyncio.timeout(GRACE_SECONDS):
+                        await asyncio.shield(waiting)
                 except asyncio.TimeoutError:
                     _signal(process.pid, signal.SIGKILL)
                     await waiting

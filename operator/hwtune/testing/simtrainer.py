@@ -582,14 +582,26 @@ class SimTrainer:
             if exc.status != 404:  # a pod already gone needs no ending
                 raise
 
+    #: How long a pod's token Secret may be missing: the operator creates it right after the
+    #: Job (it is owned by the Job), and a kubelet retries a Secret volume until it exists.
+    SECRET_WAIT_SECONDS = 60.0
+
     def _read_token(self, namespace: str, secret: str, key: str) -> str:
         from kubernetes.client.exceptions import ApiException
 
-        try:
-            body = json.loads(self._core.read_namespaced_secret(
-                secret, namespace, _preload_content=False).data)
-        except ApiException as exc:
-            raise SimTrainerError(f"secret {namespace}/{secret}: {exc.status} {exc.reason}") from None
+        deadline = time.monotonic() + self.SECRET_WAIT_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                body = json.loads(self._core.read_namespaced_secret(
+                    secret, namespace, _preload_content=False).data)
+                break
+            except ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise SimTrainerError(
+                        f"secret {namespace}/{secret}: {exc.status} {exc.reason}") from None
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
         raw = (body.get("data") or {}).get(key)
         if raw is None:
             raise SimTrainerError(f"secret {namespace}/{secret} has no key {key!r}")
@@ -847,7 +859,8 @@ class SimTrainer:
         if state.terminating.is_set():
             return True
         try:
-            await asyncio.wait_for(state.terminating.wait(), timeout=max(0.0, seconds))
+            async with asyncio.timeout(max(0.0, seconds)):
+                await state.terminating.wait()
         except asyncio.TimeoutError:
             return False
         return True

@@ -334,6 +334,12 @@ class StudyLogStore:
         from hwtune.backends.kubernetes.log import LogFenced
 
         if self.fence is not None and not self.fence.held():
+            if getattr(self.fence, "overdue", lambda: False)():
+                from hwtune.backends.kubernetes.lease import LeaseOverdue
+
+                # Retried by the log's writer: the answers wait, nothing is lost.
+                raise LeaseOverdue(f"study {self.namespace}/{self.study}: the study's Lease is "
+                                   "overdue for renewal; log write deferred")
             raise LogFenced(f"study {self.namespace}/{self.study}: this replica does not hold "
                             "the study's Lease; log write refused")
 

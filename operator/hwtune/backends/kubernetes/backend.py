@@ -39,6 +39,8 @@ class Intent:
     target_resource: int | None = None
     reported_resource: int = 0
     reason: str = ""
+    # A finished Job of a halted trial, deleted to keep etcd small (no "Stopped" Event).
+    cleanup: bool = False
 
 
 class KubernetesBackend(Backend):
@@ -106,10 +108,11 @@ class KubernetesBackend(Backend):
                       config=dict(record.config), hardware=record.hardware,
                       target_resource=target, reported_resource=record.last_resource)
 
-    def delete_intent(self, trial_id: int, reason: str, seq: int | None = None) -> Intent:
+    def delete_intent(self, trial_id: int, reason: str, seq: int | None = None, *,
+                      cleanup: bool = False) -> Intent:
         state = self.trial_state(trial_id)
         return Intent(IntentKind.DELETE_JOB, trial_id, state.launches,
-                      self._last_seq() if seq is None else seq, reason=reason)
+                      self._last_seq() if seq is None else seq, reason=reason, cleanup=cleanup)
 
     def intend(self, intent: Intent) -> None:
         with self.lock:

@@ -30,8 +30,10 @@ import socket
 import time
 from typing import Any
 
+from hwtune.backends.kubernetes.log import LogDeferred
+
 __all__ = ["ADDRESS_ANNOTATION", "IDENTITY", "INSTANCE_ANNOTATION", "LeaseHolders", "LeaseLost",
-           "StudyLease", "default_identity", "lease_name", "report_address"]
+           "LeaseOverdue", "StudyLease", "default_identity", "lease_name", "report_address"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,12 @@ _SUPERSEDED: set[tuple[str, str]] = set()
 
 class LeaseLost(RuntimeError):
     """Another replica holds (or took) the study's Lease: this one must not act for it."""
+
+
+class LeaseOverdue(LogDeferred):
+    """The Lease was not renewed within its duration, but nobody is known to have taken it: this
+    replica does nothing until a renewal (a compare-and-swap on the version it last wrote, so
+    it succeeds only if nobody took the Lease meanwhile) makes it the holder again. Retryable."""
 
 
 def lease_name(study: str) -> str:
@@ -113,7 +121,14 @@ async def _read_lease(api: Any, namespace: str, name: str) -> dict[str, Any] | N
 class StudyLease:
     """The Lease of one study for this process. ``await acquire()`` (waits while another live
     holder has it), then ``await keep()`` as a task: it renews every ``renew_s`` and raises
-    ``LeaseLost`` when the Lease is another's or could not be renewed within its duration."""
+    ``LeaseLost`` when the Lease turns out to be another's.
+
+    A renewal that does not land within the duration (an API server too busy to answer in
+    time) makes the Lease *overdue*, not lost: ``held()`` is false, so nothing is answered,
+    launched or written, and renewing goes on. If nobody took the Lease meanwhile, the next
+    renewal's compare-and-swap succeeds and this replica acts again with its state intact;
+    if somebody did, the swap fails and it is ``LeaseLost``. (Treating every slow renewal as a
+    loss made a loaded operator drop and reload its studies, which loaded the API server more.)"""
 
     def __init__(self, api: Any, namespace: str, study: str, study_uid: str, *,
                  identity: str = IDENTITY, duration_s: float = 15.0,
@@ -128,11 +143,17 @@ class StudyLease:
         self.incarnation = -1  # the Lease's leaseTransitions when this incarnation took it
         self._version: str | None = None
         self._renewed = 0.0  # monotonic time of the last successful acquire/renew
+        self.overdue_since: float | None = None  # monotonic time it went overdue
+        self.overdue_count = 0  # times it went overdue and came back (for logs and tests)
 
     def held(self) -> bool:
         """Held for sure: renewed less than a duration (minus a margin for clock drift) ago."""
         return self._version is not None and \
             time.monotonic() - self._renewed < self.duration_s * 0.8
+
+    def overdue(self) -> bool:
+        """Not held for sure, not known to be lost: wait for the next renewal."""
+        return self._version is not None and not self.held()
 
     @property
     def writer(self) -> str:
@@ -241,12 +262,10 @@ class StudyLease:
         """One renewal (compare-and-swap); ``LeaseLost`` if the Lease is no longer ours."""
         from hwtune.backends.kubernetes.api import ApiError
 
-        started = time.monotonic()
         current = await self._read()
         spec = (current or {}).get("spec") or {}
         if current is None or spec.get("holderIdentity") != self.identity \
-                or _instance(current) != self.instance \
-                or current["metadata"]["resourceVersion"] != self._version:
+                or _instance(current) != self.instance:
             self._version = None
             if current is not None and spec.get("holderIdentity") == self.identity \
                     and _instance(current) != self.instance:
@@ -255,6 +274,11 @@ class StudyLease:
                                 f"{self.identity} took the Lease {self.name} over")
             raise LeaseLost(f"study {self.namespace}/{self.study}: the Lease {self.name} is "
                             f"now held by {spec.get('holderIdentity') or 'nobody'}")
+        # Still this incarnation's (only it writes its instance id), even at another version:
+        # a renewal that timed out here may have landed there.
+        self._version = current["metadata"]["resourceVersion"]
+        # The renewTime written is taken now: a standby counts the duration from it.
+        sent = time.monotonic()
         try:
             replaced = await self.api._call(
                 self._coordination().replace_namespaced_lease, self.name, self.namespace,
@@ -267,23 +291,33 @@ class StudyLease:
                                 f"changed under this replica ({exc})") from None
             raise
         self._version = self.api._plain(replaced)["metadata"]["resourceVersion"]
-        self._renewed = started
+        self._renewed = sent
+        if self.overdue_since is not None and self.held():
+            log.warning("study %s/%s: the Lease %s renewed again after %.1f s overdue (nobody "
+                        "took it); acting for the study again", self.namespace, self.study,
+                        self.name, time.monotonic() - self.overdue_since)
+            self.overdue_since = None
+            self.overdue_count += 1
 
     async def keep(self) -> None:
-        """Renew forever (a task); raises ``LeaseLost`` when it is lost or expires unrenewed."""
+        """Renew forever (a task); raises ``LeaseLost`` when the Lease is found another's. An
+        overdue Lease (see the class) is renewed on; a standby may take it meanwhile."""
         while True:
-            await asyncio.sleep(self.renew_s)
+            # Overdue: try again soon, as a standby would take it after its duration.
+            await asyncio.sleep(self.renew_s if self.overdue_since is None
+                                else min(self.renew_s, 1.0))
             try:
                 await self.renew()
             except (LeaseLost, asyncio.CancelledError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - an API hiccup: retried until expiry
+            except Exception as exc:  # noqa: BLE001 - an API hiccup: retried
                 log.warning("study %s/%s: renewing the Lease failed: %s", self.namespace,
                             self.study, exc)
-            if not self.held():
-                self._version = None
-                raise LeaseLost(f"study {self.namespace}/{self.study}: the Lease {self.name} "
-                                "was not renewed in time")
+            if self.overdue() and self.overdue_since is None:
+                self.overdue_since = time.monotonic()
+                log.warning("study %s/%s: the Lease %s was not renewed within %.0f s; not "
+                            "acting for the study until it is renewed (or found taken)",
+                            self.namespace, self.study, self.name, self.duration_s * 0.8)
 
     async def release(self) -> None:
         """Give the Lease up at a clean stop, so a standby need not wait for it to expire."""

@@ -19,7 +19,6 @@ chunks by sequence number (an event stored twice is the same event).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
@@ -27,11 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Protocol
 
+from hwtune.backends.kubernetes.aio import wait_event
 from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.engine.events import StudyEvent
 
-__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LANES", "LogCorrupted", "LogFenced", "LogStore", "StudyLog",
-           "parse_chunks"]
+__all__ = ["CHUNK_BYTES", "CHUNK_EVENTS", "LANES", "LogCorrupted", "LogDeferred", "LogFenced",
+           "LogStore", "StudyLog", "parse_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,15 @@ class LogCorrupted(RuntimeError):
 class LogFenced(RuntimeError):
     """This writer no longer holds the study's Lease, or another writer changed the log under
     it: it must stop acting for the study (a new runner reloads the log)."""
+
+
+class LogDeferred(RuntimeError):
+    """The store did not attempt the write and may take it shortly (its Lease is overdue for
+    renewal): retried every ``DEFERRED_RETRY_S``, quietly, without backing off, so the answers
+    waiting on it go out as soon as writing is allowed again."""
+
+
+DEFERRED_RETRY_S = 0.25
 
 
 class LogStore(Protocol):
@@ -156,6 +165,7 @@ class StudyLog:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._writing: set[asyncio.Task[None]] = set()
         self.writes = 0  # patches done (for tests and metrics)
+        self.deferred = 0  # writes the store deferred (LogDeferred)
         self.most_in_flight = 0
         self.failure: str | None = None  # last write error, while it persists
         self._stopped: str | None = None  # why run() ended: nothing more becomes durable
@@ -273,11 +283,7 @@ class StudyLog:
                 task.add_done_callback(lambda _: self._wake.set() if self._wake else None)
                 self._writing.add(task)
                 self.most_in_flight = max(self.most_in_flight, len(self._writing))
-            if wait is None:
-                await self._wake.wait()
-            else:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            await wait_event(self._wake, wait)
 
     async def _write(self, lane: _Lane, index: int, new: bool, entries: dict[str, str]) -> None:
         began = time.perf_counter()
@@ -286,11 +292,16 @@ class StudyLog:
         except (asyncio.CancelledError, LogFenced):
             raise
         except Exception as exc:  # noqa: BLE001 - retried; the answer waits meanwhile
-            self.failure = f"writing the study log failed: {exc}"
-            log.warning("%s; retrying in %.1fs", self.failure, lane.delay)
             assert self._loop is not None
-            lane.retry_at = self._loop.time() + lane.delay
-            lane.delay = min(lane.delay * 2, 5.0)
+            if isinstance(exc, LogDeferred):
+                self.deferred += 1
+                log.debug("study log write deferred: %s", exc)
+                lane.retry_at = self._loop.time() + DEFERRED_RETRY_S
+            else:
+                self.failure = f"writing the study log failed: {exc}"
+                log.warning("%s; retrying in %.1fs", self.failure, lane.delay)
+                lane.retry_at = self._loop.time() + lane.delay
+                lane.delay = min(lane.delay * 2, 5.0)
             with self._lock:  # what it carried is not stored: another write must carry it
                 lane.end = -1
                 self._covered = max([self._durable] + [o.end for o in self._lanes if o.busy

@@ -5,8 +5,9 @@ Names are deterministic, so a create retried after a crash finds the object it m
 =============================== =================================================================
 ``<study>-<trial>``             the TuningTrial and its Job (one Job per launch, same name;
                                 annotation ``hwtune.io/launch`` tells the launches apart)
-``<study>-<trial>-token``       the trial's report token (Secret, key ``token``), owned by the
-                                TuningTrial and mounted at ``/var/run/hwtune/token/token``
+``<study>-<trial>-token-<n>``   the trial's report token for launch n (Secret, key ``token``),
+                                owned by that launch's Job (so the GC deletes it with the Job)
+                                and mounted at ``/var/run/hwtune/token/token``
 (no Secret)                     the study's token key is HMAC-SHA256(operator key,
                                 namespace/study/uid) and a trial's token HMAC-SHA256(key, trial
                                 id): the same on every retry and after a restart, never read back
@@ -64,12 +65,20 @@ CHECKPOINT_VOLUME = "hwtune-checkpoints"
 DEFAULT_CHECKPOINT_ROOT = "/checkpoints"
 
 
+def job_ended(job: Mapping[str, Any]) -> bool:
+    """The Job finished: its Complete or Failed condition is True."""
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
 def job_name(study: str, trial_id: int) -> str:
     return f"{study}-{trial_id}"
 
 
-def token_secret_name(study: str, trial_id: int) -> str:
-    return f"{study}-{trial_id}-token"
+def token_secret_name(study: str, trial_id: int, launch: int) -> str:
+    """One per launch: the Secret goes with its Job, and a relaunch's new Secret must not be
+    mistaken (409) for the older launch's one that the GC is about to delete."""
+    return f"{study}-{trial_id}-token-{launch}"
 
 
 def key_secret_name(study: str) -> str:
@@ -106,9 +115,9 @@ def derive_token(key: bytes, trial_id: int | str) -> str:
 
 
 def owner_reference(kind: str, name: str, uid: str, *, api_version: str = GROUP_VERSION,
-                    controller: bool = True) -> dict[str, Any]:
+                    controller: bool = True, block: bool = True) -> dict[str, Any]:
     return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
-            "controller": controller, "blockOwnerDeletion": True}
+            "controller": controller, "blockOwnerDeletion": block}
 
 
 def _labels(study: str, trial_id: int | None = None, hardware: Hardware | None = None
@@ -140,14 +149,20 @@ def trial_manifest(*, namespace: str, study: str, study_uid: str, trial_id: int,
     }
 
 
-def token_secret_manifest(*, namespace: str, study: str, trial_id: int, token: str,
-                          trial_uid: str) -> dict[str, Any]:
+def token_secret_manifest(*, namespace: str, study: str, trial_id: int, launch: int,
+                          token: str, job_uid: str) -> dict[str, Any]:
+    """The token Secret of one launch, owned by its Job: deleting a finished trial's Job takes
+    its pod and its token with it (the operator may create Secrets, never delete or read them).
+    Not a controller reference (the Job controller owns pods only) and not blocking (a Job's
+    deletion never waits for its Secret)."""
     return {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": token_secret_name(study, trial_id), "namespace": namespace,
+        "metadata": {"name": token_secret_name(study, trial_id, launch), "namespace": namespace,
                      "labels": _labels(study, trial_id),
-                     "ownerReferences": [owner_reference("TuningTrial", job_name(study, trial_id),
-                                                         trial_uid)]},
+                     "annotations": {LABEL_LAUNCH: str(launch)},
+                     "ownerReferences": [owner_reference(
+                         "Job", job_name(study, trial_id), job_uid, api_version="batch/v1",
+                         controller=False, block=False)]},
         "stringData": {"token": token},
     }
 
@@ -209,7 +224,8 @@ def job_manifest(template: Mapping[str, Any], p: JobParams) -> dict[str, Any]:
     volumes = [v for v in pod.get("volumes") or []
                if v.get("name") not in (TOKEN_VOLUME, CHECKPOINT_VOLUME)]
     volumes.append({"name": TOKEN_VOLUME, "secret": {
-        "secretName": token_secret_name(p.study, p.trial_id), "defaultMode": 0o440}})
+        "secretName": token_secret_name(p.study, p.trial_id, p.launch),
+        "defaultMode": 0o440}})
     if p.checkpoint_claim:
         mounts.append({"name": CHECKPOINT_VOLUME,
                        "mountPath": p.checkpoint_mount or DEFAULT_CHECKPOINT_ROOT})

@@ -43,7 +43,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from hwtune.api.records import BUILTIN_METRICS, Decision
-from hwtune.backends.kubernetes.manifests import LABEL_LAUNCH, LABEL_TRIAL
+from hwtune.backends.kubernetes.manifests import LABEL_LAUNCH, LABEL_TRIAL, job_ended
 from hwtune.report.collector import CollectedReport, LineCollector, make_collector
 from hwtune.report.protocol import ProtocolError, ReportPayload
 
@@ -92,11 +92,6 @@ def _trial_launch(obj: Mapping[str, Any]) -> tuple[int, int] | None:
                 int((meta.get("annotations") or {})[LABEL_LAUNCH]))
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _ended(job: Mapping[str, Any]) -> bool:
-    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
 
 
 def _started(pod: Mapping[str, Any]) -> bool:
@@ -212,7 +207,7 @@ class PodLogCollectors:
     def job_changed(self, job: Mapping[str, Any]) -> None:
         """Pods are not watched (the runner reads Jobs only): when a current launch's Job
         counts a new ready pod, list that trial's pods once and follow the started ones."""
-        if self._closed or _ended(job):
+        if self._closed or job_ended(job):
             return
         ids = _trial_launch(job)
         if ids is None:
@@ -231,9 +226,9 @@ class PodLogCollectors:
         """The trial's pods (``KubeApi.list_pods``, as the runner reads them), or None when the
         API could not say within ``timeout`` (logged; the caller goes on without them)."""
         try:
-            return await asyncio.wait_for(
-                self.runner.api.list_pods(self.runner.namespace, self.runner.name,
-                                          trial=trial_id), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.runner.api.list_pods(self.runner.namespace, self.runner.name,
+                                                       trial=trial_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - ApiError, a timeout, a reset connection
@@ -255,7 +250,7 @@ class PodLogCollectors:
         """True when ``job`` ended but its pods' logs are not read to the end yet: the runner
         must not hand it to the engine now; it is handed back (``runner.job_event``) once they
         are, or after ``DRAIN_TIMEOUT``."""
-        if self._closed or not _ended(job):
+        if self._closed or not job_ended(job):
             return False
         ids = _trial_launch(job)
         if ids is None or ids in self._drained or not self._current(*ids):
@@ -438,7 +433,8 @@ class PodLogCollectors:
             waits = [f.drained.wait() for f in follows]
             if waits:
                 try:
-                    await asyncio.wait_for(asyncio.gather(*waits), DRAIN_TIMEOUT)
+                    async with asyncio.timeout(DRAIN_TIMEOUT):
+                        await asyncio.gather(*waits)
                 except asyncio.TimeoutError:
                     log.warning("study %s/%s trial %d: its logs were not read to the end within "
                                 "%gs; ending it with what was read", self.runner.namespace,

@@ -36,11 +36,13 @@ from hwtune.api.crd import (
 )
 from hwtune.api.records import BUILTIN_METRICS, Decision, TrialPhase
 from hwtune.backends.base import BackendError
+from hwtune.backends.kubernetes.aio import wait_event
 from hwtune.backends.kubernetes.api import ApiError, KubeApi
 from hwtune.backends.kubernetes.backend import Intent, IntentKind, KubernetesBackend
 from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.lease import StudyLease
 from hwtune.backends.kubernetes.log import LogCorrupted, LogFenced, StudyLog, parse_chunks
+from hwtune.backends.kubernetes.pacing import TokenBucket
 from hwtune.backends.kubernetes.status import (
     MAX_CURVE_POINTS,
     MAX_FRONT_POINTS,
@@ -56,6 +58,7 @@ from hwtune.backends.kubernetes.manifests import (
     checkpoint_uri,
     derive_study_key,
     derive_token,
+    job_ended,
     job_manifest,
     job_name,
     operator_key,
@@ -89,6 +92,9 @@ log = logging.getLogger(__name__)
 # At most one TuningTrial status write per trial this often, unless the trial halts (a view
 # of the log: ``kubectl get tt`` lags by this much at most; the log is the record).
 TRIAL_STATUS_SECONDS = 15.0
+# At a study's end, how long it waits for the Jobs of its last completed trials to finish (so
+# they are deleted like every other finished Job) before it says Completed.
+EXIT_GRACE_SECONDS = 60.0
 
 
 class StudyUnavailable(ProtocolError):
@@ -111,7 +117,9 @@ class StudyRunner:
                  spec: Mapping[str, Any], generation: int | None = None, report_url: str,
                  retry_limit: int = 3, status_interval: float = 1.0,
                  effect_concurrency: int = 48, lease_seconds: float | None = None,
-                 trial_status_interval: float = TRIAL_STATUS_SECONDS) -> None:
+                 trial_status_interval: float = TRIAL_STATUS_SECONDS,
+                 launch_pacer: TokenBucket | None = None,
+                 exit_grace: float = EXIT_GRACE_SECONDS) -> None:
         self.api = api
         self.namespace, self.name, self.uid = namespace, name, uid
         self.spec = spec
@@ -120,6 +128,7 @@ class StudyRunner:
         self.retry_limit = retry_limit
         self.status_interval = status_interval
         self.trial_status_interval = trial_status_interval
+        self.exit_grace = exit_grace
         self.ready = False
         self.finished: str | None = None  # why the study ended
         self._drained = False  # the ended study's log and effects are done: it may say Completed
@@ -139,9 +148,13 @@ class StudyRunner:
         self._wake = asyncio.Event()
         self._chains: dict[int, asyncio.Task[None]] = {}
         self._job_uids: dict[int, tuple[int, str]] = {}  # trial -> (launch, uid) of Jobs made
+        self._collected: dict[int, int] = {}  # trial -> launch whose finished Job is deleted
         self._job_reads: dict[int, asyncio.Task[None]] = {}  # per trial: pods read, then its Job
         self._job_seen: dict[int, tuple[int, int, int, int]] = {}  # launch, failed, ready, term.
         self._effects = asyncio.Semaphore(effect_concurrency)
+        # Launches wait for a token (shared by the operator's studies) before they take an
+        # effect slot: a rung wave's launches never hold the slots its deletions need.
+        self._launch_pacer = launch_pacer
         # Decisions that found the engine's lock held wait for it here, not in the event loop.
         self._decider: ThreadPoolExecutor | None = None  # made at the first wait
         self._dirty: set[int] = set()
@@ -290,6 +303,7 @@ class StudyRunner:
             self.job_event(job)
             tid = _trial_of(job)
             if tid is not None and 0 <= tid < len(self.study.trials) \
+                    and self._collected.get(tid) != _launch_of(job) \
                     and self.study.trial(tid).phase is TrialPhase.STOPPED:
                 self.backend.intend(self.backend.delete_intent(
                     tid, self.study.trial(tid).reason, seq=len(loaded.events) - 1))
@@ -418,17 +432,16 @@ class StudyRunner:
         try:
             while True:
                 self._check_tasks()
+                if self.lease is not None and self.lease.overdue():
+                    # Nothing launched or decided until the Lease is renewed (or found lost).
+                    await asyncio.sleep(0.2)
+                    continue
                 self._dispatch()
                 reason = await asyncio.to_thread(self.tuner.step)
                 self._dispatch()
                 if reason is not None:
                     break
-                # Not wait_for: on 3.11 it can swallow a cancellation that races the wake-up.
-                waiter = asyncio.ensure_future(self._wake.wait())
-                try:
-                    await asyncio.wait({waiter}, timeout=self.tuner.poll_seconds)
-                finally:
-                    waiter.cancel()
+                await wait_event(self._wake, self.tuner.poll_seconds)
                 self._wake.clear()
             self.finished = reason
             drain = asyncio.ensure_future(self._drain())
@@ -478,12 +491,29 @@ class StudyRunner:
                 raise task.exception()  # type: ignore[misc]
 
     async def _drain(self) -> None:
-        """Wait until the log is stored and every effect done."""
+        """Wait until the log is stored and every effect done, and the Jobs of the trials that
+        completed last have finished and are deleted (at most ``exit_grace`` seconds: their
+        pods got their last answer and are exiting; one that does not is left, not killed)."""
         assert self.log is not None
         await self.log.durable(self.log.last_seq)
-        while self._chains:
-            await asyncio.gather(*list(self._chains.values()), return_exceptions=True)
+        deadline = time.monotonic() + self.exit_grace
+        while True:
+            while self._chains:
+                await asyncio.gather(*list(self._chains.values()), return_exceptions=True)
+                self._dispatch()
+            if not self._uncollected() or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.2)  # Job events arrive meanwhile (_collect_finished)
             self._dispatch()
+
+    def _uncollected(self) -> list[int]:
+        """Completed trials whose Job (made or adopted here) is not deleted yet."""
+        assert self.study is not None and self.backend is not None
+        with self.backend.lock:
+            return [tid for tid, (launch, _) in self._job_uids.items()
+                    if self._collected.get(tid) != launch
+                    and self.study.trial(tid).phase is TrialPhase.COMPLETED
+                    and self.backend.trial_state(tid).launches == launch]
 
     def _dispatch(self) -> None:
         """Start the effects of the queued intents: in order per trial, trials in parallel."""
@@ -507,6 +537,9 @@ class StudyRunner:
             delay = 0.5
             while True:
                 try:
+                    if intent.kind is IntentKind.LAUNCH and self._launch_pacer is not None \
+                            and self._still_current(intent):
+                        await self._launch_pacer.take()
                     async with self._effects:
                         if intent.kind is IntentKind.LAUNCH:
                             await self._launch(intent)
@@ -565,15 +598,13 @@ class StudyRunner:
         self._trial_uids[tid] = trial_uid
         self._trial_written.setdefault(tid, (time.monotonic(), None))
         self._dirty.add(tid)
-        await self.api.create_secret(token_secret_manifest(
-            namespace=self.namespace, study=self.name, trial_id=tid,
-            token=derive_token(self._key, tid), trial_uid=trial_uid))
         job = None
         if self._still_current(intent):
             # Create first: a trial's first Job usually does not exist yet (a 409 reads it).
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
+                await self._token_secret(intent, created)
                 self._launched(intent, name, created)
                 return
         while True:
@@ -582,7 +613,11 @@ class StudyRunner:
                 launch = _launch_of(job)
                 if launch >= intent.launch:
                     if launch == intent.launch:
-                        self.job_event(job)  # adopted: it may have ended meanwhile
+                        # Adopted: its Secret may not exist yet (a crash right after the
+                        # Job's create), and the Job may have ended meanwhile.
+                        self._job_uids[tid] = (launch, job["metadata"]["uid"])
+                        await self._token_secret(intent, job)
+                        self.job_event(job)
                     return
                 await self.api.delete_job(self.namespace, name, uid=job["metadata"]["uid"])
                 await self._wait_job_gone(name, job["metadata"]["uid"])
@@ -592,8 +627,19 @@ class StudyRunner:
             created = await self.api.create_job(job_manifest(
                 self._template, self._job_params(intent, trial_uid)))
             if created is not None:
+                await self._token_secret(intent, created)
                 self._launched(intent, name, created)
                 return
+
+    async def _token_secret(self, intent: Intent, job: Mapping[str, Any]) -> None:
+        """The launch's token Secret, owned by its Job (just made or adopted): the GC deletes it
+        with the Job. Made right after the Job (an owner needs a uid): the kubelet retries the
+        pod's Secret volume until it exists, and the pod is rarely even scheduled by then. A
+        409 is success (the content is derived from the key, so it is the same)."""
+        await self.api.create_secret(token_secret_manifest(
+            namespace=self.namespace, study=self.name, trial_id=intent.trial_id,
+            launch=intent.launch, token=derive_token(self._key, intent.trial_id),
+            job_uid=job["metadata"]["uid"]))
 
     def _launched(self, intent: Intent, name: str, job: Mapping[str, Any]) -> None:
         self._job_uids[intent.trial_id] = (intent.launch, job["metadata"]["uid"])
@@ -646,6 +692,8 @@ class StudyRunner:
                 return
             uid = job["metadata"]["uid"]
         await self.api.delete_job(self.namespace, name, uid=uid)
+        if intent.cleanup:
+            return  # a finished Job: nothing for people to see
         self._notes.append(("Stopped", f"trial {intent.trial_id}: {intent.reason or 'stopped'}; "
                                        f"Job {name} deleted", False))
 
@@ -678,6 +726,36 @@ class StudyRunner:
             return
         if self.backend.job_changed(job):
             self.poke()
+        self._collect_finished(job)
+
+    def _collect_finished(self, job: Mapping[str, Any]) -> None:
+        """A finished Job (Complete or Failed) of its trial's last launch, the trial halted in
+        the log (completed, stopped or paused), is deleted: the GC takes its pod and its token
+        Secret with it. What it ran is in the log and its TuningTrial keeps the record, so a
+        20,000-trial study leaves 20,000 TuningTrials, not 20,000 Jobs, pods and Secrets too.
+        A failed trial's Job is kept (its pods' logs say why; budget.maxFailedTrials bounds
+        them). Deleted once the log holds every event up to now (the halt among them); a
+        paused trial's next launch makes a new Job and Secret, and its checkpoint is not a
+        Kubernetes object."""
+        assert self.backend is not None and self.study is not None and self.log is not None
+        tid = _trial_of(job)
+        if tid is None or not job_ended(job):
+            return
+        launch = _launch_of(job)
+        uid = (job.get("metadata") or {}).get("uid")
+        if not uid or self._collected.get(tid) == launch:
+            return
+        with self.backend.lock:
+            if not 0 <= tid < len(self.study.trials):
+                return
+            phase = self.study.trial(tid).phase
+            if phase.is_active() or phase is TrialPhase.FAILED \
+                    or self.backend.trial_state(tid).launches != launch:
+                return
+            self._collected[tid] = launch
+            self._job_uids[tid] = (launch, uid)  # deleted by this uid, without a read
+            self.backend.intend(self.backend.delete_intent(tid, "finished",
+                                                           seq=self.log.last_seq, cleanup=True))
 
     def _pods_needed(self, tid: int, job: Mapping[str, Any]) -> bool:
         assert self.backend is not None
@@ -715,6 +793,7 @@ class StudyRunner:
                 self.pod_event(pod)
         if self.backend.job_changed(job):
             self.poke()
+        self._collect_finished(job)
 
     def _job_read_done(self, tid: int, task: asyncio.Task[None]) -> None:
         if self._job_reads.get(tid) is task:
