@@ -40,9 +40,11 @@ def test_prometheus_scrapes_the_operator_during_a_study(cluster, namespace, tmp_
                             rule_groups=[{"name": "hwtune", "rules": alert_rules()}],
                             workdir=tmp_path / "prom")
     embedded = EmbeddedOperator(settings)
-    # Epochs that take a moment, so scrapes (every 1 s) see trials running: a faster operator
-    # finished the whole study between two scrapes.
     driver = TrialDriver(cluster.kubeconfig, namespace, epoch_seconds=0.3)
+    # The trainers wait until a scrape has seen the study's trials pending: the whole study can
+    # end within a few seconds, and Prometheus's first scrape of a new target may come ~5 s
+    # after it starts (its target discovery updates in ticks), so racing them failed in CI.
+    driver.paused.set()
     try:
         prom.start()
         embedded.start(timeout=60)
@@ -51,6 +53,7 @@ def test_prometheus_scrapes_the_operator_during_a_study(cluster, namespace, tmp_
         # scraped while it runs
         prom.wait_for(f'sum(hwtune_study_trials{{study="{name}",phase=~"Pending|Running"}}) > 0',
                       lambda r: bool(r), timeout=120)
+        driver.paused.clear()
         status = wait_completed(cluster, name, namespace, driver)
         total = status["trials"]["total"]
         # a scrape after the end: the scraped counts are the final ones
