@@ -267,6 +267,9 @@ class _Fence:
     def held(self) -> bool:
         return True  # a zombie believes it still holds the Lease
 
+    def overdue(self) -> bool:
+        return False
+
 
 class _ConfigMaps:
     """ConfigMaps with resourceVersions and conditional patches, as the API server does them."""

@@ -497,3 +497,53 @@ def test_operator_killed_mid_study_loses_nothing_and_duplicates_nothing(
                     if e["kind"] == "observed")
     assert answered == logged
     assert any(e["kind"] == "resumed" for e in events), "no paused trial was promoted"
+
+
+def readyz(base_url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_starting_replica_is_ready_once_every_study_it_serves_has_a_daemon(
+        cluster: LocalCluster, namespace: str) -> None:
+    """/readyz (the chart's readiness probe) waits for the studies that exist when the operator
+    starts, in the namespaces it serves, not being deleted; then stays ready."""
+    other = f"{namespace[:50]}-other"
+    cluster.kubectl("create", "namespace", other)
+    configuration = f"ready-{SUFFIX}.hwtune.io"
+    served = ["first", "second"]
+    for name in served:
+        apply(cluster, study_doc(name, max_trials=2, parallel=1), namespace)
+    apply(cluster, study_doc("elsewhere", max_trials=2, parallel=1), other)  # not served here
+    # Being deleted (a finalizer of someone else's holds it): never waited for.
+    leaving = study_doc("leaving", max_trials=2, parallel=1)
+    leaving["metadata"]["finalizers"] = ["example.com/hold"]
+    apply(cluster, leaving, namespace)
+    cluster.kubectl("-n", namespace, "delete", "tuningstudy", "leaving", "--wait=false")
+    embedded = EmbeddedOperator(operator_settings(cluster, namespace, configuration))
+    answers: list[tuple[int, dict[str, Any]]] = []
+    try:
+        embedded.start(timeout=60)
+        assert embedded.report_url is not None
+
+        def ready() -> bool:
+            answers.append(readyz(embedded.report_url))
+            return answers[-1][0] == 200
+        cluster.wait_for(ready, timeout=60, what=f"/readyz to answer 200 (last {answers[-1:]})")
+        assert answers[-1][1] == {"status": "ready"}
+        waited_for = {s for code, a in answers if code == 503 for s in a.get("waitingFor", [])}
+        assert waited_for <= {f"{namespace}/{name}" for name in served}, answers
+        time.sleep(1.0)
+        assert readyz(embedded.report_url)[0] == 200  # stays ready
+    finally:
+        cluster.kubectl("-n", namespace, "patch", "tuningstudy", "leaving", "--type=merge",
+                        "-p", '{"metadata":{"finalizers":null}}', check=False)
+        try:
+            delete_studies(cluster, namespace)
+            embedded.stop(check=False)
+        finally:
+            delete_configurations(cluster, configuration)
+            cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)

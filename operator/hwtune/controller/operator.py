@@ -33,6 +33,7 @@ from hwtune.controller.admission import (
     register_admission,
 )
 from hwtune.controller.metrics import start_metrics_endpoint
+from hwtune.controller.readiness import StudyReadiness, namespace_matcher
 from hwtune.controller.settings import FailurePolicy, LogFormat, OperatorSettings
 from hwtune.controller.studies import REPORT_ROUTE_PREFIX, StudyHandlers, register_studies
 from hwtune.controller.tls import write_self_signed_certificate
@@ -187,17 +188,37 @@ def _kopf_settings(settings: OperatorSettings, certfile: Path, keyfile: Path,
     return kopf_settings
 
 
-async def _start_report_endpoint(settings: OperatorSettings, sink: Any, forward: Any = None
+def _study_lister(settings: OperatorSettings, kube: KubeApi) -> Any:
+    """What readiness waits for: the studies this replica serves, listed; None where it waits
+    for nothing (no studies run here, or kopf peering may keep this replica paused)."""
+    if not settings.run_studies or not settings.standalone:
+        return None
+    patterns = settings.namespaces
+    if patterns and all(not p.startswith("!") and not set(p) & set("*?[") for p in patterns):
+        return lambda: kube.list_study_keys(patterns)
+    return lambda: kube.list_study_keys(match=namespace_matcher(patterns))
+
+
+async def _start_report_endpoint(settings: OperatorSettings, sink: Any, forward: Any = None,
+                                 readiness: StudyReadiness | None = None
                                  ) -> tuple[Any, str, int]:
     """The report endpoint in this event loop; returns its runner, the trainers' base URL and
     the port it listens on. ``forward``: where this replica sends reports of studies another
-    replica acts for (``HolderForwarder.forward``)."""
+    replica acts for (``HolderForwarder.forward``). ``readiness``: answers GET /readyz (the
+    chart's readiness probe), else /readyz is always ready."""
     from aiohttp import web
 
     from hwtune.report.server import create_app, runner_options
 
-    runner = web.AppRunner(create_app(sink, route_prefix=REPORT_ROUTE_PREFIX, forward=forward),
-                           **runner_options())
+    app = create_app(sink, route_prefix=REPORT_ROUTE_PREFIX, forward=forward)
+    readiness = readiness or StudyReadiness(None)
+
+    async def readyz(_: Any) -> Any:
+        ready, answer = await readiness.check()
+        return web.json_response(answer, status=200 if ready else 503)
+
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, settings.report_listen, settings.report_port or 0)
     await site.start()
@@ -248,8 +269,9 @@ async def serve(
             metrics.forwards.labels(outcome).inc()
 
     forwarder = HolderForwarder(locate, holders.forget, via=IDENTITY, on_outcome=count_forward)
+    studies.readiness = StudyReadiness(_study_lister(settings, kube))
     report_runner, studies.report_url, report_port = await _start_report_endpoint(
-        settings, studies.router, forwarder.forward)
+        settings, studies.router, forwarder.forward, studies.readiness)
     studies.report_address = holders.own = report_address(settings.report_listen, report_port)
     metrics_server = start_metrics_endpoint(settings, studies)
     if on_report_url is not None:

@@ -29,6 +29,7 @@ from hwtune.backends.kubernetes import KubeApi, StudyRunner, StudyUnavailable
 from hwtune.backends.kubernetes.pacing import TokenBucket
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY
 from hwtune.controller.metrics import forget_study, instrument_runner
+from hwtune.controller.readiness import StudyReadiness
 from hwtune.report.protocol import ReportPayload
 
 __all__ = ["REPORT_ROUTE_PREFIX", "ReportRouter", "StudyHandlers", "register_studies"]
@@ -76,6 +77,7 @@ class StudyHandlers:
     specs: dict[tuple[str, str], tuple[Mapping[str, Any], int | None]] = field(default_factory=dict)
     metrics: Any = None  # hwtune.observe.StudyMetrics, set by start_metrics_endpoint
     report_address: str | None = None  # host:port published in Leases for standby forwarding
+    readiness: StudyReadiness | None = None  # told when a study's daemon starts (GET /readyz)
 
 
 def _plain(value: Any) -> Any:
@@ -107,6 +109,8 @@ async def run_study(spec: Mapping[str, Any], name: str, namespace: str, uid: str
     key = (namespace, name)
     restart = handlers.restarts.setdefault(key, asyncio.Event())
     handlers.specs.setdefault(key, (_plain(spec), meta.get("generation")))
+    if handlers.readiness is not None:
+        handlers.readiness.daemon_started(key)
     try:
         while not stopped:
             restart.clear()

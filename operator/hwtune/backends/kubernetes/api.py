@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
@@ -28,6 +28,7 @@ LABEL_LOG = "hwtune.io/log"
 LABEL_CHUNK = "hwtune.io/log-chunk"
 LOG_WRITER = "hwtune.io/log-writer"  # annotation: <holder>#<incarnation> that last wrote a chunk
 LIST_PAGE = 500  # objects per LIST page (study-sized lists: trials, log chunks)
+STUDY_PAGE = 50  # TuningStudies per LIST page (each up to ~100 KiB)
 T = TypeVar("T")
 
 
@@ -293,6 +294,32 @@ class KubeApi:
         pods = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
         return len(jobs.items) + len(pods.items)
 
+    async def list_study_keys(self, namespaces: tuple[str, ...] = (),
+                              match: Callable[[str], bool] | None = None) -> set[tuple[str, str]]:
+        """(namespace, name) of every TuningStudy not being deleted: in ``namespaces`` (plain
+        names, one listing each) or, with none, cluster-wide filtered by ``match``."""
+        async def listed(list_fn: Callable[..., Any], *args: Any) -> set[tuple[str, str]]:
+            keys: set[tuple[str, str]] = set()
+            token = None
+            while True:
+                listing = await self._call_plain(list_fn, GROUP, VERSION, *args, limit=STUDY_PAGE,
+                                                 **({"_continue": token} if token else {}))
+                for item in listing.get("items") or []:
+                    meta = item.get("metadata") or {}
+                    if not meta.get("deletionTimestamp") and (
+                            match is None or match(meta.get("namespace", ""))):
+                        keys.add((meta.get("namespace", ""), meta.get("name", "")))
+                token = (listing.get("metadata") or {}).get("continue")
+                if not token:
+                    return keys
+
+        if not namespaces:
+            return await listed(self.custom.list_cluster_custom_object, "tuningstudies")
+        keys: set[tuple[str, str]] = set()
+        for ns in namespaces:
+            keys |= await listed(self.custom.list_namespaced_custom_object, ns, "tuningstudies")
+        return keys
+
     # -- HardwarePools ------------------------------------------------------------------------
     async def list_pools(self) -> dict[str, dict[str, Any]]:
         listing = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION,
@@ -316,6 +343,17 @@ class KubeApi:
             log.debug("event %s on %s not posted: %s", reason, involved.get("name"), exc)
 
 
+class LogFence(Protocol):
+    """What fences the study log's writes (``StudyLease``)."""
+
+    @property
+    def writer(self) -> str: ...  # this replica's identity, stamped on every chunk it writes
+
+    def held(self) -> bool: ...  # the Lease is held and renewed in time: writes may go
+
+    def overdue(self) -> bool: ...  # held, but a renewal is late: writes wait
+
+
 class StudyLogStore:
     """``LogStore`` over ConfigMaps ``<study>-log-<chunk>`` (see ``log``).
 
@@ -326,7 +364,7 @@ class StudyLogStore:
 
     def __init__(self, api: KubeApi, namespace: str, study: str, study_uid: str) -> None:
         self.api, self.namespace, self.study, self.study_uid = api, namespace, study, study_uid
-        self.fence: Any = None  # StudyLease
+        self.fence: LogFence | None = None  # the study's StudyLease
         self._versions: dict[int, str] = {}  # chunk -> resourceVersion last read or written
         self.read_bytes = 0  # bytes of entries read (load timings)
 
@@ -334,7 +372,7 @@ class StudyLogStore:
         from hwtune.backends.kubernetes.log import LogFenced
 
         if self.fence is not None and not self.fence.held():
-            if getattr(self.fence, "overdue", lambda: False)():
+            if self.fence.overdue():
                 from hwtune.backends.kubernetes.lease import LeaseOverdue
 
                 # Retried by the log's writer: the answers wait, nothing is lost.
@@ -349,7 +387,8 @@ class StudyLogStore:
                                                   self._name(index), self.namespace))
         meta = cm.get("metadata") or {}
         data = cm.get("data") or {}
-        if (meta.get("annotations") or {}).get(LOG_WRITER) == getattr(self.fence, "writer", "") \
+        writer = self.fence.writer if self.fence is not None else ""
+        if (meta.get("annotations") or {}).get(LOG_WRITER) == writer \
                 and all(data.get(k) == v for k, v in entries.items()):
             self._versions[index] = meta["resourceVersion"]
             return True
