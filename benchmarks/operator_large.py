@@ -199,6 +199,7 @@ def run_study(cfg: scale.ScaleConfig, cluster: LocalCluster, *, log_dir: Path | 
     if split is not None:
         result.load_split = split
     result.lease_wait_seconds = _lease_wait(log_dir / "operator-2.log")
+    result.loaded_seconds = _loaded_after_start(log_dir / "operator-2.log")
     result.loads, result.replay_differences = _log_counts(log_dir / "operator-2.log")
     result.lease_overdue = _lease_counts(*sorted(log_dir.glob("operator-*.log")))
     return result
@@ -210,6 +211,18 @@ def _stamp(line: str) -> float | None:
             float("0." + line[21:24])
     except ValueError:
         return None
+
+
+def _loaded_after_start(path: Path) -> float | None:
+    """Seconds from the restarted operator's first log line to its "study ... loaded" line
+    (the Lease wait included)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    first = next((_stamp(x) for x in lines if _stamp(x) is not None), None)
+    loaded = next((_stamp(x) for x in lines if LOADED.search(x)), None)
+    return loaded - first if first is not None and loaded is not None else None
 
 
 def _lease_wait(path: Path) -> float | None:
