@@ -334,7 +334,7 @@ class StudyRunner:
         log.info("study %s/%s loaded: %d events, %d trials, %d log chunks (%d bytes); "
                  "seconds: read %.2f, parse %.2f, rebuild %.2f, cluster state %.2f, total %.2f",
                  self.namespace, self.name, len(loaded.events), len(self.study.trials),
-                 loaded.chunk + 1, getattr(store, "read_bytes", 0), *self.load_seconds.values())
+                 len(loaded.sizes), getattr(store, "read_bytes", 0), *self.load_seconds.values())
 
     async def _restore_missing_trials(self) -> None:
         """Every logged trial gets its TuningTrial. An active one's re-run launch intent creates
