@@ -11,6 +11,7 @@ trainer by replaying benchmarks/tables/digits-quick.jsonl through the operator's
     python benchmarks/operator_scale.py --quick            # CI size, < 60 s on a warm cluster
     python benchmarks/operator_scale.py --goal             # issue 8's latency/launch goal:
                                                            # 1,000 running trials, 500 nodes
+    python benchmarks/operator_scale.py --goal --repeat 3  # three runs: medians, runs at goal
     python benchmarks/operator_scale.py                    # 1,000 concurrent trials, 500 nodes
     python benchmarks/operator_scale.py --trials 20000 --parallel 1000 --level-seconds 20
     python benchmarks/operator_scale.py --trainer-only --parallel 1000   # the harness alone
@@ -1071,6 +1072,46 @@ def format_result(r: Result) -> str:
     return "\n".join(lines)
 
 
+def _wait_namespaces_gone(cluster: LocalCluster, timeout: float = 900.0) -> None:
+    """Until the runs' namespaces are deleted: the next run must not share the API server with
+    the deletion of the last one's thousands of objects."""
+    def gone() -> bool:
+        return not any(n["metadata"]["name"].startswith("opscale-")
+                       for n in cluster.get_json("namespaces")["items"])
+    started = time.monotonic()
+    cluster.wait_for(gone, timeout, "the last run's namespace to be deleted", interval=2.0)
+    print(f"(the last run's namespace deleted in {time.monotonic() - started:.0f}s)", flush=True)
+
+
+# (label, Result field, goal, reached) for --repeat's summary.
+SUMMARY = (
+    ("launches/s while ramping", "launches_per_second_ramp", "> 20",
+     lambda v: v > GOALS["launches_per_second"]),
+    ("report-to-decision p99, whole window (ms)", "p99_ms", "< 200",
+     lambda v: v < GOALS["p99_ms"]),
+    (f"report p99 at >= {AT_LOAD:.0%} of parallel (ms)", "at_load_p99_ms", "< 200",
+     lambda v: v < GOALS["p99_ms"]),
+    ("report-to-decision p50 (ms)", "p50_ms", "", None),
+    ("API server write p99 (ms)", "api_write_p99_ms", "", None),
+    ("peak concurrent trials", "peak_concurrent", "1,000", lambda v: v >= 1000),
+)
+
+
+def format_summary(results: list[Result]) -> str:
+    """Each goal's value per run, the median, and how many runs reached it."""
+    lines = [f"operator scale, {len(results)} runs of the same study on the same cluster:",
+             f"  {'measure':<44} {'runs':<30} {'median':>8} {'goal':>6} {'reached':>8}"]
+    for label, name, goal, reached in SUMMARY:
+        values = [getattr(r, name) for r in results if getattr(r, name) is not None]
+        if not values:
+            continue
+        runs = " ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in values)
+        count = f"{sum(1 for v in values if reached(v))}/{len(values)}" if reached else ""
+        lines.append(f"  {label:<44} {runs:<30} {statistics.median(values):>8.1f} {goal:>6} "
+                     f"{count:>8}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = parser.add_mutually_exclusive_group()
@@ -1109,9 +1150,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave the study's namespace for a look afterwards")
     parser.add_argument("--keep-nodes", action="store_true",
                         help="leave the pool's KWOK nodes for the next run (with --keep-cluster)")
-    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the study this many times on the same cluster and nodes, "
+                             "then print each goal's median and how many runs reached it")
+    parser.add_argument("--json", type=Path, help="also write the result here (a list with "
+                        "--repeat)")
     parser.add_argument("--log-dir", type=Path, help="operator logs and checkpoints")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat: must be >= 1")
+    if args.repeat > 1 and args.trainer_only:
+        parser.error("--repeat: not with --trainer-only")
     # The SDK's retry warnings during the operator restart are expected; the result counts them.
     logging.getLogger("hwtune.trainer").setLevel(logging.ERROR)
     cfg = QUICK if args.quick else GOAL if args.goal else ScaleConfig()
@@ -1136,20 +1185,35 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster.from_env(args.cluster_name)
     started_here = not cluster.attached and not (cluster.kubeconfig.is_file() and cluster.is_up())
     cluster.up()
+    results: list[Result] = []
     try:
         if args.trainer_only:
-            result = run_trainer_only(cfg, cluster, log_dir=args.log_dir)
+            results.append(run_trainer_only(cfg, cluster, log_dir=args.log_dir))
         else:
-            result = run(cfg, cluster, log_dir=args.log_dir, keep_namespace=args.keep_namespace,
-                         keep_nodes=args.keep_nodes)
+            for i in range(args.repeat):
+                log_dir = args.log_dir / f"run-{i + 1}" if args.log_dir and args.repeat > 1 \
+                    else args.log_dir
+                # The nodes stay for the next run (making 500 KWOK nodes takes a while).
+                results.append(run(cfg, cluster, log_dir=log_dir,
+                                   keep_namespace=args.keep_namespace,
+                                   keep_nodes=args.keep_nodes or i < args.repeat - 1))
+                if args.repeat > 1:
+                    print(f"run {i + 1} of {args.repeat}:\n{format_result(results[-1])}",
+                          flush=True)
+                if _interrupted.is_set():
+                    break
+                if i < args.repeat - 1:
+                    _wait_namespaces_gone(cluster)
     finally:
         if started_here and not args.keep_cluster:
             cluster.down()
-    print(format_result(result))
+    print(format_result(results[0]) if len(results) == 1 else format_summary(results))
     if args.json:
-        args.json.write_text(json.dumps(asdict(result), indent=1))
-    ended = result.phase == "Completed" or (cfg.window is not None and result.phase == "Running")
-    return 0 if not result.errors and ended else 1
+        payload = asdict(results[0]) if args.repeat == 1 else [asdict(r) for r in results]
+        args.json.write_text(json.dumps(payload, indent=1))
+    ended = all(r.phase == "Completed" or (cfg.window is not None and r.phase == "Running")
+                for r in results)
+    return 0 if not any(r.errors for r in results) and ended else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from benchmarks.operator_scale import QUICK, format_result, run, run_trainer_only
+from benchmarks.operator_scale import (
+    QUICK,
+    Result,
+    format_result,
+    format_summary,
+    run,
+    run_trainer_only,
+)
 from hwtune.testing.cluster import LocalCluster
 
 
@@ -47,3 +54,16 @@ def test_operator_quick_runs_a_study_to_completion_through_a_restart(kube: Local
     # reports by the time they were sent: one sent after the last sample is in no row
     assert 0 < sum(r["reports"] for r in result.intervals) <= result.reports
     assert "CPU by process" in format_result(result) and "apisrv" in format_result(result)
+
+
+def test_repeated_runs_print_each_goals_median_and_how_many_runs_reached_it() -> None:
+    runs = [Result(config={}, cpus=2, launches_per_second_ramp=lps, p99_ms=p99,
+                   at_load_p99_ms=at_load, p50_ms=20.0, peak_concurrent=peak)
+            for lps, p99, at_load, peak in ((39.7, 254.9, 184.4, 1000), (18.0, 150.0, 170.0, 1000),
+                                             (30.0, 300.0, 250.0, 990))]
+    rows = {line[:46].strip(): line.split() for line in format_summary(runs).splitlines()[2:]}
+    assert rows["launches/s while ramping"][-4:] == ["30.0", ">", "20", "2/3"]  # median, goal
+    assert rows["report-to-decision p99, whole window (ms)"][-1] == "1/3"
+    assert rows["report p99 at >= 90% of parallel (ms)"][-1] == "2/3"
+    assert rows["peak concurrent trials"][-1] == "2/3"
+    assert "API server write p99 (ms)" not in rows  # measured in no run: no row
