@@ -65,6 +65,12 @@ class ScriptedStore:
         return {int(k[1:]) for c in self.chunks.values() for k in c}
 
 
+def start_writer(log: StudyLog, study) -> asyncio.Task:
+    """Attach ``log`` to the running loop, log ``study``'s events, start its writer."""
+    log.attach(asyncio.get_running_loop())
+    study.add_listener(log.append)
+    return asyncio.create_task(log.run())
+
 def test_a_slow_write_does_not_hold_the_answers_behind_it() -> None:
     """Write 0 takes 2 s; an event logged meanwhile is written by the other lane, together with
     write 0's events, and both answers go out at once."""
@@ -73,9 +79,7 @@ def test_a_slow_write_does_not_hold_the_answers_behind_it() -> None:
 
     async def main() -> float:
         log = StudyLog(store)
-        log.attach(asyncio.get_running_loop())
-        study.add_listener(log.append)
-        writer = asyncio.create_task(log.run())
+        writer = start_writer(log, study)
         study.start_next()
         first = log.last_seq
         await asyncio.sleep(0.05)  # write 0 is in flight
@@ -114,9 +118,7 @@ def test_never_a_gap_and_every_answered_event_stored_whatever_fails_or_is_cut() 
 
         async def main() -> None:
             log = StudyLog(store, chunk_bytes=1024, chunk_events=12)
-            log.attach(asyncio.get_running_loop())
-            study.add_listener(log.append)
-            writer = asyncio.create_task(log.run())
+            writer = start_writer(log, study)
 
             async def report() -> None:
                 study.start_next()
@@ -148,9 +150,7 @@ def test_never_a_gap_and_every_answered_event_stored_whatever_fails_or_is_cut() 
 
         async def again() -> None:
             log = StudyLog(store, loaded, chunk_bytes=1024, chunk_events=12)
-            log.attach(asyncio.get_running_loop())
-            resumed.add_listener(log.append)
-            writer = asyncio.create_task(log.run())
+            writer = start_writer(log, resumed)
             for _ in range(10):
                 resumed.start_next()
             await asyncio.wait_for(log.durable(log.last_seq), 5)
@@ -170,9 +170,7 @@ def test_open_chunks_are_the_last_of_each_lane_and_new_chunks_keep_their_lane() 
 
     async def main() -> None:
         log = StudyLog(store, chunk_bytes=600, chunk_events=4)
-        log.attach(asyncio.get_running_loop())
-        study.add_listener(log.append)
-        writer = asyncio.create_task(log.run())
+        writer = start_writer(log, study)
         for _ in range(30):
             study.start_next()
             await asyncio.sleep(0)
@@ -201,9 +199,7 @@ def test_any_chunk_size_rebuilds_exactly(chunk_bytes: int) -> None:
 
     async def main() -> None:
         log = StudyLog(store, chunk_bytes=chunk_bytes)
-        log.attach(asyncio.get_running_loop())
-        study.add_listener(log.append)
-        writer = asyncio.create_task(log.run())
+        writer = start_writer(log, study)
         for i in range(200):
             study.start_next()
             if i % 7 == 0:
@@ -369,9 +365,7 @@ def test_a_stop_that_arrives_with_a_wake_up_still_stops_the_writer() -> None:
 
     async def main() -> None:
         log = StudyLog(store)
-        log.attach(asyncio.get_running_loop())
-        study.add_listener(log.append)
-        writer = asyncio.create_task(log.run())
+        writer = start_writer(log, study)
         study.start_next()
         await asyncio.wait_for(log.durable(log.last_seq), 2)  # write 0 failed, its lane waits
         await asyncio.sleep(0.02)
@@ -407,9 +401,7 @@ def test_deferred_writes_are_retried_quietly_and_promptly(caplog: pytest.LogCapt
         loop = asyncio.get_running_loop()
         store.open_at = loop.time() + 2.0
         log = StudyLog(store)
-        log.attach(loop)
-        study.add_listener(log.append)
-        writer = asyncio.create_task(log.run())
+        writer = start_writer(log, study)
         study.start_next()
         await asyncio.wait_for(log.durable(log.last_seq), 5)
         late = loop.time() - store.open_at
