@@ -105,6 +105,57 @@ def test_a_slow_write_does_not_hold_the_answers_behind_it() -> None:
     assert [e["seq"] for e in events] == list(range(len(events)))
 
 
+@pytest.mark.parametrize("hedge_after", [0.05, None])
+def test_a_slow_write_with_an_answer_waiting_is_hedged_on_another_lane(hedge_after) -> None:
+    """Write 0 takes 1 s and nothing else is logged: after ``hedge_after`` the same events go
+    out again on another lane, and the answer leaves when that copy is stored. Without
+    hedging it waits the whole second."""
+    store = ScriptedStore(delays=[1.0])
+    study = new_study()
+
+    async def main() -> float:
+        log = StudyLog(store, hedge_after=hedge_after)
+        writer = start_writer(log, study)
+        study.start_next()
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(log.durable(log.last_seq), 2.0)
+        took = asyncio.get_running_loop().time() - began
+        hedges = log.hedges
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        return took, hedges
+
+    took, hedges = asyncio.run(main())
+    if hedge_after is None:
+        assert took >= 0.9 and hedges == 0
+        return
+    assert took < 0.5 and hedges == 1, (took, hedges)
+    index, new, keys = store.writes[0]  # the copy, on its own lane, landed first
+    assert index % LANES == 1 and new and keys == [event_key(0)]
+
+
+def test_no_hedge_while_no_answer_waits() -> None:
+    """Slow writes alone are not hedged: nothing waits on them (extra writes cost the API
+    server), so the events are written once."""
+    store = ScriptedStore(default=0.2)
+    study = new_study()
+
+    async def main() -> int:
+        log = StudyLog(store)
+        writer = start_writer(log, study)
+        for _ in range(3):
+            study.start_next()
+        await asyncio.sleep(0.6)
+        assert log.durable_seq == log.last_seq
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        return log.hedges
+
+    assert asyncio.run(main()) == 0
+    stored = [k for _, _, keys in store.writes for k in keys]
+    assert len(stored) == len(set(stored))
+
+
 def test_never_a_gap_and_every_answered_event_stored_whatever_fails_or_is_cut() -> None:
     """Random write times and failures, the writer cancelled (the operator killed) at random
     moments: every event some answer waited for is stored, and the stored log always
