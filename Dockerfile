@@ -21,8 +21,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin hwtune
 COPY --from=build /wheels /wheels
-# Exact pins come from the wheel's metadata (pyproject.toml).
-RUN pip install --no-cache-dir "$(ls /wheels/hwtune-*.whl)[operator]" && rm -rf /wheels
+# The versions CI tests with (hack/constraints.txt): a new release of an unpinned transitive
+# dependency cannot change what the image runs.
+COPY hack/constraints.txt /tmp/constraints.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt "$(ls /wheels/hwtune-*.whl)[operator]" \
+    && rm -rf /wheels /tmp/constraints.txt
 USER 10001
 # reports, metrics, webhook: the chart's containerPorts
 EXPOSE 8080 9090 9443

@@ -37,6 +37,27 @@ def test_images_are_pinned_and_non_root(dockerfile):
     assert users and users[-1] == "10001"
 
 
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.surrogate"])
+def test_images_install_the_versions_ci_tests(dockerfile):
+    text = (REPO / dockerfile).read_text()
+    assert "COPY hack/constraints.txt /tmp/constraints.txt" in text
+    installs = [line for line in re.findall(r"pip install[^\n]*", text) if "hwtune-" in line]
+    assert installs and all("-c /tmp/constraints.txt" in line for line in installs), installs
+
+
+def test_trainer_image_pins_agree_with_the_constraints():
+    def pins(path: str) -> dict[str, str]:
+        found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (REPO / path).read_text(), flags=re.M)
+        return {name.lower(): version for name, version in found}
+
+    constraints = pins("hack/constraints.txt")
+    trainer = pins("trainer_image/requirements.txt")
+    torch = re.search(r"torch==(\S+)", (REPO / "trainer_image/Dockerfile").read_text())
+    assert trainer and torch
+    trainer["torch"] = torch.group(1)
+    assert {k: v for k, v in trainer.items() if constraints.get(k) != v} == {}
+
+
 def _exposed(dockerfile: str) -> set[int]:
     text = (REPO / dockerfile).read_text()
     return {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, flags=re.M) for p in line.split()}

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, Protocol, TypeVar
+from typing import Any, AsyncIterator, Callable, Mapping, Protocol, TypeVar
 
 from hwtune.backends.kubernetes.hotstats import STATS
 from hwtune.backends.kubernetes.manifests import LABEL_STUDY, LABEL_TRIAL
@@ -134,6 +134,20 @@ class KubeApi:
 
         return await self._call(call, _pool=_pool, _name=_call_name(fn, args))
 
+    async def pages(self, fn: Callable[..., Any], *args: Any, limit: int = LIST_PAGE,
+                    **kwargs: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        """A paged LIST, one page of items (plain JSON) at a time: a caller keeps what it
+        reads of each page, never every whole object at once (20,000 TuningTrials are ~60 MB)."""
+        token = None
+        while True:
+            listing = await self._call_plain(fn, *args, limit=limit, **kwargs,
+                                             **({"_continue": token} if token else {}))
+            token = (listing.get("metadata") or {}).get("continue")
+            yield listing.get("items") or []
+            del listing
+            if not token:
+                return
+
     def _plain(self, obj: Any) -> dict[str, Any]:
         return obj if isinstance(obj, dict) else self.client.sanitize_for_serialization(obj)
 
@@ -177,22 +191,16 @@ class KubeApi:
         uid, spec.trialId, status phase and resource), read in pages: 20,000 whole TuningTrials
         are ~60 MB of JSON, never held at once."""
         items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            listing = await self._call_plain(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace,
-                "tuningtrials", label_selector=f"{LABEL_STUDY}={study}", limit=LIST_PAGE,
-                **({"_continue": token} if token else {}))
-            for item in listing.get("items") or []:
+        async for page in self.pages(self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                                     namespace, "tuningtrials",
+                                     label_selector=f"{LABEL_STUDY}={study}"):
+            for item in page:
                 meta, status = item.get("metadata") or {}, item.get("status") or {}
                 items.append({
                     "metadata": {"name": meta.get("name"), "uid": meta.get("uid")},
                     "spec": {"trialId": (item.get("spec") or {}).get("trialId")},
                     "status": {k: status[k] for k in ("phase", "resource") if k in status}})
-            token = (listing.get("metadata") or {}).get("continue")
-            del listing  # one page of whole objects at a time
-            if not token:
-                return items
+        return items
 
     # -- Secrets ------------------------------------------------------------------------------
     async def create_secret(self, body: Mapping[str, Any]) -> None:
@@ -262,18 +270,10 @@ class KubeApi:
         if trial is not None:
             selector += f",{LABEL_TRIAL}={trial}"
         items: list[dict[str, Any]] = []
-        token = None
-        while True:
-            listing = await self._call_plain(fn, namespace, limit=LIST_PAGE,
-                                             label_selector=selector,
-                                             **({"_continue": token} if token else {}))
+        async for page in self.pages(fn, namespace, label_selector=selector):
             items.extend({"kind": kind, "metadata": item.get("metadata") or {},
-                          "status": item.get("status") or {}}
-                         for item in listing.get("items") or [])
-            token = (listing.get("metadata") or {}).get("continue")
-            del listing
-            if not token:
-                return items
+                          "status": item.get("status") or {}} for item in page)
+        return items
 
     async def delete_study_objects(self, namespace: str, study: str) -> None:
         """Jobs (with their pods) of a study, now; the GC would do it later. Token Secrets are
@@ -300,18 +300,13 @@ class KubeApi:
         names, one listing each) or, with none, cluster-wide filtered by ``match``."""
         async def listed(list_fn: Callable[..., Any], *args: Any) -> set[tuple[str, str]]:
             keys: set[tuple[str, str]] = set()
-            token = None
-            while True:
-                listing = await self._call_plain(list_fn, GROUP, VERSION, *args, limit=STUDY_PAGE,
-                                                 **({"_continue": token} if token else {}))
-                for item in listing.get("items") or []:
+            async for page in self.pages(list_fn, GROUP, VERSION, *args, limit=STUDY_PAGE):
+                for item in page:
                     meta = item.get("metadata") or {}
                     if not meta.get("deletionTimestamp") and (
                             match is None or match(meta.get("namespace", ""))):
                         keys.add((meta.get("namespace", ""), meta.get("name", "")))
-                token = (listing.get("metadata") or {}).get("continue")
-                if not token:
-                    return keys
+            return keys
 
         if not namespaces:
             return await listed(self.custom.list_cluster_custom_object, "tuningstudies")
@@ -443,21 +438,16 @@ class StudyLogStore:
         """Every chunk, by one paged LIST by label (not a GET per chunk), as plain JSON."""
         core = self.api.core
         chunks: list[tuple[int, Mapping[str, str]]] = []
-        token = None
-        while True:
-            listing = await self.api._call_plain(
+        async for page in self.api.pages(
                 core.list_namespaced_config_map, self.namespace, limit=100,
-                label_selector=f"{LABEL_STUDY}={self.study},{LABEL_LOG}=true",
-                **({"_continue": token} if token else {}))
-            for cm in listing.get("items") or []:
+                label_selector=f"{LABEL_STUDY}={self.study},{LABEL_LOG}=true"):
+            for cm in page:
                 meta = cm.get("metadata") or {}
                 index = int((meta.get("labels") or {}).get(LABEL_CHUNK, "0"))
                 chunks.append((index, cm.get("data") or {}))
                 self._versions[index] = meta.get("resourceVersion")
                 self.read_bytes += sum(len(v) for v in (cm.get("data") or {}).values())
-            token = (listing.get("metadata") or {}).get("continue")
-            if not token:
-                return chunks
+        return chunks
 
     async def write_chunk(self, index: int, entries: Mapping[str, str], *, new: bool) -> None:
         from hwtune.backends.kubernetes.manifests import owner_reference
