@@ -1075,19 +1075,19 @@ def format_result(r: Result) -> str:
 def _wait_namespaces_gone(cluster: LocalCluster, timeout: float = 900.0) -> None:
     """Until the runs' namespaces are deleted: the next run must not share the API server with
     the deletion of the last one's thousands of objects."""
-    def gone() -> bool:
-        left = [n["metadata"]["name"] for n in cluster.get_json("namespaces")["items"]
+    def left() -> list[str]:
+        return [n["metadata"]["name"] for n in cluster.get_json("namespaces")["items"]
                 if n["metadata"]["name"].startswith("opscale-")]
-        for namespace in left:
-            # A run measured for a window stops its operator with the study still running: the
-            # study's finalizer has nobody to remove it, so the namespace would never go.
-            for study in cluster.get_json("tuningstudies", namespace=namespace)["items"]:
-                cluster.kubectl("-n", namespace, "patch", "tuningstudy",
-                                study["metadata"]["name"], "--type=merge",
-                                "-p", '{"metadata":{"finalizers":null}}', check=False)
-        return not left
+
+    # A run measured for a window stops its operator with the study still running: the study's
+    # finalizer has nobody to remove it, so its namespace would never go.
+    for namespace in left():
+        for study in cluster.get_json("tuningstudies", namespace=namespace)["items"]:
+            cluster.kubectl("-n", namespace, "patch", "tuningstudy", study["metadata"]["name"],
+                            "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
     started = time.monotonic()
-    cluster.wait_for(gone, timeout, "the last run's namespace to be deleted", interval=2.0)
+    cluster.wait_for(lambda: not left(), timeout, "the last run's namespace to be deleted",
+                     interval=2.0)
     print(f"(the last run's namespace deleted in {time.monotonic() - started:.0f}s)", flush=True)
 
 
