@@ -172,6 +172,11 @@ def _measure_objects(cluster: LocalCluster, namespace: str, result: LargeResult,
 # -- run: a whole study with a SIGKILL late in it ----------------------------------------------
 
 
+# The seeded run polls the operator's log for its "loaded" line this often: that time is known
+# to this resolution (the first decision's, from a Job watch, is not polled).
+POLL_S = 0.05
+
+
 def run_study(cfg: scale.ScaleConfig, cluster: LocalCluster, *, log_dir: Path | None = None,
               progress: bool = True) -> LargeResult:
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="hwtune-oplarge-"))
@@ -395,7 +400,7 @@ def run_seeded(cfg: scale.ScaleConfig, cluster: LocalCluster, *, extra: int = 20
             if operator.process is not None and operator.process.poll() is not None:
                 result.errors.append(f"operator exited with {operator.process.returncode}")
                 break
-            time.sleep(0.05)
+            time.sleep(POLL_S)
         else:
             result.errors.append(f"no decision within {cfg.timeout:g}s of the start")
         result.load_split = _loaded_line(log_file) or {}
