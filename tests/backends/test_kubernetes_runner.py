@@ -611,3 +611,35 @@ def test_a_failed_trials_job_is_kept_for_its_logs() -> None:
     runner, name, tid = asyncio.run(main())
     assert runner.study.trial(tid).phase.value == "Failed"
     assert ("Job", name) in kube.objects and kube.secrets(tid)
+
+
+class LateStatusKube(FakeKube):
+    """A status patch that is not final takes 0.2 s and lands even if its caller is cancelled,
+    as a request already sent from a worker thread does."""
+
+    async def patch_study_status(self, namespace: str, name: str, status) -> None:
+        snapshot = json.loads(json.dumps(status))
+
+        async def land() -> None:
+            if snapshot.get("phase") != "Completed":
+                await asyncio.sleep(0.2)
+            self.study_status = snapshot
+
+        await asyncio.shield(asyncio.ensure_future(land()))
+
+
+def test_the_final_status_is_never_overtaken_by_a_status_write_in_flight() -> None:
+    """The status task's patch still in flight when the study ends must not land after the
+    final one: the study would stay Running for ever (seen once on the cluster, where the
+    standby that took a finished study over wrote Running and Completed at the same time)."""
+    kube = LateStatusKube()
+    trainers = FakeTrainers(kube)
+
+    async def main() -> None:
+        runner = make_runner(kube)
+        task = await play(kube, trainers, runner)
+        await task
+        await asyncio.sleep(0.5)  # every write in flight has landed
+
+    asyncio.run(main())
+    assert kube.study_status["phase"] == "Completed", kube.study_status.get("phase")

@@ -163,6 +163,10 @@ class StudyRunner:
         self._trial_written: dict[int, tuple[float, str | None]] = {}
         self._last_status: dict[str, Any] | None = None
         self._status_key: tuple[Any, ...] | None = None
+        # Status writes one at a time: the status task's patch still in flight (its thread is
+        # not cancelled with the task) must not land after the final one and undo Completed.
+        self._view_lock = asyncio.Lock()
+        self._status_final = False
         self.load_seconds: dict[str, float] = {}
         self._lease_keeper: asyncio.Task[None] | None = None
         self._status_next = 0.0
@@ -1020,6 +1024,14 @@ class StudyRunner:
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def _write_status(self, *, final: bool = False) -> None:
+        async with self._view_lock:
+            if self._status_final and not final:
+                return  # the final status is written: nothing may replace it
+            await self._write_status_now(final=final)
+            if final:
+                self._status_final = True
+
+    async def _write_status_now(self, *, final: bool) -> None:
         # The summary (the front over every trial) is computed under the engine lock: 0.2 s at
         # 20,000 trials. Only when the log moved, and at most every ~20x its cost, so the lock
         # stays free for reports (the status is a view; the log is the record).
@@ -1059,6 +1071,10 @@ class StudyRunner:
         return now - written[0] >= self.trial_status_interval
 
     async def _write_trials(self, *, final: bool = False) -> None:
+        async with self._view_lock:  # a final trial status is never overtaken either
+            await self._write_trials_now(final=final)
+
+    async def _write_trials_now(self, *, final: bool) -> None:
         now = time.monotonic()
         dirty = [t for t in self._dirty if t in self._trial_uids
                  and (final or self._trial_status_due(t, now))]
