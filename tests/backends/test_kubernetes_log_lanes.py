@@ -71,6 +71,7 @@ def start_writer(log: StudyLog, study) -> asyncio.Task:
     study.add_listener(log.append)
     return asyncio.create_task(log.run())
 
+
 def test_a_slow_write_does_not_hold_the_answers_behind_it() -> None:
     """Write 0 takes 2 s; an event logged meanwhile is written by the other lane, together with
     write 0's events, and both answers go out at once."""
